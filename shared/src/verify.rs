@@ -1,0 +1,329 @@
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Validation;
+use jsonwebtoken::errors::ErrorKind;
+use serde::Deserialize;
+
+use crate::{Claims, DownloadName, Jti, MAX_TOKEN_BYTES, StorageKey, TOKEN_TYPE, VerifyingKey};
+
+/// What a verifier accepts besides a good signature.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The only accepted `iss`.
+    pub issuer: String,
+    /// The only accepted `aud`.
+    pub audience: String,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds. Small on purpose:
+    /// jsonwebtoken's default of 60 s would double a one-minute link's life.
+    pub leeway: u64,
+    /// Longest accepted `exp - iat`, in seconds: a leaked or misconfigured minter cannot
+    /// hand out long-lived links.
+    pub max_lifetime: u64,
+    /// Tokens issued (`iat`) before this moment are refused: set by a download server whose
+    /// burn store forgot what it burned (memory store after a restart).
+    pub not_issued_before: Option<u64>,
+}
+
+impl Policy {
+    pub const DEFAULT_LEEWAY: u64 = 5;
+    pub const DEFAULT_MAX_LIFETIME: u64 = 300;
+
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Policy {
+        Policy {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: Self::DEFAULT_LEEWAY,
+            max_lifetime: Self::DEFAULT_MAX_LIFETIME,
+            not_issued_before: None,
+        }
+    }
+}
+
+/// Why a token was refused. Only [`TokenError::Expired`] is worth telling a user apart (their
+/// link is simply old); every other case is "this is not a valid link".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    #[error("token is not a compact JWS")]
+    Malformed,
+    #[error("token type is not {TOKEN_TYPE}")]
+    WrongType,
+    #[error("token header carries critical extensions")]
+    CriticalHeader,
+    #[error("token names no known key")]
+    UnknownKey,
+    #[error("token algorithm does not match its key")]
+    WrongAlgorithm,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token audience is wrong")]
+    WrongAudience,
+    #[error("token issuer is wrong")]
+    WrongIssuer,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token lives longer than allowed")]
+    LifetimeTooLong,
+    #[error("token was issued before this server started")]
+    IssuedBeforeStart,
+    #[error("token claims are invalid: {0}")]
+    BadClaims(&'static str),
+    #[error("token has expired")]
+    Expired,
+}
+
+/// A verified token: what it grants, as domain types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub jti: Jti,
+    pub sub: String,
+    pub file: StorageKey,
+    pub name: DownloadName,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The header fields we read. Others (`jku`, `jwk`, `x5u`, `x5c`...) are ignored: a key is
+/// never taken from the token itself (RFC 8725 section 3.10). Duplicate fields fail to parse.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+struct KeyEntry {
+    key: VerifyingKey,
+    validation: Validation,
+}
+
+/// The one validation function, with its keys and policy. Built once, shared by reference.
+pub struct Verifier {
+    keys: HashMap<String, KeyEntry>,
+    policy: Policy,
+}
+
+impl Verifier {
+    pub fn new(keys: impl IntoIterator<Item = VerifyingKey>, policy: Policy) -> Verifier {
+        let keys = keys
+            .into_iter()
+            .map(|key| {
+                // One algorithm per key, fixed here: the header's `alg` never chooses.
+                let mut v = Validation::new(key.alg.jwt());
+                v.leeway = policy.leeway;
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                v.validate_aud = true;
+                v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+                v.set_audience(&[&policy.audience]);
+                v.set_issuer(&[&policy.issuer]);
+                (
+                    key.kid.clone(),
+                    KeyEntry {
+                        key,
+                        validation: v,
+                    },
+                )
+            })
+            .collect();
+        Verifier { keys, policy }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Checks a token and returns what it grants. Refuses, in order: oversized or malformed
+    /// input, a wrong `typ`, `crit` headers, an unknown `kid`, an `alg` other than the key's,
+    /// a bad signature, wrong `aud`/`iss`, expiry/`nbf` beyond the leeway, a missing or
+    /// ill-typed claim, a lifetime over the maximum, and a token issued before
+    /// `not_issued_before`.
+    pub fn verify(&self, token: &str) -> Result<Grant, TokenError> {
+        self.verify_at(token, crate::unix_now())
+    }
+
+    fn verify_at(&self, token: &str, now: u64) -> Result<Grant, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(TokenError::Malformed);
+        }
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenError::Malformed)?;
+        let header: RawHeader =
+            serde_json::from_slice(&header).map_err(|_| TokenError::Malformed)?;
+        if !header.typ.as_deref().is_some_and(is_download_type) {
+            return Err(TokenError::WrongType);
+        }
+        if header.crit.is_some() {
+            // We understand no extension, so any `crit` must be refused (RFC 7515 4.1.11).
+            return Err(TokenError::CriticalHeader);
+        }
+        let entry = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        if header.alg != entry.key.alg.as_str() {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &entry.key.decoding, &entry.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                ErrorKind::Json(_)
+                | ErrorKind::MissingRequiredClaim(_)
+                | ErrorKind::InvalidClaimFormat(_) => TokenError::BadClaims("missing or ill-typed"),
+                _ => TokenError::Malformed,
+            })?
+            .claims;
+        self.check_claims(claims, now)
+    }
+
+    fn check_claims(&self, c: Claims, now: u64) -> Result<Grant, TokenError> {
+        let p = &self.policy;
+        if c.exp.saturating_sub(c.iat) > p.max_lifetime {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        if c.iat > now + p.leeway {
+            return Err(TokenError::NotYetValid);
+        }
+        if p
+            .not_issued_before
+            .is_some_and(|start| c.iat + p.leeway < start)
+        {
+            return Err(TokenError::IssuedBeforeStart);
+        }
+        Ok(Grant {
+            jti: Jti::parse(&c.jti).map_err(|_| TokenError::BadClaims("jti"))?,
+            file: StorageKey::parse(&c.file).map_err(|_| TokenError::BadClaims("file"))?,
+            name: DownloadName::parse(&c.name).map_err(|_| TokenError::BadClaims("name"))?,
+            sub: c.sub,
+            iat: c.iat,
+            exp: c.exp,
+        })
+    }
+}
+
+/// `typ` is a media type and compared case-insensitively, with or without the
+/// `application/` prefix (RFC 7515 section 4.1.9).
+fn is_download_type(typ: &str) -> bool {
+    let t = typ.strip_prefix("application/").unwrap_or(typ);
+    t.eq_ignore_ascii_case(TOKEN_TYPE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Algorithm, SigningKey};
+
+    fn setup(alg: Algorithm) -> (SigningKey, Verifier) {
+        let key = SigningKey::generate(alg);
+        let verifier = Verifier::new(
+            [key.verifying_key().clone()],
+            Policy::new("https://app", "https://dl"),
+        );
+        (key, verifier)
+    }
+
+    fn claims(now: u64, ttl: u64) -> Claims {
+        Claims::new(
+            "https://app",
+            "https://dl",
+            "u1",
+            &StorageKey::parse("abc").unwrap(),
+            &DownloadName::parse("a.txt").unwrap(),
+            now,
+            ttl,
+        )
+    }
+
+    #[test]
+    fn a_minted_token_verifies_for_both_algorithms() {
+        for alg in [Algorithm::EdDSA, Algorithm::HS256] {
+            let (key, verifier) = setup(alg);
+            let c = claims(crate::unix_now(), 60);
+            let grant = verifier.verify(&key.mint(&c).unwrap()).unwrap();
+            assert_eq!(grant.jti.as_str(), c.jti);
+            assert_eq!(grant.file.as_str(), "abc");
+        }
+    }
+
+    #[test]
+    fn time_claims_are_checked_with_a_small_leeway() {
+        let (key, verifier) = setup(Algorithm::EdDSA);
+        let now = crate::unix_now();
+        let mut c = claims(now - 100, 60);
+        c.exp = now - 6;
+        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::Expired));
+        c.exp = now - 3; // inside the 5 s leeway
+        assert!(verifier.verify(&key.mint(&c).unwrap()).is_ok());
+
+        let mut c = claims(now, 60);
+        c.nbf = now + 30;
+        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::NotYetValid));
+
+        let c = claims(now, 301);
+        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::LifetimeTooLong));
+    }
+
+    #[test]
+    fn a_token_from_before_start_is_refused_when_asked() {
+        let key = SigningKey::generate(Algorithm::EdDSA);
+        let mut policy = Policy::new("https://app", "https://dl");
+        let now = crate::unix_now();
+        policy.not_issued_before = Some(now);
+        let verifier = Verifier::new([key.verifying_key().clone()], policy);
+        let c = claims(now - 30, 60);
+        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::IssuedBeforeStart));
+        assert!(verifier.verify(&key.mint(&claims(now, 60)).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_other_keys_algorithm_is_refused() {
+        let ed = SigningKey::generate(Algorithm::EdDSA);
+        let hs = SigningKey::generate(Algorithm::HS256);
+        let verifier = Verifier::new(
+            [ed.verifying_key().clone()],
+            Policy::new("https://app", "https://dl"),
+        );
+        let token = hs.mint(&claims(crate::unix_now(), 60)).unwrap();
+        assert_eq!(verifier.verify(&token), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn shape_errors_come_before_any_crypto() {
+        let (_, verifier) = setup(Algorithm::EdDSA);
+        assert_eq!(verifier.verify(&"a".repeat(5000)), Err(TokenError::TooLarge));
+        assert_eq!(verifier.verify("a.b"), Err(TokenError::Malformed));
+        assert_eq!(verifier.verify("a.b.c.d.e"), Err(TokenError::Malformed));
+        assert_eq!(verifier.verify("a b.c.d"), Err(TokenError::Malformed));
+        assert_eq!(verifier.verify("e30=.e30.e30"), Err(TokenError::Malformed));
+    }
+}
