@@ -214,10 +214,8 @@ impl Verifier {
         if c.iat > now + p.leeway {
             return Err(TokenError::NotYetValid);
         }
-        if p
-            .not_issued_before
-            .is_some_and(|start| c.iat + p.leeway < start)
-        {
+        // No leeway here: a token burned in the last seconds before a restart must stay dead.
+        if p.not_issued_before.is_some_and(|start| c.iat < start) {
             return Err(TokenError::IssuedBeforeStart);
         }
         Ok(Grant {

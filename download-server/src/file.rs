@@ -1,0 +1,237 @@
+//! Opening a stored file and describing how to send it: the byte range, the headers and the
+//! body stream. Pure functions here ([`parse_range`], [`content_disposition`]) are fuzzed.
+
+use std::fmt::Write as _;
+use std::io::SeekFrom;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use shared::StorageKey;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+/// An open stored file and its size, taken from the same open handle so a file replaced
+/// after opening is still read whole from the old inode.
+pub struct StoredFile {
+    file: tokio::fs::File,
+    pub size: u64,
+}
+
+/// Opens `<root>/<key>`. `None` when there is no such regular file. The key cannot name
+/// anything outside `root` ([`StorageKey`] has no separator, no dot, no NUL), and open plus
+/// stat happen in one blocking-pool hop.
+pub async fn open(root: &Path, key: &StorageKey) -> std::io::Result<Option<StoredFile>> {
+    let path = root.join(key.as_str());
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        Ok::<_, std::io::Error>((file, meta))
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    match opened {
+        Ok((file, meta)) if meta.is_file() => Ok(Some(StoredFile {
+            file: tokio::fs::File::from_std(file),
+            size: meta.len(),
+        })),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl StoredFile {
+    /// The bytes of `range` (inclusive), `buffer` bytes per read.
+    pub async fn stream(mut self, range: ByteRange, buffer: usize) -> std::io::Result<FileStream> {
+        if range.start > 0 {
+            self.file.seek(SeekFrom::Start(range.start)).await?;
+        }
+        let len = range.len();
+        Ok(FileStream {
+            inner: ReaderStream::with_capacity(self.file.take(len), buffer),
+            sent: 0,
+        })
+    }
+}
+
+/// The body: file bytes, counting what was sent so the caller can log partial transfers.
+pub struct FileStream {
+    inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
+    pub sent: u64,
+}
+
+impl Stream for FileStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.sent += chunk.len() as u64;
+        }
+        polled
+    }
+}
+
+/// A byte range within a file: `start..end`, end exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn whole(size: u64) -> ByteRange {
+        ByteRange { start: 0, end: size }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// The `Content-Range` value for a 206 (RFC 9110 section 14.4: inclusive last byte).
+    pub fn content_range(&self, size: u64) -> String {
+        format!("bytes {}-{}/{size}", self.start, self.end - 1)
+    }
+}
+
+/// What a `Range` header asks of a file of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No range, or one we ignore (several ranges, bad syntax): send the whole file, 200.
+    Full,
+    /// One satisfiable range: 206.
+    Partial(ByteRange),
+    /// A well-formed single range outside the file: 416.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header value against a file of `size` bytes. Only single `bytes=` ranges
+/// are honoured; anything else is ignored, which RFC 9110 section 14.2 allows.
+pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Full;
+    };
+    let Some((first, last)) = spec.split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let number = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (start, end) = match (number(first), number(last)) {
+        // bytes=-N: the last N bytes.
+        (None, Some(n)) if first.is_empty() => {
+            if n == 0 || size == 0 {
+                return RangeRequest::Unsatisfiable;
+            }
+            (size.saturating_sub(n), size)
+        }
+        // bytes=A-
+        (Some(start), None) if last.is_empty() => (start, u64::MAX),
+        // bytes=A-B; B < A is invalid syntax, ignored.
+        (Some(start), Some(last)) if last >= start => (start, last.saturating_add(1)),
+        _ => return RangeRequest::Full,
+    };
+    if start >= size {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Partial(ByteRange {
+        start,
+        end: end.min(size),
+    })
+}
+
+/// RFC 8187 `attr-char`: what may stand unencoded in `filename*`.
+const ATTR_CHAR_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266
+/// section 4.3): old clients get a safe ASCII name, every current browser the real one.
+pub fn content_disposition(name: &str) -> String {
+    let mut out = String::with_capacity(32 + name.len() * 4);
+    out.push_str("attachment; filename=\"");
+    for c in name.chars() {
+        out.push(match c {
+            ' '..='~' if c != '"' && c != '\\' && c != '%' => c,
+            _ => '_',
+        });
+    }
+    out.push('"');
+    if !name.bytes().all(|b| b.is_ascii_graphic() || b == b' ') || name.contains(['"', '\\', '%'])
+    {
+        let _ = write!(
+            out,
+            "; filename*=UTF-8''{}",
+            utf8_percent_encode(name, ATTR_CHAR_ESCAPE)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partial(first: u64, last: u64) -> RangeRequest {
+        RangeRequest::Partial(ByteRange {
+            start: first,
+            end: last + 1,
+        })
+    }
+
+    #[test]
+    fn single_ranges_are_honoured() {
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), partial(0, 9));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), partial(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), partial(90, 99));
+        assert_eq!(parse_range(Some("bytes=-1000"), 100), partial(0, 99));
+        assert_eq!(parse_range(Some("bytes=50-5000"), 100), partial(50, 99));
+    }
+
+    #[test]
+    fn unsatisfiable_and_ignored_ranges() {
+        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), RangeRequest::Unsatisfiable);
+        for ignored in ["items=0-1", "bytes=0-1,5-6", "bytes=a-b", "bytes=5-1", "bytes=-", "bytes=1", "bytes=+1-2"] {
+            assert_eq!(parse_range(Some(ignored), 100), RangeRequest::Full, "{ignored}");
+        }
+        assert_eq!(parse_range(None, 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("bytes=99999999999999999999999-"), 100), RangeRequest::Full);
+    }
+
+    #[test]
+    fn disposition_has_an_ascii_fallback_and_the_real_name() {
+        assert_eq!(content_disposition("report.pdf"), "attachment; filename=\"report.pdf\"");
+        assert_eq!(
+            content_disposition("Résumé \"final\".pdf"),
+            "attachment; filename=\"R_sum_ _final_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf"
+        );
+        assert_eq!(
+            content_disposition("写真.jpg"),
+            "attachment; filename=\"__.jpg\"; filename*=UTF-8''%E5%86%99%E7%9C%9F.jpg"
+        );
+    }
+}

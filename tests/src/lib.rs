@@ -1,0 +1,279 @@
+//! Test harness: starts the real servers in-process on port 0 with a fresh data directory, and
+//! gives typed helpers to walk them as a browser, an API client or an attacker would.
+
+use std::path::{Path, PathBuf};
+
+use reqwest::{Client, Response, StatusCode, redirect};
+use serde_json::Value;
+use shared::{Algorithm, Claims, SigningKey};
+
+pub const ALICE: (&str, &str) = ("alice", "alice-password-1");
+pub const BOB: (&str, &str) = ("bob", "bob-password-22");
+
+/// One all-in-one app server (with its embedded download server) on ephemeral ports.
+pub struct TestApp {
+    pub app_url: String,
+    pub dl_url: String,
+    pub data_dir: PathBuf,
+    pub config: app_server::Config,
+    /// A client with no cookies, for download URLs and anonymous requests.
+    pub anon: Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The configuration `spawn` uses: loopback, port 0, its own data dir, SQLite there.
+pub fn test_config(data_dir: &Path) -> app_server::Config {
+    let mut config = app_server::Config::from_defaults();
+    config.bind = "127.0.0.1:0".parse().expect("literal address");
+    config.download_bind = "127.0.0.1:0".parse().expect("literal address");
+    config.data_dir = data_dir.to_owned();
+    config.database_url = Some(format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("app.db").display()
+    ));
+    config.public_url = None;
+    config.download_url = None;
+    config.demo_user = false;
+    config.alg = Algorithm::EdDSA;
+    config.issuer = "burnlink-app".into();
+    config.audience = "burnlink-download".into();
+    config
+}
+
+/// The all-in-one app with users alice and bob.
+pub async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Like [`spawn`], with the configuration adjusted first.
+pub async fn spawn_with(adjust: impl FnOnce(&mut app_server::Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    let mut app = start(config).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts an app server with exactly this configuration and creates alice and bob (if they
+/// do not exist yet in its database).
+pub async fn start(config: app_server::Config) -> TestApp {
+    let app = app_server::Application::build(config.clone())
+        .await
+        .expect("app server starts");
+    for (user, password) in [ALICE, BOB] {
+        let _ = app.create_user(user, password).await;
+    }
+    let app_url = format!("http://127.0.0.1:{}", app.port());
+    let dl_url = app.download_url().to_owned();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        app_url,
+        dl_url,
+        data_dir: config.data_dir.clone(),
+        config,
+        anon: client(),
+        _dir: None,
+    }
+}
+
+/// A client that keeps cookies and never follows redirects (tests look at each hop).
+pub fn client() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .build()
+        .expect("client builds")
+}
+
+/// A logged-in user: its own cookie jar and CSRF token.
+pub struct User {
+    pub client: Client,
+    pub csrf: String,
+    pub app_url: String,
+}
+
+/// A file as the API lists it.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+}
+
+impl TestApp {
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    /// Logs in over the JSON API, panicking unless it works.
+    pub async fn login(&self, (user, password): (&str, &str)) -> User {
+        let client = client();
+        let res = client
+            .post(format!("{}/api/login", self.app_url))
+            .json(&serde_json::json!({ "username": user, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(res.status(), StatusCode::OK, "login as {user}");
+        let body: Value = res.json().await.expect("login JSON");
+        User {
+            client,
+            csrf: body["csrf_token"].as_str().expect("csrf_token").to_owned(),
+            app_url: self.app_url.clone(),
+        }
+    }
+
+    /// The app's current signing key, read from the data dir as the app wrote it.
+    pub fn signing_key(&self) -> SigningKey {
+        match self.config.alg {
+            Algorithm::EdDSA => {
+                SigningKey::load(&self.data_dir.join("keys/ed25519.pem"), Algorithm::EdDSA)
+            }
+            Algorithm::HS256 => {
+                SigningKey::load(&self.data_dir.join("keys/hs256.key"), Algorithm::HS256)
+            }
+        }
+        .expect("signing key in the data dir")
+    }
+
+    /// Claims like the app's, for a file, valid from now for a minute.
+    pub fn claims(&self, storage_key: &str, name: &str) -> Claims {
+        let now = shared::unix_now();
+        Claims {
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            sub: "test".into(),
+            jti: shared::Jti::generate().as_str().to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            file: storage_key.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn mint(&self, claims: &Claims) -> String {
+        self.signing_key().mint(claims).expect("mint")
+    }
+
+    /// `GET <download server>/d/<token>` with no cookies.
+    pub async fn download(&self, token: &str) -> Response {
+        self.anon
+            .get(format!("{}/d/{token}", self.dl_url))
+            .send()
+            .await
+            .expect("download request")
+    }
+
+    /// The storage key of the only file in the data dir (uploaded files are never named by
+    /// their user name, so the test finds them by listing).
+    pub fn only_stored_file(&self) -> String {
+        let names = stored_files(&self.files_dir());
+        assert_eq!(names.len(), 1, "expected one stored file, found {names:?}");
+        names.into_iter().next().expect("one file")
+    }
+}
+
+/// Every entry of a directory (temporary files included), sorted.
+pub fn stored_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+impl User {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app_url)
+    }
+
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.url("/api/files"))
+            .header("X-CSRF-Token", &self.csrf)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Uploads and returns the file as the API answered it, panicking unless 201.
+    pub async fn upload_ok(&self, name: &str, bytes: Vec<u8>) -> FileInfo {
+        let res = self.upload(name, bytes).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "upload {name}");
+        let body: Value = res.json().await.expect("upload JSON");
+        FileInfo {
+            id: body["id"].as_str().expect("id").to_owned(),
+            name: body["name"].as_str().expect("name").to_owned(),
+            size: body["size"].as_u64().expect("size"),
+        }
+    }
+
+    pub async fn list(&self) -> Response {
+        self.client
+            .get(self.url("/api/files"))
+            .send()
+            .await
+            .expect("list request")
+    }
+
+    pub async fn link(&self, file_id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/api/files/{file_id}/link")))
+            .header("X-CSRF-Token", &self.csrf)
+            .send()
+            .await
+            .expect("link request")
+    }
+
+    /// Mints a link and returns its URL, panicking unless 201.
+    pub async fn link_url(&self, file_id: &str) -> String {
+        let res = self.link(file_id).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "link for {file_id}");
+        let body: Value = res.json().await.expect("link JSON");
+        body["url"].as_str().expect("url").to_owned()
+    }
+
+    pub async fn delete(&self, file_id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/api/files/{file_id}")))
+            .header("X-CSRF-Token", &self.csrf)
+            .send()
+            .await
+            .expect("delete request")
+    }
+
+    pub async fn logout(&self) -> Response {
+        self.client
+            .post(self.url("/api/logout"))
+            .header("X-CSRF-Token", &self.csrf)
+            .send()
+            .await
+            .expect("logout request")
+    }
+}
+
+/// The token part of a download URL.
+pub fn token_of(url: &str) -> &str {
+    url.rsplit_once("/d/").expect("a /d/ URL").1
+}
+
+/// The `error` code of a JSON error body.
+pub async fn error_code(res: Response) -> String {
+    let body: Value = res.json().await.expect("JSON error body");
+    body["error"].as_str().expect("error code").to_owned()
+}
+
+/// Some bytes that are not all alike, so a misplaced range shows.
+pub fn sample_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
