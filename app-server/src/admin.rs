@@ -1,0 +1,82 @@
+//! `app-server user …`: user management from the command line, against the same database
+//! and data directory as the server, without starting it.
+
+use std::path::PathBuf;
+
+use sqlx::AnyPool;
+
+use crate::config::{Config, UserCommand};
+use crate::error::{AppError, StartupError};
+use crate::users::{self, Password, Username};
+
+/// A connection to the app's database for administration.
+pub struct Admin {
+    db: AnyPool,
+    files_dir: PathBuf,
+}
+
+impl Admin {
+    /// Validates `config`, creates the data directory and connects (migrating if needed).
+    pub async fn connect(config: &Config) -> Result<Admin, StartupError> {
+        config.validate()?;
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .map_err(|source| StartupError::Io {
+                what: format!("creating {}", config.data_dir.display()),
+                source,
+            })?;
+        let db = crate::db::connect(&config.database_url()).await?;
+        Ok(Admin {
+            db,
+            files_dir: config.data_dir.join("files"),
+        })
+    }
+
+    /// Runs one command; `password` is needed by `add` and `passwd`. Returns what to tell the
+    /// operator.
+    pub async fn run(
+        &self,
+        command: &UserCommand,
+        password: Option<&str>,
+    ) -> Result<String, AppError> {
+        let need_password = || {
+            password
+                .ok_or_else(|| {
+                    AppError::BadRequest("a password is needed on standard input".into())
+                })
+                .and_then(Password::parse)
+        };
+        match command {
+            UserCommand::Add { name } => {
+                let username = Username::parse(name)?;
+                users::create(&self.db, &username, need_password()?).await?;
+                Ok(format!("user {username} created"))
+            }
+            UserCommand::Passwd { name } => {
+                let username = Username::parse(name)?;
+                users::change_password(&self.db, &username, need_password()?)
+                    .await
+                    .map_err(|e| unknown_user(e, &username))?;
+                Ok(format!(
+                    "password of {username} changed; their sessions are ended"
+                ))
+            }
+            UserCommand::Del { name } => {
+                let username = Username::parse(name)?;
+                let removed = users::delete(&self.db, &self.files_dir, &username)
+                    .await
+                    .map_err(|e| unknown_user(e, &username))?;
+                Ok(format!(
+                    "user {username} deleted with {removed} stored file(s)"
+                ))
+            }
+        }
+    }
+}
+
+fn unknown_user(e: AppError, username: &Username) -> AppError {
+    match e {
+        AppError::NotFound => AppError::BadRequest(format!("no user named {username}")),
+        other => other,
+    }
+}

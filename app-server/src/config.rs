@@ -1,0 +1,316 @@
+//! Command line and environment configuration: parsed once by clap, checked once by
+//! [`Config::validate`] before anything binds or touches the disk.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use shared::Algorithm;
+
+use crate::error::StartupError;
+
+/// `app-server [OPTIONS] [COMMAND]`. Options go before the command; every option can also come
+/// from its environment variable.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "app-server", version, about = "burnlink app server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage users; passwords are read from standard input, one line.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum UserCommand {
+    /// Create a user.
+    Add { name: String },
+    /// Change a user's password and end all of their sessions.
+    Passwd { name: String },
+    /// Delete a user, their sessions and their stored files.
+    Del { name: String },
+}
+
+/// The app server's settings. `Debug` hides the password of `database_url`.
+#[derive(Parser, Clone)]
+pub struct Config {
+    /// Address the app server listens on (port 0 picks a free port).
+    #[arg(long, env = "APP_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Data directory: uploaded files in `<dir>/files/`, keys in `<dir>/keys/`.
+    #[arg(long, env = "BURNLINK_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL (`sqlite://…` or `postgres://…`); default `sqlite://<data-dir>/app.db?mode=rwc`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// The URL people reach the app at; default `http://<bound address>`.
+    #[arg(long, env = "APP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Public base URL of a separately run download server. Unset: all-in-one mode, the app
+    /// runs an embedded download server on `--download-bind`.
+    #[arg(long, env = "DOWNLOAD_URL")]
+    pub download_url: Option<String>,
+
+    /// Address of the embedded download server (all-in-one mode only).
+    #[arg(long, env = "DOWNLOAD_BIND", default_value = "127.0.0.1:8081")]
+    pub download_bind: SocketAddr,
+
+    /// `iss` of every minted token.
+    #[arg(long, env = "BURNLINK_ISSUER", default_value = "burnlink-app")]
+    pub issuer: String,
+
+    /// `aud` of every minted token: what the download server expects.
+    #[arg(long, env = "BURNLINK_AUDIENCE", default_value = "burnlink-download")]
+    pub audience: String,
+
+    /// Lifetime of a download link in seconds (1 to 300).
+    #[arg(long, env = "TOKEN_TTL", default_value_t = 60)]
+    pub token_ttl: u64,
+
+    /// Signing algorithm: `eddsa` (default) or `hs256`.
+    #[arg(long, env = "TOKEN_ALG", default_value = "eddsa", value_parser = parse_algorithm)]
+    pub alg: Algorithm,
+
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
+    /// A session unused for this many seconds ends.
+    #[arg(long, env = "SESSION_IDLE_SECS", default_value_t = 1800)]
+    pub session_idle_secs: u64,
+
+    /// A session ends this many seconds after login, used or not.
+    #[arg(long, env = "SESSION_MAX_SECS", default_value_t = 43200)]
+    pub session_max_secs: u64,
+
+    /// Mark the session cookie `Secure` (set it when served over HTTPS).
+    #[arg(long, env = "SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub secure_cookies: bool,
+
+    /// HTTP worker threads of the app server (0: one per core).
+    #[arg(long, env = "APP_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// In all-in-one mode, create user `demo` with a random password when there are no users.
+    #[arg(long, env = "DEMO_USER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo_user: bool,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    s.parse().map_err(|e: shared::KeyError| e.to_string())
+}
+
+/// Longest accepted link lifetime: the download server refuses tokens living longer
+/// (`shared::Policy::DEFAULT_MAX_LIFETIME`).
+pub const MAX_TOKEN_TTL: u64 = 300;
+
+impl Config {
+    /// The defaults, overridden by whatever environment variables are set.
+    pub fn from_defaults() -> Config {
+        Config::parse_from(["app-server"])
+    }
+
+    /// Refuses settings that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), StartupError> {
+        let bad =
+            |setting: &'static str, reason: String| Err(StartupError::Config { setting, reason });
+        if !(1..=MAX_TOKEN_TTL).contains(&self.token_ttl) {
+            return bad(
+                "--token-ttl (TOKEN_TTL)",
+                format!(
+                    "must be 1 to {MAX_TOKEN_TTL} seconds, got {}",
+                    self.token_ttl
+                ),
+            );
+        }
+        if self.max_upload_bytes == 0 || self.max_upload_bytes > i64::MAX as u64 {
+            return bad(
+                "--max-upload-bytes (MAX_UPLOAD_BYTES)",
+                "must be at least 1".into(),
+            );
+        }
+        if self.session_idle_secs == 0 || self.session_idle_secs > i64::MAX as u64 {
+            return bad(
+                "--session-idle-secs (SESSION_IDLE_SECS)",
+                "must be at least 1".into(),
+            );
+        }
+        if self.session_max_secs == 0 || self.session_max_secs > i64::MAX as u64 {
+            return bad(
+                "--session-max-secs (SESSION_MAX_SECS)",
+                "must be at least 1".into(),
+            );
+        }
+        if self.issuer.is_empty() {
+            return bad("--issuer (BURNLINK_ISSUER)", "must not be empty".into());
+        }
+        if self.audience.is_empty() {
+            return bad("--audience (BURNLINK_AUDIENCE)", "must not be empty".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("--data-dir (BURNLINK_DATA_DIR)", "must not be empty".into());
+        }
+        if let Some(url) = &self.public_url {
+            check_base_url(url).or_else(|reason| bad("--public-url (APP_PUBLIC_URL)", reason))?;
+        }
+        if let Some(url) = &self.download_url {
+            check_base_url(url).or_else(|reason| bad("--download-url (DOWNLOAD_URL)", reason))?;
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return bad(
+                "--database-url (DATABASE_URL)",
+                "must start with sqlite:, postgres:// or postgresql://".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}/app.db?mode=rwc", self.data_dir.display()),
+        }
+    }
+
+    /// True when no separate download server is configured.
+    pub fn all_in_one(&self) -> bool {
+        self.download_url.is_none()
+    }
+}
+
+/// An `http(s)://host[...]` URL without query or fragment; the trailing slash is dropped
+/// where it is used.
+fn check_base_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    if rest.contains(['?', '#', ' ']) {
+        return Err(format!("{url:?} must not have a query, fragment or space"));
+    }
+    Ok(())
+}
+
+/// `url` without trailing slashes, so `format!("{base}/d/…")` never doubles one.
+pub(crate) fn trim_base(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field("public_url", &self.public_url)
+            .field("download_url", &self.download_url)
+            .field("download_bind", &self.download_bind)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("token_ttl", &self.token_ttl)
+            .field("alg", &self.alg)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("session_idle_secs", &self.session_idle_secs)
+            .field("session_max_secs", &self.session_max_secs)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("workers", &self.workers)
+            .field("demo_user", &self.demo_user)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub(crate) fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                url.to_owned()
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["app-server"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("valid arguments")
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let config = parse(&["--database-url", "sqlite::memory:"]);
+        assert!(config.validate().is_ok());
+        assert_eq!(config.alg, Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn ttl_out_of_range_names_the_setting() {
+        let err = parse(&["--token-ttl", "301"]).validate().unwrap_err();
+        assert!(err.to_string().contains("TOKEN_TTL"), "{err}");
+        assert!(parse(&["--token-ttl", "0"]).validate().is_err());
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        assert!(parse(&["--download-url", "ftp://x"]).validate().is_err());
+        assert!(parse(&["--public-url", "http://"]).validate().is_err());
+        assert!(
+            parse(&["--download-url", "https://dl.example/"])
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn algorithm_parses_case_insensitively() {
+        assert_eq!(parse(&["--alg", "HS256"]).alg, Algorithm::HS256);
+        assert!(Config::try_parse_from(["app-server", "--alg", "rs256"]).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let config = parse(&["--database-url", "postgres://me:hunter22@db:5432/app"]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(shown.contains("postgres://me:***@db:5432/app"), "{shown}");
+    }
+}

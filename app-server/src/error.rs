@@ -1,0 +1,145 @@
+//! The app server's errors and the one place they become HTTP responses.
+//!
+//! Every response body is `{"error": CODE, "message": TEXT}` with a stable `CODE`; a 5xx never
+//! says why (the cause is logged here instead).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// What a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("unknown user or wrong password")]
+    InvalidCredentials,
+    #[error("no valid session")]
+    Unauthorized,
+    #[error("missing or wrong CSRF token")]
+    Csrf,
+    #[error("not found")]
+    NotFound,
+    #[error("the upload is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("signing: {0}")]
+    Key(#[from] shared::KeyError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// The stable machine-readable code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::InvalidCredentials => "invalid_credentials",
+            AppError::Unauthorized => "unauthorized",
+            AppError::Csrf => "csrf",
+            AppError::NotFound => "not_found",
+            AppError::TooLarge(_) => "too_large",
+            AppError::BadRequest(_) => "bad_request",
+            AppError::UserExists(_) => "conflict",
+            AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
+                "internal"
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+/// The only text a client sees for a server-side failure.
+const INTERNAL_MESSAGE: &str = "internal server error";
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::InvalidCredentials | AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::UserExists(_) => StatusCode::CONFLICT,
+            AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+            INTERNAL_MESSAGE.to_owned()
+        } else {
+            self.to_string()
+        };
+        HttpResponse::build(status)
+            .insert_header(("Cache-Control", "no-store"))
+            .json(ErrorBody {
+                error: self.code(),
+                message,
+            })
+    }
+}
+
+/// Why the server did not start. Printed by `main`, never sent to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid setting {setting}: {reason}")]
+    Config {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("signing key: {0}")]
+    Key(#[from] shared::KeyError),
+    #[error("embedded download server: {0}")]
+    DownloadServer(#[from] download_server::StartupError),
+    #[error("{0}")]
+    App(#[from] AppError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_web::test]
+    async fn server_errors_do_not_say_why() {
+        let err = AppError::Internal("secret path /var/lib/x".into());
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "internal");
+        assert_eq!(json["message"], INTERNAL_MESSAGE);
+    }
+
+    #[actix_web::test]
+    async fn client_errors_carry_their_code() {
+        let response = AppError::Csrf.error_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "csrf");
+    }
+}

@@ -1,0 +1,385 @@
+//! Stored files: listing, streaming uploads to disk, deleting, and minting download links.
+//!
+//! Every query is scoped to the caller's user id, so another user's file is indistinguishable
+//! from a missing one (`NotFound`).
+
+use std::path::{Path, PathBuf};
+
+use actix_multipart::{Field, Multipart};
+use futures_util::StreamExt;
+use serde::Serialize;
+use shared::{Claims, DownloadName, StorageKey};
+use sqlx::AnyPool;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::AppError;
+use crate::sessions::{CSRF_FIELD, Session};
+use crate::state::{AppState, LinkMinter};
+
+/// A file id as it appears in URLs: 1 to 64 characters of `A-Z a-z 0-9 - _`. Anything else
+/// cannot name a file, so it is `NotFound`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileId(String);
+
+impl FileId {
+    pub fn parse(s: &str) -> Result<FileId, AppError> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(FileId(s.to_owned()))
+        } else {
+            Err(AppError::NotFound)
+        }
+    }
+
+    fn generate() -> FileId {
+        FileId(shared::random_token(16))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileInfo {
+    pub id: String,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+type FileRow = (String, String, i64, String, i64);
+
+fn info((id, name, size, content_type, created_at): FileRow) -> FileInfo {
+    FileInfo {
+        id,
+        name,
+        size,
+        content_type,
+        created_at,
+    }
+}
+
+/// The user's files, newest first.
+pub async fn list(db: &AnyPool, user_id: &str) -> Result<Vec<FileInfo>, AppError> {
+    let rows: Vec<FileRow> = sqlx::query_as(
+        "SELECT id, name, size, content_type, created_at FROM files \
+         WHERE user_id = $1 ORDER BY created_us DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(info).collect())
+}
+
+/// One of the user's files with its storage key.
+async fn find(
+    db: &AnyPool,
+    user_id: &str,
+    id: &FileId,
+) -> Result<(StorageKey, DownloadName), AppError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT storage_key, name FROM files WHERE id = $1 AND user_id = $2")
+            .bind(id.as_str())
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    let (key, name) = row.ok_or(AppError::NotFound)?;
+    let key = StorageKey::parse(&key).map_err(|_| {
+        AppError::Internal(format!("file {} has an invalid storage key", id.as_str()))
+    })?;
+    let name = DownloadName::parse(&name).unwrap_or_else(|_| DownloadName::sanitize(&name));
+    Ok((key, name))
+}
+
+/// Deletes the row, then the stored file (a file left behind is harmless; a row without its
+/// file would be a broken link).
+pub async fn delete(state: &AppState, user_id: &str, id: &FileId) -> Result<(), AppError> {
+    let (key, _) = find(&state.db, user_id, id).await?;
+    sqlx::query("DELETE FROM files WHERE id = $1 AND user_id = $2")
+        .bind(id.as_str())
+        .bind(user_id)
+        .execute(&state.db)
+        .await?;
+    match tokio::fs::remove_file(state.files_dir.join(key.as_str())).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(error = %e, file = id.as_str(), "stored file not removed"),
+    }
+    tracing::info!(file = id.as_str(), user = user_id, "file deleted");
+    Ok(())
+}
+
+/// A freshly minted download link.
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    pub url: String,
+    pub expires_at: u64,
+    pub jti: String,
+}
+
+impl LinkMinter {
+    /// A single-use link to the stored file `key`. The jti is logged; the token never is.
+    pub fn mint(
+        &self,
+        user_id: &str,
+        key: &StorageKey,
+        name: &DownloadName,
+    ) -> Result<Link, AppError> {
+        let claims = Claims::new(
+            &self.issuer,
+            &self.audience,
+            user_id,
+            key,
+            name,
+            shared::unix_now(),
+            self.ttl,
+        );
+        let token = self.signing_key.mint(&claims)?;
+        tracing::info!(jti = %claims.jti, user = user_id, exp = claims.exp, "download link minted");
+        Ok(Link {
+            url: format!("{}/d/{token}", self.download_url),
+            expires_at: claims.exp,
+            jti: claims.jti,
+        })
+    }
+}
+
+/// A download link for one of the user's files.
+pub async fn link(state: &AppState, user_id: &str, id: &FileId) -> Result<Link, AppError> {
+    let (key, name) = find(&state.db, user_id, id).await?;
+    state.links.mint(user_id, &key, &name)
+}
+
+/// The multipart field holding the upload.
+pub const FILE_FIELD: &str = "file";
+/// Longest accepted CSRF form field.
+const MAX_CSRF_FIELD_BYTES: usize = 256;
+
+/// Whether the request already proved its CSRF token (in the `X-CSRF-Token` header); if not,
+/// a `csrf_token` field must come before the `file` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csrf {
+    CheckedHeader,
+    ExpectField,
+}
+
+/// Streams the `file` field of a multipart body to disk and records it. The body is never held
+/// in memory; it is written to `<files>/.tmp-<random>`, counted against `--max-upload-bytes`
+/// as it arrives, renamed to its storage key when complete, and only then given a row. On any
+/// failure, including the client going away, no file and no row are left.
+pub async fn upload(
+    state: &AppState,
+    session: &Session,
+    mut multipart: Multipart,
+    mut csrf: Csrf,
+) -> Result<FileInfo, AppError> {
+    let mut other_bytes: u64 = 0;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(malformed)?;
+        match field.name() {
+            Some(FILE_FIELD) => {
+                if csrf != Csrf::CheckedHeader {
+                    return Err(AppError::Csrf);
+                }
+                return store(state, &session.user_id, field).await;
+            }
+            Some(CSRF_FIELD) => {
+                let value = read_small(&mut field, MAX_CSRF_FIELD_BYTES).await?;
+                session.check_csrf(Some(&value))?;
+                if csrf == Csrf::ExpectField {
+                    csrf = Csrf::CheckedHeader;
+                }
+            }
+            _ => {
+                // Other fields are skipped, but still count against the limit.
+                while let Some(chunk) = field.next().await {
+                    other_bytes += chunk.map_err(malformed)?.len() as u64;
+                    if other_bytes > state.max_upload_bytes {
+                        return Err(AppError::TooLarge(state.max_upload_bytes));
+                    }
+                }
+            }
+        }
+    }
+    if csrf != Csrf::CheckedHeader {
+        return Err(AppError::Csrf);
+    }
+    Err(AppError::BadRequest(format!(
+        "the multipart body has no {FILE_FIELD:?} field"
+    )))
+}
+
+fn malformed(e: actix_multipart::MultipartError) -> AppError {
+    AppError::BadRequest(format!("malformed multipart body: {e}"))
+}
+
+async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(malformed)?;
+        if bytes.len() + chunk.len() > max {
+            return Err(AppError::Csrf);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| AppError::Csrf)
+}
+
+async fn store(state: &AppState, user_id: &str, field: Field) -> Result<FileInfo, AppError> {
+    let raw_name = field
+        .content_disposition()
+        .and_then(|cd| cd.get_filename())
+        .unwrap_or("")
+        .to_owned();
+    let name = DownloadName::sanitize(&raw_name);
+    let content_type = mime_guess::from_path(name.as_str())
+        .first_or_octet_stream()
+        .to_string();
+
+    let mut guard = RemoveOnDrop::new(
+        state
+            .files_dir
+            .join(format!(".tmp-{}", shared::random_token(16))),
+    );
+    let size = write_field(guard.path(), field, state.max_upload_bytes).await?;
+
+    let key = StorageKey::generate();
+    let final_path = state.files_dir.join(key.as_str());
+    tokio::fs::rename(guard.path(), &final_path).await?;
+    guard.set_path(final_path);
+
+    let id = FileId::generate();
+    let created_at = crate::now();
+    let size = i64::try_from(size).map_err(|_| AppError::TooLarge(state.max_upload_bytes))?;
+    sqlx::query(
+        "INSERT INTO files \
+         (id, user_id, name, storage_key, size, content_type, created_at, created_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.as_str())
+    .bind(user_id)
+    .bind(name.as_str())
+    .bind(key.as_str())
+    .bind(size)
+    .bind(&content_type)
+    .bind(created_at)
+    .bind(crate::now_micros())
+    .execute(&state.db)
+    .await?;
+    guard.keep();
+    tracing::info!(file = id.as_str(), user = user_id, size, "file uploaded");
+    Ok(FileInfo {
+        id: id.0,
+        name: name.as_str().to_owned(),
+        size,
+        content_type,
+        created_at,
+    })
+}
+
+/// Copies the field into a new file at `path`, refusing more than `max` bytes.
+async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, AppError> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await?;
+    let mut size: u64 = 0;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(malformed)?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(AppError::TooLarge(max));
+        }
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    file.sync_all().await?;
+    Ok(size)
+}
+
+/// Removes a file when dropped unless [`RemoveOnDrop::keep`] was called: covers errors and a
+/// cancelled request alike.
+struct RemoveOnDrop {
+    path: Option<PathBuf>,
+}
+
+impl RemoveOnDrop {
+    fn new(path: PathBuf) -> RemoveOnDrop {
+        RemoveOnDrop { path: Some(path) }
+    }
+
+    fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
+    }
+
+    fn set_path(&mut self, path: PathBuf) {
+        self.path = Some(path);
+    }
+
+    fn keep(&mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let Some(path) = self.path.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = tokio::fs::remove_file(&path).await;
+                });
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_ids_are_url_safe_or_not_found() {
+        assert!(FileId::parse(FileId::generate().as_str()).is_ok());
+        for bad in ["", "../x", "a.b", "a b", &"x".repeat(65)] {
+            assert!(
+                matches!(FileId::parse(bad), Err(AppError::NotFound)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn guard_removes_unless_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let removed = dir.path().join("a");
+        let kept = dir.path().join("b");
+        std::fs::write(&removed, b"x").unwrap();
+        std::fs::write(&kept, b"x").unwrap();
+        drop(RemoveOnDrop::new(removed.clone()));
+        let mut guard = RemoveOnDrop::new(kept.clone());
+        guard.keep();
+        drop(guard);
+        // The removal runs on the runtime; give it a turn.
+        for _ in 0..100 {
+            if !removed.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(!removed.exists());
+        assert!(kept.exists());
+    }
+}

@@ -1,0 +1,35 @@
+//! The burnlink app server: users log in, upload files, and get single-use download links
+//! signed for a separate, stateless download server (or, in all-in-one mode, an embedded one).
+//!
+//! [`Application::build`] wires everything once; `main.rs` and the integration tests both use
+//! it.
+
+pub mod admin;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod files;
+pub mod keys;
+pub mod routes;
+pub mod sessions;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod users;
+
+pub use config::{Cli, Command, Config, UserCommand};
+pub use error::{AppError, StartupError};
+pub use startup::{Application, DemoUser};
+
+/// Unix seconds, as the database stores them.
+pub(crate) fn now() -> i64 {
+    i64::try_from(shared::unix_now()).unwrap_or(i64::MAX)
+}
+
+/// Unix microseconds: orders rows created within the same second.
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

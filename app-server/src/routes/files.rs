@@ -1,0 +1,93 @@
+//! `/api/files`: list, upload, delete, and mint download links.
+
+use actix_multipart::Multipart;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::AppError;
+use crate::files::{self, Csrf, FileId};
+use crate::sessions::{CSRF_HEADER, Session};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/files")
+            .route(web::get().to(list))
+            .route(web::post().to(upload)),
+    )
+    .route("/api/files/{id}", web::delete().to(delete))
+    .route("/api/files/{id}/link", web::post().to(link));
+}
+
+async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, AppError> {
+    let files = files::list(&state.db, &session.user_id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(files))
+}
+
+async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    multipart: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let csrf = upload_csrf(&req, &state, &session)?;
+    let file = files::upload(&state, &session, multipart, csrf).await?;
+    Ok(HttpResponse::Created().json(file))
+}
+
+/// How an upload proves its CSRF token: the header if it has one, else a `csrf_token` field
+/// ahead of the file. Also refuses a body whose declared length is already over the limit, so
+/// nothing is written for it.
+pub(crate) fn upload_csrf(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &Session,
+) -> Result<Csrf, AppError> {
+    let mode = if req.headers().contains_key(CSRF_HEADER) {
+        session.check_csrf_header(req)?;
+        Csrf::CheckedHeader
+    } else {
+        Csrf::ExpectField
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared
+        && length > state.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD)
+    {
+        return Err(AppError::TooLarge(state.max_upload_bytes));
+    }
+    Ok(mode)
+}
+
+/// Room for multipart boundaries, headers and the CSRF field around the file's bytes.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    session.check_csrf_header(&req)?;
+    let id = FileId::parse(&id)?;
+    files::delete(&state, &session.user_id, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    session.check_csrf_header(&req)?;
+    let id = FileId::parse(&id)?;
+    let link = files::link(&state, &session.user_id, &id).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(link))
+}

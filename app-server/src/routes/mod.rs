@@ -1,0 +1,58 @@
+//! The HTTP surface, wired in one place so the binary and the tests serve the same app.
+
+use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::{HttpResponse, web};
+
+use crate::error::AppError;
+
+pub mod files;
+pub mod health;
+pub mod jwks;
+pub mod pages;
+pub mod session;
+
+/// Largest JSON body (a login is a few hundred bytes).
+const MAX_JSON_BYTES: usize = 16 * 1024;
+/// Largest urlencoded form body.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Registers every route and makes extractor failures answer in the app's own error format.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_JSON_BYTES)
+            .error_handler(|err, _req| json_error(err).into()),
+    )
+    .app_data(
+        web::FormConfig::default()
+            .limit(MAX_FORM_BYTES)
+            .error_handler(|err, _req| AppError::BadRequest(err.to_string()).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _req| AppError::BadRequest(err.to_string()).into()),
+    )
+    .app_data(web::PathConfig::default().error_handler(|_err, _req| AppError::NotFound.into()))
+    .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/.well-known/jwks.json", web::get().to(jwks::jwks))
+    .configure(session::configure)
+    .configure(files::configure)
+    .configure(pages::configure)
+    .default_service(web::to(not_found));
+}
+
+fn json_error(err: JsonPayloadError) -> AppError {
+    match err {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => AppError::TooLarge(limit as u64),
+        JsonPayloadError::Payload(PayloadError::Overflow) => {
+            AppError::TooLarge(MAX_JSON_BYTES as u64)
+        }
+        other => AppError::BadRequest(other.to_string()),
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound)
+}

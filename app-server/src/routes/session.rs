@@ -1,0 +1,66 @@
+//! `/api/login`, `/api/logout`, `/api/me`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::sessions::{self, Session};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/login", web::post().to(login))
+        .route("/api/logout", web::post().to(logout))
+        .route("/api/me", web::get().to(me));
+}
+
+/// A login request. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// Who is logged in, and the CSRF token their state-changing requests must carry.
+#[derive(Serialize)]
+pub struct Me<'a> {
+    pub username: &'a str,
+    pub csrf_token: &'a str,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, AppError> {
+    let previous = sessions::cookie_value(&req);
+    let (user, session) =
+        sessions::login(&state, &body.username, &body.password, previous.as_deref()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .cookie(state.sessions.cookie(session.id))
+        .json(Me {
+            username: user.username.as_str(),
+            csrf_token: &session.csrf_token,
+        }))
+}
+
+async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    session.check_csrf_header(&req)?;
+    session.end(&state.db).await?;
+    Ok(HttpResponse::NoContent()
+        .cookie(state.sessions.removal_cookie())
+        .finish())
+}
+
+async fn me(session: Session) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(Me {
+            username: session.username.as_str(),
+            csrf_token: session.csrf_token(),
+        })
+}

@@ -1,0 +1,280 @@
+//! Users: the username and password rules, argon2id hashing, and the user table.
+//!
+//! Hashing and verification are CPU-heavy by design, so they always run on the blocking pool,
+//! never on the async runtime.
+
+use std::fmt;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use sqlx::AnyPool;
+
+use crate::error::AppError;
+
+/// 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Username, AppError> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Username(s.to_owned()))
+        } else {
+            Err(AppError::BadRequest(
+                "a username is 1 to 64 characters of A-Z a-z 0-9 . _ -".into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A password: 8 to 1024 bytes. Never shown, including in `Debug`.
+#[derive(Clone)]
+pub struct Password(String);
+
+pub const MIN_PASSWORD_BYTES: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Password, AppError> {
+        if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&s.len()) {
+            Ok(Password(s.to_owned()))
+        } else {
+            Err(AppError::BadRequest(format!(
+                "a password is {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes"
+            )))
+        }
+    }
+
+    fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// An argon2id PHC string (argon2 crate defaults: m=19456 KiB, t=2, p=1).
+pub fn hash_password(password: &Password) -> Result<String, AppError> {
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AppError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.expose(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
+}
+
+/// True when `password` matches the PHC string `phc`; a malformed stored hash is an error.
+pub fn verify_password(password: &[u8], phc: &str) -> Result<bool, AppError> {
+    let hash =
+        PasswordHash::new(phc).map_err(|e| AppError::Internal(format!("stored hash: {e}")))?;
+    Ok(Argon2::default().verify_password(password, &hash).is_ok())
+}
+
+/// Runs CPU-heavy work on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Internal(format!("blocking task: {e}")))?
+}
+
+/// A hash of a random password, computed once at start: verifying an unknown user's login
+/// against it costs what a wrong password costs, so timing does not tell which users exist.
+pub async fn dummy_hash() -> Result<String, AppError> {
+    blocking(|| {
+        let password = Password(shared::random_token(24));
+        hash_password(&password)
+    })
+    .await
+}
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub username: Username,
+}
+
+/// Creates a user; `UserExists` when the name is taken.
+pub async fn create(
+    db: &AnyPool,
+    username: &Username,
+    password: Password,
+) -> Result<User, AppError> {
+    if find(db, username).await?.is_some() {
+        return Err(AppError::UserExists(username.to_string()));
+    }
+    let hash = blocking(move || hash_password(&password)).await?;
+    let id = shared::random_token(16);
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&id)
+    .bind(username.as_str())
+    .bind(&hash)
+    .bind(crate::now())
+    .execute(db)
+    .await;
+    match inserted {
+        Ok(_) => Ok(User {
+            id,
+            username: username.clone(),
+        }),
+        // Lost a race with another insert of the same name.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(AppError::UserExists(username.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find(db: &AnyPool, username: &Username) -> Result<Option<(String, String)>, AppError> {
+    Ok(sqlx::query_as::<_, (String, String)>(
+        "SELECT id, password_hash FROM users WHERE username = $1",
+    )
+    .bind(username.as_str())
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Checks a login. Unknown users, malformed names and wrong passwords all cost one argon2
+/// verification and all answer `InvalidCredentials`.
+pub async fn authenticate(
+    db: &AnyPool,
+    dummy_hash: &str,
+    username: &str,
+    password: &str,
+) -> Result<User, AppError> {
+    let parsed = Username::parse(username).ok();
+    let found = match &parsed {
+        Some(name) => find(db, name).await?,
+        None => None,
+    };
+    let (id, phc) = match &found {
+        Some((id, phc)) => (Some(id.clone()), phc.clone()),
+        None => (None, dummy_hash.to_owned()),
+    };
+    let candidate = password.as_bytes().to_vec();
+    let matches = blocking(move || verify_password(&candidate, &phc)).await?;
+    match (matches, id, parsed) {
+        (true, Some(id), Some(username)) => Ok(User { id, username }),
+        _ => Err(AppError::InvalidCredentials),
+    }
+}
+
+/// Sets a new password and ends every session of the user. `NotFound` for an unknown user.
+pub async fn change_password(
+    db: &AnyPool,
+    username: &Username,
+    password: Password,
+) -> Result<(), AppError> {
+    let (id, _) = find(db, username).await?.ok_or(AppError::NotFound)?;
+    let hash = blocking(move || hash_password(&password)).await?;
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(&hash)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes a user with their sessions and file rows, then their stored files. Returns how many
+/// files were removed from disk. `NotFound` for an unknown user.
+pub async fn delete(
+    db: &AnyPool,
+    files_dir: &std::path::Path,
+    username: &Username,
+) -> Result<usize, AppError> {
+    let (id, _) = find(db, username).await?.ok_or(AppError::NotFound)?;
+    let keys: Vec<(String,)> = sqlx::query_as("SELECT storage_key FROM files WHERE user_id = $1")
+        .bind(&id)
+        .fetch_all(db)
+        .await?;
+    let mut tx = db.begin().await?;
+    // Explicit deletes as well as ON DELETE CASCADE: a SQLite connection without
+    // foreign_keys=ON would otherwise leave orphans.
+    for table in [
+        "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM files WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
+    ] {
+        sqlx::query(table).bind(&id).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    let mut removed = 0;
+    for (key,) in keys {
+        let Ok(key) = shared::StorageKey::parse(&key) else {
+            continue;
+        };
+        match tokio::fs::remove_file(files_dir.join(key.as_str())).await {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove a deleted user's file"),
+        }
+    }
+    Ok(removed)
+}
+
+/// True when no user exists yet.
+pub async fn none_exist(db: &AnyPool) -> Result<bool, AppError> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(db)
+        .await?;
+    Ok(count == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        for good in ["a", "alice", "A.b_c-9", &"x".repeat(64)] {
+            assert!(Username::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "a b", "a/b", "ä", "a@b", &"x".repeat(65), "<script>"] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn password_rules_and_redaction() {
+        assert!(Password::parse("1234567").is_err());
+        assert!(Password::parse(&"x".repeat(1025)).is_err());
+        let password = Password::parse("correct horse").unwrap();
+        assert!(!format!("{password:?}").contains("horse"));
+    }
+
+    #[test]
+    fn hashes_verify_and_reject() {
+        let password = Password::parse("correct horse").unwrap();
+        let phc = hash_password(&password).unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password(b"correct horse", &phc).unwrap());
+        assert!(!verify_password(b"wrong horse", &phc).unwrap());
+    }
+}
