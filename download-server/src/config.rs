@@ -116,7 +116,9 @@ impl Config {
             jwks_file = Some(self.data_dir.join("keys").join("jwks.json"));
         }
         if let Some(path) = &jwks_file {
-            keys.extend(shared::parse_jwks(&read("--jwks-file", path)?).map_err(setting("--jwks-file"))?);
+            keys.extend(
+                shared::parse_jwks(&read("--jwks-file", path)?).map_err(setting("--jwks-file"))?,
+            );
         }
         for path in &self.public_keys {
             let pem = read("--public-key", path)?;

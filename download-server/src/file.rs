@@ -85,7 +85,10 @@ pub struct ByteRange {
 
 impl ByteRange {
     pub fn whole(size: u64) -> ByteRange {
-        ByteRange { start: 0, end: size }
+        ByteRange {
+            start: 0,
+            end: size,
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -179,8 +182,7 @@ pub fn content_disposition(name: &str) -> String {
         });
     }
     out.push('"');
-    if !name.bytes().all(|b| b.is_ascii_graphic() || b == b' ') || name.contains(['"', '\\', '%'])
-    {
+    if !name.bytes().all(|b| b.is_ascii_graphic() || b == b' ') || name.contains(['"', '\\', '%']) {
         let _ = write!(
             out,
             "; filename*=UTF-8''{}",
@@ -212,19 +214,46 @@ mod tests {
 
     #[test]
     fn unsatisfiable_and_ignored_ranges() {
-        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=-0"), 100), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=0-"), 0), RangeRequest::Unsatisfiable);
-        for ignored in ["items=0-1", "bytes=0-1,5-6", "bytes=a-b", "bytes=5-1", "bytes=-", "bytes=1", "bytes=+1-2"] {
-            assert_eq!(parse_range(Some(ignored), 100), RangeRequest::Full, "{ignored}");
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-0"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("bytes=0-"), 0),
+            RangeRequest::Unsatisfiable
+        );
+        for ignored in [
+            "items=0-1",
+            "bytes=0-1,5-6",
+            "bytes=a-b",
+            "bytes=5-1",
+            "bytes=-",
+            "bytes=1",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(
+                parse_range(Some(ignored), 100),
+                RangeRequest::Full,
+                "{ignored}"
+            );
         }
         assert_eq!(parse_range(None, 100), RangeRequest::Full);
-        assert_eq!(parse_range(Some("bytes=99999999999999999999999-"), 100), RangeRequest::Full);
+        assert_eq!(
+            parse_range(Some("bytes=99999999999999999999999-"), 100),
+            RangeRequest::Full
+        );
     }
 
     #[test]
     fn disposition_has_an_ascii_fallback_and_the_real_name() {
-        assert_eq!(content_disposition("report.pdf"), "attachment; filename=\"report.pdf\"");
+        assert_eq!(
+            content_disposition("report.pdf"),
+            "attachment; filename=\"report.pdf\""
+        );
         assert_eq!(
             content_disposition("Résumé \"final\".pdf"),
             "attachment; filename=\"R_sum_ _final_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf"

@@ -130,13 +130,10 @@ fn serve<S: BurnStore>(
         files: config.files_dir(),
         read_buffer: config.read_buffer_kib as usize * 1024,
     });
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(configure::<S>)
-    })
-    .shutdown_timeout(config.shutdown_grace_secs)
-    .listen(listener)?;
+    let mut server =
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(configure::<S>))
+            .shutdown_timeout(config.shutdown_grace_secs)
+            .listen(listener)?;
     if config.workers > 0 {
         server = server.workers(config.workers);
     }

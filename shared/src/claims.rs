@@ -159,8 +159,21 @@ mod tests {
 
     #[test]
     fn storage_key_refuses_anything_path_like() {
-        for bad in ["", "../etc", "a/b", "a\\b", "..", "a\0b", "a.b", &"x".repeat(129)] {
-            assert_eq!(StorageKey::parse(bad), Err(NameError::StorageKey), "{bad:?}");
+        for bad in [
+            "",
+            "../etc",
+            "a/b",
+            "a\\b",
+            "..",
+            "a\0b",
+            "a.b",
+            &"x".repeat(129),
+        ] {
+            assert_eq!(
+                StorageKey::parse(bad),
+                Err(NameError::StorageKey),
+                "{bad:?}"
+            );
         }
         assert!(StorageKey::parse("abc-DEF_123").is_ok());
         assert!(StorageKey::parse(StorageKey::generate().as_str()).is_ok());
@@ -176,11 +189,20 @@ mod tests {
 
     #[test]
     fn sanitize_keeps_the_last_component_and_the_extension() {
-        assert_eq!(DownloadName::sanitize("../../etc/passwd").as_str(), "passwd");
-        assert_eq!(DownloadName::sanitize("C:\\Users\\me\\a.txt").as_str(), "a.txt");
+        assert_eq!(
+            DownloadName::sanitize("../../etc/passwd").as_str(),
+            "passwd"
+        );
+        assert_eq!(
+            DownloadName::sanitize("C:\\Users\\me\\a.txt").as_str(),
+            "a.txt"
+        );
         assert_eq!(DownloadName::sanitize("a\u{0}b\nc.txt").as_str(), "abc.txt");
         assert_eq!(DownloadName::sanitize(" .. ").as_str(), "file");
-        assert_eq!(DownloadName::sanitize("Été 2024 📷.jpg").as_str(), "Été 2024 📷.jpg");
+        assert_eq!(
+            DownloadName::sanitize("Été 2024 📷.jpg").as_str(),
+            "Été 2024 📷.jpg"
+        );
         let long = format!("{}.pdf", "é".repeat(1000));
         let name = DownloadName::sanitize(&long);
         assert_eq!(name.as_str().chars().count(), 255);

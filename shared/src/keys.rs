@@ -412,7 +412,10 @@ mod tests {
         let hs = SigningKey::generate(Algorithm::HS256);
         let set = jwks([ed.verifying_key(), hs.verifying_key()]);
         let json = serde_json::to_string(&set).unwrap();
-        assert!(!json.contains("\"k\""), "a secret leaked into the JWKS: {json}");
+        assert!(
+            !json.contains("\"k\""),
+            "a secret leaked into the JWKS: {json}"
+        );
         let keys = parse_jwks(&json).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid(), ed.kid());
@@ -422,7 +425,10 @@ mod tests {
     fn pem_public_key_gets_the_published_kid() {
         let ed = SigningKey::generate(Algorithm::EdDSA);
         let pem = ed.verifying_key().to_pem().unwrap();
-        assert_eq!(VerifyingKey::ed25519_from_pem(&pem).unwrap().kid(), ed.kid());
+        assert_eq!(
+            VerifyingKey::ed25519_from_pem(&pem).unwrap().kid(),
+            ed.kid()
+        );
     }
 
     #[test]
@@ -434,6 +440,9 @@ mod tests {
     fn debug_never_shows_key_material() {
         let hs = SigningKey::hs256(&[0x41u8; 32]).unwrap();
         let shown = format!("{hs:?} {:?}", hs.verifying_key());
-        assert!(!shown.contains("QUFB") && !shown.contains("65, 65"), "{shown}");
+        assert!(
+            !shown.contains("QUFB") && !shown.contains("65, 65"),
+            "{shown}"
+        );
     }
 }

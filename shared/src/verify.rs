@@ -124,13 +124,7 @@ impl Verifier {
                 v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
                 v.set_audience(&[&policy.audience]);
                 v.set_issuer(&[&policy.issuer]);
-                (
-                    key.kid.clone(),
-                    KeyEntry {
-                        key,
-                        validation: v,
-                    },
-                )
+                (key.kid.clone(), KeyEntry { key, validation: v })
             })
             .collect();
         Verifier { keys, policy }
@@ -279,16 +273,25 @@ mod tests {
         let now = crate::unix_now();
         let mut c = claims(now - 100, 60);
         c.exp = now - 6;
-        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::Expired));
+        assert_eq!(
+            verifier.verify(&key.mint(&c).unwrap()),
+            Err(TokenError::Expired)
+        );
         c.exp = now - 3; // inside the 5 s leeway
         assert!(verifier.verify(&key.mint(&c).unwrap()).is_ok());
 
         let mut c = claims(now, 60);
         c.nbf = now + 30;
-        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::NotYetValid));
+        assert_eq!(
+            verifier.verify(&key.mint(&c).unwrap()),
+            Err(TokenError::NotYetValid)
+        );
 
         let c = claims(now, 301);
-        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::LifetimeTooLong));
+        assert_eq!(
+            verifier.verify(&key.mint(&c).unwrap()),
+            Err(TokenError::LifetimeTooLong)
+        );
     }
 
     #[test]
@@ -299,8 +302,15 @@ mod tests {
         policy.not_issued_before = Some(now);
         let verifier = Verifier::new([key.verifying_key().clone()], policy);
         let c = claims(now - 30, 60);
-        assert_eq!(verifier.verify(&key.mint(&c).unwrap()), Err(TokenError::IssuedBeforeStart));
-        assert!(verifier.verify(&key.mint(&claims(now, 60)).unwrap()).is_ok());
+        assert_eq!(
+            verifier.verify(&key.mint(&c).unwrap()),
+            Err(TokenError::IssuedBeforeStart)
+        );
+        assert!(
+            verifier
+                .verify(&key.mint(&claims(now, 60)).unwrap())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -318,7 +328,10 @@ mod tests {
     #[test]
     fn shape_errors_come_before_any_crypto() {
         let (_, verifier) = setup(Algorithm::EdDSA);
-        assert_eq!(verifier.verify(&"a".repeat(5000)), Err(TokenError::TooLarge));
+        assert_eq!(
+            verifier.verify(&"a".repeat(5000)),
+            Err(TokenError::TooLarge)
+        );
         assert_eq!(verifier.verify("a.b"), Err(TokenError::Malformed));
         assert_eq!(verifier.verify("a.b.c.d.e"), Err(TokenError::Malformed));
         assert_eq!(verifier.verify("a b.c.d"), Err(TokenError::Malformed));

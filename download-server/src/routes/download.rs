@@ -21,7 +21,10 @@ use crate::file::{self, ByteRange, FileStream, RangeRequest};
 use crate::state::AppState;
 use crate::store::{Burn, BurnStore};
 
-pub async fn by_path<S: BurnStore>(req: HttpRequest, state: web::Data<AppState<S>>) -> HttpResponse {
+pub async fn by_path<S: BurnStore>(
+    req: HttpRequest,
+    state: web::Data<AppState<S>>,
+) -> HttpResponse {
     let token = req.match_info().query("token");
     answer(&req, &state, Some(token)).await
 }
@@ -98,8 +101,14 @@ async fn deliver<S: BurnStore>(
         ))
         .insert_header((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .insert_header((
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .insert_header((
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         // An uploaded HTML file opened in place must not run script on this origin.
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
@@ -120,7 +129,10 @@ async fn deliver<S: BurnStore>(
         }
     }
     if head {
-        return Ok(res.body(SizedStream::new(range.len(), futures_util::stream::empty::<Result<Bytes, std::io::Error>>())));
+        return Ok(res.body(SizedStream::new(
+            range.len(),
+            futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
+        )));
     }
     if is_prefetch(req) {
         return Err(refused(DownloadError::PrefetchDeclined, &grant));
@@ -162,11 +174,17 @@ fn requested_range(req: &HttpRequest, size: u64) -> RangeRequest {
 /// refused with a 503, which browsers treat as "prefetch failed" and then load the link for
 /// real when the user clicks; a 2xx would hand them a body we cannot send without burning.
 fn is_prefetch(req: &HttpRequest) -> bool {
-    [header::HeaderName::from_static("sec-purpose"), header::HeaderName::from_static("purpose")]
-        .iter()
-        .filter_map(|name| req.headers().get(name))
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split([';', ',']).any(|t| t.trim().eq_ignore_ascii_case("prefetch")))
+    [
+        header::HeaderName::from_static("sec-purpose"),
+        header::HeaderName::from_static("purpose"),
+    ]
+    .iter()
+    .filter_map(|name| req.headers().get(name))
+    .filter_map(|v| v.to_str().ok())
+    .any(|v| {
+        v.split([';', ','])
+            .any(|t| t.trim().eq_ignore_ascii_case("prefetch"))
+    })
 }
 
 fn wants_html(req: &HttpRequest) -> bool {

@@ -25,7 +25,10 @@ fn b64_json(value: &serde_json::Value) -> String {
 async fn assert_invalid(app: &TestApp, token: &str, case: &str) {
     let res = app.download(token).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{case}");
-    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(challenge.starts_with("Bearer"), "{case}: {challenge}");
     assert_eq!(error_code(res).await, "invalid_token", "{case}");
 }
@@ -80,8 +83,15 @@ async fn hs256_signed_with_the_public_key_is_refused() {
         jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(p) => B64.decode(&p.x).unwrap(),
         _ => unreachable!("an Ed25519 key"),
     };
-    for (what, secret) in [("raw", x), ("pem", pem.into_bytes()), ("jwk", jwk.into_bytes())] {
-        for alg in [jsonwebtoken::Algorithm::HS256, jsonwebtoken::Algorithm::HS512] {
+    for (what, secret) in [
+        ("raw", x),
+        ("pem", pem.into_bytes()),
+        ("jwk", jwk.into_bytes()),
+    ] {
+        for alg in [
+            jsonwebtoken::Algorithm::HS256,
+            jsonwebtoken::Algorithm::HS512,
+        ] {
             let mut header = jsonwebtoken::Header::new(alg);
             header.typ = Some("dl+jwt".into());
             header.kid = Some(signing.kid().to_owned());
@@ -187,10 +197,21 @@ async fn oversized_and_malformed_tokens_are_refused() {
     let mut claims = app.claims(&key, "x.txt");
     claims.name = "n".repeat(5000);
     assert_invalid(&app, &app.mint(&claims), "5 KB token").await;
-    for junk in ["", "a", "a.b", "a.b.c.d.e", "....", "eyJ.eyJ.sig", "%00.%00.%00"] {
+    for junk in [
+        "",
+        "a",
+        "a.b",
+        "a.b.c.d.e",
+        "....",
+        "eyJ.eyJ.sig",
+        "%00.%00.%00",
+    ] {
         let res = app.download(junk).await;
         assert!(
-            matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND),
+            matches!(
+                res.status(),
+                StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND
+            ),
             "{junk:?}: {}",
             res.status()
         );
@@ -202,7 +223,14 @@ async fn oversized_and_malformed_tokens_are_refused() {
 async fn traversal_looking_storage_key_is_refused_even_when_signed() {
     let (app, _key, url) = app_with_file().await;
     std::fs::write(app.data_dir.join("outside.txt"), "outside").unwrap();
-    for key in ["../outside.txt", "..", "../app.db", "/etc/passwd", "a\0b", "files/../x"] {
+    for key in [
+        "../outside.txt",
+        "..",
+        "../app.db",
+        "/etc/passwd",
+        "a\0b",
+        "files/../x",
+    ] {
         let claims = app.claims(key, "x.txt");
         assert_invalid(&app, &app.mint(&claims), key).await;
     }
@@ -212,7 +240,12 @@ async fn traversal_looking_storage_key_is_refused_even_when_signed() {
 #[tokio::test]
 async fn no_token_gets_a_bare_bearer_challenge() {
     let app = spawn().await;
-    let res = app.anon.get(format!("{}/d", app.dl_url)).send().await.unwrap();
+    let res = app
+        .anon
+        .get(format!("{}/d", app.dl_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
     assert_eq!(error_code(res).await, "invalid_token");

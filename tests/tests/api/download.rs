@@ -3,8 +3,8 @@
 use burnlink_tests::{ALICE, error_code, sample_bytes, spawn, spawn_with, token_of};
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
 };
 
 fn header<'a>(res: &'a reqwest::Response, name: impl reqwest::header::AsHeaderName) -> &'a str {
@@ -23,12 +23,18 @@ async fn uploaded_file_downloads_once_with_the_right_headers() {
     assert_eq!(file.size, 300_000);
 
     let url = alice.link_url(&file.id).await;
-    assert!(url.starts_with(&app.dl_url), "{url} is on the download server");
+    assert!(
+        url.starts_with(&app.dl_url),
+        "{url} is on the download server"
+    );
     let res = app.anon.get(&url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, CONTENT_TYPE), "application/pdf");
     assert_eq!(header(&res, CONTENT_LENGTH), "300000");
-    assert_eq!(header(&res, CONTENT_DISPOSITION), "attachment; filename=\"report.pdf\"");
+    assert_eq!(
+        header(&res, CONTENT_DISPOSITION),
+        "attachment; filename=\"report.pdf\""
+    );
     assert_eq!(header(&res, ACCEPT_RANGES), "bytes");
     assert_eq!(header(&res, CACHE_CONTROL), "no-store");
     assert_eq!(header(&res, REFERRER_POLICY), "no-referrer");
@@ -74,16 +80,27 @@ async fn head_and_prefetch_do_not_burn() {
         assert_eq!(header(&head, CONTENT_LENGTH), "10");
         assert_eq!(header(&head, CONTENT_TYPE), "text/plain");
     }
-    for (name, value) in [("Sec-Purpose", "prefetch"), ("Purpose", "prefetch"), ("Sec-Purpose", "prefetch;prerender")] {
+    for (name, value) in [
+        ("Sec-Purpose", "prefetch"),
+        ("Purpose", "prefetch"),
+        ("Sec-Purpose", "prefetch;prerender"),
+    ] {
         let prefetch = app.anon.get(&url).header(name, value).send().await.unwrap();
-        assert_eq!(prefetch.status(), StatusCode::SERVICE_UNAVAILABLE, "{name}: {value}");
+        assert_eq!(
+            prefetch.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{name}: {value}"
+        );
         assert_eq!(error_code(prefetch).await, "prefetch_declined");
     }
 
     let res = app.anon.get(&url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.text().await.unwrap(), "0123456789");
-    assert_eq!(app.anon.head(&url).send().await.unwrap().status(), StatusCode::GONE);
+    assert_eq!(
+        app.anon.head(&url).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
 }
 
 #[tokio::test]
@@ -94,22 +111,46 @@ async fn range_answers_206_and_unsatisfiable_416_without_burning() {
     let file = alice.upload_ok("data.bin", bytes.clone()).await;
 
     let url = alice.link_url(&file.id).await;
-    let too_far = app.anon.get(&url).header("Range", "bytes=1000-").send().await.unwrap();
+    let too_far = app
+        .anon
+        .get(&url)
+        .header("Range", "bytes=1000-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(too_far.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header(&too_far, CONTENT_RANGE), "bytes */1000");
 
     // The 416 burned nothing: the same token still serves a range.
-    let res = app.anon.get(&url).header("Range", "bytes=100-199").send().await.unwrap();
+    let res = app
+        .anon
+        .get(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header(&res, CONTENT_RANGE), "bytes 100-199/1000");
     assert_eq!(header(&res, CONTENT_LENGTH), "100");
     assert_eq!(res.bytes().await.unwrap(), bytes[100..200]);
 
     // Each range needs a fresh token.
-    let again = app.anon.get(&url).header("Range", "bytes=200-").send().await.unwrap();
+    let again = app
+        .anon
+        .get(&url)
+        .header("Range", "bytes=200-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::GONE);
     let url = alice.link_url(&file.id).await;
-    let suffix = app.anon.get(&url).header("Range", "bytes=-10").send().await.unwrap();
+    let suffix = app
+        .anon
+        .get(&url)
+        .header("Range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(suffix.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(suffix.bytes().await.unwrap(), bytes[990..]);
 }
@@ -144,7 +185,12 @@ async fn unicode_file_name_survives_in_content_disposition() {
     let name = "Été 写真 \"final\".txt";
     let file = alice.upload_ok(name, b"x".to_vec()).await;
     assert_eq!(file.name, name);
-    let res = app.anon.get(alice.link_url(&file.id).await).send().await.unwrap();
+    let res = app
+        .anon
+        .get(alice.link_url(&file.id).await)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         header(&res, CONTENT_DISPOSITION),
@@ -169,7 +215,11 @@ async fn missing_file_is_404_and_burns_nothing() {
 
     std::fs::rename(&aside, &stored).unwrap();
     let res = app.anon.get(&url).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "the 404 did not burn the token");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the 404 did not burn the token"
+    );
     assert_eq!(res.text().await.unwrap(), "kept");
 }
 
@@ -178,7 +228,12 @@ async fn empty_file_downloads_as_zero_bytes() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
     let file = alice.upload_ok("empty.txt", Vec::new()).await;
-    let res = app.anon.get(alice.link_url(&file.id).await).send().await.unwrap();
+    let res = app
+        .anon
+        .get(alice.link_url(&file.id).await)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, CONTENT_LENGTH), "0");
     assert!(res.bytes().await.unwrap().is_empty());
@@ -190,14 +245,29 @@ async fn browser_errors_are_html_and_api_errors_json() {
     let alice = app.login(ALICE).await;
     let file = alice.upload_ok("a.txt", b"x".to_vec()).await;
     let url = alice.link_url(&file.id).await;
-    assert_eq!(app.anon.get(&url).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.anon.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 
-    let page = app.anon.get(&url).header("Accept", "text/html,*/*").send().await.unwrap();
+    let page = app
+        .anon
+        .get(&url)
+        .header("Accept", "text/html,*/*")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::GONE);
     assert!(header(&page, CONTENT_TYPE).starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("already been used"));
 
-    let api = app.anon.get(&url).header("Accept", "application/json").send().await.unwrap();
+    let api = app
+        .anon
+        .get(&url)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert!(header(&api, CONTENT_TYPE).starts_with("application/json"));
 }
 
@@ -214,7 +284,10 @@ async fn browser_route_redirects_to_a_fresh_download_url() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let location = header(&res, reqwest::header::LOCATION).to_owned();
-    assert!(location.starts_with(&format!("{}/d/", app.dl_url)), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/d/", app.dl_url)),
+        "{location}"
+    );
     let res = app.anon.get(&location).send().await.unwrap();
     assert_eq!(res.text().await.unwrap(), "via redirect");
 
@@ -238,13 +311,18 @@ async fn hs256_mode_works_end_to_end() {
     let header_json = {
         use base64::Engine;
         let head = token_of(&url).split('.').next().unwrap();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).unwrap()
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(head)
+            .unwrap()
     };
     let header_json: serde_json::Value = serde_json::from_slice(&header_json).unwrap();
     assert_eq!(header_json["alg"], "HS256");
     let res = app.anon.get(&url).send().await.unwrap();
     assert_eq!(res.text().await.unwrap(), "fast path");
-    assert_eq!(app.anon.get(&url).send().await.unwrap().status(), StatusCode::GONE);
+    assert_eq!(
+        app.anon.get(&url).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
 
     // The shared secret is never published.
     let jwks: serde_json::Value = app
@@ -267,6 +345,10 @@ async fn health_endpoints_answer() {
         format!("{}/healthz", app.dl_url),
         format!("{}/readyz", app.dl_url),
     ] {
-        assert_eq!(app.anon.get(&url).send().await.unwrap().status(), StatusCode::OK, "{url}");
+        assert_eq!(
+            app.anon.get(&url).send().await.unwrap().status(),
+            StatusCode::OK,
+            "{url}"
+        );
     }
 }

@@ -43,7 +43,10 @@ async fn another_users_file_is_404_everywhere() {
         .unwrap();
     assert_eq!(redirect.status(), StatusCode::NOT_FOUND);
     // Same answer as for an id that never existed.
-    assert_eq!(bob.link("no-such-file-id").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        bob.link("no-such-file-id").await.status(),
+        StatusCode::NOT_FOUND
+    );
     // And alice still has it.
     assert_eq!(alice.link(&file.id).await.status(), StatusCode::CREATED);
 }
@@ -56,11 +59,17 @@ async fn delete_removes_row_and_bytes_and_kills_links() {
     let url = alice.link_url(&file.id).await;
     assert_eq!(stored_files(&app.files_dir()).len(), 1);
 
-    assert_eq!(alice.delete(&file.id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        alice.delete(&file.id).await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert!(stored_files(&app.files_dir()).is_empty());
     let listed: serde_json::Value = alice.list().await.json().await.unwrap();
     assert!(listed.as_array().unwrap().is_empty());
-    assert_eq!(app.anon.get(&url).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.anon.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(alice.delete(&file.id).await.status(), StatusCode::NOT_FOUND);
 }
 
@@ -71,7 +80,11 @@ async fn upload_over_the_limit_is_413_and_leaves_nothing() {
     let res = alice.upload("big.bin", vec![7u8; 100_001]).await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(res).await, "too_large");
-    assert!(stored_files(&app.files_dir()).is_empty(), "{:?}", stored_files(&app.files_dir()));
+    assert!(
+        stored_files(&app.files_dir()).is_empty(),
+        "{:?}",
+        stored_files(&app.files_dir())
+    );
     let listed: serde_json::Value = alice.list().await.json().await.unwrap();
     assert!(listed.as_array().unwrap().is_empty());
     alice.upload_ok("fits.bin", vec![7u8; 100_000]).await;

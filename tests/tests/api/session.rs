@@ -68,7 +68,11 @@ async fn state_changing_requests_without_csrf_are_403() {
             None => req,
         };
         for req in [
-            with(alice.client.post(format!("{base}/api/files/{}/link", file.id))),
+            with(
+                alice
+                    .client
+                    .post(format!("{base}/api/files/{}/link", file.id)),
+            ),
             with(alice.client.delete(format!("{base}/api/files/{}", file.id))),
             with(alice.client.post(format!("{base}/api/logout"))),
         ] {

@@ -58,7 +58,10 @@ async fn hs256_token_built_by_hand_is_accepted() {
     let secret_b64 = std::fs::read_to_string(app.data_dir.join("keys/hs256.key")).unwrap();
     let secret = B64.decode(secret_b64.trim()).unwrap();
     let thumbprint_input = format!(r#"{{"k":"{}","kty":"oct"}}"#, secret_b64.trim());
-    let kid = format!("hs-{}", B64.encode(Sha256::digest(thumbprint_input.as_bytes())));
+    let kid = format!(
+        "hs-{}",
+        B64.encode(Sha256::digest(thumbprint_input.as_bytes()))
+    );
 
     let now = shared::unix_now();
     let header = format!(r#"{{"alg":"HS256","typ":"dl+jwt","kid":"{kid}"}}"#);
