@@ -1,10 +1,30 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use shared::{Policy, VerifyingKey};
 
 use crate::StartupError;
+
+/// Where burned ids live, as `--burn-store` names it.
+#[derive(Clone, Debug)]
+pub enum BurnStoreSetting {
+    /// In this process: one server, forgotten on restart.
+    Memory,
+    /// In Redis, shared by every download server pointed at it.
+    Redis(redis::ConnectionInfo),
+}
+
+impl std::fmt::Display for BurnStoreSetting {
+    /// Where, without credentials: safe to log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BurnStoreSetting::Memory => f.write_str("memory"),
+            BurnStoreSetting::Redis(info) => write!(f, "redis at {}", info.addr()),
+        }
+    }
+}
 
 /// Download server settings: every one a flag and an environment variable, with defaults that
 /// work on a laptop next to an app server using the same data directory.
@@ -52,9 +72,17 @@ pub struct Config {
     #[arg(long, env = "HS256_SECRET_FILE")]
     pub hs256_secret_file: Option<PathBuf>,
 
-    /// Where burned token ids are kept: `memory` (one server) or a `redis://` URL (a fleet).
+    /// Where burned token ids are kept: `memory` (one server) or a Redis URL shared by a
+    /// fleet: `redis://[user:pass@]host[:port][/db]` or `redis+unix:///path/redis.sock`
+    /// (also `unix:///path`; `?db=`, `?user=`, `?pass=` as query).
     #[arg(long, env = "BURN_STORE", default_value = "memory")]
     pub burn_store: String,
+
+    /// Longest wait for the burn store on one request, in milliseconds (10 to 10000). A
+    /// download that cannot be burned in time is refused with 503 (fail closed).
+    #[arg(long, env = "BURN_STORE_TIMEOUT_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(10..=10000))]
+    pub burn_store_timeout_ms: u64,
 
     /// With the memory store, also accept tokens issued before this process started. Off by
     /// default: a restart forgets what was burned, so a token used just before the restart
@@ -75,6 +103,11 @@ pub struct Config {
     /// Seconds in-flight downloads get to finish on shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// The app's public URL (`http(s)://…`): error pages shown to browsers (link used,
+    /// expired, invalid) link back to it. Unset: no link.
+    #[arg(long, env = "APP_URL")]
+    pub app_url: Option<String>,
 
     /// Keys handed over in-process (the app server's all-in-one mode), used besides any file.
     #[arg(skip)]
@@ -135,11 +168,113 @@ impl Config {
         Ok(keys)
     }
 
+    /// `--burn-store`, checked. Connects to nothing: a Redis that is down at start makes the
+    /// server unready (503), not unstartable.
+    pub fn burn_store(&self) -> Result<BurnStoreSetting, StartupError> {
+        let bad = |why: String| StartupError::BurnStore(why);
+        if self.burn_store == "memory" {
+            return Ok(BurnStoreSetting::Memory);
+        }
+        let scheme = self.burn_store.split_once("://").map(|(s, _)| s);
+        match scheme {
+            Some("redis" | "redis+unix" | "unix") => {}
+            Some("rediss") => {
+                return Err(bad(
+                    "rediss:// (TLS) is not built in: reach Redis over a private network or a \
+                     unix socket"
+                        .into(),
+                ));
+            }
+            // Never echo the value: a Redis URL may carry a password.
+            _ => {
+                return Err(bad("expected `memory`, `redis://host[:port][/db]` or \
+                     `redis+unix:///path/to/redis.sock`"
+                    .into()));
+            }
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(self.burn_store.as_str())
+            .map_err(|e| bad(format!("not a usable Redis URL: {e}")))?;
+        Ok(BurnStoreSetting::Redis(info))
+    }
+
+    /// `--app-url`, checked, without a trailing slash.
+    pub fn app_url(&self) -> Result<Option<String>, StartupError> {
+        let Some(url) = &self.app_url else {
+            return Ok(None);
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or("");
+        if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ', '"', '<']) {
+            return Err(StartupError::AppUrl(format!(
+                "{url:?} is not an http(s)://host[/path] URL"
+            )));
+        }
+        Ok(Some(url.trim_end_matches('/').to_owned()))
+    }
+
+    pub fn burn_store_timeout(&self) -> Duration {
+        Duration::from_millis(self.burn_store_timeout_ms)
+    }
+
     pub fn policy(&self) -> Policy {
         Policy {
             leeway: self.leeway,
             max_lifetime: self.max_lifetime,
             ..Policy::new(&self.issuer, &self.audience)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_store(url: &str) -> Result<BurnStoreSetting, StartupError> {
+        Config {
+            burn_store: url.into(),
+            ..Config::from_defaults()
+        }
+        .burn_store()
+    }
+
+    #[test]
+    fn burn_store_accepts_memory_tcp_and_unix_socket_urls() {
+        assert!(matches!(with_store("memory"), Ok(BurnStoreSetting::Memory)));
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://:secret@redis.internal/2",
+            "redis+unix:///run/redis/redis.sock",
+            "unix:///run/redis/redis.sock?db=1",
+        ] {
+            assert!(
+                matches!(with_store(url), Ok(BurnStoreSetting::Redis(_))),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_burn_store_names_the_setting_and_not_the_password() {
+        for url in [
+            "memroy",
+            "postgres://user:secret@db/x",
+            "rediss://:secret@redis",
+            "redis://:secret@[::1",
+            "redis+unix://",
+        ] {
+            let e = with_store(url).expect_err(url).to_string();
+            assert!(e.starts_with("--burn-store: "), "{e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_logged_burn_store_carries_no_credentials() {
+        let shown = with_store("redis://user:secret@redis.internal:6380/1")
+            .expect("valid")
+            .to_string();
+        assert_eq!(shown, "redis at redis.internal:6380");
     }
 }

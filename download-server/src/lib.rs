@@ -16,9 +16,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use shared::Verifier;
 
-pub use config::Config;
+pub use config::{BurnStoreSetting, Config};
 use state::AppState;
-use store::{BurnStore, MemoryStore};
+use store::{BurnStore, MemoryStore, RedisStore};
 
 /// Why the server could not start. Each names the setting to fix.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,8 @@ pub enum StartupError {
     NoKeys,
     #[error("--burn-store: {0}")]
     BurnStore(String),
+    #[error("--app-url (APP_URL): {0}")]
+    AppUrl(String),
     #[error("--bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -45,7 +47,9 @@ pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz::<S>))
         .service(
-            web::resource("/d/{token}")
+            // `.*`: a token with a `/` (standard base64) still reaches the verifier and gets
+            // the documented 401, not a bare 404.
+            web::resource("/d/{token:.*}")
                 .route(web::get().to(download::by_path::<S>))
                 .route(web::head().to(download::by_path::<S>)),
         )
@@ -75,18 +79,23 @@ impl Application {
             addr: config.bind,
             source,
         })?;
+        let burn_store = config.burn_store()?;
+        config.app_url()?;
         let kids: Vec<&str> = keys.iter().map(|k| k.kid()).collect();
-        tracing::info!(%addr, ?kids, store = %config.burn_store, "download server bound");
+        tracing::info!(%addr, ?kids, store = %burn_store, "download server bound");
 
-        let server = match config.burn_store.as_str() {
-            "memory" => {
+        let server = match burn_store {
+            BurnStoreSetting::Memory => {
                 let store = MemoryStore::start(Duration::from_secs(10));
-                serve(&config, keys, store, listener)
+                let not_before = restart_boundary(&store, &config).await;
+                serve(&config, keys, store, not_before, listener)
             }
-            other => {
-                return Err(StartupError::BurnStore(format!(
-                    "unknown burn store {other:?} (memory)"
-                )));
+            BurnStoreSetting::Redis(info) => {
+                let store = RedisStore::new(info, config.burn_store_timeout())
+                    .map_err(|e| StartupError::BurnStore(e.to_string()))?;
+                store.connect_in_background();
+                let not_before = restart_boundary(&store, &config).await;
+                serve(&config, keys, store, not_before, listener)
             }
         }
         .map_err(|source| StartupError::Bind {
@@ -114,21 +123,38 @@ impl Application {
     }
 }
 
+/// With a store that forgets what it burned when the process stops, a token burned by the
+/// previous process must not work again: every token issued before this process is refused.
+/// `iat` has one-second resolution, so the boundary is the next whole second, and the server
+/// waits for it before it serves (at most a second), so no token minted after it starts
+/// serving is refused.
+async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64> {
+    if !store.forgets_on_restart() || config.accept_tokens_issued_before_start {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let boundary = now.as_secs() + 1;
+    tokio::time::sleep(Duration::from_secs(boundary).saturating_sub(now)).await;
+    Some(boundary)
+}
+
 fn serve<S: BurnStore>(
     config: &Config,
     keys: Vec<shared::VerifyingKey>,
     store: S,
+    not_issued_before: Option<u64>,
     listener: TcpListener,
 ) -> std::io::Result<Server> {
     let mut policy = config.policy();
-    if store.forgets_on_restart() && !config.accept_tokens_issued_before_start {
-        policy.not_issued_before = Some(shared::unix_now());
-    }
+    policy.not_issued_before = not_issued_before;
     let state = web::Data::new(AppState {
         verifier: Verifier::new(keys, policy),
         store,
         files: config.files_dir(),
         read_buffer: config.read_buffer_kib as usize * 1024,
+        app_url: config.app_url().ok().flatten(),
     });
     let mut server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(configure::<S>))

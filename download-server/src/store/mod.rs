@@ -2,12 +2,15 @@
 //! deployment shape; the download handler is generic over it.
 
 mod memory;
+mod redis;
 
 use std::future::Future;
 
 use shared::Jti;
 
-pub use memory::MemoryStore;
+pub use self::memory::MemoryStore;
+// `self::`: the module shares its name with the `redis` crate.
+pub use self::redis::RedisStore;
 
 /// The outcome of a burn: exactly one caller ever sees [`Burn::Fresh`] for a given id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
