@@ -1,8 +1,9 @@
-//! The signing key and the public key set a separately run download server reads.
+//! The signing key (one for the whole fleet of app servers: `--signing-key`, or the shared
+//! data dir's) and the public key set a separately run download server reads.
 
 use std::path::{Path, PathBuf};
 
-use shared::{Algorithm, SigningKey};
+use shared::{Algorithm, KeyError, SigningKey};
 
 use crate::error::StartupError;
 
@@ -14,16 +15,76 @@ pub fn signing_key_path(keys_dir: &Path, alg: Algorithm) -> PathBuf {
     }
 }
 
-/// Loads the signing key, creating it on first start.
-pub async fn load_signing_key(keys_dir: &Path, alg: Algorithm) -> Result<SigningKey, StartupError> {
-    let path = signing_key_path(keys_dir, alg);
-    tokio::task::spawn_blocking(move || SigningKey::load_or_generate(&path, alg))
-        .await
-        .map_err(|e| StartupError::Io {
-            what: "loading the signing key".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .map_err(StartupError::from)
+/// Where the signing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `--signing-key`: an operator-provided file that must exist.
+    File(PathBuf),
+    /// `<data>/keys/…`: created on first start, shared by every app server on the data dir.
+    DataDir(PathBuf),
+}
+
+impl KeySource {
+    /// `--signing-key` if given, else the key for `alg` under `keys_dir`.
+    pub fn new(configured: Option<&Path>, keys_dir: &Path, alg: Algorithm) -> KeySource {
+        match configured {
+            Some(path) => KeySource::File(path.to_owned()),
+            None => KeySource::DataDir(signing_key_path(keys_dir, alg)),
+        }
+    }
+}
+
+/// Loads the signing key. A `--signing-key` file must exist and parse; a data-dir key is
+/// created on first start, race-free (see [`load_or_create`]).
+pub async fn load_signing_key(
+    source: KeySource,
+    alg: Algorithm,
+) -> Result<SigningKey, StartupError> {
+    tokio::task::spawn_blocking(move || match &source {
+        KeySource::File(path) => SigningKey::load(path, alg).map_err(|e| StartupError::Config {
+            setting: "--signing-key (SIGNING_KEY_FILE)",
+            reason: e.to_string(),
+        }),
+        KeySource::DataDir(path) => load_or_create(path, alg).map_err(StartupError::from),
+    })
+    .await
+    .map_err(|e| StartupError::Io {
+        what: "loading the signing key".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+}
+
+/// Reads the key at `path`, or creates it so that app servers starting at once on one data
+/// directory all end up with the same key: each writes a complete candidate under a private
+/// name, then hard-links it to `path`. A link never replaces an existing file, so exactly one
+/// candidate wins and everyone re-reads the winner. (A plain write-then-rename, as
+/// `SigningKey::load_or_generate` does, lets the last renamer win after the others have already
+/// started signing with their own key.)
+pub fn load_or_create(path: &Path, alg: Algorithm) -> Result<SigningKey, KeyError> {
+    match SigningKey::load(path, alg) {
+        Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        loaded => return loaded,
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let candidate = path.with_file_name(format!(".{file_name}.new-{}", shared::random_token(8)));
+    // Written 0600, complete and synced before it can be linked.
+    let generated = SigningKey::load_or_generate(&candidate, alg);
+    let linked = generated.and_then(|_| {
+        std::fs::hard_link(&candidate, path).or_else(|e| match e.kind() {
+            // Another app server won the race: its key is the one.
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(KeyError::Io {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        })
+    });
+    let _ = std::fs::remove_file(&candidate);
+    linked?;
+    SigningKey::load(path, alg)
 }
 
 /// The public JWK Set of `key` as JSON (empty for HS256: a shared secret is never published).
@@ -55,4 +116,63 @@ pub async fn write_jwks(keys_dir: &Path, json: &str) -> Result<(), StartupError>
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     written.map_err(io("writing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_servers_racing_to_create_the_key_all_get_the_same_one() {
+        for alg in [Algorithm::EdDSA, Algorithm::HS256] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = signing_key_path(dir.path(), alg);
+            let barrier = std::sync::Barrier::new(8);
+            let kids: Vec<String> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            load_or_create(&path, alg).unwrap().kid().to_owned()
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            let on_disk = SigningKey::load(&path, alg).unwrap();
+            assert!(kids.iter().all(|kid| kid == on_disk.kid()), "{kids:?}");
+            // Only the key is left: no candidate files.
+            let names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, [path.file_name().unwrap()], "{alg}");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{alg}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_existing_key_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = signing_key_path(dir.path(), Algorithm::EdDSA);
+        let first = load_or_create(&path, Algorithm::EdDSA).unwrap();
+        let again = load_or_create(&path, Algorithm::EdDSA).unwrap();
+        assert_eq!(first.kid(), again.kid());
+    }
+
+    #[tokio::test]
+    async fn a_missing_signing_key_file_names_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let err = load_signing_key(KeySource::File(missing.clone()), Algorithm::EdDSA)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("SIGNING_KEY_FILE"), "{err}");
+        assert!(!missing.exists(), "an explicit key file is never created");
+    }
 }
