@@ -1,18 +1,23 @@
-//! The browser interface: one page, plain HTML forms, no JavaScript.
+//! The browser interface: server-rendered pages (see `views.rs`) and plain HTML forms that work
+//! without JavaScript.
 //!
-//! Every user-supplied string goes through [`escape`]. Forms echo the session's CSRF token in
-//! a hidden `csrf_token` field; the security headers come from the `DefaultHeaders` middleware
-//! set in `startup.rs`.
+//! Forms echo the session's CSRF token in a hidden `csrf_token` field; the security headers
+//! (strict CSP included) come from the `DefaultHeaders` middleware set in `startup.rs`. A form
+//! that fails answers with the same status as the JSON API would, but as a page that says what
+//! happened and links back ([`PageError`]).
 
 use actix_multipart::Multipart;
-use actix_web::http::header::LOCATION;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use maud::Markup;
 use serde::Deserialize;
 
 use crate::error::AppError;
-use crate::files::{self, FileId, FileInfo};
+use crate::files::{self, FileId};
 use crate::sessions::{self, MaybeSession, Session};
 use crate::state::AppState;
+use crate::views;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
@@ -51,46 +56,167 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
+fn html(status: StatusCode, body: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
-        .body(body)
+        .body(body.into_string())
+}
+
+/// An [`AppError`] met by a page or a form, answered as HTML: the status and headers
+/// (`Retry-After` included) the JSON API would send, with a page a person can act on.
+#[derive(Debug)]
+pub struct PageError {
+    error: AppError,
+    session: Option<Session>,
+}
+
+impl PageError {
+    fn new(error: AppError, session: Option<&Session>) -> PageError {
+        PageError {
+            error,
+            session: session.cloned(),
+        }
+    }
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.error.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // The API's response: its status, its headers, and the logging of 5xx causes.
+        let api = self.error.error_response();
+        let (title, message) = explain(&self.error);
+        html_instead(
+            &api,
+            views::error_page(title, &message, self.session.as_ref()),
+        )
+    }
+}
+
+/// `api` (an error response) with its body replaced by a page.
+fn html_instead(api: &HttpResponse, page: Markup) -> HttpResponse {
+    let mut res = HttpResponse::build(api.status());
+    for (name, value) in api.headers() {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+            res.append_header((name.clone(), value.clone()));
+        }
+    }
+    res.content_type("text/html; charset=utf-8")
+        .body(page.into_string())
+}
+
+/// A title and a sentence for each error a person can meet in the browser.
+fn explain(error: &AppError) -> (&'static str, String) {
+    match error {
+        AppError::InvalidCredentials => ("Log in failed", "Unknown user or wrong password.".into()),
+        AppError::Unauthorized => (
+            "Logged out",
+            "Your session has ended (it expires after a while without use). Log in again.".into(),
+        ),
+        AppError::Csrf => (
+            "Page out of date",
+            "This form was out of date (your session changed since the page was loaded), so \
+             nothing was done. Go back, reload the page and try again."
+                .into(),
+        ),
+        AppError::NotFound => (
+            "Not found",
+            "That file does not exist: it may have been deleted.".into(),
+        ),
+        AppError::TooLarge(limit) => (
+            "File too large",
+            format!(
+                "That file is too large: the limit is {}. Nothing was stored.",
+                views::human_size(*limit)
+            ),
+        ),
+        AppError::BadRequest(why) => ("Bad request", format!("The request was refused: {why}.")),
+        AppError::Throttled { retry_after_secs } => (
+            "Too many attempts",
+            format!(
+                "Too many failed log-ins in a short time. Wait {retry_after_secs} seconds and try \
+                 again."
+            ),
+        ),
+        AppError::TooManyFiles(most) => (
+            "Too many files",
+            format!("You already keep {most} files, the most allowed. Delete one first."),
+        ),
+        AppError::InsufficientStorage => (
+            "No room left",
+            "The server has no room left for this upload. Nothing was stored; try again later."
+                .into(),
+        ),
+        other => match other.status_code() {
+            StatusCode::TOO_MANY_REQUESTS => (
+                "Too many attempts",
+                "Too many attempts in a short time. Wait a minute and try again.".into(),
+            ),
+            status if status.is_server_error() => (
+                "Something went wrong",
+                "Something went wrong on our side. Try again in a moment.".into(),
+            ),
+            _ => ("Request refused", other.to_string()),
+        },
+    }
 }
 
 async fn index(
     state: web::Data<AppState>,
     session: MaybeSession,
-) -> Result<HttpResponse, AppError> {
-    let body = match session.0 {
+) -> Result<HttpResponse, PageError> {
+    let body = match &session.0 {
         Some(session) => {
-            let files = files::list(&state.db, &session.user_id).await?;
-            files_page(&session, &files)
+            let files = files::list(&state.db, &session.user_id)
+                .await
+                .map_err(|e| PageError::new(e, Some(session)))?;
+            views::files_page(session, &files, state.max_upload_bytes, state.links.ttl)
         }
-        None => login_page(None),
+        None => views::login_page(None, ""),
     };
-    Ok(html(actix_web::http::StatusCode::OK, body))
+    Ok(html(StatusCode::OK, body))
 }
 
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<LoginForm>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, PageError> {
     let previous = sessions::cookie_value(&req);
-    match sessions::login(&state, &form.username, &form.password, previous.as_deref()).await {
+    let client = sessions::client_ip(&req);
+    match sessions::login(
+        &state,
+        client,
+        &form.username,
+        &form.password,
+        previous.as_deref(),
+    )
+    .await
+    {
         Ok((_, session)) => {
             let mut response = see_other("/");
             response
                 .add_cookie(&state.sessions.cookie(session.id))
-                .map_err(|e| AppError::Internal(format!("session cookie: {e}")))?;
+                .map_err(|e| AppError::Internal(format!("session cookie: {e}")))
+                .map_err(|e| PageError::new(e, None))?;
             Ok(response)
         }
-        Err(AppError::InvalidCredentials) => Ok(html(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            login_page(Some("Unknown user or wrong password.")),
-        )),
-        Err(e) => Err(e),
+        // Refused (bad credentials, too many attempts, …): the form again, with the reason,
+        // the status and headers the API would send, and the username kept.
+        Err(e) if e.status_code().is_client_error() => {
+            let page = views::login_page(Some(&explain(&e).1), &form.username);
+            Ok(html_instead(&e.error_response(), page))
+        }
+        Err(e) => Err(PageError::new(e, None)),
     }
 }
 
@@ -98,38 +224,55 @@ async fn logout(
     state: web::Data<AppState>,
     session: MaybeSession,
     form: Option<web::Form<CsrfForm>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, PageError> {
     if let Some(session) = session.0 {
-        session.check_csrf(csrf_of(&form))?;
-        session.end(&state.db).await?;
+        session
+            .check_csrf(csrf_of(&form))
+            .map_err(|e| PageError::new(e, Some(&session)))?;
+        session
+            .end(&state.db)
+            .await
+            .map_err(|e| PageError::new(e, None))?;
     }
     let mut response = see_other("/");
     response
         .add_removal_cookie(&state.sessions.removal_cookie())
-        .map_err(|e| AppError::Internal(format!("session cookie: {e}")))?;
+        .map_err(|e| PageError::new(AppError::Internal(format!("session cookie: {e}")), None))?;
     Ok(response)
 }
 
 async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
-    session: Session,
+    session: MaybeSession,
     multipart: Multipart,
-) -> Result<HttpResponse, AppError> {
-    let csrf = super::files::upload_csrf(&req, &state, &session)?;
-    files::upload(&state, &session, multipart, csrf).await?;
+) -> Result<HttpResponse, PageError> {
+    let session = session
+        .0
+        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
+    let page_error = |e| PageError::new(e, Some(&session));
+    let csrf = super::files::upload_csrf(&req, &state, &session).map_err(page_error)?;
+    files::upload(&state, &session, multipart, csrf)
+        .await
+        .map_err(page_error)?;
     Ok(see_other("/"))
 }
 
 async fn delete(
     state: web::Data<AppState>,
-    session: Session,
+    session: MaybeSession,
     id: web::Path<String>,
     form: Option<web::Form<CsrfForm>>,
-) -> Result<HttpResponse, AppError> {
-    session.check_csrf(csrf_of(&form))?;
-    let id = FileId::parse(&id)?;
-    files::delete(&state, &session.user_id, &id).await?;
+) -> Result<HttpResponse, PageError> {
+    let session = session
+        .0
+        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
+    let page_error = |e| PageError::new(e, Some(&session));
+    session.check_csrf(csrf_of(&form)).map_err(page_error)?;
+    let id = FileId::parse(&id).map_err(page_error)?;
+    files::delete(&state, &session.user_id, &id)
+        .await
+        .map_err(page_error)?;
     Ok(see_other("/"))
 }
 
@@ -139,151 +282,55 @@ async fn download(
     state: web::Data<AppState>,
     session: MaybeSession,
     id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, PageError> {
     let Some(session) = session.0 else {
         return Ok(see_other("/"));
     };
-    let id = FileId::parse(&id)?;
-    let link = files::link(&state, &session.user_id, &id).await?;
+    let page_error = |e| PageError::new(e, Some(&session));
+    let id = FileId::parse(&id).map_err(page_error)?;
+    let link = files::link(&state, &session.user_id, &id)
+        .await
+        .map_err(page_error)?;
     Ok(see_other(&link.url))
-}
-
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;\
-padding:0 1rem;color:#222}header{display:flex;gap:1rem;align-items:center;\
-justify-content:space-between}table{border-collapse:collapse;width:100%}\
-td,th{padding:.4rem;border-bottom:1px solid #ddd;text-align:left}\
-.error{color:#b00}form.inline{display:inline}label{display:block;margin:.5rem 0}";
-
-fn layout(body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>burnlink</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
-    )
-}
-
-fn login_page(error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    layout(&format!(
-        "<h1>burnlink</h1>{error}\
-         <form method=\"post\" action=\"/login\">\
-         <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\
-         <label>Password <input name=\"password\" type=\"password\" \
-         autocomplete=\"current-password\" required></label>\
-         <button type=\"submit\">Log in</button></form>"
-    ))
-}
-
-fn files_page(session: &Session, files: &[FileInfo]) -> String {
-    let csrf = escape(session.csrf_token());
-    let hidden = format!("<input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">");
-    let mut rows = String::new();
-    for file in files {
-        let id = escape(&file.id);
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/files/{id}/download\" rel=\"noreferrer\">{name}</a></td>\
-             <td>{size}</td><td>{date}</td><td>\
-             <form class=\"inline\" method=\"post\" action=\"/files/{id}/delete\">{hidden}\
-             <button type=\"submit\">Delete</button></form></td></tr>",
-            name = escape(&file.name),
-            size = human_size(file.size),
-            date = utc_date(file.created_at),
-        ));
-    }
-    let list = if files.is_empty() {
-        "<p>No files yet.</p>".to_owned()
-    } else {
-        format!(
-            "<table><thead><tr><th>Name</th><th>Size</th><th>Uploaded (UTC)</th><th></th></tr>\
-             </thead><tbody>{rows}</tbody></table>"
-        )
-    };
-    layout(&format!(
-        "<header><h1>burnlink</h1><span>Signed in as <b>{user}</b></span>\
-         <form method=\"post\" action=\"/logout\">{hidden}\
-         <button type=\"submit\">Log out</button></form></header>\
-         <form method=\"post\" action=\"/files\" enctype=\"multipart/form-data\">{hidden}\
-         <input type=\"file\" name=\"file\" required> <button type=\"submit\">Upload</button>\
-         </form>{list}",
-        user = escape(session.username.as_str()),
-    ))
-}
-
-fn human_size(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// `YYYY-MM-DD HH:MM` in UTC (days-from-civil inverse, H. Hinnant's algorithm).
-fn utc_date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::body::to_bytes;
 
-    #[test]
-    fn escape_covers_html_metacharacters() {
+    #[actix_web::test]
+    async fn page_errors_are_html_with_the_api_status() {
+        let response = PageError::new(AppError::TooLarge(1024), None).error_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(
-            escape(r#"<a href="x" onclick='y'>&</a>"#),
-            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+            response.headers().get(CONTENT_TYPE).unwrap(),
+            "text/html; charset=utf-8"
         );
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("the limit is 1.0 KiB"), "{body}");
     }
 
-    #[test]
-    fn dates_and_sizes() {
-        assert_eq!(utc_date(0), "1970-01-01 00:00");
-        assert_eq!(utc_date(1_709_210_096), "2024-02-29 12:34");
-        assert_eq!(human_size(12), "12 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
+    #[actix_web::test]
+    async fn throttled_pages_keep_retry_after() {
+        let error = AppError::Throttled {
+            retry_after_secs: 30,
+        };
+        let response = PageError::new(error, None).error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get("Retry-After").unwrap(), "30");
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("Wait 30 seconds"), "{body}");
     }
 
-    #[test]
-    fn login_page_escapes_the_error() {
-        assert!(login_page(Some("<x>")).contains("&lt;x&gt;"));
+    #[actix_web::test]
+    async fn server_error_pages_do_not_say_why() {
+        let response =
+            PageError::new(AppError::Internal("secret /var/x".into()), None).error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        assert!(!std::str::from_utf8(&body).unwrap().contains("secret"));
     }
 }

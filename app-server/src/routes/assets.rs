@@ -1,0 +1,78 @@
+//! `/static/app.js` and `/static/app.css`: the pages' script and style, compiled into the
+//! binary (no front-end build step, nothing fetched from elsewhere: the CSP allows `'self'`
+//! only).
+//!
+//! Pages link them as `/static/app.js?v=<content hash>`. A request carrying the current hash
+//! may be cached for a year (`immutable`): a new build changes the hash, hence the URL. Any
+//! other request (no or an old `v`) gets the current file with `no-cache`, so nothing stale
+//! sticks.
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+const JS: &str = include_str!("../../static/app.js");
+const CSS: &str = include_str!("../../static/app.css");
+const JS_HASH: u64 = fnv1a(JS.as_bytes());
+const CSS_HASH: u64 = fnv1a(CSS.as_bytes());
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/app.js", web::get().to(js))
+        .route("/static/app.css", web::get().to(css));
+}
+
+/// The script's URL, versioned by its content.
+pub fn js_url() -> String {
+    format!("/static/app.js?v={JS_HASH:016x}")
+}
+
+/// The stylesheet's URL, versioned by its content.
+pub fn css_url() -> String {
+    format!("/static/app.css?v={CSS_HASH:016x}")
+}
+
+async fn js(req: HttpRequest) -> HttpResponse {
+    asset(&req, JS, JS_HASH, "text/javascript; charset=utf-8")
+}
+
+async fn css(req: HttpRequest) -> HttpResponse {
+    asset(&req, CSS, CSS_HASH, "text/css; charset=utf-8")
+}
+
+fn asset(req: &HttpRequest, body: &'static str, hash: u64, content_type: &str) -> HttpResponse {
+    let current = format!("v={hash:016x}");
+    let cache = if req.query_string() == current {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, content_type))
+        .insert_header((CACHE_CONTROL, cache))
+        .body(body)
+}
+
+/// 64-bit FNV-1a, at compile time: a cache key, not a security measure.
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_the_content_hash() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert!(js_url().starts_with("/static/app.js?v="));
+        assert_eq!(js_url().len(), "/static/app.js?v=".len() + 16);
+        assert_ne!(js_url(), css_url());
+    }
+}

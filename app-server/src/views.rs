@@ -1,0 +1,303 @@
+//! The HTML of the browser interface, rendered on the server with maud.
+//!
+//! maud escapes every interpolated value (`&`, `<`, `>`, `"`), in text and in (always
+//! double-quoted) attributes alike, so a user-supplied string can never become markup. The
+//! pages work without JavaScript: every action is a plain link or form. `/static/app.js`
+//! (see `routes::assets`) only enhances them: upload progress and drag-and-drop, one-time link
+//! minting with a countdown, a confirmation before deleting. The strict CSP allows no inline
+//! script or style, so there is none here: no `style=` and no `on…=` attributes.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::files::FileInfo;
+use crate::routes::assets;
+use crate::sessions::{CSRF_FIELD, Session};
+
+/// What a page needs besides its content.
+pub struct Page<'a> {
+    pub title: &'a str,
+    /// The signed-in user, for the header and its log-out form.
+    pub session: Option<&'a Session>,
+}
+
+fn layout(page: Page<'_>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (page.title) " · burnlink" }
+                link rel="stylesheet" href=(assets::css_url());
+                script src=(assets::js_url()) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/" {
+                        svg.logo viewBox="0 0 24 24" width="26" height="26" aria-hidden="true"
+                            focusable="false" {
+                            path fill="currentColor" d=(FLAME) {}
+                        }
+                        "burnlink"
+                    }
+                    @if let Some(session) = page.session {
+                        div.who {
+                            span { "Signed in as " strong { (session.username.as_str()) } }
+                            form method="post" action="/logout" {
+                                (csrf_field(session))
+                                button.btn.secondary type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main #main tabindex="-1" { (content) }
+            }
+        }
+    }
+}
+
+/// The logo: a flame, inline SVG (no request, no font needed).
+const FLAME: &str = "M12.6 2.2c.5 3.1-1.3 5-2.9 6.9C8.2 10.8 7 12.4 7 14.8 7 18 9.2 21 12.3 21 \
+     15.4 21 17.5 18.4 17.5 15.3c0-2.2-1-4-2.3-5.3.2 1.7-.5 3.2-1.8 3.8.6-4.2-.3-8.3-.8-11.6z";
+
+fn csrf_field(session: &Session) -> Markup {
+    html! { input type="hidden" name=(CSRF_FIELD) value=(session.csrf_token()); }
+}
+
+/// The login form, with an error above it when the last attempt failed.
+pub fn login_page(error: Option<&str>, username: &str) -> Markup {
+    let content = html! {
+        section.card.narrow aria-labelledby="login-title" {
+            h1 #login-title { "Log in" }
+            p.muted { "Upload files and share them with links that work exactly once." }
+            @if let Some(error) = error {
+                p.alert.error role="alert" { (error) }
+            }
+            form.stack method="post" action="/login" {
+                label for="username" { "Username" }
+                input #username name="username" autocomplete="username" required
+                    autocapitalize="none" spellcheck="false" value=(username)
+                    autofocus[error.is_none()];
+                label for="password" { "Password" }
+                input #password name="password" type="password"
+                    autocomplete="current-password" required autofocus[error.is_some()];
+                button.btn.primary type="submit" { "Log in" }
+            }
+        }
+    };
+    layout(
+        Page {
+            title: "Log in",
+            session: None,
+        },
+        content,
+    )
+}
+
+/// The signed-in user's files, with the upload form above them.
+pub fn files_page(session: &Session, files: &[FileInfo], max_upload: u64, ttl: u64) -> Markup {
+    let max = human_size(max_upload);
+    let content = html! {
+        h1.visually-hidden { "Your files" }
+        div #messages role="alert" aria-live="assertive" {}
+        section.card aria-labelledby="upload-title" {
+            h2 #upload-title { "Upload a file" }
+            form #upload-form method="post" action="/files" enctype="multipart/form-data"
+                data-max-bytes=(max_upload) {
+                // Before the file: the server checks the token before it stores a byte.
+                (csrf_field(session))
+                label.drop #drop for="file-input" {
+                    span.drop-title { "Choose a file" span.js-only hidden { " or drop it here" } }
+                    span.drop-hint #file-chosen { "Up to " (max) "." }
+                }
+                input #file-input type="file" name="file" required;
+                div.row {
+                    button.btn.primary #upload-button type="submit" { "Upload" }
+                    div.progress #upload-progress hidden {
+                        progress #upload-bar max="100" value="0" aria-label="Upload progress" {}
+                        span #upload-percent { "0%" }
+                    }
+                }
+                p #upload-status role="status" aria-live="polite" {}
+            }
+        }
+        section.card #link-panel hidden aria-labelledby="link-title" data-ttl=(ttl) {
+            h2 #link-title { "One-time link" }
+            p { "For " strong #link-name {} "." }
+            div.row.copy-row {
+                label.visually-hidden for="link-url" { "One-time download link" }
+                input #link-url type="text" readonly;
+                button.btn.primary #copy-button type="button" { "Copy" }
+            }
+            p.muted #link-expiry role="timer" aria-live="off" {}
+            p.note {
+                "This link works once: the first download uses it up, so send it to one person. "
+                "It expires if nobody opens it in time."
+            }
+            p #copy-status role="status" aria-live="polite" {}
+        }
+        section.card aria-labelledby="files-title" {
+            h2 #files-title { "Your files" @if !files.is_empty() { " (" (files.len()) ")" } }
+            @if files.is_empty() {
+                p.muted.empty { "No files yet. Upload one above." }
+            } @else {
+                table.files {
+                    thead {
+                        tr {
+                            th scope="col" { "Name" }
+                            th scope="col" { "Size" }
+                            th scope="col" { "Type" }
+                            th scope="col" { "Uploaded (UTC)" }
+                            th scope="col" { span.visually-hidden { "Actions" } }
+                        }
+                    }
+                    tbody {
+                        @for file in files {
+                            (file_row(session, file))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(
+        Page {
+            title: "Your files",
+            session: Some(session),
+        },
+        content,
+    )
+}
+
+fn file_row(session: &Session, file: &FileInfo) -> Markup {
+    html! {
+        tr {
+            td.name data-label="Name" {
+                a href={ "/files/" (file.id) "/download" } rel="noreferrer"
+                    title={ "Download " (file.name) } { (file.name) }
+            }
+            td data-label="Size" { (human_size(u64::try_from(file.size).unwrap_or(0))) }
+            td.type data-label="Type" { (file.content_type) }
+            td data-label="Uploaded" {
+                time datetime=(iso_date(file.created_at)) { (utc_date(file.created_at)) }
+            }
+            td.actions {
+                a.btn.secondary href={ "/files/" (file.id) "/download" } rel="noreferrer"
+                    aria-label={ "Download " (file.name) } { "Download" }
+                button.btn.secondary.js-only.copy-link type="button" hidden
+                    data-file-id=(file.id) data-name=(file.name)
+                    aria-label={ "Copy a one-time link to " (file.name) } { "Copy one-time link" }
+                form.inline method="post" action={ "/files/" (file.id) "/delete" }
+                    data-confirm=(file.name) {
+                    (csrf_field(session))
+                    button.btn.danger type="submit" aria-label={ "Delete " (file.name) } {
+                        "Delete"
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A failed form submission: what went wrong, and the way back.
+pub fn error_page(title: &str, message: &str, session: Option<&Session>) -> Markup {
+    let content = html! {
+        section.card.narrow aria-labelledby="error-title" {
+            h1 #error-title { (title) }
+            p.alert.error role="alert" { (message) }
+            p {
+                @if session.is_some() {
+                    a.btn.primary href="/" { "Back to your files" }
+                } @else {
+                    a.btn.primary href="/" { "Log in" }
+                }
+            }
+        }
+    };
+    layout(Page { title, session }, content)
+}
+
+/// Bytes in binary units: `12 B`, `1.5 KiB`, `3.0 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `(year, month, day, hour, minute)` in UTC (days-from-civil inverse, H. Hinnant's
+/// algorithm).
+fn civil(unix: i64) -> (i64, i64, i64, i64, i64) {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, secs / 3600, secs % 3600 / 60)
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+pub fn utc_date(unix: i64) -> String {
+    let (y, mo, d, h, mi) = civil(unix);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}")
+}
+
+/// `YYYY-MM-DDTHH:MMZ`, for `<time datetime>`.
+fn iso_date(unix: i64) -> String {
+    let (y, mo, d, h, mi) = civil(unix);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_sizes() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00");
+        assert_eq!(utc_date(1_709_210_096), "2024-02-29 12:34");
+        assert_eq!(iso_date(1_709_210_096), "2024-02-29T12:34Z");
+        assert_eq!(human_size(12), "12 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(1024 * 1024 * 1024), "1.0 GiB");
+    }
+
+    #[test]
+    fn login_page_escapes_the_error_and_the_username() {
+        let page = login_page(Some("<x>"), "\"><script>").into_string();
+        assert!(page.contains("&lt;x&gt;"), "{page}");
+        assert!(
+            page.contains("value=\"&quot;&gt;&lt;script&gt;\""),
+            "{page}"
+        );
+        assert!(!page.contains("<x>"));
+    }
+
+    #[test]
+    fn pages_have_no_inline_script_or_style() {
+        let page = login_page(Some("e"), "").into_string();
+        assert!(!page.contains("<style"));
+        assert!(!page.contains("style="));
+        for handler in ["onclick", "onload", "onsubmit", "onerror"] {
+            assert!(!page.contains(handler), "{handler}: {page}");
+        }
+        assert_eq!(page.matches("<script").count(), 1);
+        assert!(page.contains(&format!("<script src=\"{}\"", assets::js_url())));
+    }
+}

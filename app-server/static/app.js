@@ -1,0 +1,311 @@
+// burnlink: progressive enhancement only. Every page works without this file; it adds upload
+// progress and drag-and-drop, one-time links with a countdown, and a confirmation before
+// deleting. Served from /static/app.js (the CSP allows no inline script).
+'use strict';
+
+(function () {
+  const $ = (selector) => document.querySelector(selector);
+
+  // What to tell a person for each error the servers answer with (error codes as in
+  // error.rs; 429 whatever the body says).
+  const MESSAGES = {
+    invalid_credentials: 'Unknown user or wrong password.',
+    unauthorized: 'Your session has ended. Reload the page and log in again.',
+    csrf: 'This page is out of date (your session changed). Reload it and try again.',
+    not_found: 'That file no longer exists. Reload the page to see your files.',
+    too_large: 'That file is too large.',
+    too_many_files: 'You already keep the most files allowed. Delete one first.',
+    insufficient_storage: 'The server has no room left for this upload. Try again later.',
+    internal: 'Something went wrong on our side. Try again in a moment.',
+  };
+
+  function humanSize(bytes) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return unit === 0 ? bytes + ' B' : value.toFixed(1) + ' ' + units[unit];
+  }
+
+  function parseJson(text) {
+    try {
+      return JSON.parse(text);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // A sentence for a failed request: status, parsed JSON body (or null), Retry-After header.
+  function describe(status, body, retryAfter) {
+    if (status === 429) {
+      const secs = parseInt(retryAfter || '', 10);
+      return 'Too many requests. ' +
+        (secs > 0 ? 'Wait ' + secs + ' s and try again.' : 'Wait a moment and try again.');
+    }
+    if (status === 0) {
+      return 'Could not reach the server. Check your connection and try again.';
+    }
+    const code = body && body.error;
+    if (code === 'too_large') {
+      const form = $('#upload-form');
+      const max = form && Number(form.dataset.maxBytes);
+      return max ? 'That file is too large: the limit is ' + humanSize(max) + '.' : MESSAGES.too_large;
+    }
+    if (code && MESSAGES[code]) {
+      return MESSAGES[code];
+    }
+    if (status >= 500) {
+      return MESSAGES.internal;
+    }
+    return (body && body.message) || 'The request failed (HTTP ' + status + ').';
+  }
+
+  function csrfToken() {
+    const field = document.querySelector('input[name="csrf_token"]');
+    return field ? field.value : '';
+  }
+
+  function say(element, text, isError) {
+    if (!element) return;
+    element.textContent = text;
+    element.classList.toggle('error', Boolean(isError));
+  }
+
+  function showError(text) {
+    const box = $('#messages');
+    if (!box) return;
+    box.textContent = '';
+    const p = document.createElement('p');
+    p.className = 'alert error';
+    p.textContent = text;
+    box.appendChild(p);
+  }
+
+  document.documentElement.classList.add('js');
+
+  // Reveal controls that need this script.
+  document.querySelectorAll('.js-only').forEach((el) => { el.hidden = false; });
+
+  // A message carried over a reload (after an upload).
+  try {
+    const flash = sessionStorage.getItem('burnlink-flash');
+    if (flash) {
+      sessionStorage.removeItem('burnlink-flash');
+      const box = $('#messages');
+      if (box) {
+        const p = document.createElement('p');
+        p.className = 'alert ok';
+        p.textContent = flash;
+        box.setAttribute('role', 'status');
+        box.appendChild(p);
+      }
+    }
+  } catch (_) { /* storage disabled: no flash */ }
+
+  // ---- Upload: XHR with progress, drag-and-drop ----
+  const form = $('#upload-form');
+  if (form) {
+    const input = $('#file-input');
+    const drop = $('#drop');
+    const chosen = $('#file-chosen');
+    const status = $('#upload-status');
+    const progress = $('#upload-progress');
+    const bar = $('#upload-bar');
+    const percent = $('#upload-percent');
+    const button = $('#upload-button');
+    const max = Number(form.dataset.maxBytes) || Infinity;
+    const hint = chosen ? chosen.textContent : '';
+    let busy = false;
+
+    const showChosen = () => {
+      const file = input.files && input.files[0];
+      chosen.textContent = file ? file.name + ' (' + humanSize(file.size) + ')' : hint;
+    };
+    input.addEventListener('change', showChosen);
+
+    const upload = (file) => {
+      if (busy) return;
+      if (file.size > max) {
+        say(status, 'That file is too large: the limit is ' + humanSize(max) + '.', true);
+        return;
+      }
+      busy = true;
+      button.disabled = true;
+      progress.hidden = false;
+      bar.value = 0;
+      percent.textContent = '0%';
+      say(status, 'Uploading ' + file.name + '…', false);
+
+      const data = new FormData();
+      data.append('file', file, file.name);
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', '/api/files');
+      xhr.setRequestHeader('X-CSRF-Token', csrfToken());
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.upload.addEventListener('progress', (e) => {
+        if (!e.lengthComputable) return;
+        const pct = Math.floor((e.loaded / e.total) * 100);
+        bar.value = pct;
+        percent.textContent = pct + '%';
+      });
+      const done = () => {
+        busy = false;
+        button.disabled = false;
+      };
+      xhr.addEventListener('load', () => {
+        if (xhr.status === 201) {
+          bar.value = 100;
+          percent.textContent = '100%';
+          try {
+            sessionStorage.setItem('burnlink-flash', 'Uploaded ' + file.name + '.');
+          } catch (_) { /* no flash */ }
+          window.location.replace('/');
+          return;
+        }
+        done();
+        progress.hidden = true;
+        say(status, describe(xhr.status, parseJson(xhr.responseText),
+          xhr.getResponseHeader('Retry-After')), true);
+      });
+      xhr.addEventListener('error', () => {
+        done();
+        progress.hidden = true;
+        say(status, describe(0, null, null), true);
+      });
+      xhr.send(data);
+    };
+
+    form.addEventListener('submit', (e) => {
+      const file = input.files && input.files[0];
+      if (!file || typeof FormData === 'undefined') return; // the browser or the server says why
+      e.preventDefault();
+      upload(file);
+    });
+
+    ['dragenter', 'dragover'].forEach((type) => drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      drop.classList.add('dragging');
+    }));
+    ['dragleave', 'dragend'].forEach((type) => drop.addEventListener(type, () => {
+      drop.classList.remove('dragging');
+    }));
+    drop.addEventListener('drop', (e) => {
+      e.preventDefault();
+      drop.classList.remove('dragging');
+      const files = e.dataTransfer && e.dataTransfer.files;
+      if (!files || files.length === 0) return;
+      try {
+        input.files = files;
+      } catch (_) { /* older browsers: upload anyway */ }
+      showChosen();
+      upload(files[0]);
+    });
+  }
+
+  // ---- One-time links ----
+  const panel = $('#link-panel');
+  let timer = null;
+
+  function countdown(deadline) {
+    const expiry = $('#link-expiry');
+    const url = $('#link-url');
+    const copy = $('#copy-button');
+    if (timer) clearInterval(timer);
+    const tick = () => {
+      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      if (left === 0) {
+        clearInterval(timer);
+        timer = null;
+        expiry.textContent = 'Expired. Make a new link.';
+        expiry.classList.add('expired');
+        url.disabled = true;
+        copy.disabled = true;
+        return;
+      }
+      const m = Math.floor(left / 60);
+      const s = String(left % 60).padStart(2, '0');
+      expiry.textContent = 'Expires in ' + m + ':' + s + ' if not used.';
+      expiry.classList.remove('expired');
+    };
+    tick();
+    timer = setInterval(tick, 250);
+  }
+
+  function showLink(name, link, serverNow) {
+    $('#link-name').textContent = name;
+    const url = $('#link-url');
+    url.value = link.url;
+    url.disabled = false;
+    $('#copy-button').disabled = false;
+    say($('#copy-status'), '', false);
+    panel.hidden = false;
+    // Count down on the local clock from what the server says is left, so a wrong local
+    // clock does not matter.
+    const left = (link.expires_at * 1000) - (serverNow || Date.now());
+    countdown(Date.now() + left);
+    url.focus();
+    url.select();
+  }
+
+  document.querySelectorAll('.copy-link').forEach((button) => {
+    button.addEventListener('click', () => {
+      const id = button.dataset.fileId;
+      const name = button.dataset.name;
+      button.disabled = true;
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', '/api/files/' + encodeURIComponent(id) + '/link');
+      xhr.setRequestHeader('X-CSRF-Token', csrfToken());
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.addEventListener('load', () => {
+        button.disabled = false;
+        const body = parseJson(xhr.responseText);
+        if (xhr.status === 201 && body && body.url) {
+          const date = Date.parse(xhr.getResponseHeader('Date') || '');
+          showLink(name, body, Number.isNaN(date) ? null : date);
+          const box = $('#messages');
+          if (box) box.textContent = '';
+        } else {
+          showError(describe(xhr.status, body, xhr.getResponseHeader('Retry-After')));
+        }
+      });
+      xhr.addEventListener('error', () => {
+        button.disabled = false;
+        showError(describe(0, null, null));
+      });
+      xhr.send();
+    });
+  });
+
+  const copyButton = $('#copy-button');
+  if (copyButton) {
+    copyButton.addEventListener('click', () => {
+      const url = $('#link-url');
+      const status = $('#copy-status');
+      const fallback = () => {
+        url.focus();
+        url.select();
+        let ok = false;
+        try {
+          ok = document.execCommand('copy');
+        } catch (_) { ok = false; }
+        say(status, ok ? 'Copied.' : 'Press Ctrl+C (or ⌘+C) to copy the selected link.', !ok);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(url.value).then(() => say(status, 'Copied.', false), fallback);
+      } else {
+        fallback();
+      }
+    });
+  }
+
+  // ---- Confirm before deleting ----
+  document.querySelectorAll('form[data-confirm]').forEach((f) => {
+    f.addEventListener('submit', (e) => {
+      const ok = window.confirm('Delete “' + f.dataset.confirm + '”? This cannot be undone.');
+      if (!ok) e.preventDefault();
+    });
+  });
+}());
