@@ -24,6 +24,12 @@ pub enum AppError {
     BadRequest(String),
     #[error("user {0:?} already exists")]
     UserExists(String),
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    #[error("you already keep {0} files, the most allowed; delete one first")]
+    TooManyFiles(u64),
+    #[error("the server has no room left for this upload")]
+    InsufficientStorage,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("i/o: {0}")]
@@ -45,6 +51,9 @@ impl AppError {
             AppError::TooLarge(_) => "too_large",
             AppError::BadRequest(_) => "bad_request",
             AppError::UserExists(_) => "conflict",
+            AppError::Throttled { .. } => "throttled",
+            AppError::TooManyFiles(_) => "too_many_files",
+            AppError::InsufficientStorage => "insufficient_storage",
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 "internal"
             }
@@ -69,7 +78,10 @@ impl ResponseError for AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::UserExists(_) => StatusCode::CONFLICT,
+            AppError::UserExists(_) | AppError::TooManyFiles(_) => StatusCode::CONFLICT,
+            AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // RFC 4918 section 11.5: the server cannot store what the request needs.
+            AppError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -78,18 +90,22 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, AppError::InsufficientStorage)
+        {
             tracing::error!(error = %self, "request failed");
             INTERNAL_MESSAGE.to_owned()
         } else {
             self.to_string()
         };
-        HttpResponse::build(status)
-            .insert_header(("Cache-Control", "no-store"))
-            .json(ErrorBody {
-                error: self.code(),
-                message,
-            })
+        let mut response = HttpResponse::build(status);
+        response.insert_header(("Cache-Control", "no-store"));
+        if let AppError::Throttled { retry_after_secs } = self {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            message,
+        })
     }
 }
 
@@ -114,6 +130,8 @@ pub enum StartupError {
     Key(#[from] shared::KeyError),
     #[error("embedded download server: {0}")]
     DownloadServer(#[from] download_server::StartupError),
+    #[error("{0}")]
+    Tls(#[from] download_server::tls::TlsError),
     #[error("{0}")]
     App(#[from] AppError),
 }

@@ -153,7 +153,9 @@ impl LinkMinter {
 /// A download link for one of the user's files.
 pub async fn link(state: &AppState, user_id: &str, id: &FileId) -> Result<Link, AppError> {
     let (key, name) = find(&state.db, user_id, id).await?;
-    state.links.mint(user_id, &key, &name)
+    let link = state.links.mint(user_id, &key, &name)?;
+    state.metrics.tokens_minted.inc();
+    Ok(link)
 }
 
 /// The multipart field holding the upload.
@@ -171,15 +173,66 @@ pub enum Csrf {
 
 /// Streams the `file` field of a multipart body to disk and records it. The body is never held
 /// in memory; it is written to `<files>/.tmp-<random>`, counted against `--max-upload-bytes`
-/// as it arrives, renamed to its storage key when complete, and only then given a row. On any
-/// failure, including the client going away, no file and no row are left.
+/// as it arrives, renamed to its storage key when the whole body has been read, and only then
+/// given a row. On any failure no file and no row are left: on an error the temporary file is
+/// removed before the answer goes out; when the client goes away, on drop.
+///
+/// Exactly one `file` field: a second one is refused (400) rather than silently dropped, so a
+/// client never believes two files were stored. A user at `--max-files-per-user` is refused
+/// (409 `too_many_files`) before a byte is written; a full disk answers 507.
 pub async fn upload(
+    state: &AppState,
+    session: &Session,
+    multipart: Multipart,
+    csrf: Csrf,
+) -> Result<FileInfo, AppError> {
+    check_quota(state, &session.user_id, false).await?;
+    let mut temp = None;
+    let result = match receive(state, session, multipart, csrf, &mut temp).await {
+        Ok(received) => commit(state, &session.user_id, received, &mut temp).await,
+        Err(e) => Err(e),
+    };
+    if let Some(guard) = temp.take() {
+        guard.remove_now().await;
+    }
+    result
+}
+
+/// `TooManyFiles` when the user would keep more than `--max-files-per-user` files with the new
+/// one (whose row is already counted when `inserted`).
+async fn check_quota(state: &AppState, user_id: &str, inserted: bool) -> Result<(), AppError> {
+    let max = state.max_files_per_user;
+    if max == 0 {
+        return Ok(());
+    }
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&state.db)
+        .await?;
+    if u64::try_from(count).unwrap_or(0) + u64::from(!inserted) > max {
+        return Err(AppError::TooManyFiles(max));
+    }
+    Ok(())
+}
+
+/// A file read to its end into a temporary file, not yet recorded.
+struct Received {
+    name: DownloadName,
+    content_type: String,
+    size: u64,
+}
+
+/// Reads the whole multipart body; the one `file` field goes to a temporary file whose guard
+/// is left in `temp`.
+async fn receive(
     state: &AppState,
     session: &Session,
     mut multipart: Multipart,
     mut csrf: Csrf,
-) -> Result<FileInfo, AppError> {
+    temp: &mut Option<RemoveOnDrop>,
+) -> Result<Received, AppError> {
     let mut other_bytes: u64 = 0;
+    let mut received = None;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(malformed)?;
         match field.name() {
@@ -187,7 +240,12 @@ pub async fn upload(
                 if csrf != Csrf::CheckedHeader {
                     return Err(AppError::Csrf);
                 }
-                return store(state, &session.user_id, field).await;
+                if received.is_some() {
+                    return Err(AppError::BadRequest(format!(
+                        "one file per upload: the body has more than one {FILE_FIELD:?} field"
+                    )));
+                }
+                received = Some(write_temp(state, field, temp).await?);
             }
             Some(CSRF_FIELD) => {
                 let value = read_small(&mut field, MAX_CSRF_FIELD_BYTES).await?;
@@ -210,9 +268,9 @@ pub async fn upload(
     if csrf != Csrf::CheckedHeader {
         return Err(AppError::Csrf);
     }
-    Err(AppError::BadRequest(format!(
-        "the multipart body has no {FILE_FIELD:?} field"
-    )))
+    received.ok_or_else(|| {
+        AppError::BadRequest(format!("the multipart body has no {FILE_FIELD:?} field"))
+    })
 }
 
 fn malformed(e: actix_multipart::MultipartError) -> AppError {
@@ -231,7 +289,11 @@ async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {
     String::from_utf8(bytes).map_err(|_| AppError::Csrf)
 }
 
-async fn store(state: &AppState, user_id: &str, field: Field) -> Result<FileInfo, AppError> {
+async fn write_temp(
+    state: &AppState,
+    field: Field,
+    temp: &mut Option<RemoveOnDrop>,
+) -> Result<Received, AppError> {
     let raw_name = field
         .content_disposition()
         .and_then(|cd| cd.get_filename())
@@ -241,17 +303,39 @@ async fn store(state: &AppState, user_id: &str, field: Field) -> Result<FileInfo
     let content_type = mime_guess::from_path(name.as_str())
         .first_or_octet_stream()
         .to_string();
-
-    let mut guard = RemoveOnDrop::new(
-        state
-            .files_dir
-            .join(format!(".tmp-{}", shared::random_token(16))),
-    );
+    let path = state
+        .files_dir
+        .join(format!(".tmp-{}", shared::random_token(16)));
+    let guard = temp.insert(RemoveOnDrop::new(path));
     let size = write_field(guard.path(), field, state.max_upload_bytes).await?;
+    Ok(Received {
+        name,
+        content_type,
+        size,
+    })
+}
 
+/// Moves the temporary file to its storage key and records it; the guard follows the file, so
+/// a failed insert leaves nothing.
+async fn commit(
+    state: &AppState,
+    user_id: &str,
+    received: Received,
+    temp: &mut Option<RemoveOnDrop>,
+) -> Result<FileInfo, AppError> {
+    let Received {
+        name,
+        content_type,
+        size,
+    } = received;
+    let guard = temp
+        .as_mut()
+        .ok_or_else(|| AppError::Internal("an upload without its temporary file".into()))?;
     let key = StorageKey::generate();
     let final_path = state.files_dir.join(key.as_str());
-    tokio::fs::rename(guard.path(), &final_path).await?;
+    tokio::fs::rename(guard.path(), &final_path)
+        .await
+        .map_err(storage_error)?;
     guard.set_path(final_path);
 
     let id = FileId::generate();
@@ -272,7 +356,18 @@ async fn store(state: &AppState, user_id: &str, field: Field) -> Result<FileInfo
     .bind(crate::now_micros())
     .execute(&state.db)
     .await?;
-    guard.keep();
+    // Concurrent uploads may all have passed the first check: the one that went over removes
+    // its own row (and, through the guard, its file).
+    if let Err(e) = check_quota(state, user_id, true).await {
+        sqlx::query("DELETE FROM files WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&state.db)
+            .await?;
+        return Err(e);
+    }
+    if let Some(guard) = temp.as_mut() {
+        guard.keep();
+    }
     tracing::info!(file = id.as_str(), user = user_id, size, "file uploaded");
     Ok(FileInfo {
         id: id.0,
@@ -283,13 +378,27 @@ async fn store(state: &AppState, user_id: &str, field: Field) -> Result<FileInfo
     })
 }
 
+/// A full disk or exhausted quota is `InsufficientStorage` (507): the client can do nothing
+/// about it but should know it is not their mistake nor a bug.
+fn storage_error(e: std::io::Error) -> AppError {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+            tracing::error!(error = %e, "upload refused: no space left");
+            AppError::InsufficientStorage
+        }
+        _ => AppError::Io(e),
+    }
+}
+
 /// Copies the field into a new file at `path`, refusing more than `max` bytes.
 async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, AppError> {
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .await?;
+        .await
+        .map_err(storage_error)?;
     let mut size: u64 = 0;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(malformed)?;
@@ -297,10 +406,10 @@ async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, App
         if size > max {
             return Err(AppError::TooLarge(max));
         }
-        file.write_all(&chunk).await?;
+        file.write_all(&chunk).await.map_err(storage_error)?;
     }
-    file.flush().await?;
-    file.sync_all().await?;
+    file.flush().await.map_err(storage_error)?;
+    file.sync_all().await.map_err(storage_error)?;
     Ok(size)
 }
 
@@ -325,6 +434,13 @@ impl RemoveOnDrop {
 
     fn keep(&mut self) {
         self.path = None;
+    }
+
+    /// Removes the file now, so it is gone before the response is sent.
+    async fn remove_now(mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! echo the session's synchronizer token (OWASP CSRF Cheat Sheet).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -148,19 +149,34 @@ pub async fn create(
 }
 
 /// Checks credentials and starts a new session, ending the one the request came with.
+/// Throttled first (see [`crate::throttle`]): while the account or the client address has no
+/// attempt left, answers `Throttled` without looking at the password.
 pub async fn login(
     state: &AppState,
+    client: Option<IpAddr>,
     username: &str,
     password: &str,
     previous_id: Option<&str>,
 ) -> Result<(User, NewSession), AppError> {
+    let account = Username::parse(username).ok();
+    if let Err(wait) = state.login_throttle.check(account.as_ref(), client) {
+        tracing::info!(?client, "login throttled");
+        state.metrics.login(crate::metrics::Login::Throttled);
+        return Err(AppError::Throttled {
+            retry_after_secs: wait.as_secs() + 1,
+        });
+    }
     let user = crate::users::authenticate(&state.db, &state.dummy_hash, username, password)
         .await
         .inspect_err(|e| {
             if matches!(e, AppError::InvalidCredentials) {
-                tracing::info!("login refused");
+                state.login_throttle.failed(account.as_ref(), client);
+                state.metrics.login(crate::metrics::Login::BadCredentials);
+                tracing::info!(?client, "login refused");
             }
         })?;
+    state.login_throttle.succeeded(&user.username);
+    state.metrics.login(crate::metrics::Login::Ok);
     let session = create(&state.db, &user, previous_id).await?;
     purge_expired(&state.db, &state.sessions).await?;
     tracing::info!(user = %user.username, "logged in");
@@ -239,6 +255,13 @@ impl Session {
             .await?;
         Ok(())
     }
+}
+
+/// The address logins are throttled by: the TCP peer. `X-Forwarded-For` is not trusted, as any
+/// client can send it; behind a proxy every login shares the proxy's bucket (see
+/// docs/OPERATIONS.md).
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|addr| addr.ip())
 }
 
 /// The session cookie's value, if the request has one.

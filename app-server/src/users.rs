@@ -87,10 +87,21 @@ pub fn verify_password(password: &[u8], phc: &str) -> Result<bool, AppError> {
     Ok(Argon2::default().verify_password(password, &hash).is_ok())
 }
 
-/// Runs CPU-heavy work on the blocking pool.
+/// Password hashes computed at once, process-wide. Each argon2id hash takes 19 MiB and a
+/// core for tens of milliseconds: unbounded, a burst of logins grows memory without limit
+/// (a 10-minute soak reached 1.3 GB) and starves every other request of CPU. Waiting here
+/// is the cheap part; the login throttle already refuses floods before they queue.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+const MAX_CONCURRENT_HASHES: usize = 4;
+
+/// Runs password hashing on the blocking pool, at most [`MAX_CONCURRENT_HASHES`] at a time.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| AppError::Internal(format!("hashing semaphore: {e}")))?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| AppError::Internal(format!("blocking task: {e}")))?

@@ -53,7 +53,9 @@ pub enum NameError {
     Jti,
     #[error("storage key must be 1 to 128 characters of A-Z a-z 0-9 - _")]
     StorageKey,
-    #[error("download name must be 1 to 255 characters with no control characters")]
+    #[error(
+        "download name must be 1 to 255 characters with no control or bidirectional formatting characters"
+    )]
     DownloadName,
 }
 
@@ -108,15 +110,22 @@ impl StorageKey {
     }
 }
 
-/// A file name shown to people: any Unicode but control characters, 1 to 255 characters.
-/// It only ever reaches HTTP headers and HTML (escaped), never the filesystem.
+/// Bidirectional formatting characters (Unicode UAX #9): in a file name they make
+/// `invoice\u{202E}fdp.exe` display as `invoiceexe.pdf`, so names never carry them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A file name shown to people: any Unicode but control and bidirectional formatting
+/// characters, 1 to 255 characters. It only ever reaches HTTP headers and HTML (escaped),
+/// never the filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadName(String);
 
 impl DownloadName {
     pub fn parse(s: &str) -> Result<DownloadName, NameError> {
         let chars = s.chars().count();
-        if (1..=255).contains(&chars) && !s.chars().any(char::is_control) {
+        if (1..=255).contains(&chars) && !s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
             Ok(DownloadName(s.to_owned()))
         } else {
             Err(NameError::DownloadName)
@@ -129,7 +138,10 @@ impl DownloadName {
     /// left becomes `file`.
     pub fn sanitize(raw: &str) -> DownloadName {
         let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
-        let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+        let cleaned: String = base
+            .chars()
+            .filter(|&c| !c.is_control() && !is_bidi_control(c))
+            .collect();
         let trimmed = cleaned.trim_matches(|c: char| c.is_whitespace() || c == '.');
         if trimmed.is_empty() {
             return DownloadName("file".to_owned());
@@ -199,6 +211,12 @@ mod tests {
         );
         assert_eq!(DownloadName::sanitize("a\u{0}b\nc.txt").as_str(), "abc.txt");
         assert_eq!(DownloadName::sanitize(" .. ").as_str(), "file");
+        assert_eq!(
+            DownloadName::sanitize("invoice\u{202E}fdp.exe").as_str(),
+            "invoicefdp.exe"
+        );
+        assert!(DownloadName::parse("invoice\u{202E}fdp.exe").is_err());
+        assert!(DownloadName::parse("a\u{2066}b").is_err());
         assert_eq!(
             DownloadName::sanitize("Été 2024 📷.jpg").as_str(),
             "Été 2024 📷.jpg"

@@ -87,7 +87,8 @@ pub struct Grant {
 }
 
 /// The header fields we read. Others (`jku`, `jwk`, `x5u`, `x5c`...) are ignored: a key is
-/// never taken from the token itself (RFC 8725 section 3.10). Duplicate fields fail to parse.
+/// never taken from the token itself (RFC 8725 section 3.10). Duplicate members are refused
+/// before this is parsed ([`unique_members`]).
 #[derive(Deserialize)]
 struct RawHeader {
     alg: String,
@@ -95,8 +96,50 @@ struct RawHeader {
     typ: Option<String>,
     #[serde(default)]
     kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
+    /// `Some` whenever the member is present, even as `null`: presence alone refuses.
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<()>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| Some(()))
+}
+
+/// A JSON object whose member names are all distinct (compared after unescaping, so `"kid"`
+/// and `"k\u0069d"` are the same name). RFC 7515 section 4 and RFC 7519 section 4 let a
+/// parser refuse duplicates; we do, so no two parsers can read different claims from one token.
+struct UniqueMembers;
+
+impl<'de> Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueMembers, A::Error> {
+                let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::with_capacity(16);
+                while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if seen.contains(&name) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    seen.push(name);
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(UniqueMembers)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Whether `json` is one object with no duplicate member names.
+fn unique_members(json: &[u8]) -> bool {
+    serde_json::from_slice::<UniqueMembers>(json).is_ok()
 }
 
 struct KeyEntry {
@@ -166,6 +209,9 @@ impl Verifier {
         let header = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| TokenError::Malformed)?;
+        if !unique_members(&header) {
+            return Err(TokenError::Malformed);
+        }
         let header: RawHeader =
             serde_json::from_slice(&header).map_err(|_| TokenError::Malformed)?;
         if !header.typ.as_deref().is_some_and(is_download_type) {
@@ -197,6 +243,15 @@ impl Verifier {
                 _ => TokenError::Malformed,
             })?
             .claims;
+        // Only for a token whose signature held: decoding the payload twice is then cheap
+        // next to the signature check.
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed)?;
+        if !unique_members(&payload) {
+            return Err(TokenError::BadClaims("duplicate member"));
+        }
         self.check_claims(claims, now)
     }
 
@@ -226,7 +281,11 @@ impl Verifier {
 /// `typ` is a media type and compared case-insensitively, with or without the
 /// `application/` prefix (RFC 7515 section 4.1.9).
 fn is_download_type(typ: &str) -> bool {
-    let t = typ.strip_prefix("application/").unwrap_or(typ);
+    const PREFIX: &str = "application/";
+    let t = match typ.get(..PREFIX.len()) {
+        Some(p) if p.eq_ignore_ascii_case(PREFIX) => &typ[PREFIX.len()..],
+        _ => typ,
+    };
     t.eq_ignore_ascii_case(TOKEN_TYPE)
 }
 
