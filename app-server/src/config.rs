@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use shared::Algorithm;
 
 use crate::error::StartupError;
+use crate::telemetry::LogFormat;
 
 /// `app-server [OPTIONS] [COMMAND]`. Options go before the command; every option can also come
 /// from its environment variable.
@@ -28,6 +29,16 @@ pub enum Command {
     /// Manage users; passwords are read from standard input, one line.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the signing keys in the data directory.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum KeysCommand {
+    /// Make a new signing key (new `kid`) active for `--alg`. The old public key stays
+    /// published for `--retired-key-publish-secs`; running app servers follow within seconds.
+    Rotate,
 }
 
 #[derive(Subcommand, Clone, Debug)]
@@ -43,6 +54,11 @@ pub enum UserCommand {
 /// The app server's settings. `Debug` hides the password of `database_url`.
 #[derive(Parser, Clone)]
 pub struct Config {
+    /// A TOML file of settings (keys are the long flag names); flags and environment
+    /// variables override it. See docs/OPERATIONS.md, "Configuration".
+    #[arg(long = "config", env = "BURNLINK_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
     /// Address the app server listens on (port 0 picks a free port).
     #[arg(long, env = "APP_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -80,6 +96,20 @@ pub struct Config {
     #[arg(long, env = "TOKEN_TTL", default_value_t = 60)]
     pub token_ttl: u64,
 
+    /// The signing key file, for app servers that share one key without sharing a data
+    /// directory (Ed25519 as PKCS#8 PEM, e.g. `openssl genpkey -algorithm ed25519`; HS256 as one
+    /// line of unpadded base64url of at least 32 random bytes). It must exist: a mistyped path
+    /// must not quietly start signing with a key the rest of the fleet does not know. Unset:
+    /// `<data-dir>/keys/ed25519.pem` (or `hs256.key`), created on first start.
+    #[arg(long = "signing-key", env = "SIGNING_KEY_FILE")]
+    pub signing_key: Option<PathBuf>,
+
+    /// Seconds a key retired by `keys rotate` stays published (and accepted) after the
+    /// rotation; at least `--token-ttl`, so links signed just before a rotation live out
+    /// their minute.
+    #[arg(long, env = "RETIRED_KEY_PUBLISH_SECS", default_value_t = 3600)]
+    pub retired_key_publish_secs: u64,
+
     /// Signing algorithm: `eddsa` (default) or `hs256`.
     #[arg(long, env = "TOKEN_ALG", default_value = "eddsa", value_parser = parse_algorithm)]
     pub alg: Algorithm,
@@ -87,6 +117,17 @@ pub struct Config {
     /// Largest accepted upload in bytes.
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+
+    /// Most files one user may keep (0: no limit). An upload over it is refused with 409
+    /// `too_many_files` before any byte is written.
+    #[arg(long, env = "MAX_FILES_PER_USER", default_value_t = 0)]
+    pub max_files_per_user: u64,
+
+    /// Failed logins allowed per minute, per account and per client address (a token bucket
+    /// of this size refilling at this rate; 0: no throttling). Beyond it: 429 `throttled`
+    /// with `Retry-After`, without checking the password.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub login_attempts_per_minute: u32,
 
     /// A session unused for this many seconds ends.
     #[arg(long, env = "SESSION_IDLE_SECS", default_value_t = 1800)]
@@ -96,9 +137,20 @@ pub struct Config {
     #[arg(long, env = "SESSION_MAX_SECS", default_value_t = 43200)]
     pub session_max_secs: u64,
 
-    /// Mark the session cookie `Secure` (set it when served over HTTPS).
+    /// Mark the session cookie `Secure` (set it when a proxy terminates HTTPS; always on with
+    /// `--tls-cert`).
     #[arg(long, env = "SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     pub secure_cookies: bool,
+
+    /// TLS certificate chain (PEM, leaf first): serve https on `--bind` (and, all-in-one, on
+    /// `--download-bind`), with `Strict-Transport-Security` and `Secure` cookies. Needs
+    /// `--tls-key`.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 
     /// HTTP worker threads of the app server (0: one per core).
     #[arg(long, env = "APP_WORKERS", default_value_t = 0)]
@@ -107,6 +159,10 @@ pub struct Config {
     /// In all-in-one mode, create user `demo` with a random password when there are no users.
     #[arg(long, env = "DEMO_USER", default_value_t = true, action = clap::ArgAction::Set)]
     pub demo_user: bool,
+
+    /// Log format on standard error: `text` or `json` (one JSON object per line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -132,6 +188,16 @@ impl Config {
                 "--token-ttl (TOKEN_TTL)",
                 format!(
                     "must be 1 to {MAX_TOKEN_TTL} seconds, got {}",
+                    self.token_ttl
+                ),
+            );
+        }
+        if self.retired_key_publish_secs < self.token_ttl {
+            return bad(
+                "--retired-key-publish-secs (RETIRED_KEY_PUBLISH_SECS)",
+                format!(
+                    "must be at least --token-ttl ({} s): links signed before a rotation \
+                     would die early",
                     self.token_ttl
                 ),
             );
@@ -162,6 +228,16 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return bad("--data-dir (BURNLINK_DATA_DIR)", "must not be empty".into());
+        }
+        if self
+            .signing_key
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return bad(
+                "--signing-key (SIGNING_KEY_FILE)",
+                "must not be empty".into(),
+            );
         }
         if let Some(url) = &self.public_url {
             check_base_url(url).or_else(|reason| bad("--public-url (APP_PUBLIC_URL)", reason))?;
@@ -220,6 +296,7 @@ pub(crate) fn trim_base(url: &str) -> String {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
+            .field("config_file", &self.config_file)
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
             .field(
@@ -232,13 +309,20 @@ impl fmt::Debug for Config {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("token_ttl", &self.token_ttl)
+            .field("signing_key", &self.signing_key)
+            .field("retired_key_publish_secs", &self.retired_key_publish_secs)
             .field("alg", &self.alg)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_files_per_user", &self.max_files_per_user)
+            .field("login_attempts_per_minute", &self.login_attempts_per_minute)
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
             .field("secure_cookies", &self.secure_cookies)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("workers", &self.workers)
             .field("demo_user", &self.demo_user)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -290,6 +374,56 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_key_must_stay_published_for_a_link_lifetime() {
+        let err = parse(&["--token-ttl", "60", "--retired-key-publish-secs", "59"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("RETIRED_KEY_PUBLISH_SECS"),
+            "{err}"
+        );
+        assert!(
+            parse(&["--token-ttl", "60", "--retired-key-publish-secs", "60"])
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_config_file_fills_in_settings_before_the_subcommand() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.toml");
+        std::fs::write(
+            &path,
+            "token-ttl = 30\nsecure_cookies = true\nalg = \"hs256\"\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let cli: Cli = download_server::config_file::parse_from([
+            "app-server",
+            "--config",
+            path,
+            "--alg",
+            "eddsa",
+            "keys",
+            "rotate",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Keys(KeysCommand::Rotate))
+        ));
+        assert_eq!(cli.config.token_ttl, 30);
+        assert!(cli.config.secure_cookies);
+        assert_eq!(
+            cli.config.alg,
+            Algorithm::EdDSA,
+            "the flag wins over the file"
+        );
+        assert_eq!(cli.config.session_idle_secs, 1800, "default");
+    }
+
+    #[test]
     fn bad_urls_are_refused() {
         assert!(parse(&["--download-url", "ftp://x"]).validate().is_err());
         assert!(parse(&["--public-url", "http://"]).validate().is_err());
@@ -304,6 +438,21 @@ mod tests {
     fn algorithm_parses_case_insensitively() {
         assert_eq!(parse(&["--alg", "HS256"]).alg, Algorithm::HS256);
         assert!(Config::try_parse_from(["app-server", "--alg", "rs256"]).is_err());
+    }
+
+    #[test]
+    fn signing_key_path_is_taken_and_checked() {
+        let config = parse(&["--signing-key", "/run/secrets/burnlink.pem"]);
+        assert_eq!(
+            config.signing_key.as_deref(),
+            Some(std::path::Path::new("/run/secrets/burnlink.pem"))
+        );
+        assert!(config.validate().is_ok());
+        assert!(Config::try_parse_from(["app-server", "--signing-key", ""]).is_err());
+        let mut config = config;
+        config.signing_key = Some(std::path::PathBuf::new());
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("SIGNING_KEY_FILE"), "{err}");
     }
 
     #[test]

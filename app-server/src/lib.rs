@@ -7,17 +7,21 @@
 pub mod admin;
 pub mod config;
 pub mod db;
+pub mod downloads;
 pub mod error;
 pub mod files;
 pub mod keys;
+pub mod metrics;
 pub mod routes;
 pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod throttle;
 pub mod users;
+pub mod views;
 
-pub use config::{Cli, Command, Config, UserCommand};
+pub use config::{Cli, Command, Config, KeysCommand, UserCommand};
 pub use error::{AppError, StartupError};
 pub use startup::{Application, DemoUser};
 

@@ -3,16 +3,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use app_server::admin::Admin;
-use app_server::{Application, Cli, Command, UserCommand};
-use clap::Parser;
+use app_server::{Application, Cli, Command, KeysCommand, UserCommand};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    app_server::telemetry::init();
+    // Flags, then environment, then `--config FILE`, then defaults.
+    let cli: Cli = download_server::config_file::parse().unwrap_or_else(|e| e.exit());
+    app_server::telemetry::init(cli.config.log_format);
     let result = match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::User(command)) => user(cli.config, command).await,
+        Some(Command::Keys(KeysCommand::Rotate)) => rotate_keys(cli.config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,6 +63,15 @@ async fn user(config: app_server::Config, command: UserCommand) -> anyhow::Resul
         .await
         .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
     println!("{message}");
+    Ok(())
+}
+
+async fn rotate_keys(config: app_server::Config) -> anyhow::Result<()> {
+    let rotation = app_server::keys::rotate_configured(&config).await?;
+    println!(
+        "new {} signing key {} is active; {} stays published for {} s",
+        config.alg, rotation.active_kid, rotation.retired_kid, config.retired_key_publish_secs
+    );
     Ok(())
 }
 

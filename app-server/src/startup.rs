@@ -3,11 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use sqlx::AnyPool;
 
@@ -18,10 +17,12 @@ use crate::state::{AppState, LinkMinter};
 use crate::users::{self, Password, Username};
 use crate::{db, keys, routes};
 
-/// Content-Security-Policy of every response: no scripts, no external anything; inline styles
-/// for the one page; forms post only to us; never framed.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Content-Security-Policy of every response: script, style, images and requests only from
+/// this origin (`/static/…`; nothing inline, so an injected tag or attribute cannot run);
+/// forms post only to us; never framed; no `<base>` rewriting links.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
 
 /// The name and password of the user created on first start in all-in-one mode.
 #[derive(Clone)]
@@ -50,10 +51,11 @@ pub struct Application {
 }
 
 impl Application {
-    /// Validates `config`, creates `<data>/files` and `<data>/keys`, loads or creates the
-    /// signing key, writes `<data>/keys/jwks.json`, connects to and migrates the database,
-    /// binds `--bind` (port 0 picks a free port: read it back with [`Application::port`]) and,
-    /// without `--download-url`, builds the embedded download server on `--download-bind`.
+    /// Validates `config`, creates `<data>/files` and `<data>/keys`, loads the signing key
+    /// (`--signing-key`, or the data dir's, created on first start), writes
+    /// `<data>/keys/jwks.json`, connects to and migrates the database, binds `--bind` (port 0
+    /// picks a free port: read it back with [`Application::port`]) and, without
+    /// `--download-url`, builds the embedded download server on `--download-bind`.
     /// Serving starts on the current Tokio runtime as soon as this returns;
     /// [`Application::run_until_stopped`] waits for the servers to stop.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
@@ -64,31 +66,21 @@ impl Application {
         create_dir(&keys_dir).await?;
         remove_stale_uploads(&files_dir).await;
 
-        let signing_key = Arc::new(keys::load_signing_key(&keys_dir, config.alg).await?);
-        let jwks_json = keys::jwks_json(&signing_key)?;
-        keys::write_jwks(&keys_dir, &jwks_json).await?;
+        let key_source = keys::KeySource::new(config.signing_key.as_deref(), &keys_dir, config.alg);
+        let key_watch = keys::KeyWatch::new(
+            key_source,
+            config.alg,
+            &keys_dir,
+            config.retired_key_publish_secs,
+        );
+        let (signing_key, published) = key_watch.start().await?;
+
+        let tls =
+            download_server::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
 
         let db = db::connect(&config.database_url()).await?;
         let dummy_hash = users::dummy_hash().await?;
-
-        let (download, download_url) = match &config.download_url {
-            Some(url) => (None, trim_base(url)),
-            None => {
-                let mut dl = download_server::Config::from_defaults();
-                dl.bind = config.download_bind;
-                dl.data_dir = config.data_dir.clone();
-                dl.issuer = config.issuer.clone();
-                dl.audience = config.audience.clone();
-                // Only the key handed over in-process, whatever the environment says.
-                dl.jwks_file = None;
-                dl.public_keys = Vec::new();
-                dl.hs256_secret_file = None;
-                dl.keys = vec![signing_key.verifying_key().clone()];
-                let dl = download_server::Application::build(dl).await?;
-                let url = format!("http://{}", reachable(config.download_bind, dl.port()));
-                (Some(dl), url)
-            }
-        };
 
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Io {
             what: format!("binding --bind (APP_BIND) {}", config.bind),
@@ -103,8 +95,41 @@ impl Application {
             .port();
         let public_url = match &config.public_url {
             Some(url) => trim_base(url),
-            None => format!("http://{}", reachable(config.bind, port)),
+            None => format!("{scheme}://{}", reachable(config.bind, port)),
         };
+
+        let (download, download_url) = match &config.download_url {
+            Some(url) => (None, trim_base(url)),
+            None => {
+                let mut dl = download_server::Config::from_defaults();
+                dl.bind = config.download_bind;
+                dl.data_dir = config.data_dir.clone();
+                dl.issuer = config.issuer.clone();
+                dl.audience = config.audience.clone();
+                // Its error pages link back here.
+                dl.app_url = Some(public_url.clone());
+                // Only the key handed over in-process, whatever the environment says.
+                dl.jwks_file = None;
+                dl.public_keys = Vec::new();
+                dl.hs256_secret_file = None;
+                dl.jwks_url = None;
+                dl.keys = published.clone();
+                // Served over TLS with the app's certificate when the app is.
+                dl.tls_cert = config.tls_cert.clone();
+                dl.tls_key = config.tls_key.clone();
+                let dl = download_server::Application::build(dl).await?;
+                let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
+                (Some(dl), url)
+            }
+        };
+
+        // Rotations reach the embedded download server in-process.
+        let embedded_keys = download.as_ref().map(|dl| dl.keys());
+        key_watch.spawn(&signing_key, published, move |keys| {
+            if let Some(dl) = &embedded_keys {
+                dl.replace_in_process(keys);
+            }
+        });
 
         let demo_user = if config.all_in_one() && config.demo_user && users::none_exist(&db).await?
         {
@@ -118,7 +143,8 @@ impl Application {
             sessions: SessionPolicy {
                 idle_secs: secs(config.session_idle_secs),
                 max_secs: secs(config.session_max_secs),
-                secure_cookies: config.secure_cookies,
+                // Over TLS the cookie is always `Secure` (RFC 6265 section 4.1.2.5).
+                secure_cookies: config.secure_cookies || tls.is_some(),
             },
             dummy_hash,
             links: LinkMinter {
@@ -130,13 +156,18 @@ impl Application {
             },
             files_dir,
             max_upload_bytes: config.max_upload_bytes,
-            jwks_json,
+            max_files_per_user: config.max_files_per_user,
+            login_throttle: crate::throttle::LoginThrottle::new(config.login_attempts_per_minute),
+            metrics: crate::metrics::Metrics::new(),
+            audit_dir: download_server::audit::dir(&config.data_dir),
+            keys: signing_key.clone(),
         });
-        let server =
-            serve(state.clone(), listener, config.workers).map_err(|source| StartupError::Io {
+        let server = serve(state.clone(), listener, tls, config.workers).map_err(|source| {
+            StartupError::Io {
                 what: "starting the HTTP server".into(),
                 source,
-            })?;
+            }
+        })?;
         tracing::info!(
             %public_url,
             %download_url,
@@ -234,25 +265,34 @@ impl Application {
 fn serve(
     state: web::Data<AppState>,
     listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
     workers: usize,
 ) -> std::io::Result<Server> {
+    let hsts = tls.is_some();
     let mut server = HttpServer::new(move || {
+        let mut headers = DefaultHeaders::new()
+            .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+            .add(("X-Content-Type-Options", "nosniff"))
+            .add(("Referrer-Policy", "no-referrer"))
+            .add(("X-Frame-Options", "DENY"));
+        if hsts {
+            headers = headers.add(download_server::tls::HSTS);
+        }
         App::new()
-            .wrap(
-                DefaultHeaders::new()
-                    .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "no-referrer"))
-                    .add(("X-Frame-Options", "DENY")),
-            )
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            .wrap(headers)
+            // Method, route pattern, status, latency and a request id: never a path or query.
+            .wrap(from_fn(crate::telemetry::request_span))
             .app_data(state.clone())
             .configure(routes::configure)
     });
     if workers > 0 {
         server = server.workers(workers);
     }
-    Ok(server.listen(listener)?.run())
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// A URL host for a bound address: an unspecified address (`0.0.0.0`, `::`) becomes loopback.

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use shared::SigningKey;
 use sqlx::AnyPool;
 
 use crate::sessions::SessionPolicy;
@@ -18,13 +17,22 @@ pub struct AppState {
     /// `<data>/files`: stored files under their storage keys.
     pub files_dir: PathBuf,
     pub max_upload_bytes: u64,
-    /// The public JWK Set, serialized once.
-    pub jwks_json: String,
+    /// Most files one user may keep (`--max-files-per-user`); 0: no limit.
+    pub max_files_per_user: u64,
+    /// Failed-login buckets per account and per client address.
+    pub login_throttle: crate::throttle::LoginThrottle,
+    /// Prometheus series (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// `<data>/audit`: the download servers' audit files, read for "recent downloads".
+    pub audit_dir: PathBuf,
+    /// The signing key and the public JWK Set in force, swapped on rotation.
+    pub keys: Arc<crate::keys::LiveKeys>,
 }
 
 /// Everything needed to turn a stored file into a download link.
 pub struct LinkMinter {
-    pub signing_key: Arc<SigningKey>,
+    /// The active signing key (follows `keys rotate`).
+    pub signing_key: Arc<crate::keys::LiveKeys>,
     pub issuer: String,
     pub audience: String,
     pub ttl: u64,

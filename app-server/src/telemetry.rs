@@ -1,12 +1,6 @@
-//! Logging: `tracing` to standard error, filtered by `RUST_LOG` (default `info`).
+//! Logging: one set-up for both servers, in `download_server::telemetry` (the app server
+//! already depends on that library for its all-in-one mode).
 
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global subscriber; a second call is a no-op.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+pub use download_server::telemetry::{
+    LogFormat, REQUEST_ID, RequestId, init, request_span, try_init,
+};

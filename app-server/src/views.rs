@@ -7,8 +7,10 @@
 //! minting with a countdown, a confirmation before deleting. The strict CSP allows no inline
 //! script or style, so there is none here: no `style=` and no `on…=` attributes.
 
+use download_server::audit::Outcome;
 use maud::{DOCTYPE, Markup, html};
 
+use crate::downloads::RecentDownload;
 use crate::files::FileInfo;
 use crate::routes::assets;
 use crate::sessions::{CSRF_FIELD, Session};
@@ -97,7 +99,13 @@ pub fn login_page(error: Option<&str>, username: &str) -> Markup {
 }
 
 /// The signed-in user's files, with the upload form above them.
-pub fn files_page(session: &Session, files: &[FileInfo], max_upload: u64, ttl: u64) -> Markup {
+pub fn files_page(
+    session: &Session,
+    files: &[FileInfo],
+    recent: &[RecentDownload],
+    max_upload: u64,
+    ttl: u64,
+) -> Markup {
     let max = human_size(max_upload);
     let content = html! {
         h1.visually-hidden { "Your files" }
@@ -161,6 +169,7 @@ pub fn files_page(session: &Session, files: &[FileInfo], max_upload: u64, ttl: u
                 }
             }
         }
+        (recent_downloads(recent))
     };
     layout(
         Page {
@@ -169,6 +178,55 @@ pub fn files_page(session: &Session, files: &[FileInfo], max_upload: u64, ttl: u
         },
         content,
     )
+}
+
+/// The user's latest download attempts, as the download servers' audit files record them.
+fn recent_downloads(recent: &[RecentDownload]) -> Markup {
+    html! {
+        section.card aria-labelledby="downloads-title" {
+            h2 #downloads-title { "Recent downloads" }
+            @if recent.is_empty() {
+                p.muted.empty { "None of your links has been opened recently." }
+            } @else {
+                table.files.downloads {
+                    thead {
+                        tr {
+                            th scope="col" { "When (UTC)" }
+                            th scope="col" { "File" }
+                            th scope="col" { "Outcome" }
+                            th scope="col" { "Sent" }
+                        }
+                    }
+                    tbody {
+                        @for d in recent {
+                            tr {
+                                td { time datetime=(iso_date(d.time)) { (utc_date(d.time)) } }
+                                td { (d.name.as_deref().unwrap_or("(deleted file)")) }
+                                td { (outcome_text(d.outcome)) }
+                                td { (human_size(d.bytes)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What an outcome means to the link's owner.
+fn outcome_text(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "Downloaded",
+        Outcome::Partial => "Started, not finished (link used)",
+        Outcome::Used => "Refused: link already used",
+        Outcome::Expired => "Refused: link expired",
+        Outcome::Invalid => "Refused: invalid link",
+        Outcome::NotFound => "Refused: file deleted",
+        Outcome::Unavailable => "Refused: briefly unavailable (link kept)",
+        Outcome::RangeNotSatisfiable => "Refused: bad range (link kept)",
+        Outcome::PrefetchDeclined => "Browser prefetch declined (link kept)",
+        Outcome::Error => "Server error",
+    }
 }
 
 fn file_row(session: &Session, file: &FileInfo) -> Markup {

@@ -6,6 +6,7 @@ use clap::Parser;
 use shared::{Policy, VerifyingKey};
 
 use crate::StartupError;
+use crate::telemetry::LogFormat;
 
 /// Where burned ids live, as `--burn-store` names it.
 #[derive(Clone, Debug)]
@@ -31,6 +32,11 @@ impl std::fmt::Display for BurnStoreSetting {
 #[derive(Parser, Clone, Debug)]
 #[command(name = "download-server", version, about)]
 pub struct Config {
+    /// A TOML file of settings (keys are the long flag names); flags and environment
+    /// variables override it. See docs/OPERATIONS.md, "Configuration".
+    #[arg(long = "config", env = "BURNLINK_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "DOWNLOAD_BIND", default_value = "127.0.0.1:8081")]
     pub bind: SocketAddr,
@@ -59,9 +65,26 @@ pub struct Config {
     pub max_lifetime: u64,
 
     /// Ed25519 verification keys as a JWK Set file (what the app server publishes at
-    /// /.well-known/jwks.json).
+    /// /.well-known/jwks.json); re-read when it changes.
     #[arg(long, env = "JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
+
+    /// The app server's JWKS URL (`http://app:8080/.well-known/jwks.json`): fetched at start,
+    /// every `--jwks-refresh-secs`, and when a token names an unknown key. A failed fetch keeps
+    /// the last good keys.
+    #[arg(long, env = "JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// Seconds between two scheduled JWKS URL fetches (1 to 86400).
+    #[arg(long, env = "JWKS_REFRESH_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub jwks_refresh_secs: u64,
+
+    /// Least seconds between two fetches caused by tokens naming an unknown key (0 to 3600):
+    /// garbage `kid`s cannot make this server hammer the app server.
+    #[arg(long, env = "JWKS_MIN_REFRESH_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub jwks_min_refresh_secs: u64,
 
     /// Ed25519 public key PEM file(s); repeat the flag or separate with commas.
     #[arg(long = "public-key", env = "PUBLIC_KEYS", value_delimiter = ',')]
@@ -109,6 +132,30 @@ pub struct Config {
     #[arg(long, env = "APP_URL")]
     pub app_url: Option<String>,
 
+    /// TLS certificate chain (PEM, leaf first): serve https on `--bind`, with
+    /// `Strict-Transport-Security`. Needs `--tls-key`.
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Log format on standard error: `text` or `json` (one JSON object per line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// This server's name among the download servers sharing the data directory (letters,
+    /// digits, `.`, `_`, `-`); names its audit file. Default: the host name.
+    #[arg(long, env = "BURNLINK_INSTANCE")]
+    pub instance: Option<String>,
+
+    /// Append-only JSON Lines audit file, one line per download attempt; `off` for none
+    /// (the `audit` log target still gets every record). Default:
+    /// `<data dir>/audit/downloads-<instance>.jsonl`, where the app server finds it.
+    #[arg(long, env = "AUDIT_LOG")]
+    pub audit_log: Option<String>,
+
     /// Keys handed over in-process (the app server's all-in-one mode), used besides any file.
     #[arg(skip)]
     pub keys: Vec<VerifyingKey>,
@@ -124,48 +171,26 @@ impl Config {
         self.data_dir.join("files")
     }
 
-    /// Every configured verification key. With no key option and no in-process key, the
-    /// app server's `<data>/keys/jwks.json` is read. No key at all is a start-up error.
-    pub fn load_keys(&self) -> Result<Vec<VerifyingKey>, StartupError> {
-        let setting = |name: &'static str| move |e: shared::KeyError| StartupError::Key(name, e);
-        let read = |name: &'static str, path: &PathBuf| {
-            std::fs::read_to_string(path).map_err(|source| {
-                StartupError::Key(
-                    name,
-                    shared::KeyError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    },
-                )
-            })
+    /// `--jwks-url`, checked: an `http(s)://host[/path]` URL.
+    pub fn jwks_url(&self) -> Result<Option<String>, StartupError> {
+        let Some(url) = &self.jwks_url else {
+            return Ok(None);
         };
-        let mut keys = self.keys.clone();
-        let mut jwks_file = self.jwks_file.clone();
-        if jwks_file.is_none()
-            && self.public_keys.is_empty()
-            && self.hs256_secret_file.is_none()
-            && keys.is_empty()
-        {
-            jwks_file = Some(self.data_dir.join("keys").join("jwks.json"));
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or("");
+        if rest.is_empty() || rest.starts_with('/') || rest.contains([' ', '#']) {
+            return Err(StartupError::JwksUrl(format!(
+                "{url:?} is not an http(s)://host[/path] URL"
+            )));
         }
-        if let Some(path) = &jwks_file {
-            keys.extend(
-                shared::parse_jwks(&read("--jwks-file", path)?).map_err(setting("--jwks-file"))?,
-            );
+        if url.starts_with("https://") {
+            return Err(StartupError::JwksUrl(
+                "https is not built in: fetch the JWKS over a private network".into(),
+            ));
         }
-        for path in &self.public_keys {
-            let pem = read("--public-key", path)?;
-            keys.push(VerifyingKey::ed25519_from_pem(&pem).map_err(setting("--public-key"))?);
-        }
-        if let Some(path) = &self.hs256_secret_file {
-            let key = shared::SigningKey::load(path, shared::Algorithm::HS256)
-                .map_err(setting("--hs256-secret-file"))?;
-            keys.push(key.verifying_key().clone());
-        }
-        if keys.is_empty() {
-            return Err(StartupError::NoKeys);
-        }
-        Ok(keys)
+        Ok(Some(url.clone()))
     }
 
     /// `--burn-store`, checked. Connects to nothing: a Redis that is down at start makes the
@@ -212,6 +237,61 @@ impl Config {
             )));
         }
         Ok(Some(url.trim_end_matches('/').to_owned()))
+    }
+
+    /// `--instance`, checked, or the host name (made safe for a file name).
+    pub fn instance(&self) -> Result<String, StartupError> {
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        match &self.instance {
+            Some(name) if valid(name) => Ok(name.clone()),
+            Some(name) => Err(StartupError::Audit(format!(
+                "--instance (BURNLINK_INSTANCE) {name:?}: \
+                 use 1 to 64 letters, digits, `.`, `_` or `-`"
+            ))),
+            None => {
+                // `/proc/sys` is hidden under systemd's `ProcSubset=pid`: then `/etc/hostname`.
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+                    .or_else(|_| std::env::var("HOSTNAME"))
+                    .unwrap_or_default();
+                let host: String = host
+                    .trim()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .take(64)
+                    .collect();
+                Ok(if host.is_empty() {
+                    "local".into()
+                } else {
+                    host
+                })
+            }
+        }
+    }
+
+    /// The audit file (`--audit-log`), or `None` when it is `off`.
+    pub fn audit_log(&self) -> Result<Option<PathBuf>, StartupError> {
+        match self.audit_log.as_deref() {
+            Some("off") => Ok(None),
+            Some("") => Err(StartupError::Audit(
+                "--audit-log (AUDIT_LOG): give a path or `off`".into(),
+            )),
+            Some(path) => Ok(Some(PathBuf::from(path))),
+            None => Ok(Some(
+                crate::audit::dir(&self.data_dir).join(crate::audit::file_name(&self.instance()?)),
+            )),
+        }
     }
 
     pub fn burn_store_timeout(&self) -> Duration {
@@ -267,6 +347,49 @@ mod tests {
             let e = with_store(url).expect_err(url).to_string();
             assert!(e.starts_with("--burn-store: "), "{e}");
             assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_jwks_url_names_the_setting() {
+        let with_url = |url: &str| {
+            Config {
+                jwks_url: Some(url.into()),
+                ..Config::from_defaults()
+            }
+            .jwks_url()
+        };
+        assert!(with_url("http://app:8080/.well-known/jwks.json").is_ok());
+        for url in ["app:8080/jwks", "http://", "ftp://app/jwks"] {
+            let e = with_url(url).expect_err(url).to_string();
+            assert!(e.starts_with("--jwks-url (JWKS_URL): "), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_audit_file_is_per_instance_under_the_data_dir_or_off() {
+        let config = Config {
+            data_dir: "/srv/burnlink".into(),
+            instance: Some("dl-2".into()),
+            audit_log: None,
+            ..Config::from_defaults()
+        };
+        assert_eq!(
+            config.audit_log().expect("valid"),
+            Some(PathBuf::from("/srv/burnlink/audit/downloads-dl-2.jsonl"))
+        );
+        let off = Config {
+            audit_log: Some("off".into()),
+            ..config.clone()
+        };
+        assert_eq!(off.audit_log().expect("valid"), None);
+        for bad in ["", "../x", "a/b", "dl 2"] {
+            let config = Config {
+                instance: Some(bad.into()),
+                ..config.clone()
+            };
+            let e = config.audit_log().expect_err(bad).to_string();
+            assert!(e.starts_with("--instance"), "{e}");
         }
     }
 

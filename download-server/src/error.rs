@@ -47,6 +47,21 @@ impl DownloadError {
         }
     }
 
+    /// The outcome the audit trail and `burnlink_downloads_total` record.
+    pub fn outcome(&self) -> crate::audit::Outcome {
+        use crate::audit::Outcome;
+        match self {
+            DownloadError::Token(TokenError::Expired) => Outcome::Expired,
+            DownloadError::MissingToken | DownloadError::Token(_) => Outcome::Invalid,
+            DownloadError::Used => Outcome::Used,
+            DownloadError::NotFound => Outcome::NotFound,
+            DownloadError::RangeNotSatisfiable { .. } => Outcome::RangeNotSatisfiable,
+            DownloadError::PrefetchDeclined => Outcome::PrefetchDeclined,
+            DownloadError::Store(_) => Outcome::Unavailable,
+            DownloadError::Io(_) => Outcome::Error,
+        }
+    }
+
     fn message(&self) -> &'static str {
         match self {
             DownloadError::MissingToken => "This request carries no download link token.",
@@ -107,32 +122,90 @@ impl DownloadError {
         res
     }
 
-    /// The response: a small HTML page for browsers (which show it to a person), JSON for
-    /// everything else.
-    pub fn respond(&self, html: bool) -> HttpResponse {
-        if self.status_code().is_server_error() {
-            tracing::error!(error = %self, code = self.code(), "download failed");
+    /// The response: a small HTML page for browsers (which show it to a person), with a way
+    /// back to the app when `app_url` is known; JSON for everything else.
+    pub fn respond(&self, html: bool, app_url: Option<&str>) -> HttpResponse {
+        // A store outage is logged once by the store; prefetch refusals are routine.
+        if let DownloadError::Io(e) = self {
+            tracing::error!(error = %e, "download failed");
         }
         if !html {
             return self.error_response();
         }
-        let page = format!(
-            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-             <title>{title}</title>\
-             <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
-             <h1>{title}</h1><p>{message}</p></body></html>",
+        self.builder()
+            .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
+            .content_type("text/html; charset=utf-8")
+            .body(self.page(app_url))
+    }
+
+    /// What to do next, after the message.
+    fn advice(&self) -> &'static str {
+        match self {
+            DownloadError::Used | DownloadError::Token(TokenError::Expired) => {
+                "If it is your file, you can make a new link in burnlink."
+            }
+            DownloadError::MissingToken | DownloadError::Token(_) => {
+                "Check that the whole link was copied, or ask for a new one."
+            }
+            _ => "",
+        }
+    }
+
+    fn page(&self, app_url: Option<&str>) -> String {
+        let back = match app_url {
+            Some(url) => format!(
+                "<p><a class=\"btn\" href=\"{}/\">Go to burnlink</a></p>",
+                escape(url)
+            ),
+            None => String::new(),
+        };
+        let advice = match self.advice() {
+            "" => String::new(),
+            advice => format!("<p class=\"muted\">{advice}</p>"),
+        };
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <meta name=\"referrer\" content=\"no-referrer\">\
+             <title>{title} · burnlink</title><style>{PAGE_STYLE}</style></head>\
+             <body><main><p class=\"brand\">burnlink</p><h1>{title}</h1>\
+             <p>{message}</p>{advice}{back}</main></body></html>\n",
             title = self.title(),
             message = self.message(),
-        );
-        self.builder()
-            .insert_header((
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ))
-            .content_type("text/html; charset=utf-8")
-            .body(page)
+        )
     }
+}
+
+/// The error page's only style, inline: no request for a stylesheet from a server that
+/// serves nothing but downloads.
+const PAGE_STYLE: &str = "body{margin:0;font:16px/1.5 system-ui,sans-serif;color:#1d2127;\
+background:#f5f6f8}main{max-width:30rem;margin:3rem auto;padding:1.5rem;background:#fff;\
+border:1px solid #dde1e7;border-radius:10px}.brand{font-weight:700;color:#9a3412;margin:0}\
+h1{font-size:1.5rem;margin:.25rem 0 .75rem}.muted{color:#5b6270}.btn{display:inline-block;\
+padding:.55rem 1rem;border-radius:8px;background:#c2410c;color:#fff;font-weight:600;\
+text-decoration:none}.btn:hover{background:#9a3412}a:focus-visible{outline:3px solid #1d4ed8;\
+outline-offset:2px}@media (max-width:32rem){main{margin:1rem;padding:1rem}}";
+
+/// The error page's CSP: nothing but [`PAGE_STYLE`], allowed by its hash (CSP Level 3
+/// section 8.2), so no injected script or style could run.
+const PAGE_CSP: &str = "default-src 'none'; \
+     style-src 'sha256-0osVv5fbd0O7uZqBdYIAb14wXgDRkDgVcff7y4LCeyA='; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl ResponseError for DownloadError {
@@ -154,5 +227,40 @@ impl ResponseError for DownloadError {
             "error": self.code(),
             "message": self.message(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn csp_allows_exactly_the_page_style() {
+        let hash =
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(PAGE_STYLE.as_bytes()));
+        assert!(
+            PAGE_CSP.contains(&format!("'sha256-{hash}'")),
+            "update PAGE_CSP: the style's hash is {hash}"
+        );
+    }
+
+    #[actix_web::test]
+    async fn html_pages_link_back_to_the_app_escaped() {
+        let response = DownloadError::Used.respond(true, Some("https://app.example/x?\"<"));
+        assert_eq!(response.status(), StatusCode::GONE);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("already been used"), "{body}");
+        assert!(
+            body.contains("href=\"https://app.example/x?&quot;&lt;/\""),
+            "{body}"
+        );
+
+        let response = DownloadError::Used.respond(true, None);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        assert!(!std::str::from_utf8(&body).unwrap().contains("href"));
     }
 }

@@ -2,8 +2,8 @@
 //! body stream. Pure functions here ([`parse_range`], [`content_disposition`]) are fuzzed.
 
 use std::fmt::Write as _;
-use std::io::SeekFrom;
 use std::path::Path;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -11,13 +11,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use shared::StorageKey;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 /// An open stored file and its size, taken from the same open handle so a file replaced
 /// after opening is still read whole from the old inode.
 pub struct StoredFile {
-    file: tokio::fs::File,
+    file: std::fs::File,
     pub size: u64,
 }
 
@@ -35,7 +33,7 @@ pub async fn open(root: &Path, key: &StorageKey) -> std::io::Result<Option<Store
     .map_err(std::io::Error::other)?;
     match opened {
         Ok((file, meta)) if meta.is_file() => Ok(Some(StoredFile {
-            file: tokio::fs::File::from_std(file),
+            file,
             size: meta.len(),
         })),
         Ok(_) => Ok(None),
@@ -45,34 +43,96 @@ pub async fn open(root: &Path, key: &StorageKey) -> std::io::Result<Option<Store
 }
 
 impl StoredFile {
-    /// The bytes of `range` (inclusive), `buffer` bytes per read.
-    pub async fn stream(mut self, range: ByteRange, buffer: usize) -> std::io::Result<FileStream> {
-        if range.start > 0 {
-            self.file.seek(SeekFrom::Start(range.start)).await?;
-        }
-        let len = range.len();
-        Ok(FileStream {
-            inner: ReaderStream::with_capacity(self.file.take(len), buffer),
+    /// The bytes of `range`, read `chunk` bytes at a time.
+    pub fn stream(self, range: ByteRange, chunk: usize) -> FileStream {
+        FileStream {
+            state: ReadState::Idle(self.file),
+            pos: range.start,
+            remaining: range.len(),
+            chunk,
             sent: 0,
-        })
+        }
     }
 }
 
-/// The body: file bytes, counting what was sent so the caller can log partial transfers.
+enum ReadState {
+    Idle(std::fs::File),
+    Reading(tokio::task::JoinHandle<(std::fs::File, std::io::Result<Vec<u8>>)>),
+    Done,
+}
+
+/// The body: positional reads of `chunk` bytes, each in one blocking-pool hop straight into
+/// the buffer that is sent (one copy from the page cache, nothing kept between chunks). A
+/// stream holds at most one chunk, so a slow client costs one chunk of memory. Counts what
+/// was sent so the caller can log partial transfers.
 pub struct FileStream {
-    inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
+    state: ReadState,
+    pos: u64,
+    remaining: u64,
+    chunk: usize,
     pub sent: u64,
+}
+
+/// Reads up to `len` bytes at `pos`; short only at end of file.
+fn read_chunk(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 impl Stream for FileStream {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.sent += chunk.len() as u64;
+        let this = &mut *self;
+        loop {
+            match std::mem::replace(&mut this.state, ReadState::Done) {
+                ReadState::Done => return Poll::Ready(None),
+                ReadState::Idle(_) if this.remaining == 0 => return Poll::Ready(None),
+                ReadState::Idle(file) => {
+                    let len = this.remaining.min(this.chunk as u64) as usize;
+                    let pos = this.pos;
+                    this.state = ReadState::Reading(tokio::task::spawn_blocking(move || {
+                        let read = read_chunk(&file, pos, len);
+                        (file, read)
+                    }));
+                }
+                ReadState::Reading(mut task) => match Pin::new(&mut task).poll(cx) {
+                    Poll::Pending => {
+                        this.state = ReadState::Reading(task);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
+                    Poll::Ready(Ok((_, Err(e)))) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Ok((file, Ok(buf)))) => {
+                        if buf.is_empty() {
+                            // The file shrank under us: the promised length cannot be met, so
+                            // the connection must be cut rather than end short and look whole.
+                            return Poll::Ready(Some(Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "file shrank while being sent",
+                            ))));
+                        }
+                        let n = buf.len() as u64;
+                        this.pos += n;
+                        this.remaining -= n;
+                        this.sent += n;
+                        this.state = ReadState::Idle(file);
+                        return Poll::Ready(Some(Ok(Bytes::from(buf))));
+                    }
+                },
+            }
         }
-        polled
     }
 }
 

@@ -1,22 +1,28 @@
 //! The burnlink download server: knows no users and keeps no sessions. It verifies a download
 //! token, burns its `jti` so it works exactly once, and streams the file the token names.
 
+pub mod audit;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod file;
+pub mod keys;
+pub mod metrics;
 pub mod routes;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
-use shared::Verifier;
 
 pub use config::{BurnStoreSetting, Config};
+use keys::Keys;
 use state::AppState;
 use store::{BurnStore, MemoryStore, RedisStore};
 
@@ -26,14 +32,20 @@ pub enum StartupError {
     #[error("{0}: {1}")]
     Key(&'static str, shared::KeyError),
     #[error(
-        "no verification key: give --jwks-file, --public-key or --hs256-secret-file, \
+        "no verification key: give --jwks-url, --jwks-file, --public-key or --hs256-secret-file, \
          or start the app server once so it writes <data dir>/keys/jwks.json"
     )]
     NoKeys,
     #[error("--burn-store: {0}")]
     BurnStore(String),
+    #[error("--jwks-url (JWKS_URL): {0}")]
+    JwksUrl(String),
     #[error("--app-url (APP_URL): {0}")]
     AppUrl(String),
+    #[error("{0}")]
+    Audit(String),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     #[error("--bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -43,9 +55,10 @@ pub enum StartupError {
 
 /// The routes, for any burn store.
 pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
-    use routes::{download, health};
+    use routes::{download, health, metrics};
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz::<S>))
+        .route("/metrics", web::get().to(metrics::metrics::<S>))
         .service(
             // `.*`: a token with a `/` (standard base64) still reaches the verifier and gets
             // the documented 401, not a bare 404.
@@ -64,13 +77,16 @@ pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    keys: Arc<Keys>,
+    tls: bool,
 }
 
 impl Application {
     /// Loads keys, binds the listener (port 0 picks one: read it back with [`Self::port`])
     /// and wires the app. Nothing is served until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        let keys = config.load_keys()?;
+        config.jwks_url()?;
+        let tls = tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
@@ -81,28 +97,54 @@ impl Application {
         })?;
         let burn_store = config.burn_store()?;
         config.app_url()?;
-        let kids: Vec<&str> = keys.iter().map(|k| k.kid()).collect();
-        tracing::info!(%addr, ?kids, store = %burn_store, "download server bound");
-
-        let server = match burn_store {
+        let recorders = recorders(&config)?;
+        let (server, keys) = match burn_store {
             BurnStoreSetting::Memory => {
                 let store = MemoryStore::start(Duration::from_secs(10));
                 let not_before = restart_boundary(&store, &config).await;
-                serve(&config, keys, store, not_before, listener)
+                let keys = load_keys(&config, not_before).await?;
+                (
+                    serve(
+                        &config,
+                        keys.clone(),
+                        store,
+                        listener,
+                        tls.clone(),
+                        recorders,
+                    ),
+                    keys,
+                )
             }
-            BurnStoreSetting::Redis(info) => {
-                let store = RedisStore::new(info, config.burn_store_timeout())
+            BurnStoreSetting::Redis(ref info) => {
+                let store = RedisStore::new(info.clone(), config.burn_store_timeout())
                     .map_err(|e| StartupError::BurnStore(e.to_string()))?;
                 store.connect_in_background();
                 let not_before = restart_boundary(&store, &config).await;
-                serve(&config, keys, store, not_before, listener)
+                let keys = load_keys(&config, not_before).await?;
+                (
+                    serve(
+                        &config,
+                        keys.clone(),
+                        store,
+                        listener,
+                        tls.clone(),
+                        recorders,
+                    ),
+                    keys,
+                )
             }
-        }
-        .map_err(|source| StartupError::Bind {
+        };
+        let server = server.map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
         })?;
-        Ok(Application { addr, server })
+        tracing::info!(%addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
+        Ok(Application {
+            addr,
+            server,
+            keys,
+            tls: tls.is_some(),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -111,6 +153,18 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https://<address>` with `--tls-cert`, else `http://<address>`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The keys in force, for the all-in-one app server to hand rotated keys over
+    /// ([`Keys::replace_in_process`]).
+    pub fn keys(&self) -> Arc<Keys> {
+        self.keys.clone()
     }
 
     /// Stops the server gracefully (in-flight downloads get the grace period) when called.
@@ -140,26 +194,75 @@ async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64
     Some(boundary)
 }
 
-fn serve<S: BurnStore>(
+/// The keys, checked against the policy with the restart boundary.
+async fn load_keys(
     config: &Config,
-    keys: Vec<shared::VerifyingKey>,
-    store: S,
     not_issued_before: Option<u64>,
-    listener: TcpListener,
-) -> std::io::Result<Server> {
+) -> Result<Arc<Keys>, StartupError> {
     let mut policy = config.policy();
     policy.not_issued_before = not_issued_before;
+    Keys::load(config, policy).await
+}
+
+/// The metrics registry and the audit log (its file opened, or refused at start).
+fn recorders(config: &Config) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
+    let metrics = metrics::Metrics::new();
+    let path = config.audit_log()?;
+    let dropped = metrics.audit_dropped.clone();
+    let audit = match audit::AuditLog::open(path.as_deref(), dropped.clone()) {
+        Ok(audit) => audit,
+        // The default file on a read-only data dir: audit to the log only, and say so.
+        Err(e) if config.audit_log.is_none() => {
+            let path = path.unwrap_or_default();
+            let path = path.display();
+            tracing::warn!(error = %e, %path, "no audit file: the `audit` log target only");
+            audit::AuditLog::open(None, dropped).map_err(|e| StartupError::Audit(e.to_string()))?
+        }
+        Err(e) => {
+            let path = path.unwrap_or_default();
+            return Err(StartupError::Audit(format!(
+                "--audit-log (AUDIT_LOG) {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    Ok((metrics, audit))
+}
+
+fn serve<S: BurnStore>(
+    config: &Config,
+    keys: Arc<Keys>,
+    store: S,
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    (metrics, audit): (metrics::Metrics, audit::AuditLog),
+) -> std::io::Result<Server> {
+    let hsts = tls.is_some();
     let state = web::Data::new(AppState {
-        verifier: Verifier::new(keys, policy),
+        verifier: keys,
         store,
         files: config.files_dir(),
         read_buffer: config.read_buffer_kib as usize * 1024,
         app_url: config.app_url().ok().flatten(),
+        metrics,
+        audit,
     });
-    let mut server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(configure::<S>))
-            .shutdown_timeout(config.shutdown_grace_secs)
-            .listen(listener)?;
+    let server = HttpServer::new(move || {
+        let mut headers = actix_web::middleware::DefaultHeaders::new();
+        if hsts {
+            headers = headers.add(tls::HSTS);
+        }
+        App::new()
+            .wrap(headers)
+            .wrap(actix_web::middleware::from_fn(telemetry::request_span))
+            .app_data(state.clone())
+            .configure(configure::<S>)
+    })
+    .shutdown_timeout(config.shutdown_grace_secs);
+    let mut server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
     if config.workers > 0 {
         server = server.workers(config.workers);
     }

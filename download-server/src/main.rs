@@ -1,12 +1,12 @@
-use clap::Parser;
-use download_server::{Application, Config, telemetry};
+use download_server::{Application, Config, config_file, telemetry};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    telemetry::init(std::env::var_os("LOG_JSON").is_some());
+    // Flags, then environment, then `--config FILE`, then defaults.
+    let config: Config = config_file::parse().unwrap_or_else(|e| e.exit());
+    telemetry::init(config.log_format);
     let app = Application::build(config).await?;
-    println!("burnlink downloads on http://{}", app.address());
+    println!("burnlink downloads on {}", app.url());
     app.run_until_stopped().await?;
     Ok(())
 }

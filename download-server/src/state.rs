@@ -1,13 +1,20 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use shared::Verifier;
+use crate::keys::Keys;
 
 /// What every handler shares, built once in [`crate::Application::build`].
 pub struct AppState<S> {
-    pub verifier: Verifier,
+    /// The verification keys in force; swapped whole when they change.
+    pub verifier: Arc<Keys>,
     pub store: S,
     /// `<data dir>/files`: the only directory files are read from.
     pub files: PathBuf,
     /// Bytes per read when streaming.
     pub read_buffer: usize,
+    /// The app's public URL, for the "go back" link of error pages.
+    pub app_url: Option<String>,
+    pub metrics: crate::metrics::Metrics,
+    /// Where every download attempt is recorded.
+    pub audit: crate::audit::AuditLog,
 }

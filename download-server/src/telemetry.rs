@@ -1,17 +1,127 @@
-//! Log set-up shared by both binaries' `main`.
+//! Logs of both servers (the app server reuses this module): the subscriber set-up and the
+//! request middleware that gives every line of a request its request id.
+//!
+//! What is never logged: a download token (it is in the path of `/d/{token}`, so requests are
+//! logged by route pattern, never by path or query), a password, a cookie or any header value
+//! other than the user agent in the audit record.
 
+use std::time::Instant;
+
+use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), as JSON when `json` is set.
-pub fn init(json: bool) {
+/// `--log-format` (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the request span (`request_id`) on every line.
+    Json,
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`). A second call (tests,
+/// all-in-one mode) keeps the first subscriber.
+pub fn init(format: LogFormat) {
+    let _ = try_init(format, std::io::stderr);
+}
+
+/// Like [`init`], writing to `writer` (tests capture logs with it). Fails if a global
+/// subscriber is already set.
+pub fn try_init<W>(
+    format: LogFormat,
+    writer: W,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second init (tests, all-in-one) keeps the first subscriber.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    }
+}
+
+/// The response header carrying the request id.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id of the current request, in the request's extensions (handlers that write
+/// their own records, like the audit trail, read it there).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// Middleware (`middleware::from_fn(telemetry::request_span)`): runs the request inside a
+/// `request` span carrying a request id, answers it as `X-Request-Id`, and logs one line per
+/// request with the method, the route *pattern* (`/d/{token:.*}`, never the path: it may
+/// hold a token), the status and the latency.
+///
+/// The id is the incoming `X-Request-Id` when a proxy set a plausible one (1 to 64 of
+/// `[A-Za-z0-9._-]`, far shorter than any token), else 16 random characters.
+///
+/// Not `tracing-actix-web`: its root span records `http.target`, the path and query, which
+/// for `/d/{token}` is the bearer token.
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|v| plausible_id(v.as_bytes()))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&shared::random_token(12))
+                .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        });
+    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let start = Instant::now();
+    let result = next.call(req).instrument(span.clone()).await;
+    let _entered = span.enter();
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(mut res) => {
+            let route = res.request().match_pattern();
+            tracing::info!(
+                method = %method,
+                route = route.as_deref().unwrap_or("unmatched"),
+                status = res.status().as_u16(),
+                latency_ms,
+                "request"
+            );
+            res.headers_mut().insert(REQUEST_ID, id);
+            Ok(res)
+        }
+        Err(e) => {
+            tracing::info!(
+                method = %method,
+                status = e.as_response_error().status_code().as_u16(),
+                latency_ms,
+                "request failed"
+            );
+            Err(e)
+        }
+    }
+}
+
+fn plausible_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

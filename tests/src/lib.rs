@@ -1,11 +1,17 @@
 //! Test harness: starts the real servers in-process on port 0 with a fresh data directory, and
 //! gives typed helpers to walk them as a browser, an API client or an attacker would.
 
+pub mod browser;
+pub mod postgres;
+pub mod services;
+
 use std::path::{Path, PathBuf};
 
 use reqwest::{Client, Response, StatusCode, redirect};
 use serde_json::Value;
 use shared::{Algorithm, Claims, SigningKey};
+
+pub use services::{RedisServer, spawn_download_server};
 
 pub const ALICE: (&str, &str) = ("alice", "alice-password-1");
 pub const BOB: (&str, &str) = ("bob", "bob-password-22");
@@ -18,6 +24,8 @@ pub struct TestApp {
     pub config: app_server::Config,
     /// A client with no cookies, for download URLs and anonymous requests.
     pub anon: Client,
+    /// The app's database, to check what a request left behind.
+    pub db: sqlx::AnyPool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -34,6 +42,7 @@ pub fn test_config(data_dir: &Path) -> app_server::Config {
     config.public_url = None;
     config.download_url = None;
     config.demo_user = false;
+    config.signing_key = None;
     config.alg = Algorithm::EdDSA;
     config.issuer = "burnlink-app".into();
     config.audience = "burnlink-download".into();
@@ -66,6 +75,7 @@ pub async fn start(config: app_server::Config) -> TestApp {
     }
     let app_url = format!("http://127.0.0.1:{}", app.port());
     let dl_url = app.download_url().to_owned();
+    let db = app.db().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         app_url,
@@ -73,6 +83,7 @@ pub async fn start(config: app_server::Config) -> TestApp {
         data_dir: config.data_dir.clone(),
         config,
         anon: client(),
+        db,
         _dir: None,
     }
 }
@@ -164,6 +175,19 @@ impl TestApp {
             .send()
             .await
             .expect("download request")
+    }
+
+    /// How many rows `table` holds (`files`, `sessions`, `users`).
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        assert!(
+            table.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{table}"
+        );
+        let (count,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.db)
+            .await
+            .expect("count rows");
+        count
     }
 
     /// The storage key of the only file in the data dir (uploaded files are never named by

@@ -5,9 +5,12 @@ use actix_web::{HttpResponse, web};
 
 use crate::error::AppError;
 
+pub mod assets;
+pub mod downloads;
 pub mod files;
 pub mod health;
 pub mod jwks;
+pub mod metrics;
 pub mod pages;
 pub mod session;
 
@@ -35,10 +38,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(|_err, _req| AppError::NotFound.into()))
     .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
     .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(metrics::metrics))
     .route("/.well-known/jwks.json", web::get().to(jwks::jwks))
     .configure(session::configure)
     .configure(files::configure)
+    .configure(downloads::configure)
     .configure(pages::configure)
+    .configure(assets::configure)
     .default_service(web::to(not_found));
 }
 

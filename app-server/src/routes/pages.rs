@@ -179,7 +179,16 @@ async fn index(
             let files = files::list(&state.db, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(session)))?;
-            views::files_page(session, &files, state.max_upload_bytes, state.links.ttl)
+            let recent = crate::downloads::recent(&state.db, &state.audit_dir, &session.user_id)
+                .await
+                .map_err(|e| PageError::new(e, Some(session)))?;
+            views::files_page(
+                session,
+                &files,
+                &recent,
+                state.max_upload_bytes,
+                state.links.ttl,
+            )
         }
         None => views::login_page(None, ""),
     };

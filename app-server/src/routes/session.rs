@@ -33,8 +33,15 @@ async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let previous = sessions::cookie_value(&req);
-    let (user, session) =
-        sessions::login(&state, &body.username, &body.password, previous.as_deref()).await?;
+    let client = sessions::client_ip(&req);
+    let (user, session) = sessions::login(
+        &state,
+        client,
+        &body.username,
+        &body.password,
+        previous.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .cookie(state.sessions.cookie(session.id))

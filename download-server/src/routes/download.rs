@@ -7,19 +7,22 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use futures_util::Stream;
 use shared::Grant;
 
+use crate::audit::{Client, Outcome};
 use crate::error::DownloadError;
 use crate::file::{self, ByteRange, FileStream, RangeRequest};
 use crate::state::AppState;
 use crate::store::{Burn, BurnStore};
+use crate::telemetry::RequestId;
 
 pub async fn by_path<S: BurnStore>(
     req: HttpRequest,
@@ -46,39 +49,65 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
 
 async fn answer<S: BurnStore>(
     req: &HttpRequest,
-    state: &AppState<S>,
+    state: &web::Data<AppState<S>>,
     token: Option<&str>,
 ) -> HttpResponse {
-    let verified = token
-        .ok_or(DownloadError::MissingToken)
-        .and_then(|t| state.verifier.verify(t).map_err(DownloadError::from));
+    let client = client(req);
+    let verified = match token {
+        Some(t) => state.verifier.verify(t).await.map_err(DownloadError::from),
+        None => Err(DownloadError::MissingToken),
+    };
     let result = match verified {
-        Ok(grant) => deliver(req, state, grant).await,
+        Ok(grant) => deliver(req, state, grant, client).await,
         Err(e) => {
             // Never the token itself: it is a bearer credential.
             tracing::info!(outcome = e.code(), reason = %e, "download refused");
-            Err(e)
+            Err(refused(state, e, None, &client))
         }
     };
-    result.unwrap_or_else(|e| e.respond(wants_html(req)))
+    result.unwrap_or_else(|e| e.respond(wants_html(req), state.app_url.as_deref()))
+}
+
+/// Who asked, for the audit record.
+fn client(req: &HttpRequest) -> Client {
+    Client {
+        peer: req.peer_addr().map(|a| a.ip()),
+        forwarded_for: req
+            .headers()
+            .get(header::HeaderName::from_static("x-forwarded-for"))
+            .cloned(),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+    }
+}
+
+/// Counts and audits a refused attempt; hands the error back for the response.
+fn refused<S>(
+    state: &AppState<S>,
+    e: DownloadError,
+    grant: Option<&Grant>,
+    client: &Client,
+) -> DownloadError {
+    let outcome = e.outcome();
+    state.metrics.download(outcome);
+    state
+        .audit
+        .record(outcome, grant, e.status_code().as_u16(), 0, client);
+    e
 }
 
 async fn deliver<S: BurnStore>(
     req: &HttpRequest,
-    state: &AppState<S>,
+    state: &web::Data<AppState<S>>,
     grant: Grant,
+    client: Client,
 ) -> Result<HttpResponse, DownloadError> {
-    let refused = |e: DownloadError, grant: &Grant| {
-        tracing::info!(
-            outcome = e.code(),
-            jti = grant.jti.as_str(),
-            sub = grant.sub,
-            file = grant.file.as_str(),
-            "download refused"
-        );
-        e
+    let refused = |e: DownloadError, grant: &Grant| refused(state, e, Some(grant), &client);
+    let stored = match file::open(&state.files, &grant.file).await {
+        Ok(stored) => stored,
+        Err(e) => return Err(refused(e.into(), &grant)),
     };
-    let Some(stored) = file::open(&state.files, &grant.file).await? else {
+    let Some(stored) = stored else {
         return Err(refused(DownloadError::NotFound, &grant));
     };
     let size = stored.size;
@@ -139,13 +168,20 @@ async fn deliver<S: BurnStore>(
     }
 
     let keep_until = grant.exp + state.verifier.policy().leeway;
-    match state.store.burn(&grant.jti, keep_until).await {
+    let burning = Instant::now();
+    let burned = state.store.burn(&grant.jti, keep_until).await;
+    state
+        .metrics
+        .burn_seconds
+        .observe(burning.elapsed().as_secs_f64());
+    match burned {
         Ok(Burn::Fresh) => {}
         Ok(Burn::AlreadyUsed) => return Err(refused(DownloadError::Used, &grant)),
         Err(e) => return Err(refused(DownloadError::Store(e), &grant)),
     }
-    let body = stored.stream(range, state.read_buffer).await?;
+    let body = stored.stream(range, state.read_buffer);
     let len = range.len();
+    state.metrics.active_streams.inc();
     Ok(res.body(SizedStream::new(
         len,
         Transfer {
@@ -153,6 +189,9 @@ async fn deliver<S: BurnStore>(
             grant,
             status: status.as_u16(),
             expected: len,
+            state: state.clone(),
+            client,
+            span: tracing::Span::current(),
         },
     )))
 }
@@ -194,35 +233,48 @@ fn wants_html(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-/// The streamed body. Logs the transfer when it ends, including a client that went away
-/// mid-download (the body is dropped early and `sent < expected`).
-struct Transfer {
+/// The streamed body. Counts bytes as they go and records the transfer when it ends (in the
+/// request's span, which has ended by then), including a client that went away mid-download
+/// (the body is dropped early and `sent < expected`).
+struct Transfer<S> {
     body: FileStream,
     grant: Grant,
     status: u16,
     expected: u64,
+    state: web::Data<AppState<S>>,
+    client: Client,
+    span: tracing::Span,
 }
 
-impl Stream for Transfer {
+impl<S> Stream for Transfer<S> {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.body).poll_next(cx)
+        let next = Pin::new(&mut self.body).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            self.state.metrics.bytes_sent.inc_by(chunk.len() as u64);
+        }
+        next
     }
 }
 
-impl Drop for Transfer {
+impl<S> Drop for Transfer<S> {
     fn drop(&mut self) {
-        let complete = self.body.sent == self.expected;
-        tracing::info!(
-            outcome = if complete { "ok" } else { "partial" },
-            jti = self.grant.jti.as_str(),
-            sub = self.grant.sub,
-            file = self.grant.file.as_str(),
-            status = self.status,
-            bytes = self.body.sent,
-            expected = self.expected,
-            "download"
+        let _entered = self.span.enter();
+        let outcome = if self.body.sent == self.expected {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        };
+        let metrics = &self.state.metrics;
+        metrics.active_streams.dec();
+        metrics.download(outcome);
+        self.state.audit.record(
+            outcome,
+            Some(&self.grant),
+            self.status,
+            self.body.sent,
+            &self.client,
         );
     }
 }

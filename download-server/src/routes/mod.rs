@@ -1,2 +1,3 @@
 pub mod download;
 pub mod health;
+pub mod metrics;

@@ -7,7 +7,7 @@ use reqwest::header::{
     REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
 };
 
-fn header<'a>(res: &'a reqwest::Response, name: impl reqwest::header::AsHeaderName) -> &'a str {
+fn header(res: &reqwest::Response, name: impl reqwest::header::AsHeaderName) -> &str {
     res.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())

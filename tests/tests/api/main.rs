@@ -2,7 +2,16 @@
 //! own data dir, so they run in parallel and in any order.
 
 mod attacks;
+mod browser;
 mod download;
+mod faults;
 mod files;
+mod fleet;
+mod hardening;
+mod observability;
+mod pages;
+mod postgres;
+mod rotation;
 mod session;
+mod tls;
 mod token_format;

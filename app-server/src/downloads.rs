@@ -1,0 +1,158 @@
+//! A user's recent downloads, read from the download servers' audit files.
+//!
+//! The download server knows no users and has no database: it appends one JSON line per
+//! attempt to `<data>/audit/downloads-<instance>.jsonl` (see `download_server::audit`), with
+//! `sub` = the user id the app put in the token. The app server, which shares the data
+//! directory, reads only the *tail* of each file (the last [`TAIL_BYTES`]) and keeps the
+//! lines of the logged-in user. So what a user sees is bounded in cost and honest about its
+//! reach: their attempts among the most recent ones, not their whole history. Once a file is
+//! deleted its name is no longer shown: its attempts stay, without the name.
+
+use std::collections::HashSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use download_server::audit::{Outcome, Record};
+use serde::Serialize;
+use sqlx::AnyPool;
+
+use crate::error::AppError;
+
+/// Bytes read from the end of each audit file (about 1,000 lines).
+pub const TAIL_BYTES: u64 = 256 * 1024;
+/// Audit files read at most (one per download server instance).
+const MAX_FILES: usize = 64;
+/// Entries shown.
+pub const SHOWN: usize = 20;
+
+/// One download attempt on one of the user's links, as the user sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentDownload {
+    /// Unix seconds.
+    pub time: i64,
+    /// `ok`, `partial`, `used`, `expired`, `not_found`, …
+    pub outcome: Outcome,
+    /// The file name the link carried; `None` once the file is deleted.
+    pub name: Option<String>,
+    pub bytes: u64,
+    pub jti: Option<String>,
+    /// The storage key, to tell deleted files; not shown.
+    #[serde(skip)]
+    file: Option<String>,
+}
+
+/// The user's most recent download attempts, newest first, at most [`SHOWN`]. A missing audit
+/// directory is simply no history; an unreadable file is skipped (and logged).
+pub async fn recent(
+    db: &AnyPool,
+    audit_dir: &Path,
+    user_id: &str,
+) -> Result<Vec<RecentDownload>, AppError> {
+    let dir = audit_dir.to_owned();
+    let user = user_id.to_owned();
+    let mut recent = tokio::task::spawn_blocking(move || recent_blocking(&dir, &user))
+        .await
+        .map_err(|e| AppError::Internal(format!("reading audit files: {e}")))?;
+    if recent.is_empty() {
+        return Ok(recent);
+    }
+    let kept: Vec<(String,)> = sqlx::query_as("SELECT storage_key FROM files WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(db)
+        .await?;
+    let kept: HashSet<String> = kept.into_iter().map(|(key,)| key).collect();
+    for download in &mut recent {
+        if !download.file.as_ref().is_some_and(|key| kept.contains(key)) {
+            download.name = None;
+        }
+    }
+    Ok(recent)
+}
+
+fn recent_blocking(dir: &Path, user_id: &str) -> Vec<RecentDownload> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("downloads-") && n.ends_with(".jsonl"))
+        })
+        .take(MAX_FILES)
+        .collect();
+    let mut found = Vec::new();
+    for path in files {
+        match tail(&path, TAIL_BYTES) {
+            Ok(text) => found.extend(
+                text.lines()
+                    .filter_map(|line| serde_json::from_str::<Record>(line).ok())
+                    .filter(|r| r.sub.as_deref() == Some(user_id))
+                    .map(|r| RecentDownload {
+                        time: i64::try_from(r.time_ms / 1000).unwrap_or(i64::MAX),
+                        outcome: r.outcome,
+                        name: r.name,
+                        bytes: r.bytes,
+                        jti: r.jti,
+                        file: r.file,
+                    }),
+            ),
+            Err(e) => tracing::warn!(error = %e, path = %path.display(), "audit file unreadable"),
+        }
+    }
+    found.sort_by_key(|d| std::cmp::Reverse(d.time));
+    found.truncate(SHOWN);
+    found
+}
+
+/// The last `max` bytes of a file, from the first whole line within them.
+fn tail(path: &Path, max: u64) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(max);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len - start).unwrap_or(0));
+    file.take(max).read_to_end(&mut bytes)?;
+    if start > 0 {
+        // Cut mid-line: drop the partial first line.
+        let first = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
+        bytes.drain(..first);
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_users_lines_of_the_tail_newest_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let line = |t: u64, sub: &str, outcome: &str| {
+            format!(
+                "{{\"time_ms\":{t},\"outcome\":\"{outcome}\",\"sub\":\"{sub}\",\"name\":\"a.txt\",\
+                 \"status\":200,\"bytes\":3}}\n"
+            )
+        };
+        // Old lines beyond the tail, then a partial line, then recent ones.
+        let mut text = line(1_000, "u1", "ok").repeat(10_000);
+        text.push_str("not json\n");
+        text.push_str(&line(2_000_000, "u2", "ok"));
+        text.push_str(&line(3_000_000, "u1", "used"));
+        text.push_str(&line(4_000_000, "u1", "ok"));
+        std::fs::write(dir.path().join("downloads-a.jsonl"), &text).expect("write");
+        std::fs::write(dir.path().join("other.log"), line(5_000_000, "u1", "ok")).expect("write");
+
+        let found = recent_blocking(dir.path(), "u1");
+        assert_eq!(found.len(), SHOWN);
+        assert_eq!((found[0].time, found[0].outcome), (4_000, Outcome::Ok));
+        assert_eq!((found[1].time, found[1].outcome), (3_000, Outcome::Used));
+        assert!(found[2..].iter().all(|d| d.time == 1));
+        assert!(recent_blocking(&dir.path().join("missing"), "u1").is_empty());
+    }
+}

@@ -1,0 +1,20 @@
+//! `GET /api/downloads`: the logged-in user's recent download attempts (see
+//! [`crate::downloads`]).
+
+use actix_web::{HttpResponse, web};
+
+use crate::downloads;
+use crate::error::AppError;
+use crate::sessions::Session;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/downloads", web::get().to(recent));
+}
+
+async fn recent(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, AppError> {
+    let recent = downloads::recent(&state.db, &state.audit_dir, &session.user_id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(recent))
+}

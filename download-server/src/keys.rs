@@ -1,0 +1,345 @@
+//! The verification keys in force, and how they follow an app server's key rotation: key files
+//! are re-read when they change, a JWKS URL is fetched on an interval and when a token names
+//! an unknown `kid` (at most once per `--jwks-min-refresh-secs`), and the all-in-one app
+//! server hands its keys over in-process ([`Keys::replace_in_process`]).
+//!
+//! The verifier is swapped whole ([`arc_swap::ArcSwap`]): a download reads the current one
+//! without taking a lock; a refresh builds a new one beside it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use shared::{Grant, KeyError, Policy, TokenError, Verifier, VerifyingKey};
+
+use crate::{Config, StartupError};
+
+/// How often key files are checked for a change (one `stat` each).
+pub const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Longest wait for the JWKS URL to answer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A JWK Set larger than this is refused: ours is a few hundred bytes per key.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// Where keys come from besides the in-process ones.
+#[derive(Debug, Clone, Default)]
+struct FileSources {
+    jwks_file: Option<PathBuf>,
+    public_keys: Vec<PathBuf>,
+    hs256_secret_file: Option<PathBuf>,
+}
+
+impl FileSources {
+    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        self.jwks_file
+            .iter()
+            .chain(&self.public_keys)
+            .chain(&self.hs256_secret_file)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.paths().next().is_none()
+    }
+
+    /// Every key of every file; the first unreadable or invalid file is an error naming its
+    /// setting.
+    fn load(&self) -> Result<Vec<VerifyingKey>, StartupError> {
+        let setting = |name: &'static str| move |e: KeyError| StartupError::Key(name, e);
+        let read = |name: &'static str, path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|source| {
+                StartupError::Key(
+                    name,
+                    KeyError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )
+            })
+        };
+        let mut keys = Vec::new();
+        if let Some(path) = &self.jwks_file {
+            keys.extend(
+                shared::parse_jwks(&read("--jwks-file", path)?).map_err(setting("--jwks-file"))?,
+            );
+        }
+        for path in &self.public_keys {
+            let pem = read("--public-key", path)?;
+            keys.push(VerifyingKey::ed25519_from_pem(&pem).map_err(setting("--public-key"))?);
+        }
+        if let Some(path) = &self.hs256_secret_file {
+            let key = shared::SigningKey::load(path, shared::Algorithm::HS256)
+                .map_err(setting("--hs256-secret-file"))?;
+            keys.push(key.verifying_key().clone());
+        }
+        Ok(keys)
+    }
+
+    /// What identifies the files' current contents cheaply: size and modification time.
+    fn fingerprint(&self) -> Vec<Option<(u64, SystemTime)>> {
+        self.paths().map(|p| fingerprint(p)).collect()
+    }
+}
+
+fn fingerprint(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// The keys from each source, kept apart so one source failing keeps its last good set.
+#[derive(Default)]
+struct Parts {
+    in_process: Vec<VerifyingKey>,
+    files: Vec<VerifyingKey>,
+    url: Vec<VerifyingKey>,
+}
+
+impl Parts {
+    fn all(&self) -> Vec<VerifyingKey> {
+        let mut keys: Vec<VerifyingKey> = Vec::new();
+        for key in self.in_process.iter().chain(&self.files).chain(&self.url) {
+            if !keys.iter().any(|k| k.kid() == key.kid()) {
+                keys.push(key.clone());
+            }
+        }
+        keys
+    }
+}
+
+/// The JWKS URL and its refresh limits.
+struct Remote {
+    url: String,
+    client: reqwest::Client,
+    refresh: Duration,
+    min_refresh: Duration,
+    /// When the last fetch started: an unknown `kid` fetches only if this is older than
+    /// `min_refresh`, so garbage tokens cannot make us hammer the app server.
+    last_fetch: Mutex<Option<Instant>>,
+    /// One fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// The verification keys in force, behind one swappable [`Verifier`].
+pub struct Keys {
+    verifier: ArcSwap<Verifier>,
+    policy: Policy,
+    parts: Mutex<Parts>,
+    files: FileSources,
+    remote: Option<Remote>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verifier = self.verifier.load();
+        f.debug_struct("Keys")
+            .field("kids", &verifier.kids().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// Reads the configured key files and the JWKS URL once. A file that cannot be read or
+    /// parsed stops start-up; a JWKS URL that does not answer only warns (the app server may
+    /// be starting too): its keys arrive on the next refresh. No key source at all is an error.
+    pub async fn load(config: &Config, policy: Policy) -> Result<Arc<Keys>, StartupError> {
+        let mut files = FileSources {
+            jwks_file: config.jwks_file.clone(),
+            public_keys: config.public_keys.clone(),
+            hs256_secret_file: config.hs256_secret_file.clone(),
+        };
+        if files.is_empty() && config.jwks_url.is_none() && config.keys.is_empty() {
+            files.jwks_file = Some(config.data_dir.join("keys").join("jwks.json"));
+        }
+        let remote = match &config.jwks_url {
+            None => None,
+            Some(url) => Some(Remote {
+                url: config.jwks_url()?.unwrap_or_else(|| url.clone()),
+                client: reqwest::Client::builder()
+                    .timeout(FETCH_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| StartupError::JwksUrl(e.to_string()))?,
+                refresh: Duration::from_secs(config.jwks_refresh_secs),
+                min_refresh: Duration::from_secs(config.jwks_min_refresh_secs),
+                last_fetch: Mutex::new(None),
+                fetching: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let parts = Parts {
+            in_process: config.keys.clone(),
+            files: files.load()?,
+            url: Vec::new(),
+        };
+        if parts.in_process.is_empty() && parts.files.is_empty() && remote.is_none() {
+            return Err(StartupError::NoKeys);
+        }
+        let keys = Arc::new(Keys {
+            verifier: ArcSwap::from_pointee(Verifier::new(parts.all(), policy.clone())),
+            policy,
+            parts: Mutex::new(parts),
+            files,
+            remote,
+        });
+        if keys.remote.is_some() {
+            keys.fetch().await;
+        }
+        keys.watch();
+        Ok(keys)
+    }
+
+    /// The policy every token is checked against.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The key ids in force now.
+    pub fn kids(&self) -> Vec<String> {
+        self.verifier.load().kids().map(str::to_owned).collect()
+    }
+
+    /// Verifies with the keys in force. A token naming an unknown `kid` makes us fetch the
+    /// JWKS URL (when there is one and the last fetch is older than `--jwks-min-refresh-secs`)
+    /// and try once more: that is how a freshly rotated key is learned.
+    pub async fn verify(&self, token: &str) -> Result<Grant, TokenError> {
+        match self.verifier.load().verify(token) {
+            Err(TokenError::UnknownKey) if self.fetch_for_unknown_kid().await => {
+                self.verifier.load().verify(token)
+            }
+            result => result,
+        }
+    }
+
+    /// The all-in-one app server's keys after a rotation: replaces the in-process keys.
+    pub fn replace_in_process(&self, keys: Vec<VerifyingKey>) {
+        self.update(|parts| parts.in_process = keys);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Parts)) {
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut parts);
+        let keys = parts.all();
+        let kids: Vec<&str> = keys.iter().map(|k| k.kid()).collect();
+        tracing::info!(?kids, "verification keys updated");
+        self.verifier
+            .store(Arc::new(Verifier::new(keys, self.policy.clone())));
+    }
+
+    /// Whether a fetch for an unknown `kid` happened (and so a retry may succeed).
+    async fn fetch_for_unknown_kid(&self) -> bool {
+        let Some(remote) = &self.remote else {
+            return false;
+        };
+        {
+            let last = remote.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < remote.min_refresh) {
+                return false;
+            }
+        }
+        self.fetch().await
+    }
+
+    /// Fetches the JWKS URL and, if it answers with a valid set, makes its keys the URL's.
+    /// A failure keeps the last good set. Returns whether the keys were replaced.
+    async fn fetch(&self) -> bool {
+        let Some(remote) = &self.remote else {
+            return false;
+        };
+        let _one = remote.fetching.lock().await;
+        {
+            let mut last = remote.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            // Someone else fetched while we waited: their result is ours.
+            if last.is_some_and(|at| at.elapsed() < remote.min_refresh.min(remote.refresh)) {
+                return true;
+            }
+            *last = Some(Instant::now());
+        }
+        match fetch_jwks(&remote.client, &remote.url).await {
+            Ok(keys) => {
+                self.update(|parts| parts.url = keys);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(url = %remote.url, error = %e, "JWKS fetch failed; keeping the last good keys");
+                false
+            }
+        }
+    }
+
+    /// Starts the background refresh: key files every [`FILE_CHECK_INTERVAL`], the JWKS URL
+    /// every `--jwks-refresh-secs`. It ends when the keys are dropped.
+    fn watch(self: &Arc<Self>) {
+        let weak: Weak<Keys> = Arc::downgrade(self);
+        if !self.files.is_empty() {
+            let weak = weak.clone();
+            let mut seen = self.files.fingerprint();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(FILE_CHECK_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(keys) = weak.upgrade() else { return };
+                    let now = keys.files.fingerprint();
+                    if now == seen {
+                        continue;
+                    }
+                    match keys.files.load() {
+                        Ok(loaded) => {
+                            seen = now;
+                            keys.update(|parts| parts.files = loaded);
+                        }
+                        // Half-written or being replaced: keep the last good keys, retry.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "key file unreadable; keeping the last good keys")
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(remote) = &self.remote {
+            let every = remote.refresh;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(keys) = weak.upgrade() else { return };
+                    keys.fetch().await;
+                }
+            });
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("JWK Set larger than {MAX_JWKS_BYTES} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+}
+
+async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Vec<VerifyingKey>, FetchError> {
+    let res = client.get(url).send().await?;
+    if !res.status().is_success() {
+        return Err(FetchError::Status(res.status()));
+    }
+    if res
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
+        return Err(FetchError::TooLarge);
+    }
+    let body = res.bytes().await?;
+    if body.len() > MAX_JWKS_BYTES {
+        return Err(FetchError::TooLarge);
+    }
+    let text =
+        std::str::from_utf8(&body).map_err(|_| KeyError::Invalid("JWKS is not UTF-8".into()))?;
+    Ok(shared::parse_jwks(text)?)
+}

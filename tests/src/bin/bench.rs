@@ -1,0 +1,969 @@
+//! Benchmarks the download server against nginx serving the same bytes, on this machine, in
+//! one run, and writes the figures and their ratios to docs/BENCHMARKS.md and a PNG chart.
+//!
+//! Run through `tests/bench/run`, which installs nginx and wrk and builds the release
+//! binaries first. Every load is bounded in time; every server is started here and stopped
+//! when the run ends.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use shared::{Algorithm, Claims, DownloadName, Policy, SigningKey, StorageKey, Verifier};
+
+#[derive(Parser, Debug)]
+#[command(about = "burnlink download server against nginx, in one run")]
+struct Args {
+    /// Directory holding the release `download-server` binary.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Seconds per small-file load.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds per large-file load.
+    #[arg(long, default_value_t = 12)]
+    stream_duration: u64,
+    /// Connections for the small-file load.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Concurrent slow readers for the memory load.
+    #[arg(long, default_value_t = 200)]
+    slow_readers: usize,
+    /// Redis for the Redis burn-store row (skipped when unreachable).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Where the report goes.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    report: PathBuf,
+    /// Where the ratio chart goes.
+    #[arg(long, default_value = "docs/benchmarks.png")]
+    chart: PathBuf,
+    /// Read buffer of the download server, KiB.
+    #[arg(long, default_value_t = 64)]
+    read_buffer_kib: u32,
+}
+
+const ISSUER: &str = "burnlink-app";
+const AUDIENCE: &str = "burnlink-download";
+const SMALL: &str = "small4k";
+const LARGE: &str = "large1g";
+const MEDIUM: &str = "medium256m";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let dir = tempfile::tempdir()?;
+    let bench = Bench::prepare(&args, dir.path(), workers)?;
+    let mut report = Report::default();
+
+    eprintln!("== token minting and the verify bound");
+    bench.mint_and_verify(&mut report)?;
+
+    eprintln!("== small file, {} connections", args.connections);
+    let nginx = Nginx::start(dir.path(), SMALL, workers)?;
+    let nginx_small = bench.wrk_small(&nginx.base(), Algorithm::HS256, "nginx")?;
+    drop(nginx);
+    let ours = bench.download_server("memory")?;
+    let eddsa = bench.wrk_small(&ours.base(), Algorithm::EdDSA, "burnlink-eddsa")?;
+    let hs = bench.wrk_small(&ours.base(), Algorithm::HS256, "burnlink-hs256")?;
+    drop(ours);
+    report.small(&nginx_small, &eddsa, &hs);
+
+    if redis_reachable(&args.redis_url) {
+        let ours = bench.download_server(&args.redis_url)?;
+        let redis = bench.wrk_small(&ours.base(), Algorithm::HS256, "burnlink-hs256-redis")?;
+        report.redis(&hs, &redis);
+    } else {
+        report.note(format!(
+            "Redis at {} unreachable: Redis row skipped.",
+            args.redis_url
+        ));
+    }
+
+    eprintln!("== 1 GiB file, 1 and 8 streams");
+    let nginx = Nginx::start(dir.path(), LARGE, workers)?;
+    let nginx_one = bench.wrk_stream(&nginx.base(), 1, "nginx")?;
+    let nginx_eight = bench.wrk_stream(&nginx.base(), 8, "nginx")?;
+    drop(nginx);
+    let ours = bench.download_server("memory")?;
+    let ours_one = bench.wrk_stream(&ours.base(), 1, "burnlink")?;
+    let ours_eight = bench.wrk_stream(&ours.base(), 8, "burnlink")?;
+    drop(ours);
+    report.streams(&nginx_one, &ours_one, &nginx_eight, &ours_eight);
+
+    eprintln!("== {} slow readers of a 256 MiB file", args.slow_readers);
+    let nginx = Nginx::start(dir.path(), MEDIUM, workers)?;
+    let nginx_rss = bench.slow_readers(&nginx.base(), &nginx.worker_pids())?;
+    drop(nginx);
+    let ours = bench.download_server("memory")?;
+    let ours_rss = bench.slow_readers(&ours.base(), &[ours.pid()])?;
+    drop(ours);
+    report.memory(args.slow_readers, nginx_rss, ours_rss);
+
+    report.write(&args, workers)?;
+    eprintln!(
+        "wrote {} and {}",
+        args.report.display(),
+        args.chart.display()
+    );
+    Ok(())
+}
+
+struct Bench<'a> {
+    args: &'a Args,
+    dir: &'a Path,
+    workers: usize,
+    eddsa: SigningKey,
+    hs256: SigningKey,
+}
+
+impl<'a> Bench<'a> {
+    fn prepare(args: &'a Args, dir: &'a Path, workers: usize) -> anyhow::Result<Bench<'a>> {
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files)?;
+        write_file(&files.join(SMALL), 4 * 1024)?;
+        write_file(&files.join(MEDIUM), 256 << 20)?;
+        write_file(&files.join(LARGE), 1 << 30)?;
+        let keys = dir.join("keys");
+        let eddsa = SigningKey::load_or_generate(&keys.join("ed25519.pem"), Algorithm::EdDSA)?;
+        let hs256 = SigningKey::load_or_generate(&keys.join("hs256.key"), Algorithm::HS256)?;
+        let jwks = serde_json::to_string(&shared::jwks([eddsa.verifying_key()]))?;
+        std::fs::write(keys.join("jwks.json"), jwks)?;
+        // nginx workers may run as another user: let them through the temp dir.
+        for path in [dir, files.as_path()] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(Bench {
+            args,
+            dir,
+            workers,
+            eddsa,
+            hs256,
+        })
+    }
+
+    fn key(&self, alg: Algorithm) -> &SigningKey {
+        match alg {
+            Algorithm::EdDSA => &self.eddsa,
+            Algorithm::HS256 => &self.hs256,
+        }
+    }
+
+    fn download_server(&self, burn_store: &str) -> anyhow::Result<Server> {
+        Server::download(self, burn_store)
+    }
+
+    /// Writes `count` download paths, each with a fresh token, minted on every core.
+    fn mint_paths(&self, alg: Algorithm, file: &str, count: usize) -> anyhow::Result<PathBuf> {
+        let key = self.key(alg);
+        let storage = StorageKey::parse(file)?;
+        let name = DownloadName::parse(&format!("{file}.bin"))?;
+        let per_thread = count.div_ceil(self.workers);
+        let chunks: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..self.workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = String::with_capacity(per_thread * 400);
+                        for _ in 0..per_thread {
+                            let claims = Claims::new(
+                                ISSUER,
+                                AUDIENCE,
+                                "bench",
+                                &storage,
+                                &name,
+                                shared::unix_now(),
+                                Policy::DEFAULT_MAX_LIFETIME,
+                            );
+                            let token = key.mint(&claims).expect("minting never fails here");
+                            let _ = writeln!(out, "/d/{token}");
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("minting thread"))
+                .collect()
+        });
+        let path = self.dir.join(format!("paths-{alg}-{file}.txt"));
+        std::fs::write(&path, chunks.concat())?;
+        Ok(path)
+    }
+
+    /// Tokens minted per second on one core, and verifications per second on all cores.
+    fn mint_and_verify(&self, report: &mut Report) -> anyhow::Result<()> {
+        for alg in [Algorithm::EdDSA, Algorithm::HS256] {
+            let key = self.key(alg);
+            let storage = StorageKey::parse(SMALL)?;
+            let name = DownloadName::parse("small.bin")?;
+            let claims = || {
+                Claims::new(
+                    ISSUER,
+                    AUDIENCE,
+                    "bench",
+                    &storage,
+                    &name,
+                    shared::unix_now(),
+                    60,
+                )
+            };
+            let start = Instant::now();
+            let mut minted = 0u64;
+            while start.elapsed() < Duration::from_secs(2) {
+                for _ in 0..100 {
+                    std::hint::black_box(key.mint(&claims())?);
+                }
+                minted += 100;
+            }
+            let mint_rate = minted as f64 / start.elapsed().as_secs_f64();
+
+            let tokens: Vec<String> = (0..2000)
+                .map(|_| key.mint(&claims()))
+                .collect::<Result<_, _>>()?;
+            let verifier =
+                Verifier::new([key.verifying_key().clone()], Policy::new(ISSUER, AUDIENCE));
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let start = Instant::now();
+            let verified: u64 = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..self.workers)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut n = 0u64;
+                            while Instant::now() < deadline {
+                                for t in &tokens[..100] {
+                                    assert!(verifier.verify(t).is_ok());
+                                }
+                                n += 100;
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("verify thread"))
+                    .sum()
+            });
+            let verify_rate = verified as f64 / start.elapsed().as_secs_f64();
+            eprintln!(
+                "   {alg}: mint {mint_rate:.0}/s on 1 core, verify {verify_rate:.0}/s on {} cores",
+                self.workers
+            );
+            report.crypto(alg, mint_rate, verify_rate);
+        }
+        Ok(())
+    }
+
+    fn wrk_small(&self, base: &str, alg: Algorithm, label: &str) -> anyhow::Result<Wrk> {
+        // Enough fresh tokens for the whole run at a rate no server here reaches.
+        let ceiling = match alg {
+            Algorithm::EdDSA => 40_000,
+            Algorithm::HS256 => 90_000,
+        };
+        let count = (ceiling * (self.args.duration as usize + 2)).min(1_200_000);
+        let paths = self.mint_paths(alg, SMALL, count)?;
+        wrk(
+            base,
+            &paths,
+            self.workers,
+            self.args.connections,
+            self.args.duration,
+            label,
+        )
+    }
+
+    fn wrk_stream(&self, base: &str, streams: u32, label: &str) -> anyhow::Result<Wrk> {
+        let paths = self.mint_paths(Algorithm::HS256, LARGE, 2000)?;
+        let threads = self.workers.min(streams as usize);
+        wrk(
+            base,
+            &paths,
+            threads,
+            streams,
+            self.args.stream_duration,
+            label,
+        )
+    }
+
+    /// Peak extra RSS (KiB) of `pids` while `slow_readers` clients each read a 256 MiB file
+    /// at 160 KiB/s for 12 s.
+    fn slow_readers(&self, base: &str, pids: &[u32]) -> anyhow::Result<u64> {
+        let paths = self.mint_paths(Algorithm::HS256, MEDIUM, self.args.slow_readers)?;
+        let paths: Vec<String> = std::fs::read_to_string(paths)?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let addr: SocketAddr = base.trim_start_matches("http://").parse()?;
+        let baseline: u64 = pids.iter().map(|&p| rss_kib(p)).sum();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let peak = runtime.block_on(async {
+            let readers: Vec<_> = paths
+                .into_iter()
+                .map(|path| tokio::spawn(slow_read(addr, path, Duration::from_secs(12))))
+                .collect();
+            let mut peak = baseline;
+            let deadline = Instant::now() + Duration::from_secs(12);
+            while Instant::now() < deadline {
+                peak = peak.max(pids.iter().map(|&p| rss_kib(p)).sum());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut failed = 0;
+            for r in readers {
+                if !matches!(r.await, Ok(Ok(()))) {
+                    failed += 1;
+                }
+            }
+            if failed > 0 {
+                eprintln!("   {failed} slow readers failed");
+            }
+            peak
+        });
+        eprintln!("   rss baseline {baseline} KiB, peak {peak} KiB");
+        Ok(peak.saturating_sub(baseline))
+    }
+}
+
+/// A client that asks for the whole file and then reads 16 KiB every 100 ms until `hold`.
+async fn slow_read(addr: SocketAddr, path: String, hold: Duration) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + hold;
+    let mut first = true;
+    while Instant::now() < deadline {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed early"));
+        }
+        if first {
+            first = false;
+            if !buf.starts_with(b"HTTP/1.1 200") {
+                return Err(std::io::Error::other("not a 200"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, size: usize) -> std::io::Result<()> {
+    let block: Vec<u8> = (0..1 << 20).map(|i: usize| (i * 31 % 251) as u8).collect();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len());
+        file.write_all(&block[..n])?;
+        left -= n;
+    }
+    file.flush()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn redis_reachable(url: &str) -> bool {
+    let Some(hostport) = url
+        .strip_prefix("redis://")
+        .map(|r| r.split(['/', '?']).next().unwrap_or(r))
+    else {
+        return false;
+    };
+    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+    hostport
+        .parse::<SocketAddr>()
+        .ok()
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+}
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Wrk {
+    requests: u64,
+    duration_us: u64,
+    bytes: u64,
+    status_errors: u64,
+    socket_errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+impl Wrk {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / (self.duration_us as f64 / 1e6)
+    }
+
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / (self.duration_us as f64 / 1e6)
+    }
+}
+
+fn wrk(
+    base: &str,
+    paths: &Path,
+    threads: usize,
+    connections: u32,
+    seconds: u64,
+    label: &str,
+) -> anyhow::Result<Wrk> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/walk.lua");
+    let output = Command::new("wrk")
+        .args([
+            &format!("-t{threads}"),
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "30s",
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(base)
+        .arg("--")
+        .arg(paths)
+        .arg(threads.to_string())
+        .output()
+        .context("running wrk (is it installed?)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH_JSON "))
+        .with_context(|| {
+            format!(
+                "wrk printed no result: {stdout} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    let result: Wrk = serde_json::from_str(json)?;
+    eprintln!(
+        "   {label:<22} {:>10.0} req/s {:>9.1} MB/s  p50 {:>6} us  p99 {:>6} us  errors {}/{}",
+        result.rps(),
+        result.mb_per_s(),
+        result.p50_us,
+        result.p99_us,
+        result.status_errors,
+        result.socket_errors
+    );
+    if result.status_errors > 0 {
+        eprintln!(
+            "   warning: {label} answered {} non-2xx statuses",
+            result.status_errors
+        );
+    }
+    Ok(result)
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn download(bench: &Bench<'_>, burn_store: &str) -> anyhow::Result<Server> {
+        let keys = bench.dir.join("keys");
+        let mut child = Command::new(bench.args.bin_dir.join("download-server"))
+            .args(["--bind", "127.0.0.1:0", "--burn-store", burn_store])
+            .arg("--data-dir")
+            .arg(bench.dir)
+            .arg("--jwks-file")
+            .arg(keys.join("jwks.json"))
+            .arg("--hs256-secret-file")
+            .arg(keys.join("hs256.key"))
+            .args(["--workers", &bench.workers.to_string()])
+            .args(["--read-buffer-kib", &bench.args.read_buffer_kib.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting download-server (built with --release?)")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("download-server said {line:?}"))?;
+        Ok(Server { child, addr })
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx serving one file for every `/d/<anything>`, as fast as Debian's nginx goes:
+/// sendfile, no access log, one worker per core.
+struct Nginx {
+    server: Server,
+    pid_file: PathBuf,
+}
+
+impl Nginx {
+    fn start(dir: &Path, file: &str, workers: usize) -> anyhow::Result<Nginx> {
+        let conf_dir = dir.join(format!("nginx-{file}"));
+        std::fs::create_dir_all(&conf_dir)?;
+        // nginx cannot report a port it picked, so take a free one and hand it over (a tiny
+        // race, acceptable for a benchmark on a quiet machine).
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let pid_file = conf_dir.join("nginx.pid");
+        let user = if unsafe_is_root() { "user root;" } else { "" };
+        let conf = format!(
+            "{user}
+worker_processes {workers};
+daemon off;
+pid {pid};
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {dir};
+    proxy_temp_path {dir};
+    fastcgi_temp_path {dir};
+    uwsgi_temp_path {dir};
+    scgi_temp_path {dir};
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {files};
+        location /d/ {{
+            add_header Cache-Control no-store;
+            rewrite ^ /{file} break;
+        }}
+    }}
+}}
+",
+            pid = pid_file.display(),
+            dir = conf_dir.display(),
+            files = dir.join("files").display(),
+        );
+        let conf_path = conf_dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(&conf_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting nginx (is it installed?)")?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("nginx did not start listening on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Nginx {
+            server: Server { child, addr },
+            pid_file,
+        })
+    }
+
+    fn base(&self) -> String {
+        self.server.base()
+    }
+
+    /// The worker processes (children of the master), whose memory serves the streams.
+    fn worker_pids(&self) -> Vec<u32> {
+        let master = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(self.server.pid());
+        std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .map(|s| {
+                s.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The figures of one run, rendered as markdown and a chart.
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    ratios: Vec<(String, f64, f64)>,
+    notes: Vec<String>,
+}
+
+struct Row {
+    workload: String,
+    ours: String,
+    peer: String,
+    ratio: String,
+    target: String,
+}
+
+impl Report {
+    fn row(
+        &mut self,
+        workload: &str,
+        ours: String,
+        peer: String,
+        ratio: Option<f64>,
+        target: &str,
+    ) {
+        self.rows.push(Row {
+            workload: workload.into(),
+            ours,
+            peer,
+            ratio: ratio.map_or("".into(), |r| format!("{r:.2}x")),
+            target: target.into(),
+        });
+    }
+
+    fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    fn crypto(&mut self, alg: Algorithm, mint: f64, verify: f64) {
+        self.row(
+            &format!("{alg} minting, 1 core (tokens/s)"),
+            format!("{mint:.0}"),
+            "".into(),
+            None,
+            "≥ 20,000",
+        );
+        self.row(
+            &format!("{alg} verify bound, all cores (verifies/s)"),
+            format!("{verify:.0}"),
+            "".into(),
+            None,
+            "",
+        );
+        self.ratios
+            .push((format!("{alg} mint / 20k"), mint / 20_000.0, 1.0));
+        if alg == Algorithm::EdDSA {
+            self.notes.push(format!("eddsa_verify_bound={verify:.0}"));
+        }
+    }
+
+    fn small(&mut self, nginx: &Wrk, eddsa: &Wrk, hs: &Wrk) {
+        let bound: f64 = self
+            .notes
+            .iter()
+            .find_map(|n| n.strip_prefix("eddsa_verify_bound="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        self.notes.retain(|n| !n.starts_with("eddsa_verify_bound="));
+        let rps = |w: &Wrk| {
+            format!(
+                "{:.0} req/s, p50 {} µs, p99 {} µs",
+                w.rps(),
+                w.p50_us,
+                w.p99_us
+            )
+        };
+        self.row(
+            "4 KiB, HS256, verify + burn + file (req/s)",
+            rps(hs),
+            rps(nginx),
+            Some(hs.rps() / nginx.rps()),
+            "≥ 0.6x",
+        );
+        self.row(
+            "4 KiB, HS256: p99 latency",
+            format!("{} µs", hs.p99_us),
+            format!("{} µs", nginx.p99_us),
+            Some(hs.p99_us as f64 / nginx.p99_us as f64),
+            "≤ 2x",
+        );
+        self.row(
+            "4 KiB, EdDSA (req/s) against the verify bound",
+            rps(eddsa),
+            format!("{bound:.0} verifies/s"),
+            Some(eddsa.rps() / bound),
+            "≥ 0.8x",
+        );
+        self.row(
+            "4 KiB, EdDSA (req/s) against nginx",
+            format!("{:.0} req/s", eddsa.rps()),
+            format!("{:.0} req/s", nginx.rps()),
+            Some(eddsa.rps() / nginx.rps()),
+            "",
+        );
+        self.ratios
+            .push(("4 KiB HS256 req/s".into(), hs.rps() / nginx.rps(), 0.6));
+        self.ratios.push((
+            "4 KiB HS256 p99 (nginx/ours)".into(),
+            nginx.p99_us as f64 / hs.p99_us as f64,
+            0.5,
+        ));
+        self.ratios.push((
+            "4 KiB EdDSA / verify bound".into(),
+            eddsa.rps() / bound,
+            0.8,
+        ));
+        for (label, w) in [("nginx", nginx), ("EdDSA", eddsa), ("HS256", hs)] {
+            if w.status_errors + w.socket_errors > 0 {
+                self.notes.push(format!(
+                    "{label} small-file run had {} non-2xx and {} socket errors.",
+                    w.status_errors, w.socket_errors
+                ));
+            }
+        }
+    }
+
+    fn redis(&mut self, memory: &Wrk, redis: &Wrk) {
+        self.row(
+            "4 KiB, HS256, Redis burn store (req/s) against memory",
+            format!("{:.0} req/s, p99 {} µs", redis.rps(), redis.p99_us),
+            format!(
+                "{:.0} req/s, p99 {} µs (memory)",
+                memory.rps(),
+                memory.p99_us
+            ),
+            Some(redis.rps() / memory.rps()),
+            "",
+        );
+    }
+
+    fn streams(&mut self, nginx_one: &Wrk, ours_one: &Wrk, nginx_eight: &Wrk, ours_eight: &Wrk) {
+        let mb = |w: &Wrk| format!("{:.0} MB/s", w.mb_per_s());
+        self.row(
+            "1 GiB, 1 stream (MB/s)",
+            mb(ours_one),
+            mb(nginx_one),
+            Some(ours_one.mb_per_s() / nginx_one.mb_per_s()),
+            "≥ 0.8x",
+        );
+        self.row(
+            "1 GiB, 8 streams (MB/s)",
+            mb(ours_eight),
+            mb(nginx_eight),
+            Some(ours_eight.mb_per_s() / nginx_eight.mb_per_s()),
+            "≥ 0.8x",
+        );
+        self.ratios.push((
+            "1 GiB, 1 stream".into(),
+            ours_one.mb_per_s() / nginx_one.mb_per_s(),
+            0.8,
+        ));
+        self.ratios.push((
+            "1 GiB, 8 streams".into(),
+            ours_eight.mb_per_s() / nginx_eight.mb_per_s(),
+            0.8,
+        ));
+    }
+
+    fn memory(&mut self, readers: usize, nginx_kib: u64, ours_kib: u64) {
+        let per = |k: u64| k as f64 / readers as f64;
+        self.row(
+            &format!("{readers} slow readers of 256 MiB: extra RSS per stream"),
+            format!("{:.1} KiB ({ours_kib} KiB in all)", per(ours_kib)),
+            format!("{:.1} KiB ({nginx_kib} KiB in all)", per(nginx_kib)),
+            None,
+            "< 64 KiB",
+        );
+        self.ratios.push((
+            "RSS/stream: 64 KiB / ours".into(),
+            64.0 / per(ours_kib).max(0.1),
+            1.0,
+        ));
+    }
+
+    fn write(&self, args: &Args, workers: usize) -> anyhow::Result<()> {
+        let mut md = String::new();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let version = |cmd: &str, arg: &str| {
+            Command::new(cmd)
+                .arg(arg)
+                .output()
+                .map(|o| {
+                    let text = [o.stdout, o.stderr].concat();
+                    String::from_utf8_lossy(&text)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned()
+                })
+                .unwrap_or_default()
+        };
+        let date = version("date", "-u");
+        let kernel = version("uname", "-r");
+        let commit = version("git", "describe").trim().to_owned();
+        let commit = if commit.is_empty() {
+            Command::new("git")
+                .args(["rev-parse", "--short", "HEAD"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        } else {
+            commit
+        };
+        writeln!(md, "# Benchmarks\n")?;
+        writeln!(
+            md,
+            "Written by `tests/bench/run` (the `bench` binary of the tests crate). Every figure \
+             below comes from one run on one machine, burnlink and nginx measured back to back \
+             with the same load generator, so the **ratios** are what to read; absolute figures \
+             move with the machine.\n"
+        )?;
+        writeln!(md, "- date: {date}")?;
+        writeln!(md, "- machine: {cpu}, {workers} cores, Linux {kernel}")?;
+        writeln!(md, "- commit: {commit}")?;
+        writeln!(
+            md,
+            "- peer: {} with sendfile, access_log off, {workers} workers",
+            version("nginx", "-v")
+        )?;
+        writeln!(
+            md,
+            "- load: {} with `tests/bench/walk.lua` (every request a fresh token)",
+            version("wrk", "-v").split(" [").next().unwrap_or("wrk")
+        )?;
+        writeln!(
+            md,
+            "- download-server: release build, {workers} workers, memory burn store unless noted, \
+             `RUST_LOG=warn`, read buffer {} KiB\n",
+            args.read_buffer_kib
+        )?;
+        writeln!(md, "| workload | burnlink | peer | ratio | target |")?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        for r in &self.rows {
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                r.workload, r.ours, r.peer, r.ratio, r.target
+            )?;
+        }
+        writeln!(md)?;
+        for n in &self.notes {
+            writeln!(md, "- {n}")?;
+        }
+        writeln!(md, "\n![ratios](benchmarks.png)\n")?;
+        writeln!(md, "## Commands\n")?;
+        writeln!(
+            md,
+            "```sh\ntests/bench/run        # installs nginx + wrk if missing, builds, runs, rewrites this file\n```\n\n\
+             Small files: `wrk -t{workers} -c{} -d{}s --latency -s tests/bench/walk.lua <base> -- <paths> {workers}` \
+             against a file of pre-minted `/d/<token>` paths (nginx gets the same paths and serves any `/d/*` as the file). \
+             Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
+             every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers). \
+             Minting: `SigningKey::mint` in a loop on one thread for 2 s. Verify bound: `Verifier::verify` on the same \
+             2,000 tokens on every core for 3 s.",
+            args.connections, args.duration, args.stream_duration, args.slow_readers
+        )?;
+        std::fs::write(&args.report, md)?;
+        chart(&args.chart, &self.ratios)?;
+        Ok(())
+    }
+}
+
+/// A bar per ratio, with its target as a line: above the line is on target.
+fn chart(path: &Path, ratios: &[(String, f64, f64)]) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        .context("DejaVuSans.ttf (Debian fonts-dejavu-core) for the chart")?;
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| anyhow::anyhow!("font did not load"))?;
+    let root = BitMapBackend::new(path, (1000, 120 + 60 * ratios.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = ratios.iter().map(|r| r.1.max(r.2)).fold(1.0f64, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "burnlink / target (bars), target line in red",
+            ("sans-serif", 22),
+        )
+        .margin(20)
+        .x_label_area_size(30)
+        .y_label_area_size(280)
+        .build_cartesian_2d(0.0..max, (0..ratios.len()).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => ratios.get(*i).map(|r| r.0.clone()).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .x_desc("ratio")
+        .label_style(("sans-serif", 15))
+        .draw()?;
+    chart.draw_series(ratios.iter().enumerate().map(|(i, (_, value, target))| {
+        let color = if value >= target {
+            GREEN.mix(0.7)
+        } else {
+            RGBColor(230, 120, 30).mix(0.8)
+        };
+        Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(i)),
+                (*value, SegmentValue::Exact(i + 1)),
+            ],
+            color.filled(),
+        )
+    }))?;
+    chart.draw_series(ratios.iter().enumerate().map(|(i, (_, _, target))| {
+        PathElement::new(
+            vec![
+                (*target, SegmentValue::Exact(i)),
+                (*target, SegmentValue::Exact(i + 1)),
+            ],
+            RED.stroke_width(3),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}
