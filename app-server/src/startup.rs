@@ -284,7 +284,9 @@ fn serve(
             .wrap(from_fn(crate::telemetry::request_span))
             .app_data(state.clone())
             .configure(routes::configure)
-    });
+    })
+    // Small responses go out at once rather than after the client's delayed ACK (Nagle).
+    .tcp_nodelay(true);
     if workers > 0 {
         server = server.workers(workers);
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer, guard, web};
 
 pub use config::{BurnStoreSetting, Config};
 use keys::Keys;
@@ -60,11 +60,14 @@ pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz::<S>))
         .route("/metrics", web::get().to(metrics::metrics::<S>))
         .service(
-            // `.*`: a token with a `/` (standard base64) still reaches the verifier and gets
-            // the documented 401, not a bare 404.
-            web::resource("/d/{token:.*}")
-                .route(web::get().to(download::by_path::<S>))
-                .route(web::head().to(download::by_path::<S>)),
+            // A prefix, not a `{token:.*}` pattern: actix matches patterns with a regex, which
+            // cost 16% of the CPU per download on a 400-byte path. Any token, even one with a
+            // `/` (standard base64), reaches the verifier and gets the documented 401.
+            web::scope("/d").default_service(
+                web::route()
+                    .guard(guard::Any(guard::Get()).or(guard::Head()))
+                    .to(download::by_path::<S>),
+            ),
         )
         .service(
             web::resource("/d")
@@ -258,6 +261,9 @@ fn serve<S: BurnStore>(
             .app_data(state.clone())
             .configure(configure::<S>)
     })
+    // Headers and a small body go out at once instead of waiting on the client's delayed
+    // ACK (Nagle): without it every small download took 40 ms.
+    .tcp_nodelay(true)
     .shutdown_timeout(config.shutdown_grace_secs);
     let mut server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,

@@ -4,16 +4,16 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::Signer as _;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
     OctetKeyPairParameters, OctetKeyPairType, OctetKeyParameters, OctetKeyType, PublicKeyUse,
     ThumbprintHash,
 };
-use ed25519_dalek::Signer as _;
-use hmac::{Hmac, Mac};
-use jsonwebtoken::DecodingKey;
 use sha2::Sha256;
 
 use crate::{Claims, TOKEN_TYPE};
@@ -136,8 +136,8 @@ impl SigningKey {
                 secret.len()
             )));
         }
-        let mac = Hmac::<Sha256>::new_from_slice(secret)
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let mac =
+            Hmac::<Sha256>::new_from_slice(secret).map_err(|e| KeyError::Invalid(e.to_string()))?;
         Ok(SigningKey {
             signer: Signer::Hs256(secret.to_vec(), mac),
             verifying: VerifyingKey::hs256(secret)?,

@@ -28,8 +28,12 @@ pub async fn by_path<S: BurnStore>(
     req: HttpRequest,
     state: web::Data<AppState<S>>,
 ) -> HttpResponse {
-    let token = req.match_info().query("token");
-    answer(&req, &state, Some(token)).await
+    // The scope is `/d`, so the token is the rest of the path, percent-decoded (RFC 3986
+    // section 6.2.2.2: an encoded token is the same link); no allocation when nothing is
+    // encoded.
+    let raw = req.path().strip_prefix("/d/").unwrap_or("");
+    let token = percent_encoding::percent_decode_str(raw).decode_utf8();
+    answer(&req, &state, token.as_deref().ok()).await
 }
 
 pub async fn by_header<S: BurnStore>(
@@ -103,7 +107,12 @@ async fn deliver<S: BurnStore>(
     client: Client,
 ) -> Result<HttpResponse, DownloadError> {
     let refused = |e: DownloadError, grant: &Grant| refused(state, e, Some(grant), &client);
-    let stored = match file::open(&state.files, &grant.file).await {
+    // A whole-file GET reads its first chunk with the open: one blocking hop for a small file.
+    let plain_get = req.method() == Method::GET
+        && !req.headers().contains_key(header::RANGE)
+        && !is_prefetch(req);
+    let head = if plain_get { state.read_buffer } else { 0 };
+    let stored = match file::open(&state.files, &grant.file, head).await {
         Ok(stored) => stored,
         Err(e) => return Err(refused(e.into(), &grant)),
     };
