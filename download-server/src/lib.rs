@@ -60,19 +60,20 @@ pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz::<S>))
         .route("/metrics", web::get().to(metrics::metrics::<S>))
         .service(
-            // A prefix, not a `{token:.*}` pattern: actix matches patterns with a regex, which
-            // cost 16% of the CPU per download on a 400-byte path. Any token, even one with a
-            // `/` (standard base64), reaches the verifier and gets the documented 401.
+            web::resource("/d")
+                .route(web::get().to(download::by_header::<S>))
+                .route(web::head().to(download::by_header::<S>)),
+        )
+        // After `/d`, whose own route must win. A prefix, not a `{token:.*}` pattern: actix
+        // matches patterns with a regex, which cost 16% of the CPU per download on a 400-byte
+        // path. Any token, even one with a `/` (standard base64), reaches the verifier and
+        // gets the documented 401.
+        .service(
             web::scope("/d").default_service(
                 web::route()
                     .guard(guard::Any(guard::Get()).or(guard::Head()))
                     .to(download::by_path::<S>),
             ),
-        )
-        .service(
-            web::resource("/d")
-                .route(web::get().to(download::by_header::<S>))
-                .route(web::head().to(download::by_header::<S>)),
         );
 }
 

@@ -66,7 +66,7 @@ pub struct RequestId(pub HeaderValue);
 
 /// Middleware (`middleware::from_fn(telemetry::request_span)`): runs the request inside a
 /// `request` span carrying a request id, answers it as `X-Request-Id`, and logs one line per
-/// request with the method, the route *pattern* (`/d/{token:.*}`, never the path: it may
+/// request with the method, the route *pattern* (`/d/{token}`, never the path: it may
 /// hold a token), the status and the latency.
 ///
 /// The id is the incoming `X-Request-Id` when a proxy set a plausible one (1 to 64 of
@@ -97,9 +97,16 @@ pub async fn request_span(
     match result {
         Ok(mut res) => {
             let route = res.request().match_pattern();
+            // Downloads are served by the `/d` scope's default service (a prefix match, no
+            // regex), which has no pattern of its own: name it, never print the path.
+            let route = match route.as_deref() {
+                Some(pattern) => pattern,
+                None if res.request().path().starts_with("/d/") => "/d/{token}",
+                None => "unmatched",
+            };
             tracing::info!(
                 method = %method,
-                route = route.as_deref().unwrap_or("unmatched"),
+                route,
                 status = res.status().as_u16(),
                 latency_ms,
                 "request"

@@ -538,8 +538,9 @@ async fn bad_encodings_and_shapes_are_refused() {
             format!("{head}.{body}.{sig}=="),
         ),
         (
+            // A '+' or '/' is always in the token, whatever the signature's bytes.
             "standard base64 alphabet".into(),
-            format!("{head}.{body}.{}", sig.replace('-', "+").replace('_', "/")),
+            format!("{head}.{body}.+/{}", &sig[2..]),
         ),
         ("a '!' inside".into(), format!("{head}.{body}!.{sig}")),
         ("a '*' inside".into(), format!("{head}*.{body}.{sig}")),
