@@ -115,7 +115,7 @@ pub struct Config {
 
     /// Read buffer per stream, in KiB (4 to 1024): larger is faster for big files, smaller
     /// bounds memory per slow client.
-    #[arg(long, env = "READ_BUFFER_KIB", default_value_t = 64,
+    #[arg(long, env = "READ_BUFFER_KIB", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(4..=1024))]
     pub read_buffer_kib: u32,
 

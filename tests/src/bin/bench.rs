@@ -43,8 +43,8 @@ struct Args {
     /// Where the ratio chart goes.
     #[arg(long, default_value = "docs/benchmarks.png")]
     chart: PathBuf,
-    /// Read buffer of the download server, KiB.
-    #[arg(long, default_value_t = 64)]
+    /// Read buffer of the download server, KiB (its default).
+    #[arg(long, default_value_t = 32)]
     read_buffer_kib: u32,
 }
 
@@ -53,6 +53,8 @@ const AUDIENCE: &str = "burnlink-download";
 const SMALL: &str = "small4k";
 const LARGE: &str = "large1g";
 const MEDIUM: &str = "medium256m";
+/// Everything after this line of the report is kept across runs.
+const NOTES_MARKER: &str = "<!-- analysis: kept across runs -->";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -842,16 +844,11 @@ impl Report {
         };
         let date = version("date", "-u");
         let kernel = version("uname", "-r");
-        let commit = version("git", "describe").trim().to_owned();
-        let commit = if commit.is_empty() {
-            Command::new("git")
-                .args(["rev-parse", "--short", "HEAD"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-                .unwrap_or_default()
-        } else {
-            commit
-        };
+        let commit = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
         writeln!(md, "# Benchmarks\n")?;
         writeln!(
             md,
@@ -905,6 +902,13 @@ impl Report {
              2,000 tokens on every core for 3 s.",
             args.connections, args.duration, args.stream_duration, args.slow_readers
         )?;
+        // Hand-written analysis below the marker survives a new run.
+        let kept = std::fs::read_to_string(&args.report)
+            .ok()
+            .and_then(|old| old.find(NOTES_MARKER).map(|at| old[at..].to_owned()))
+            .unwrap_or_else(|| format!("{NOTES_MARKER}\n"));
+        writeln!(md)?;
+        md.push_str(&kept);
         std::fs::write(&args.report, md)?;
         chart(&args.chart, &self.ratios)?;
         Ok(())
