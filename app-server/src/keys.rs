@@ -337,25 +337,7 @@ pub async fn rotate_configured(config: &crate::Config) -> Result<Rotation, Start
 
 /// Writes `bytes` to `path` through a 0600 temporary file and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    use std::io::Write;
-    let tmp = path.with_file_name(format!(".tmp-{}", shared::random_token(6)));
-    let write = || -> std::io::Result<()> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    })
+    shared::write_private_file(path, bytes)
 }
 
 /// The keys a running app server signs and publishes with, swapped whole on rotation: minting

@@ -105,43 +105,15 @@ impl Application {
         let (server, keys) = match burn_store {
             BurnStoreSetting::Memory => {
                 let store = MemoryStore::start(Duration::from_secs(10));
-                let not_before = restart_boundary(&store, &config).await;
-                let keys = load_keys(&config, not_before).await?;
-                (
-                    serve(
-                        &config,
-                        keys.clone(),
-                        store,
-                        listener,
-                        tls.clone(),
-                        recorders,
-                    ),
-                    keys,
-                )
+                start(&config, store, listener, tls.clone(), recorders).await?
             }
             BurnStoreSetting::Redis(ref info) => {
                 let store = RedisStore::new(info.clone(), config.burn_store_timeout())
                     .map_err(|e| StartupError::BurnStore(e.to_string()))?;
                 store.connect_in_background();
-                let not_before = restart_boundary(&store, &config).await;
-                let keys = load_keys(&config, not_before).await?;
-                (
-                    serve(
-                        &config,
-                        keys.clone(),
-                        store,
-                        listener,
-                        tls.clone(),
-                        recorders,
-                    ),
-                    keys,
-                )
+                start(&config, store, listener, tls.clone(), recorders).await?
             }
         };
-        let server = server.map_err(|source| StartupError::Bind {
-            addr: config.bind,
-            source,
-        })?;
         tracing::info!(%addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
         Ok(Application {
             addr,
@@ -231,6 +203,26 @@ fn recorders(config: &Config) -> Result<(metrics::Metrics, audit::AuditLog), Sta
         }
     };
     Ok((metrics, audit))
+}
+
+/// Keys (with the restart boundary of a forgetful store) and the server, for any store.
+async fn start<S: BurnStore>(
+    config: &Config,
+    store: S,
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    recorders: (metrics::Metrics, audit::AuditLog),
+) -> Result<(Server, Arc<Keys>), StartupError> {
+    let not_before = restart_boundary(&store, config).await;
+    let keys = load_keys(config, not_before).await?;
+    let server =
+        serve(config, keys.clone(), store, listener, tls, recorders).map_err(|source| {
+            StartupError::Bind {
+                addr: config.bind,
+                source,
+            }
+        })?;
+    Ok((server, keys))
 }
 
 fn serve<S: BurnStore>(

@@ -9,7 +9,9 @@ mod keys;
 mod verify;
 
 pub use claims::{Claims, DownloadName, Jti, NameError, StorageKey};
-pub use keys::{Algorithm, KeyError, SigningKey, VerifyingKey, jwks, parse_jwks};
+pub use keys::{
+    Algorithm, KeyError, SigningKey, VerifyingKey, jwks, parse_jwks, write_private_file,
+};
 pub use verify::{Grant, Policy, TokenError, Verifier};
 
 /// The `typ` header every download token carries. An explicit type keeps a download token from
