@@ -190,6 +190,16 @@ impl TestApp {
         count
     }
 
+    /// `GET url` with no cookies and one extra request header.
+    pub async fn get_with(&self, url: &str, (name, value): (&str, &str)) -> Response {
+        self.anon
+            .get(url)
+            .header(name, value)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// The storage key of the only file in the data dir (uploaded files are never named by
     /// their user name, so the test finds them by listing).
     pub fn only_stored_file(&self) -> String {

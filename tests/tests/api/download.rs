@@ -85,7 +85,7 @@ async fn head_and_prefetch_do_not_burn() {
         ("Purpose", "prefetch"),
         ("Sec-Purpose", "prefetch;prerender"),
     ] {
-        let prefetch = app.anon.get(&url).header(name, value).send().await.unwrap();
+        let prefetch = app.get_with(&url, (name, value)).await;
         assert_eq!(
             prefetch.status(),
             StatusCode::SERVICE_UNAVAILABLE,
@@ -111,46 +111,22 @@ async fn range_answers_206_and_unsatisfiable_416_without_burning() {
     let file = alice.upload_ok("data.bin", bytes.clone()).await;
 
     let url = alice.link_url(&file.id).await;
-    let too_far = app
-        .anon
-        .get(&url)
-        .header("Range", "bytes=1000-")
-        .send()
-        .await
-        .unwrap();
+    let too_far = app.get_with(&url, ("Range", "bytes=1000-")).await;
     assert_eq!(too_far.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header(&too_far, CONTENT_RANGE), "bytes */1000");
 
     // The 416 burned nothing: the same token still serves a range.
-    let res = app
-        .anon
-        .get(&url)
-        .header("Range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with(&url, ("Range", "bytes=100-199")).await;
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header(&res, CONTENT_RANGE), "bytes 100-199/1000");
     assert_eq!(header(&res, CONTENT_LENGTH), "100");
     assert_eq!(res.bytes().await.unwrap(), bytes[100..200]);
 
     // Each range needs a fresh token.
-    let again = app
-        .anon
-        .get(&url)
-        .header("Range", "bytes=200-")
-        .send()
-        .await
-        .unwrap();
+    let again = app.get_with(&url, ("Range", "bytes=200-")).await;
     assert_eq!(again.status(), StatusCode::GONE);
     let url = alice.link_url(&file.id).await;
-    let suffix = app
-        .anon
-        .get(&url)
-        .header("Range", "bytes=-10")
-        .send()
-        .await
-        .unwrap();
+    let suffix = app.get_with(&url, ("Range", "bytes=-10")).await;
     assert_eq!(suffix.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(suffix.bytes().await.unwrap(), bytes[990..]);
 }
@@ -250,24 +226,12 @@ async fn browser_errors_are_html_and_api_errors_json() {
         StatusCode::OK
     );
 
-    let page = app
-        .anon
-        .get(&url)
-        .header("Accept", "text/html,*/*")
-        .send()
-        .await
-        .unwrap();
+    let page = app.get_with(&url, ("Accept", "text/html,*/*")).await;
     assert_eq!(page.status(), StatusCode::GONE);
     assert!(header(&page, CONTENT_TYPE).starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("already been used"));
 
-    let api = app
-        .anon
-        .get(&url)
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let api = app.get_with(&url, ("Accept", "application/json")).await;
     assert!(header(&api, CONTENT_TYPE).starts_with("application/json"));
 }
 
