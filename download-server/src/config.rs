@@ -113,11 +113,18 @@ pub struct Config {
     #[arg(long, env = "ACCEPT_TOKENS_ISSUED_BEFORE_START")]
     pub accept_tokens_issued_before_start: bool,
 
-    /// Read buffer per stream, in KiB (4 to 1024): larger is faster for big files, smaller
-    /// bounds memory per slow client.
-    #[arg(long, env = "READ_BUFFER_KIB", default_value_t = 32,
+    /// First read size per stream, in KiB (4 to 1024): what a slow client holds. Reads grow
+    /// to 512 KiB for a client that keeps up, so this bounds memory, not speed.
+    #[arg(long, env = "READ_BUFFER_KIB", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(4..=1024))]
     pub read_buffer_kib: u32,
+
+    /// Threads per worker for file reads (1 to 512). A read of a cached file takes
+    /// microseconds, so a few threads keep up with any number of streams; each idle thread
+    /// costs memory. Raise it for slow disks, where every waiting read holds a thread.
+    #[arg(long, env = "IO_THREADS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub io_threads: u32,
 
     /// Worker threads (0: one per core).
     #[arg(long, env = "DOWNLOAD_WORKERS", default_value_t = 0)]

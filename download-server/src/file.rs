@@ -6,8 +6,9 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use shared::StorageKey;
@@ -18,7 +19,7 @@ pub struct StoredFile {
     file: std::fs::File,
     pub size: u64,
     /// The file's first bytes, read in the same hop as the open when asked (see [`open`]).
-    head: Bytes,
+    buf: BytesMut,
 }
 
 /// Opens `<root>/<key>`. `None` when there is no such regular file. The key cannot name
@@ -32,23 +33,23 @@ pub async fn open(
     head: usize,
 ) -> std::io::Result<Option<StoredFile>> {
     let path = root.join(key.as_str());
+    // Allocated here, on the worker thread that frees it, not in a blocking thread's arena.
+    let mut buf = BytesMut::with_capacity(head);
     let opened = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(path)?;
         let meta = file.metadata()?;
-        let head = if meta.is_file() && head > 0 {
-            read_chunk(&file, 0, head.min(meta.len() as usize))?
-        } else {
-            Vec::new()
-        };
-        Ok::<_, std::io::Error>((file, meta, head))
+        if meta.is_file() && head > 0 {
+            read_chunk(&file, 0, head.min(meta.len() as usize), &mut buf)?;
+        }
+        Ok::<_, std::io::Error>((file, meta, buf))
     })
     .await
     .map_err(std::io::Error::other)?;
     match opened {
-        Ok((file, meta, head)) if meta.is_file() => Ok(Some(StoredFile {
+        Ok((file, meta, buf)) if meta.is_file() => Ok(Some(StoredFile {
             file,
             size: meta.len(),
-            head: Bytes::from(head),
+            buf,
         })),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -57,50 +58,113 @@ pub async fn open(
 }
 
 impl StoredFile {
-    /// The bytes of `range`, read `chunk` bytes at a time.
-    pub fn stream(self, range: ByteRange, chunk: usize) -> FileStream {
+    /// The bytes of `range`, read `chunk` bytes at a time while the client is slow and up to
+    /// [`MAX_CHUNK`] while it keeps up (see [`FileStream`]).
+    pub fn stream(mut self, range: ByteRange, chunk: usize) -> FileStream {
         // Bytes already read at open serve the start of the range.
+        let head = self.buf.split().freeze();
         let mut first = Bytes::new();
-        if (range.start as usize) < self.head.len() {
-            let end = (range.end as usize).min(self.head.len());
-            first = self.head.slice(range.start as usize..end);
+        if (range.start as usize) < head.len() {
+            let end = (range.end as usize).min(head.len());
+            first = head.slice(range.start as usize..end);
         }
         let skip = first.len() as u64;
         FileStream {
             first,
-            state: ReadState::Idle(self.file),
+            state: ReadState::Idle(self.file, self.buf),
             pos: range.start + skip,
             remaining: range.len() - skip,
-            chunk,
+            pace: Pace::new(chunk),
             sent: 0,
         }
     }
 }
 
+/// The largest read, for a client that takes bytes as fast as we read them: a 1 GiB download
+/// then costs 2,048 blocking-pool hops, not 32,768.
+pub const MAX_CHUNK: usize = 512 * 1024;
+
+/// How much to read next: the configured read size, or what the client took per
+/// [`Pace::TARGET`] over the last [`Pace::WINDOW`] when that is more (up to [`MAX_CHUNK`]). A
+/// slow client never leaves the configured size, so it holds little memory; a fast one
+/// moves to large reads after the first window.
+struct Pace {
+    base: usize,
+    chunk: usize,
+    window_start: Instant,
+    window_sent: u64,
+}
+
+impl Pace {
+    const WINDOW: Duration = Duration::from_millis(50);
+    const TARGET: Duration = Duration::from_millis(1);
+
+    fn new(base: usize) -> Pace {
+        Pace {
+            base,
+            chunk: base,
+            window_start: Instant::now(),
+            window_sent: 0,
+        }
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.window_sent += n as u64;
+    }
+
+    /// Reads above the configured size: worth keeping the buffer between them.
+    fn is_fast(&self) -> bool {
+        self.chunk > self.base
+    }
+
+    fn next_chunk(&mut self) -> usize {
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= Self::WINDOW {
+            let per_target =
+                self.window_sent as u128 * Self::TARGET.as_nanos() / elapsed.as_nanos();
+            // Whole pages, never below the configured size.
+            let pages = (per_target as usize).min(MAX_CHUNK) & !4095;
+            self.chunk = pages.max(self.base);
+            self.window_start = Instant::now();
+            self.window_sent = 0;
+        }
+        self.chunk
+    }
+}
+
+type Read = (std::fs::File, BytesMut, std::io::Result<()>);
+
 enum ReadState {
-    Idle(std::fs::File),
-    Reading(tokio::task::JoinHandle<(std::fs::File, std::io::Result<Vec<u8>>)>),
+    Idle(std::fs::File, BytesMut),
+    Reading(tokio::task::JoinHandle<Read>),
     Done,
 }
 
-/// The body: positional reads of `chunk` bytes, each in one blocking-pool hop straight into
-/// the buffer that is sent (one copy from the page cache, nothing kept between chunks). A
-/// stream holds at most one chunk, so a slow client costs one chunk of memory. Counts what
-/// was sent so the caller can log partial transfers.
+/// The body: positional reads, each in one blocking-pool hop straight into the buffer that
+/// is sent (one copy from the page cache). The server copies each chunk into its write
+/// buffer and drops it before asking for the next, so a fast client's stream reuses one
+/// buffer for every read, and a slow client's keeps none between reads. Counts what was
+/// sent so the caller can log partial transfers.
 pub struct FileStream {
     /// Bytes to send before reading (read at open).
     first: Bytes,
     state: ReadState,
     pos: u64,
     remaining: u64,
-    chunk: usize,
+    pace: Pace,
     pub sent: u64,
 }
 
-/// Reads up to `len` bytes at `pos`; short only at end of file.
-fn read_chunk(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+/// Reads up to `len` bytes at `pos` into `buf` (emptied first); short only at end of file.
+fn read_chunk(
+    file: &std::fs::File,
+    pos: u64,
+    len: usize,
+    buf: &mut BytesMut,
+) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; len];
+    buf.clear();
+    buf.resize(len, 0);
     let mut filled = 0;
     while filled < len {
         match file.read_at(&mut buf[filled..], pos + filled as u64) {
@@ -111,7 +175,7 @@ fn read_chunk(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Vec
         }
     }
     buf.truncate(filled);
-    Ok(buf)
+    Ok(())
 }
 
 impl Stream for FileStream {
@@ -122,18 +186,22 @@ impl Stream for FileStream {
         if !this.first.is_empty() {
             let first = std::mem::take(&mut this.first);
             this.sent += first.len() as u64;
+            this.pace.sent(first.len());
             return Poll::Ready(Some(Ok(first)));
         }
         loop {
             match std::mem::replace(&mut this.state, ReadState::Done) {
                 ReadState::Done => return Poll::Ready(None),
-                ReadState::Idle(_) if this.remaining == 0 => return Poll::Ready(None),
-                ReadState::Idle(file) => {
-                    let len = this.remaining.min(this.chunk as u64) as usize;
+                ReadState::Idle(..) if this.remaining == 0 => return Poll::Ready(None),
+                ReadState::Idle(file, mut buf) => {
+                    let len = this.remaining.min(this.pace.next_chunk() as u64) as usize;
                     let pos = this.pos;
+                    // Takes back the allocation of the last chunk, which the server has
+                    // copied and dropped by now; allocates only when the read size grew.
+                    buf.reserve(len);
                     this.state = ReadState::Reading(tokio::task::spawn_blocking(move || {
-                        let read = read_chunk(&file, pos, len);
-                        (file, read)
+                        let read = read_chunk(&file, pos, len, &mut buf);
+                        (file, buf, read)
                     }));
                 }
                 ReadState::Reading(mut task) => match Pin::new(&mut task).poll(cx) {
@@ -142,8 +210,8 @@ impl Stream for FileStream {
                         return Poll::Pending;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
-                    Poll::Ready(Ok((_, Err(e)))) => return Poll::Ready(Some(Err(e))),
-                    Poll::Ready(Ok((file, Ok(buf)))) => {
+                    Poll::Ready(Ok((_, _, Err(e)))) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Ok((file, mut buf, Ok(())))) => {
                         if buf.is_empty() {
                             // The file shrank under us: the promised length cannot be met, so
                             // the connection must be cut rather than end short and look whole.
@@ -152,12 +220,20 @@ impl Stream for FileStream {
                                 "file shrank while being sent",
                             ))));
                         }
-                        let n = buf.len() as u64;
-                        this.pos += n;
-                        this.remaining -= n;
-                        this.sent += n;
-                        this.state = ReadState::Idle(file);
-                        return Poll::Ready(Some(Ok(Bytes::from(buf))));
+                        let chunk = if this.pace.is_fast() {
+                            buf.split().freeze()
+                        } else {
+                            // A slow client keeps no buffer between reads: the chunk is its
+                            // only owner and is freed once the server has copied it.
+                            std::mem::take(&mut buf).freeze()
+                        };
+                        let n = chunk.len();
+                        this.pos += n as u64;
+                        this.remaining -= n as u64;
+                        this.sent += n as u64;
+                        this.pace.sent(n);
+                        this.state = ReadState::Idle(file, buf);
+                        return Poll::Ready(Some(Ok(chunk)));
                     }
                 },
             }
@@ -334,6 +410,33 @@ mod tests {
         assert_eq!(
             parse_range(Some("bytes=99999999999999999999999-"), 100),
             RangeRequest::Full
+        );
+    }
+
+    #[test]
+    fn reads_grow_for_a_fast_client_and_shrink_for_a_slow_one() {
+        let base = 32 * 1024;
+        let mut pace = Pace::new(base);
+        assert_eq!(
+            pace.next_chunk(),
+            base,
+            "every stream starts at the configured size"
+        );
+        // 100 MB in a window: a client far faster than one MAX_CHUNK per millisecond.
+        pace.sent(100_000_000);
+        std::thread::sleep(Pace::WINDOW);
+        assert_eq!(pace.next_chunk(), MAX_CHUNK);
+        // 16 KiB in a window: a slow client goes back to the configured size.
+        pace.sent(16 * 1024);
+        std::thread::sleep(Pace::WINDOW);
+        assert_eq!(pace.next_chunk(), base);
+        // In between: what the client took per millisecond, in whole pages.
+        pace.sent(20_000_000);
+        std::thread::sleep(Pace::WINDOW);
+        let chunk = pace.next_chunk();
+        assert!(
+            chunk > base && chunk < MAX_CHUNK && chunk.is_multiple_of(4096),
+            "{chunk}"
         );
     }
 

@@ -257,6 +257,11 @@ fn serve<S: BurnStore>(
     // Headers and a small body go out at once instead of waiting on the client's delayed
     // ACK (Nagle): without it every small download took 40 ms.
     .tcp_nodelay(true)
+    // Stop filling the connection's write buffer at 8 KiB (actix's default is 32 KiB): the
+    // body's chunk goes out on its own, so a slow client holds one chunk, not two.
+    .h1_write_buffer_size(8 * 1024)
+    // The blocking pool that reads files (tokio's default is 512 threads).
+    .worker_max_blocking_threads(config.io_threads as usize)
     .shutdown_timeout(config.shutdown_grace_secs);
     let mut server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,

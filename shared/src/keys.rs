@@ -291,6 +291,7 @@ impl fmt::Debug for VerifyingKey {
 
 impl VerifyingKey {
     fn ed25519(key: ed25519_dalek::VerifyingKey) -> VerifyingKey {
+        crate::backend::ensure_chosen();
         let mut jwk = Jwk {
             common: CommonParameters {
                 public_key_use: Some(PublicKeyUse::Signature),
@@ -323,6 +324,7 @@ impl VerifyingKey {
                 "an HS256 secret needs at least {MIN_HMAC_SECRET} bytes"
             )));
         }
+        crate::backend::ensure_chosen();
         let jwk = Jwk {
             common: CommonParameters::default(),
             algorithm: AlgorithmParameters::OctetKey(OctetKeyParameters {

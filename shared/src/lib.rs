@@ -4,10 +4,12 @@
 //! The format is documented for other languages in `docs/TOKEN.md`; anything that changes what
 //! [`Verifier::verify`] accepts must change that document too.
 
+mod backend;
 mod claims;
 mod keys;
 mod verify;
 
+pub use backend::CryptoBackend;
 pub use claims::{Claims, DownloadName, Jti, NameError, StorageKey};
 pub use keys::{
     Algorithm, KeyError, SigningKey, VerifyingKey, jwks, parse_jwks, write_private_file,

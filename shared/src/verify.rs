@@ -155,6 +155,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(keys: impl IntoIterator<Item = VerifyingKey>, policy: Policy) -> Verifier {
+        crate::backend::ensure_chosen();
         let keys = keys
             .into_iter()
             .map(|key| {

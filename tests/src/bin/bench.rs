@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use shared::{Algorithm, Claims, DownloadName, Policy, SigningKey, StorageKey, Verifier};
+use shared::{
+    Algorithm, Claims, CryptoBackend, DownloadName, Policy, SigningKey, StorageKey, Verifier,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "burnlink download server against nginx, in one run")]
@@ -43,9 +45,29 @@ struct Args {
     /// Where the ratio chart goes.
     #[arg(long, default_value = "docs/benchmarks.png")]
     chart: PathBuf,
-    /// Read buffer of the download server, KiB (its default).
-    #[arg(long, default_value_t = 32)]
+    /// First read size of the download server, KiB (its default).
+    #[arg(long, default_value_t = 16)]
     read_buffer_kib: u32,
+    /// Run only these workloads (comma-separated: crypto, small, streams, memory) and print
+    /// the figures without writing the report: for trying a change.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Workload>,
+    /// Internal: print the verify bound of one jsonwebtoken backend (`rust_crypto`,
+    /// `aws_lc_rs`) for each algorithm, then exit.
+    #[arg(long, hide = true)]
+    verify_bound: Option<String>,
+    /// Internal: serve this file from memory with bare actix-web on every `/d/*` (no token,
+    /// no burn, no disk) and print the address: the framework's own ceiling.
+    #[arg(long, hide = true)]
+    serve_floor: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Crypto,
+    Small,
+    Streams,
+    Memory,
 }
 
 const ISSUER: &str = "burnlink-app";
@@ -59,22 +81,58 @@ const NOTES_MARKER: &str = "<!-- analysis: kept across runs -->";
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if let Some(backend) = &args.verify_bound {
+        let backend = CryptoBackend::parse(backend).context("unknown backend")?;
+        return verify_bound(backend, workers);
+    }
+    if let Some(file) = &args.serve_floor {
+        return serve_floor(file, workers);
+    }
     let dir = tempfile::tempdir()?;
     let bench = Bench::prepare(&args, dir.path(), workers)?;
     let mut report = Report::default();
+    let runs = |w: Workload| args.only.is_empty() || args.only.contains(&w);
 
-    eprintln!("== token minting and the verify bound");
-    bench.mint_and_verify(&mut report)?;
+    if runs(Workload::Crypto) {
+        eprintln!("== token minting and the verify bound");
+        bench.mint_and_verify(&mut report)?;
+    }
+    if runs(Workload::Small) {
+        small(&bench, &mut report)?;
+    }
+    if runs(Workload::Streams) {
+        streams(&bench, &mut report)?;
+    }
+    if runs(Workload::Memory) {
+        memory(&bench, &mut report)?;
+    }
+    if !args.only.is_empty() {
+        return Ok(());
+    }
+    report.write(&args, workers)?;
+    eprintln!(
+        "wrote {} and {}",
+        args.report.display(),
+        args.chart.display()
+    );
+    Ok(())
+}
 
+/// 4 KiB: nginx, bare actix-web, then ours with each algorithm and burn store.
+fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let (args, dir, workers) = (bench.args, bench.dir, bench.workers);
     eprintln!("== small file, {} connections", args.connections);
-    let nginx = Nginx::start(dir.path(), SMALL, workers)?;
+    let nginx = Nginx::start(dir, SMALL, workers)?;
     let nginx_small = bench.wrk_small(&nginx.base(), Algorithm::HS256, "nginx")?;
     drop(nginx);
+    let floor = Server::floor(&dir.join("files").join(SMALL))?;
+    let floor_small = bench.wrk_small(&floor.base(), Algorithm::HS256, "actix-floor")?;
+    drop(floor);
     let ours = bench.download_server("memory")?;
     let eddsa = bench.wrk_small(&ours.base(), Algorithm::EdDSA, "burnlink-eddsa")?;
     let hs = bench.wrk_small(&ours.base(), Algorithm::HS256, "burnlink-hs256")?;
     drop(ours);
-    report.small(&nginx_small, &eddsa, &hs);
+    report.small(&nginx_small, &floor_small, &eddsa, &hs);
 
     if redis_reachable(&args.redis_url) {
         let ours = bench.download_server(&args.redis_url)?;
@@ -86,9 +144,14 @@ fn main() -> anyhow::Result<()> {
             args.redis_url
         ));
     }
+    Ok(())
+}
 
+/// 1 GiB, one stream and eight.
+fn streams(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let (dir, workers) = (bench.dir, bench.workers);
     eprintln!("== 1 GiB file, 1 and 8 streams");
-    let nginx = Nginx::start(dir.path(), LARGE, workers)?;
+    let nginx = Nginx::start(dir, LARGE, workers)?;
     let nginx_one = bench.wrk_stream(&nginx.base(), 1, "nginx")?;
     let nginx_eight = bench.wrk_stream(&nginx.base(), 8, "nginx")?;
     drop(nginx);
@@ -97,22 +160,104 @@ fn main() -> anyhow::Result<()> {
     let ours_eight = bench.wrk_stream(&ours.base(), 8, "burnlink")?;
     drop(ours);
     report.streams(&nginx_one, &ours_one, &nginx_eight, &ours_eight);
+    Ok(())
+}
 
+/// Peak RSS with many slow readers.
+fn memory(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let (args, dir, workers) = (bench.args, bench.dir, bench.workers);
     eprintln!("== {} slow readers of a 256 MiB file", args.slow_readers);
-    let nginx = Nginx::start(dir.path(), MEDIUM, workers)?;
+    let nginx = Nginx::start(dir, MEDIUM, workers)?;
     let nginx_rss = bench.slow_readers(&nginx.base(), &nginx.worker_pids())?;
     drop(nginx);
     let ours = bench.download_server("memory")?;
     let ours_rss = bench.slow_readers(&ours.base(), &[ours.pid()])?;
     drop(ours);
     report.memory(args.slow_readers, nginx_rss, ours_rss);
+    Ok(())
+}
 
-    report.write(&args, workers)?;
-    eprintln!(
-        "wrote {} and {}",
-        args.report.display(),
-        args.chart.display()
-    );
+fn bench_claims() -> Claims {
+    let storage = StorageKey::parse(SMALL).expect("a valid key");
+    let name = DownloadName::parse("small.bin").expect("a valid name");
+    Claims::new(
+        ISSUER,
+        AUDIENCE,
+        "bench",
+        &storage,
+        &name,
+        shared::unix_now(),
+        60,
+    )
+}
+
+/// `Verifier::verify` on the same 2,000 tokens on every core for 3 s, with `backend`: what
+/// a download costs when everything but the signature check is free. Prints
+/// `<alg> <verifies/s>` per algorithm.
+fn verify_bound(backend: CryptoBackend, workers: usize) -> anyhow::Result<()> {
+    if !backend.install() {
+        bail!("a jsonwebtoken backend was already chosen");
+    }
+    for alg in [Algorithm::EdDSA, Algorithm::HS256] {
+        let key = SigningKey::generate(alg);
+        let tokens: Vec<String> = (0..2000)
+            .map(|_| key.mint(&bench_claims()))
+            .collect::<Result<_, _>>()?;
+        let verifier = Verifier::new([key.verifying_key().clone()], Policy::new(ISSUER, AUDIENCE));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let start = Instant::now();
+        let verified: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut n = 0u64;
+                        while Instant::now() < deadline {
+                            for t in &tokens[..100] {
+                                assert!(verifier.verify(t).is_ok());
+                            }
+                            n += 100;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("verify thread"))
+                .sum()
+        });
+        println!(
+            "{alg} {:.0}",
+            verified as f64 / start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Bare actix-web with the download server's settings (workers, `TCP_NODELAY`) answering
+/// every `/d/*` with the same bytes from memory: what any actix-web server can reach here.
+fn serve_floor(file: &Path, workers: usize) -> anyhow::Result<()> {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let body = bytes::Bytes::from(std::fs::read(file)?);
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            let body = body.clone();
+            App::new().service(web::scope("/d").default_service(web::to(move || {
+                let body = body.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/octet-stream")
+                        .insert_header(("cache-control", "no-store"))
+                        .body(body)
+                }
+            })))
+        })
+        .workers(workers)
+        .tcp_nodelay(true)
+        .bind("127.0.0.1:0")?;
+        println!("http://{}", server.addrs()[0]);
+        server.run().await
+    })?;
     Ok(())
 }
 
@@ -200,65 +345,45 @@ impl<'a> Bench<'a> {
     }
 
     /// Tokens minted per second on one core, and verifications per second on all cores.
+    /// Minting on one core, here; the verify bound of each jsonwebtoken backend in a process
+    /// of its own (jsonwebtoken takes one backend per process).
     fn mint_and_verify(&self, report: &mut Report) -> anyhow::Result<()> {
         for alg in [Algorithm::EdDSA, Algorithm::HS256] {
             let key = self.key(alg);
-            let storage = StorageKey::parse(SMALL)?;
-            let name = DownloadName::parse("small.bin")?;
-            let claims = || {
-                Claims::new(
-                    ISSUER,
-                    AUDIENCE,
-                    "bench",
-                    &storage,
-                    &name,
-                    shared::unix_now(),
-                    60,
-                )
-            };
             let start = Instant::now();
             let mut minted = 0u64;
             while start.elapsed() < Duration::from_secs(2) {
                 for _ in 0..100 {
-                    std::hint::black_box(key.mint(&claims())?);
+                    std::hint::black_box(key.mint(&bench_claims())?);
                 }
                 minted += 100;
             }
-            let mint_rate = minted as f64 / start.elapsed().as_secs_f64();
-
-            let tokens: Vec<String> = (0..2000)
-                .map(|_| key.mint(&claims()))
-                .collect::<Result<_, _>>()?;
-            let verifier =
-                Verifier::new([key.verifying_key().clone()], Policy::new(ISSUER, AUDIENCE));
-            let deadline = Instant::now() + Duration::from_secs(3);
-            let start = Instant::now();
-            let verified: u64 = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..self.workers)
-                    .map(|_| {
-                        s.spawn(|| {
-                            let mut n = 0u64;
-                            while Instant::now() < deadline {
-                                for t in &tokens[..100] {
-                                    assert!(verifier.verify(t).is_ok());
-                                }
-                                n += 100;
-                            }
-                            n
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("verify thread"))
-                    .sum()
-            });
-            let verify_rate = verified as f64 / start.elapsed().as_secs_f64();
-            eprintln!(
-                "   {alg}: mint {mint_rate:.0}/s on 1 core, verify {verify_rate:.0}/s on {} cores",
-                self.workers
-            );
-            report.crypto(alg, mint_rate, verify_rate);
+            let rate = minted as f64 / start.elapsed().as_secs_f64();
+            eprintln!("   {alg}: mint {rate:.0}/s on 1 core");
+            report.mint(alg, rate);
+        }
+        for backend in CryptoBackend::ALL {
+            let out = Command::new(std::env::current_exe()?)
+                .args(["--verify-bound", backend.name()])
+                .stderr(Stdio::inherit())
+                .output()?;
+            if !out.status.success() {
+                bail!("verify bound with {}: {}", backend.name(), out.status);
+            }
+            for line in String::from_utf8(out.stdout)?.lines() {
+                let (alg, rate) = line.split_once(' ').context("verify bound output")?;
+                let alg = match alg {
+                    "EdDSA" => Algorithm::EdDSA,
+                    _ => Algorithm::HS256,
+                };
+                let rate: f64 = rate.parse()?;
+                eprintln!(
+                    "   {alg}: verify {rate:.0}/s on {} cores with {}",
+                    self.workers,
+                    backend.name()
+                );
+                report.verify_bound(alg, *backend, rate);
+            }
         }
         Ok(())
     }
@@ -482,9 +607,20 @@ struct Server {
 }
 
 impl Server {
+    /// The framework ceiling ([`serve_floor`]) serving `file`.
+    fn floor(file: &Path) -> anyhow::Result<Server> {
+        let child = Command::new(std::env::current_exe()?)
+            .arg("--serve-floor")
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        Server::announced(child)
+    }
+
     fn download(bench: &Bench<'_>, burn_store: &str) -> anyhow::Result<Server> {
         let keys = bench.dir.join("keys");
-        let mut child = Command::new(bench.args.bin_dir.join("download-server"))
+        let child = Command::new(bench.args.bin_dir.join("download-server"))
             .args(["--bind", "127.0.0.1:0", "--burn-store", burn_store])
             .arg("--data-dir")
             .arg(bench.dir)
@@ -499,6 +635,11 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting download-server (built with --release?)")?;
+        Server::announced(child)
+    }
+
+    /// A server that prints `... http://<address>` as its first line.
+    fn announced(mut child: Child) -> anyhow::Result<Server> {
         let stdout = child.stdout.take().context("stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
@@ -507,7 +648,7 @@ impl Server {
             .rsplit("http://")
             .next()
             .and_then(|a| a.parse().ok())
-            .with_context(|| format!("download-server said {line:?}"))?;
+            .with_context(|| format!("the server said {line:?}"))?;
         Ok(Server { child, addr })
     }
 
@@ -635,6 +776,8 @@ fn unsafe_is_root() -> bool {
 /// The figures of one run, rendered as markdown and a chart.
 #[derive(Default)]
 struct Report {
+    /// The EdDSA verify bound with the download server's backend.
+    eddsa_bound: f64,
     rows: Vec<Row>,
     ratios: Vec<(String, f64, f64)>,
     notes: Vec<String>,
@@ -670,7 +813,7 @@ impl Report {
         self.notes.push(note);
     }
 
-    fn crypto(&mut self, alg: Algorithm, mint: f64, verify: f64) {
+    fn mint(&mut self, alg: Algorithm, mint: f64) {
         self.row(
             &format!("{alg} minting, 1 core (tokens/s)"),
             format!("{mint:.0}"),
@@ -678,28 +821,29 @@ impl Report {
             None,
             "≥ 20,000",
         );
+        self.ratios
+            .push((format!("{alg} mint / 20k"), mint / 20_000.0, 1.0));
+    }
+
+    fn verify_bound(&mut self, alg: Algorithm, backend: CryptoBackend, verify: f64) {
         self.row(
-            &format!("{alg} verify bound, all cores (verifies/s)"),
+            &format!(
+                "{alg} verify bound, all cores, {} (verifies/s)",
+                backend.name()
+            ),
             format!("{verify:.0}"),
             "".into(),
             None,
             "",
         );
-        self.ratios
-            .push((format!("{alg} mint / 20k"), mint / 20_000.0, 1.0));
-        if alg == Algorithm::EdDSA {
-            self.notes.push(format!("eddsa_verify_bound={verify:.0}"));
+        // The download server's backend is jsonwebtoken's default.
+        if alg == Algorithm::EdDSA && backend == CryptoBackend::RustCrypto {
+            self.eddsa_bound = verify;
         }
     }
 
-    fn small(&mut self, nginx: &Wrk, eddsa: &Wrk, hs: &Wrk) {
-        let bound: f64 = self
-            .notes
-            .iter()
-            .find_map(|n| n.strip_prefix("eddsa_verify_bound="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN);
-        self.notes.retain(|n| !n.starts_with("eddsa_verify_bound="));
+    fn small(&mut self, nginx: &Wrk, floor: &Wrk, eddsa: &Wrk, hs: &Wrk) {
+        let bound = self.eddsa_bound;
         let rps = |w: &Wrk| {
             format!(
                 "{:.0} req/s, p50 {} µs, p99 {} µs",
@@ -716,6 +860,20 @@ impl Report {
             "≥ 0.6x",
         );
         self.row(
+            "4 KiB from memory, bare actix-web: the framework's ceiling (req/s)",
+            rps(floor),
+            rps(nginx),
+            Some(floor.rps() / nginx.rps()),
+            "",
+        );
+        self.row(
+            "4 KiB, HS256, against that ceiling (req/s)",
+            format!("{:.0} req/s", hs.rps()),
+            format!("{:.0} req/s", floor.rps()),
+            Some(hs.rps() / floor.rps()),
+            "",
+        );
+        self.row(
             "4 KiB, HS256: p99 latency",
             format!("{} µs", hs.p99_us),
             format!("{} µs", nginx.p99_us),
@@ -723,7 +881,7 @@ impl Report {
             "≤ 2x",
         );
         self.row(
-            "4 KiB, EdDSA (req/s) against the verify bound",
+            "4 KiB, EdDSA (req/s) against the rust_crypto verify bound",
             rps(eddsa),
             format!("{bound:.0} verifies/s"),
             Some(eddsa.rps() / bound),
@@ -748,7 +906,12 @@ impl Report {
             eddsa.rps() / bound,
             0.8,
         ));
-        for (label, w) in [("nginx", nginx), ("EdDSA", eddsa), ("HS256", hs)] {
+        for (label, w) in [
+            ("nginx", nginx),
+            ("actix-web", floor),
+            ("EdDSA", eddsa),
+            ("HS256", hs),
+        ] {
             if w.status_errors + w.socket_errors > 0 {
                 self.notes.push(format!(
                     "{label} small-file run had {} non-2xx and {} socket errors.",

@@ -316,3 +316,31 @@ async fn health_endpoints_answer() {
         );
     }
 }
+
+/// A file large enough for reads to grow past the first size (a client that keeps up moves
+/// to large reads after 50 ms): every byte arrives in order, whole and from a mid-file range.
+#[tokio::test]
+async fn large_file_streams_whole_and_in_ranges() {
+    let app = spawn().await;
+    let key = shared::StorageKey::generate();
+    let bytes = sample_bytes(48 << 20);
+    std::fs::write(app.files_dir().join(key.as_str()), &bytes).unwrap();
+
+    let res = app
+        .download(&app.mint(&app.claims(key.as_str(), "big.bin")))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, CONTENT_LENGTH), (48 << 20).to_string());
+    let body = res.bytes().await.unwrap();
+    assert!(body == bytes[..], "the whole file, byte for byte");
+
+    let token = app.mint(&app.claims(key.as_str(), "big.bin"));
+    let url = format!("{}/d/{token}", app.dl_url);
+    let (first, last) = (20_000_001usize, 40_000_000usize);
+    let res = app
+        .get_with(&url, ("range", &format!("bytes={first}-{last}")))
+        .await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    let body = res.bytes().await.unwrap();
+    assert!(body == bytes[first..=last], "the range, byte for byte");
+}
