@@ -1115,11 +1115,13 @@ impl Report {
             md,
             "```sh\ntests/bench/run        # installs nginx + wrk if missing, builds, runs, rewrites this file\n```\n\n\
              Small files: `wrk -t{workers} -c{} -d{}s --latency -s tests/bench/walk.lua <base> -- <paths> {workers}` \
-             against a file of pre-minted `/d/<token>` paths (nginx gets the same paths and serves any `/d/*` as the file). \
+             against a file of pre-minted `/d/<token>` paths (nginx gets the same paths and serves any `/d/*` as the file; bare actix-web, with the \
+             server's workers and `TCP_NODELAY`, answers any `/d/*` with the same bytes from memory). \
+             `server on N cores`: the server processes' CPU time over the load's duration. \
              Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
              every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers). \
              Minting: `SigningKey::mint` in a loop on one thread for 2 s. Verify bound: `Verifier::verify` on the same \
-             2,000 tokens on every core for 3 s.",
+             2,000 tokens on every core for 3 s, once per jsonwebtoken backend, each in a process of its own.",
             args.connections, args.duration, args.stream_duration, args.slow_readers
         )?;
         // Hand-written analysis below the marker survives a new run.
