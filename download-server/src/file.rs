@@ -46,7 +46,15 @@ async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Stor
     // Allocated here, on the worker thread that frees it, not in a blocking thread's arena.
     let mut buf = BytesMut::with_capacity(head);
     let opened = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        // As in `open_without_waiting`: a FIFO in the directory must not hold this thread.
+        #[cfg(target_os = "linux")]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        );
+        let file = options.open(path)?;
         let meta = file.metadata()?;
         if meta.is_file() && head > 0 {
             read_chunk(&file, 0, head.min(meta.len() as usize), &mut buf)?;
@@ -495,6 +503,16 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        #[cfg(target_os = "linux")]
+        {
+            // A FIFO with no writer is no file, and is answered at once rather than waited on.
+            let fifo = dir.path().join("fifo");
+            rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR).unwrap();
+            let opened =
+                tokio::time::timeout(Duration::from_secs(5), open_in_pool(fifo.clone(), 4096));
+            assert!(opened.await.expect("not waited on").unwrap().is_none());
+            assert!(open_without_waiting(&fifo, 4096).is_none());
+        }
 
         #[cfg(target_os = "linux")]
         {
