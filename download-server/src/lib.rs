@@ -260,7 +260,8 @@ fn serve<S: BurnStore>(
     // Stop filling the connection's write buffer at 8 KiB (actix's default is 32 KiB): the
     // body's chunk goes out on its own, so a slow client holds one chunk, not two.
     .h1_write_buffer_size(8 * 1024)
-    // The blocking pool that reads files (tokio's default is 512 threads).
+    // The blocking pool that reads files, per worker (actix's default shares 512 threads
+    // among the workers: 256 each on two cores).
     .worker_max_blocking_threads(config.io_threads as usize)
     .shutdown_timeout(config.shutdown_grace_secs);
     let mut server = match tls {

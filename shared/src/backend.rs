@@ -45,7 +45,8 @@ impl CryptoBackend {
 }
 
 /// RustCrypto unless the process chose otherwise: with both backends built, jsonwebtoken
-/// would refuse to pick one. Called wherever jsonwebtoken's backend is first needed.
+/// would refuse to pick one. Called by the `VerifyingKey` constructors, whose `kid`
+/// thumbprint is the first use of the backend (every verification needs a key first).
 pub(crate) fn ensure_chosen() {
     CryptoBackend::RustCrypto.install();
 }
