@@ -15,6 +15,8 @@ pub enum BurnStoreSetting {
     Memory,
     /// In Redis, shared by every download server pointed at it.
     Redis(redis::ConnectionInfo),
+    /// In a Redis Cluster, reached through any of these nodes.
+    RedisCluster(Vec<redis::ConnectionInfo>),
 }
 
 impl std::fmt::Display for BurnStoreSetting {
@@ -23,6 +25,14 @@ impl std::fmt::Display for BurnStoreSetting {
         match self {
             BurnStoreSetting::Memory => f.write_str("memory"),
             BurnStoreSetting::Redis(info) => write!(f, "redis at {}", info.addr()),
+            BurnStoreSetting::RedisCluster(nodes) => {
+                f.write_str("redis cluster at ")?;
+                for (i, node) in nodes.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    write!(f, "{sep}{}", node.addr())?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -97,15 +107,30 @@ pub struct Config {
 
     /// Where burned token ids are kept: `memory` (one server) or a Redis URL shared by a
     /// fleet: `redis://[user:pass@]host[:port][/db]` or `redis+unix:///path/redis.sock`
-    /// (also `unix:///path`; `?db=`, `?user=`, `?pass=` as query).
+    /// (also `unix:///path`; `?db=`, `?user=`, `?pass=` as query), or a Redis Cluster:
+    /// `redis+cluster://[user:pass@]host:port[,host:port...]` (any of its nodes).
     #[arg(long, env = "BURN_STORE", default_value = "memory")]
     pub burn_store: String,
+
+    /// Replicas that must acknowledge a burn (Redis `WAIT`) before the file is served (0 to
+    /// 16; standalone Redis only). With replicas and failover, set it so a promoted replica
+    /// cannot have missed a burn; a burn not acknowledged in time is refused with 503.
+    #[arg(long, env = "BURN_STORE_REPLICAS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub burn_store_replicas: u32,
 
     /// Longest wait for the burn store on one request, in milliseconds (10 to 10000). A
     /// download that cannot be burned in time is refused with 503 (fail closed).
     #[arg(long, env = "BURN_STORE_TIMEOUT_MS", default_value_t = 250,
           value_parser = clap::value_parser!(u64).range(10..=10000))]
     pub burn_store_timeout_ms: u64,
+
+    /// How far behind this server's clock another download server's (or Redis's) may run, in
+    /// seconds (0 to 3600). Burn records are kept this long past the last second a token is
+    /// accepted, so no server that still accepts a token can find its record gone.
+    #[arg(long, env = "CLOCK_SKEW_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub clock_skew_secs: u64,
 
     /// With the memory store, also accept tokens issued before this process started. Off by
     /// default: a restart forgets what was burned, so a token used just before the restart
@@ -210,6 +235,7 @@ impl Config {
         let scheme = self.burn_store.split_once("://").map(|(s, _)| s);
         match scheme {
             Some("redis" | "redis+unix" | "unix") => {}
+            Some("redis+cluster") => return self.burn_store_cluster(),
             Some("rediss") => {
                 return Err(bad(
                     "rediss:// (TLS) is not built in: reach Redis over a private network or a \
@@ -219,14 +245,40 @@ impl Config {
             }
             // Never echo the value: a Redis URL may carry a password.
             _ => {
-                return Err(bad("expected `memory`, `redis://host[:port][/db]` or \
-                     `redis+unix:///path/to/redis.sock`"
+                return Err(bad("expected `memory`, `redis://host[:port][/db]`, \
+                     `redis+unix:///path/to/redis.sock` or `redis+cluster://host:port,...`"
                     .into()));
             }
         }
         let info = redis::IntoConnectionInfo::into_connection_info(self.burn_store.as_str())
             .map_err(|e| bad(format!("not a usable Redis URL: {e}")))?;
         Ok(BurnStoreSetting::Redis(info))
+    }
+
+    /// `redis+cluster://[creds@]host:port,host:port...`: one `redis://` seed per node, each
+    /// with the credentials.
+    fn burn_store_cluster(&self) -> Result<BurnStoreSetting, StartupError> {
+        let bad = |why: String| StartupError::BurnStore(why);
+        if self.burn_store_replicas > 0 {
+            return Err(bad(
+                "--burn-store-replicas is for a standalone Redis; a cluster's replicas are \
+                 not waited for"
+                    .into(),
+            ));
+        }
+        let rest = self.burn_store.trim_start_matches("redis+cluster://");
+        let (creds, nodes) = match rest.rsplit_once('@') {
+            Some((creds, nodes)) => (format!("{creds}@"), nodes),
+            None => (String::new(), rest),
+        };
+        let nodes = nodes
+            .split(',')
+            .map(|node| {
+                redis::IntoConnectionInfo::into_connection_info(format!("redis://{creds}{node}"))
+                    .map_err(|e| bad(format!("not a usable Redis Cluster node: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(BurnStoreSetting::RedisCluster(nodes))
     }
 
     /// `--app-url`, checked, without a trailing slash.
@@ -406,5 +458,33 @@ mod tests {
             .expect("valid")
             .to_string();
         assert_eq!(shown, "redis at redis.internal:6380");
+    }
+
+    #[test]
+    fn a_cluster_store_lists_its_nodes_each_with_the_credentials() {
+        let Ok(BurnStoreSetting::RedisCluster(nodes)) =
+            with_store("redis+cluster://user:secret@10.0.0.1:7000,10.0.0.2:7001")
+        else {
+            panic!("a cluster URL");
+        };
+        assert_eq!(nodes.len(), 2);
+        for node in &nodes {
+            assert_eq!(node.redis_settings().password(), Some("secret"));
+        }
+        let shown = BurnStoreSetting::RedisCluster(nodes).to_string();
+        assert_eq!(shown, "redis cluster at 10.0.0.1:7000,10.0.0.2:7001");
+
+        let replicas = Config {
+            burn_store: "redis+cluster://10.0.0.1:7000".into(),
+            burn_store_replicas: 1,
+            ..Config::from_defaults()
+        }
+        .burn_store()
+        .expect_err("WAIT is for a standalone Redis")
+        .to_string();
+        assert!(
+            replicas.starts_with("--burn-store: --burn-store-replicas"),
+            "{replicas}"
+        );
     }
 }

@@ -203,9 +203,14 @@ impl Keys {
     /// JWKS URL (when there is one and the last fetch is older than `--jwks-min-refresh-secs`)
     /// and try once more: that is how a freshly rotated key is learned.
     pub async fn verify(&self, token: &str) -> Result<Grant, TokenError> {
-        match self.verifier.load().verify(token) {
+        self.verify_at(token, shared::unix_now()).await
+    }
+
+    /// [`Keys::verify`] at `now` (Unix seconds), the reading the caller's burn is kept by.
+    pub async fn verify_at(&self, token: &str, now: u64) -> Result<Grant, TokenError> {
+        match self.verifier.load().verify_at(token, now) {
             Err(TokenError::UnknownKey) if self.fetch_for_unknown_kid().await => {
-                self.verifier.load().verify(token)
+                self.verifier.load().verify_at(token, now)
             }
             result => result,
         }

@@ -108,9 +108,19 @@ impl Application {
                 start(&config, store, listener, tls.clone(), recorders).await?
             }
             BurnStoreSetting::Redis(ref info) => {
-                let store = RedisStore::new(info.clone(), config.burn_store_timeout())
+                let store = RedisStore::new(
+                    info.clone(),
+                    config.burn_store_timeout(),
+                    config.burn_store_replicas,
+                )
+                .map_err(|e| StartupError::BurnStore(e.to_string()))?;
+                store.start().await;
+                start(&config, store, listener, tls.clone(), recorders).await?
+            }
+            BurnStoreSetting::RedisCluster(ref nodes) => {
+                let store = RedisStore::cluster(nodes.clone(), config.burn_store_timeout())
                     .map_err(|e| StartupError::BurnStore(e.to_string()))?;
-                store.connect_in_background();
+                store.start().await;
                 start(&config, store, listener, tls.clone(), recorders).await?
             }
         };
@@ -237,6 +247,7 @@ fn serve<S: BurnStore>(
     let state = web::Data::new(AppState {
         verifier: keys,
         store,
+        clock_skew: config.clock_skew_secs,
         files: config.files_dir(),
         read_buffer: config.read_buffer_kib as usize * 1024,
         app_url: config.app_url().ok().flatten(),

@@ -8,6 +8,9 @@ pub struct AppState<S> {
     /// The verification keys in force; swapped whole when they change.
     pub verifier: Arc<Keys>,
     pub store: S,
+    /// `--clock-skew-secs`: how long burn records outlive the last second this server
+    /// accepts their token, for servers whose clocks run behind.
+    pub clock_skew: u64,
     /// `<data dir>/files`: the only directory files are read from.
     pub files: PathBuf,
     /// Bytes per read when streaming.

@@ -32,6 +32,14 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch: the one clock reading a download is decided with.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// `n` bytes from the operating system's CSPRNG, base64url without padding.
 pub fn random_token(n: usize) -> String {
     use base64::Engine;

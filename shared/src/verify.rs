@@ -67,7 +67,7 @@ pub enum TokenError {
     NotYetValid,
     #[error("token lives longer than allowed")]
     LifetimeTooLong,
-    #[error("token was issued before this server started")]
+    #[error("token was issued before the burn store's records begin")]
     IssuedBeforeStart,
     #[error("token claims are invalid: {0}")]
     BadClaims(&'static str),
@@ -160,9 +160,10 @@ impl Verifier {
             .map(|key| {
                 // One algorithm per key, fixed here: the header's `alg` never chooses.
                 let mut v = Validation::new(key.alg.jwt());
-                v.leeway = policy.leeway;
-                v.validate_exp = true;
-                v.validate_nbf = true;
+                // `exp` and `nbf` are checked in `check_claims` against the caller's one
+                // reading of the clock, the same reading its burn is kept by.
+                v.validate_exp = false;
+                v.validate_nbf = false;
                 v.validate_aud = true;
                 v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
                 v.set_audience(&[&policy.audience]);
@@ -190,7 +191,9 @@ impl Verifier {
         self.verify_at(token, crate::unix_now())
     }
 
-    fn verify_at(&self, token: &str, now: u64) -> Result<Grant, TokenError> {
+    /// [`Verifier::verify`] at `now` (Unix seconds): a caller that goes on to burn the token
+    /// decides both with one reading of the clock.
+    pub fn verify_at(&self, token: &str, now: u64) -> Result<Grant, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -257,6 +260,12 @@ impl Verifier {
 
     fn check_claims(&self, c: Claims, now: u64) -> Result<Grant, TokenError> {
         let p = &self.policy;
+        if c.exp.saturating_add(p.leeway) < now {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf > now.saturating_add(p.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
         if c.exp.saturating_sub(c.iat) > p.max_lifetime {
             return Err(TokenError::LifetimeTooLong);
         }

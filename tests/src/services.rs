@@ -145,6 +145,170 @@ impl Drop for RedisServer {
     }
 }
 
+/// A Redis Cluster for one test: `REDIS_CLUSTER_URL` if set (`redis+cluster://host:port,...`,
+/// shared: tests must not stop or flush it), else three private `redis-server` nodes on
+/// loopback, joined by `redis-cli --cluster create` and killed on drop, else a skip.
+pub struct RedisCluster {
+    url: String,
+    nodes: Vec<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl RedisCluster {
+    /// The `--burn-store` value that reaches it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub async fn redis_cluster() -> Option<RedisCluster> {
+    if let Ok(url) = std::env::var("REDIS_CLUSTER_URL")
+        && !url.is_empty()
+    {
+        return Some(RedisCluster {
+            url,
+            nodes: Vec::new(),
+            _dir: None,
+        });
+    }
+    if Command::new("redis-cli").arg("--version").output().is_err() {
+        skip("redis-cli not installed and REDIS_CLUSTER_URL not set");
+        return None;
+    }
+    // Cluster nodes listen on TCP (a node and its bus port, +10000): a port taken by someone
+    // else makes a node exit, and the whole cluster is tried again on other ports.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = 20_000 + (rand_u16() % 3_000) * 3;
+        let ports = [base, base + 1, base + 2];
+        let mut nodes = Vec::new();
+        for port in ports {
+            match start_cluster_node(dir.path(), port) {
+                Ok(child) => nodes.push(child),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    skip("redis-server not installed and REDIS_CLUSTER_URL not set");
+                    return None;
+                }
+                Err(e) => panic!("starting redis-server: {e}"),
+            }
+        }
+        let mut cluster = RedisCluster {
+            url: format!(
+                "redis+cluster://{}",
+                ports.map(|p| format!("127.0.0.1:{p}")).join(",")
+            ),
+            nodes,
+            _dir: Some(dir),
+        };
+        if !all_answer(&mut cluster.nodes, &ports).await {
+            continue; // dropped: its nodes are killed
+        }
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        wait_for_cluster_ok(&ports).await;
+        return Some(cluster);
+    }
+    panic!("no free ports for a three-node Redis Cluster after five tries");
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) as u16
+}
+
+fn start_cluster_node(dir: &Path, port: u16) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+        .arg(dir.join(format!("nodes-{port}.conf")))
+        .arg("--dir")
+        .arg(dir)
+        .args(["--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+/// Whether every node answers `PING` within about 5 s (false: one exited, e.g. port taken).
+async fn all_answer(nodes: &mut [Child], ports: &[u16]) -> bool {
+    for _ in 0..250 {
+        if nodes
+            .iter_mut()
+            .any(|n| matches!(n.try_wait(), Ok(Some(_))))
+        {
+            return false;
+        }
+        let mut answering = 0;
+        for port in ports {
+            if ping_tcp(*port).await {
+                answering += 1;
+            }
+        }
+        if answering == ports.len() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn ping_tcp(port: u16) -> bool {
+    let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut reply = [0u8; 7];
+    conn.write_all(b"PING\r\n").await.is_ok()
+        && conn.read_exact(&mut reply).await.is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+/// Polls `CLUSTER INFO` on every node until each says `cluster_state:ok` (bounded, 15 s).
+async fn wait_for_cluster_ok(ports: &[u16]) {
+    for _ in 0..300 {
+        let mut ok = 0;
+        for port in ports {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let info: redis::RedisResult<String> = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await;
+                if info.is_ok_and(|i| i.contains("cluster_state:ok")) {
+                    ok += 1;
+                }
+            }
+        }
+        if ok == ports.len() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the Redis Cluster on {ports:?} did not reach cluster_state:ok");
+}
+
 /// A standalone download server's configuration for `app`'s fleet: loopback, port 0, the
 /// app's data dir, issuer, audience and verification key, `burn_store`, and a burn store
 /// deadline of 5 s.

@@ -15,13 +15,13 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use futures_util::Stream;
-use shared::Grant;
+use shared::{Grant, TokenError};
 
 use crate::audit::{Client, Outcome};
 use crate::error::DownloadError;
 use crate::file::{self, ByteRange, FileStream, RangeRequest};
 use crate::state::AppState;
-use crate::store::{Burn, BurnStore};
+use crate::store::{Burn, BurnRequest, BurnStore, keep_until_ms};
 use crate::telemetry::RequestId;
 
 pub async fn by_path<S: BurnStore>(
@@ -57,12 +57,14 @@ async fn answer<S: BurnStore>(
     token: Option<&str>,
 ) -> HttpResponse {
     let client = client(req);
+    // One reading of the clock decides the token's validity and how long its burn is kept.
+    let now_ms = shared::unix_now_ms();
     let verified = match token {
-        Some(t) => state.verifier.verify(t).await.map_err(DownloadError::from),
+        Some(t) => (state.verifier.verify_at(t, now_ms / 1000).await).map_err(DownloadError::from),
         None => Err(DownloadError::MissingToken),
     };
     let result = match verified {
-        Ok(grant) => deliver(req, state, grant, client).await,
+        Ok(grant) => deliver(req, state, grant, now_ms, client).await,
         Err(e) => {
             // Never the token itself: it is a bearer credential.
             tracing::info!(outcome = e.code(), reason = %e, "download refused");
@@ -104,9 +106,16 @@ async fn deliver<S: BurnStore>(
     req: &HttpRequest,
     state: &web::Data<AppState<S>>,
     grant: Grant,
+    now_ms: u64,
     client: Client,
 ) -> Result<HttpResponse, DownloadError> {
     let refused = |e: DownloadError, grant: &Grant| refused(state, e, Some(grant), &client);
+    let ticket = BurnRequest {
+        jti: &grant.jti,
+        iat: grant.iat,
+        now_ms,
+        keep_until_ms: keep_until_ms(grant.exp, state.verifier.policy().leeway, state.clock_skew),
+    };
     // A whole-file GET reads its first chunk with the open: one blocking hop for a small file.
     let plain_get = req.method() == Method::GET
         && !req.headers().contains_key(header::RANGE)
@@ -160,7 +169,7 @@ async fn deliver<S: BurnStore>(
     // both learn whether it has been consumed.
     let head = req.method() == Method::HEAD;
     if head || is_prefetch(req) {
-        match state.store.is_burned(&grant.jti).await {
+        match state.store.is_burned(&ticket).await {
             Ok(false) => {}
             Ok(true) => return Err(refused(DownloadError::Used, &grant)),
             Err(e) => return Err(refused(DownloadError::Store(e), &grant)),
@@ -176,17 +185,21 @@ async fn deliver<S: BurnStore>(
         return Err(refused(DownloadError::PrefetchDeclined, &grant));
     }
 
-    let keep_until = grant.exp + state.verifier.policy().leeway;
     let burning = Instant::now();
-    let burned = state.store.burn(&grant.jti, keep_until).await;
+    let burned = state.store.burn(&ticket).await;
     state
         .metrics
         .burn_seconds
         .observe(burning.elapsed().as_secs_f64());
-    match burned {
-        Ok(Burn::Fresh) => {}
-        Ok(Burn::AlreadyUsed) => return Err(refused(DownloadError::Used, &grant)),
-        Err(e) => return Err(refused(DownloadError::Store(e), &grant)),
+    let refusal = match burned {
+        Ok(Burn::Fresh) => None,
+        Ok(Burn::AlreadyUsed) => Some(DownloadError::Used),
+        Ok(Burn::Expired) => Some(DownloadError::Token(TokenError::Expired)),
+        Ok(Burn::IssuedBeforeLoss) => Some(DownloadError::Token(TokenError::IssuedBeforeStart)),
+        Err(e) => Some(DownloadError::Store(e)),
+    };
+    if let Some(e) = refusal {
+        return Err(refused(e, &grant));
     }
     let body = stored.stream(range, state.read_buffer);
     let len = range.len();
@@ -218,20 +231,24 @@ fn requested_range(req: &HttpRequest, size: u64) -> RangeRequest {
     file::parse_range(range, size)
 }
 
-/// `Sec-Purpose: prefetch` (Fetch standard) or the older `Purpose: prefetch`. Prefetches are
-/// refused with a 503, which browsers treat as "prefetch failed" and then load the link for
-/// real when the user clicks; a 2xx would hand them a body we cannot send without burning.
+/// A request a browser makes ahead of the person: `Sec-Purpose: prefetch` (Fetch standard;
+/// also `prefetch;prerender`), the older `Purpose: prefetch`, Firefox's `X-Moz: prefetch` and
+/// Safari's `X-Purpose: preview`. Prefetches are refused with a 503, which browsers treat as
+/// "prefetch failed" and then load the link for real when the user clicks; a 2xx would hand
+/// them a body we cannot send without burning.
 fn is_prefetch(req: &HttpRequest) -> bool {
-    [
-        header::HeaderName::from_static("sec-purpose"),
-        header::HeaderName::from_static("purpose"),
-    ]
-    .iter()
-    .filter_map(|name| req.headers().get(name))
-    .filter_map(|v| v.to_str().ok())
-    .any(|v| {
-        v.split([';', ','])
-            .any(|t| t.trim().eq_ignore_ascii_case("prefetch"))
+    const MARKERS: [(&str, &str); 4] = [
+        ("sec-purpose", "prefetch"),
+        ("purpose", "prefetch"),
+        ("x-moz", "prefetch"),
+        ("x-purpose", "preview"),
+    ];
+    MARKERS.iter().any(|(name, marker)| {
+        req.headers()
+            .get_all(*name)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([';', ',']))
+            .any(|t| t.trim().eq_ignore_ascii_case(marker))
     })
 }
 

@@ -12,6 +12,30 @@ pub use self::memory::MemoryStore;
 // `self::`: the module shares its name with the `redis` crate.
 pub use self::redis::RedisStore;
 
+/// One token's claim on the store: its id, when it was issued, and the clock reading its
+/// download was verified with.
+#[derive(Debug, Clone, Copy)]
+pub struct BurnRequest<'a> {
+    pub jti: &'a Jti,
+    /// The token's `iat`: a store that lost its records refuses tokens issued before the loss.
+    pub iat: u64,
+    /// The one reading of the clock the token was verified with (Unix milliseconds).
+    pub now_ms: u64,
+    /// Until when the record must last (Unix milliseconds): past the last instant any server
+    /// of the fleet could still accept the token (see [`keep_until_ms`]).
+    pub keep_until_ms: u64,
+}
+
+/// How long a burn record of a token expiring at `exp` must be kept: through the last second
+/// the verifier accepts it (`exp + leeway`), plus `clock_skew` seconds for servers (and a Redis)
+/// whose clocks run behind this one, plus one second for `exp`'s whole-second resolution.
+pub fn keep_until_ms(exp: u64, leeway: u64, clock_skew: u64) -> u64 {
+    exp.saturating_add(leeway)
+        .saturating_add(clock_skew)
+        .saturating_add(1)
+        .saturating_mul(1000)
+}
+
 /// The outcome of a burn: exactly one caller ever sees [`Burn::Fresh`] for a given id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Burn {
@@ -19,6 +43,13 @@ pub enum Burn {
     Fresh,
     /// The id was already recorded: the token has been used.
     AlreadyUsed,
+    /// The record would already be gone by the store's clock (the request stalled between
+    /// verifying and burning): refused as expired, since a record that is not kept proves
+    /// nothing.
+    Expired,
+    /// The store lost its records (an empty restart, a failover to a replica that had not
+    /// caught up) after this token was issued: it may have been used before, so it is refused.
+    IssuedBeforeLoss,
 }
 
 /// The store could not say. The caller must fail closed: serve nothing.
@@ -27,18 +58,20 @@ pub enum Burn {
 pub struct StoreError(pub String);
 
 pub trait BurnStore: Send + Sync + 'static {
-    /// Records `jti` as used until `keep_until` (Unix seconds), atomically: of any number of
-    /// concurrent calls with one id, exactly one returns [`Burn::Fresh`]. There is no separate
-    /// "is it burned?" question, so no read-then-write race.
-    fn burn(
-        &self,
-        jti: &Jti,
-        keep_until: u64,
-    ) -> impl Future<Output = Result<Burn, StoreError>> + Send;
+    /// Records `req.jti` as used until `req.keep_until_ms`, atomically: of any number of
+    /// concurrent calls with one id, exactly one returns [`Burn::Fresh`], and a record is
+    /// never kept for less than asked (a record that could already be gone is refused with
+    /// [`Burn::Expired`]). There is no separate "is it burned?" question, so no
+    /// read-then-write race.
+    fn burn(&self, req: &BurnRequest<'_>) -> impl Future<Output = Result<Burn, StoreError>> + Send;
 
-    /// Whether `jti` is burned, for HEAD and prefetch answers only, which must not burn. Never
-    /// used to decide a GET: that is [`BurnStore::burn`]'s job alone.
-    fn is_burned(&self, jti: &Jti) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Whether the token is burned (or could have been, before a loss of the store's
+    /// records), for HEAD and prefetch answers only, which must not burn. Never used to decide
+    /// a GET: that is [`BurnStore::burn`]'s job alone.
+    fn is_burned(
+        &self,
+        req: &BurnRequest<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Whether the store can answer now (for `/readyz`).
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -1,14 +1,31 @@
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ConnectionInfo, FromRedisValue};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ConnectionInfo, Pipeline, RedisFuture, Script, Value};
 use shared::Jti;
 
-use super::{Burn, BurnStore, StoreError};
+use super::{Burn, BurnRequest, BurnStore, StoreError};
 
-/// Burned ids in Redis, shared by every download server pointed at it: `burn:<jti>` keys that
-/// expire when their token can no longer verify, so memory is bounded by issuance rate times
-/// token lifetime (see docs/DEPLOY.md for the measured size).
+/// Burned ids in Redis (one server, or a Redis Cluster), shared by every download server
+/// pointed at it: keys that expire when no server can accept their token any more, so memory
+/// is bounded by issuance rate times record lifetime (see docs/DEPLOY.md for the measured size).
+///
+/// **Store loss.** A Redis that restarts empty, or a replica promoted before it had every
+/// write, forgets burns; each still-valid link would work again. So the store keeps *epochs*:
+/// one key per bucket of ids (`burnlink:{eNN}:epoch`, never expiring), whose value names the
+/// second it was created. Every burn is one Lua script that checks, atomically with the
+/// `SET NX`, that the bucket's epoch is still the one this server knows: a bucket whose epoch
+/// is gone or new has lost its records, so the server learns (or creates) the new epoch and
+/// refuses every token issued before it, as the memory store refuses tokens issued before its
+/// start. Buckets share a hash tag with their ids, so on a cluster each node's loss is seen
+/// for the ids it holds. Epochs are also checked every second, and by `/readyz`, which is not
+/// ready until the seconds refused by a new epoch are over.
+///
+/// **Replicas.** With `--burn-store-replicas N`, a burn is served only once `WAIT N` says that
+/// many replicas have it (standalone Redis), so a failover cannot forget it.
 ///
 /// The connection is made on first use and remade after any failure, so a server starts while
 /// Redis is down (unready, refusing downloads with 503) and recovers on its own when Redis is
@@ -16,13 +33,145 @@ use super::{Burn, BurnStore, StoreError};
 /// caller gets a [`StoreError`] and must fail closed.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     timeout: Duration,
+    replicas: u32,
+    epochs: Arc<Epochs>,
+}
+
+/// Buckets of ids, each with its own epoch. A power of two, and enough for a cluster of
+/// dozens of nodes to spread the ids over; each costs one key in Redis and one check a
+/// second.
+const BUCKETS: usize = 64;
+
+/// One Redis or a cluster, behind one [`ConnectionLike`].
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A bucket's epoch as this server knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Epoch {
+    /// The value in Redis: `<boundary>-<random>`.
+    value: String,
+    /// Tokens issued (`iat`) before this second are refused.
+    boundary: u64,
+}
+
+impl Epoch {
+    /// A candidate for a bucket that has none: refuses everything issued up to this second,
+    /// since a token issued in it may have been burned just before the loss.
+    fn new() -> Epoch {
+        let boundary = shared::unix_now() + 1;
+        Epoch {
+            value: format!("{boundary}-{}", shared::random_token(9)),
+            boundary,
+        }
+    }
+
+    fn parse(value: String) -> Result<Epoch, StoreError> {
+        let boundary = value
+            .split_once('-')
+            .and_then(|(b, _)| b.parse().ok())
+            .ok_or_else(|| StoreError(format!("unreadable burn store epoch {value:?}")))?;
+        Ok(Epoch { value, boundary })
+    }
+}
+
+struct Epochs {
+    known: Vec<RwLock<Option<Epoch>>>,
+    burn: Script,
+    is_burned: Script,
+    get_or_create: Script,
+}
+
+/// `KEYS[1]` the bucket's epoch, `KEYS[2]` the id; `ARGV[1]` the epoch this server knows,
+/// `ARGV[2]` the record's life in milliseconds. 1: burned now; 0: already burned; -1: the
+/// bucket's epoch is not the one known (its records were lost).
+const BURN: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+";
+
+/// As [`BURN`], without writing: 1 burned, 0 not, -1 epoch changed.
+const IS_BURNED: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return redis.call('EXISTS', KEYS[2])
+";
+
+/// The bucket's epoch, set to `ARGV[1]` if it has none.
+const GET_OR_CREATE: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if epoch then return epoch end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+";
+
+fn bucket(jti: &Jti) -> usize {
+    // FNV-1a: ids are random, any spread-out hash will do, and this one needs no key.
+    let hash = jti
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    (hash as usize) & (BUCKETS - 1)
+}
+
+/// The bucket's hash tag: its epoch and its ids live in one cluster slot.
+fn epoch_key(bucket: usize) -> String {
+    format!("burnlink:{{e{bucket:02}}}:epoch")
+}
+
+fn burn_key(bucket: usize, jti: &Jti) -> String {
+    format!("burnlink:{{e{bucket:02}}}:burn:{}", jti.as_str())
+}
+
+/// What a burn or check script answered.
+enum Answer {
+    Yes,
+    No,
+    EpochChanged,
 }
 
 impl RedisStore {
-    /// A store for `info` that has not connected yet (no I/O happens here).
-    pub fn new(info: ConnectionInfo, timeout: Duration) -> Result<RedisStore, StoreError> {
+    /// A store for one Redis that has not connected yet (no I/O happens here).
+    pub fn new(
+        info: ConnectionInfo,
+        timeout: Duration,
+        replicas: u32,
+    ) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(info).map_err(|e| StoreError(e.to_string()))?;
         // Reconnection attempts back off from 50 ms to at most 1 s, so a Redis that comes back
         // is found again within about a second; callers never wait on them beyond `timeout`.
@@ -34,30 +183,187 @@ impl RedisStore {
             .set_number_of_retries(10);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StoreError(e.to_string()))?;
-        Ok(RedisStore { conn, timeout })
+        Ok(RedisStore::with(Conn::Single(conn), timeout, replicas))
     }
 
-    /// Starts connecting now, so the first download does not pay for it. A Redis that is down
-    /// is only logged: downloads are refused (503) until it answers.
-    pub fn connect_in_background(&self) {
-        let store = self.clone();
+    /// A store for a Redis Cluster reached through any of `nodes` (it learns the rest), not
+    /// connected yet.
+    pub fn cluster(
+        nodes: Vec<ConnectionInfo>,
+        timeout: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        let client = ClusterClient::builder(nodes)
+            .retries(3)
+            .min_retry_wait(50)
+            .max_retry_wait(1000)
+            .build()
+            .map_err(|e| StoreError(e.to_string()))?;
+        let config = ClusterConfig::new()
+            .set_connection_timeout(timeout.max(Duration::from_secs(1)))
+            .set_response_timeout(timeout);
+        let conn = client.get_pending_async_connection_with_config(config);
+        Ok(RedisStore::with(Conn::Cluster(conn), timeout, 0))
+    }
+
+    fn with(conn: Conn, timeout: Duration, replicas: u32) -> RedisStore {
+        RedisStore {
+            conn,
+            timeout,
+            replicas,
+            epochs: Arc::new(Epochs {
+                known: (0..BUCKETS).map(|_| RwLock::new(None)).collect(),
+                burn: Script::new(BURN),
+                is_burned: Script::new(IS_BURNED),
+                get_or_create: Script::new(GET_OR_CREATE),
+            }),
+        }
+    }
+
+    /// Learns every bucket's epoch now (creating those that are missing) and, if that created
+    /// any, waits out the seconds it refuses, so that no token minted after the server starts
+    /// serving is refused. A Redis that is down is only logged: downloads are refused (503)
+    /// until it answers. Then checks the epochs every second while the store lives.
+    pub async fn start(&self) {
+        match self.check_epochs().await {
+            Ok(boundary) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                tokio::time::sleep(Duration::from_secs(boundary).saturating_sub(now)).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "redis burn store not reachable yet"),
+        }
+        let weak = Arc::downgrade(&self.epochs);
+        let conn = self.conn.clone();
+        let (timeout, replicas) = (self.timeout, self.replicas);
         tokio::spawn(async move {
-            if let Err(e) = store.ready().await {
-                tracing::warn!(error = %e, "redis burn store not reachable yet");
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(epochs) = weak.upgrade() else { break };
+                let store = RedisStore {
+                    conn: conn.clone(),
+                    timeout,
+                    replicas,
+                    epochs,
+                };
+                // Failures show in `/readyz` and in the downloads they refuse.
+                let _ = store.check_epochs().await;
             }
         });
     }
 
-    /// Runs one command within the deadline. A command that times out may still have run on
-    /// the server: the caller treats it as unknown and serves nothing.
-    async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+    /// Reads (or creates) every bucket's epoch; the latest boundary among them.
+    async fn check_epochs(&self) -> Result<u64, StoreError> {
+        let checks = (0..BUCKETS).map(|b| self.learn_epoch(b));
+        let epochs = futures_util::future::try_join_all(checks).await?;
+        Ok(epochs.iter().map(|e| e.boundary).max().unwrap_or(0))
+    }
+
+    /// The bucket's epoch as Redis has it now (created if missing), remembered.
+    async fn learn_epoch(&self, bucket: usize) -> Result<Epoch, StoreError> {
+        let mut call = self.epochs.get_or_create.prepare_invoke();
+        call.key(epoch_key(bucket)).arg(Epoch::new().value);
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
+        let value: String = self
+            .within(self.timeout, call.invoke_async(&mut conn))
+            .await?;
+        let epoch = Epoch::parse(value)?;
+        let mut known = self.epochs.known[bucket]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = known.as_ref().filter(|old| **old != epoch) {
+            tracing::warn!(
+                bucket,
+                old = old.value,
+                new = epoch.value,
+                refused_before = epoch.boundary,
+                "burn store lost its records (epoch changed): refusing tokens issued before the \
+                 new epoch"
+            );
+        }
+        *known = Some(epoch.clone());
+        Ok(epoch)
+    }
+
+    /// The bucket's epoch as this server knows it, learned first if it knows none.
+    async fn epoch(&self, bucket: usize) -> Result<Epoch, StoreError> {
+        let known = self.epochs.known[bucket]
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match known {
+            Some(epoch) => Ok(epoch),
+            None => self.learn_epoch(bucket).await,
+        }
+    }
+
+    /// Runs `script` for the request under the bucket's known epoch; on an epoch change, learns
+    /// the new one and decides again (`None`: issued before the loss).
+    async fn run_script(
+        &self,
+        script: &Script,
+        req: &BurnRequest<'_>,
+        ttl_ms: u64,
+    ) -> Result<Option<Answer>, StoreError> {
+        let bucket = bucket(req.jti);
+        let mut epoch = self.epoch(bucket).await?;
+        // Twice at most: an epoch that changes again between two commands is a store that
+        // keeps losing its data, and is treated as down.
+        for _ in 0..2 {
+            if req.iat < epoch.boundary {
+                return Ok(None);
+            }
+            let mut call = script.prepare_invoke();
+            call.key(epoch_key(bucket))
+                .key(burn_key(bucket, req.jti))
+                .arg(&epoch.value)
+                .arg(ttl_ms);
+            let mut conn = self.conn.clone();
+            let answer: i64 = (self.within(self.timeout, call.invoke_async(&mut conn))).await?;
+            match answer {
+                1 => return Ok(Some(Answer::Yes)),
+                0 => return Ok(Some(Answer::No)),
+                _ => epoch = self.learn_epoch(bucket).await?,
+            }
+        }
+        Ok(Some(Answer::EpochChanged))
+    }
+
+    /// Waits for `WAIT replicas timeout` to report enough replicas holding this connection's
+    /// writes (the burn just made among them).
+    async fn replicated(&self) -> Result<(), StoreError> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(self.replicas).arg(self.timeout.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        // WAIT's own deadline, plus the usual one for the answer to arrive.
+        let acked: u32 = (self.within(self.timeout * 2, cmd.query_async(&mut conn))).await?;
+        if acked < self.replicas {
+            return Err(StoreError(format!(
+                "only {acked} of {} replicas acknowledged the burn",
+                self.replicas
+            )));
+        }
+        Ok(())
+    }
+
+    /// Awaits one call within `deadline`. A call that times out may still have run on the
+    /// server: the caller treats it as unknown and serves nothing.
+    async fn within<T>(
+        &self,
+        deadline: Duration,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(deadline, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(StoreError(e.to_string())),
             Err(_) => Err(StoreError(format!(
                 "no answer within {} ms",
-                self.timeout.as_millis()
+                deadline.as_millis()
             ))),
         }
     }
@@ -68,42 +374,76 @@ fn warn(jti: &Jti) -> impl FnOnce(&StoreError) + '_ {
     move |e| tracing::warn!(jti = jti.as_str(), error = %e, "redis burn store failed")
 }
 
-fn key(jti: &Jti) -> String {
-    format!("burn:{}", jti.as_str())
-}
-
 impl BurnStore for RedisStore {
-    async fn burn(&self, jti: &Jti, keep_until: u64) -> Result<Burn, StoreError> {
-        // One command, so Redis decides the winner: `NX` sets only if absent. The token still
-        // verifies throughout second `keep_until`, so the key outlives that whole second.
-        let expires_at_ms = keep_until.saturating_add(1).saturating_mul(1000);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key(jti))
-            .arg(1)
-            .arg("NX")
-            .arg("PXAT")
-            .arg(expires_at_ms);
-        let set: Option<String> = self.run(&cmd).await.inspect_err(warn(jti))?;
-        Ok(match set {
-            Some(_) => Burn::Fresh,
-            None => Burn::AlreadyUsed,
+    async fn burn(&self, req: &BurnRequest<'_>) -> Result<Burn, StoreError> {
+        // A relative life, counted by Redis from when it runs the command: the record lasts at
+        // least until `keep_until_ms` by this server's clock, whatever Redis's clock says.
+        let ttl_ms = req.keep_until_ms.saturating_sub(req.now_ms);
+        if ttl_ms == 0 {
+            return Ok(Burn::Expired);
+        }
+        let answer = self.run_script(&self.epochs.burn, req, ttl_ms).await;
+        Ok(match answer.inspect_err(warn(req.jti))? {
+            Some(Answer::Yes) => {
+                self.replicated().await.inspect_err(warn(req.jti))?;
+                Burn::Fresh
+            }
+            Some(Answer::No) => Burn::AlreadyUsed,
+            None => Burn::IssuedBeforeLoss,
+            Some(Answer::EpochChanged) => {
+                return Err(StoreError("burn store epoch keeps changing".into()));
+            }
         })
     }
 
-    async fn is_burned(&self, jti: &Jti) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(key(jti));
-        let n: u64 = self.run(&cmd).await.inspect_err(warn(jti))?;
-        Ok(n > 0)
+    async fn is_burned(&self, req: &BurnRequest<'_>) -> Result<bool, StoreError> {
+        let answer = self.run_script(&self.epochs.is_burned, req, 0).await;
+        Ok(match answer.inspect_err(warn(req.jti))? {
+            Some(Answer::No) => false,
+            Some(Answer::Yes) | None => true,
+            Some(Answer::EpochChanged) => {
+                return Err(StoreError("burn store epoch keeps changing".into()));
+            }
+        })
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
         // Logged by `/readyz`, which is the only caller.
-        let _: String = self.run(&redis::cmd("PING")).await?;
+        let boundary = self.check_epochs().await?;
+        let now = shared::unix_now();
+        if now < boundary {
+            return Err(StoreError(format!(
+                "burn store lost its records; tokens issued before {boundary} are refused, \
+                 ready in {} s",
+                boundary - now
+            )));
+        }
         Ok(())
     }
 
     fn forgets_on_restart(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_spread_over_every_bucket() {
+        let mut seen = [0u32; BUCKETS];
+        for _ in 0..BUCKETS * 64 {
+            seen[bucket(&Jti::generate())] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 16), "{seen:?}");
+    }
+
+    #[test]
+    fn an_epoch_names_its_boundary() {
+        let epoch = Epoch::new();
+        assert_eq!(Epoch::parse(epoch.value.clone()).unwrap(), epoch);
+        assert!(epoch.boundary > shared::unix_now());
+        assert!(Epoch::parse("garbage".into()).is_err());
     }
 }

@@ -68,6 +68,33 @@ async fn replayed_token_is_gone_even_through_the_bearer_header() {
 }
 
 #[tokio::test]
+async fn firefox_and_safari_prefetches_do_not_burn() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let file = alice.upload_ok("a.txt", b"0123456789".to_vec()).await;
+    let url = alice.link_url(&file.id).await;
+
+    // Firefox marks link prefetches `X-Moz: prefetch`; Safari marks previews
+    // `X-Purpose: preview`.
+    for (name, value) in [
+        ("X-Moz", "prefetch"),
+        ("X-Purpose", "preview"),
+        ("x-purpose", "Preview"),
+    ] {
+        let prefetch = app.get_with(&url, (name, value)).await;
+        assert_eq!(
+            prefetch.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{name}: {value}"
+        );
+        assert_eq!(error_code(prefetch).await, "prefetch_declined");
+    }
+    let res = app.anon.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the link was not consumed");
+    assert_eq!(res.text().await.unwrap(), "0123456789");
+}
+
+#[tokio::test]
 async fn head_and_prefetch_do_not_burn() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
