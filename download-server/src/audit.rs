@@ -48,11 +48,16 @@ pub enum Outcome {
     PrefetchDeclined,
     /// A server-side failure (500), e.g. the file could not be read.
     Error,
+    /// The rest of an earlier download of the same token, sent whole (206) to the client that
+    /// holds its resume secret: one download in several parts, not another download.
+    Resumed,
+    /// A resume refused because the file changed since the download started (412).
+    FileChanged,
 }
 
 impl Outcome {
     /// Every outcome, in discriminant order (the metrics index by it).
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Ok,
         Outcome::Partial,
         Outcome::Used,
@@ -63,6 +68,8 @@ impl Outcome {
         Outcome::RangeNotSatisfiable,
         Outcome::PrefetchDeclined,
         Outcome::Error,
+        Outcome::Resumed,
+        Outcome::FileChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +84,8 @@ impl Outcome {
             Outcome::RangeNotSatisfiable => "range_not_satisfiable",
             Outcome::PrefetchDeclined => "prefetch_declined",
             Outcome::Error => "error",
+            Outcome::Resumed => "resumed",
+            Outcome::FileChanged => "file_changed",
         }
     }
 }

@@ -132,6 +132,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub clock_skew_secs: u64,
 
+    /// How long the client that received a token's first response may resume that download
+    /// (a `Range` request proving the secret of the first response), in seconds from the burn
+    /// (0 to 86400; 0: resuming is off). Each burn record is kept at least this long.
+    #[arg(long, env = "RESUME_WINDOW_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub resume_window_secs: u64,
+
     /// With the memory store, also accept tokens issued before this process started. Off by
     /// default: a restart forgets what was burned, so a token used just before the restart
     /// could be replayed for the rest of its life.

@@ -19,6 +19,9 @@ pub enum DownloadError {
     RangeNotSatisfiable { size: u64 },
     #[error("prefetch declined")]
     PrefetchDeclined,
+    /// A resume of a download whose file is no longer the version it started on.
+    #[error("file changed since the download started")]
+    FileChanged,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("i/o error: {0}")]
@@ -42,6 +45,7 @@ impl DownloadError {
             DownloadError::NotFound => "not_found",
             DownloadError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             DownloadError::PrefetchDeclined => "prefetch_declined",
+            DownloadError::FileChanged => "file_changed",
             DownloadError::Store(_) => "unavailable",
             DownloadError::Io(_) => "internal",
         }
@@ -57,6 +61,7 @@ impl DownloadError {
             DownloadError::NotFound => Outcome::NotFound,
             DownloadError::RangeNotSatisfiable { .. } => Outcome::RangeNotSatisfiable,
             DownloadError::PrefetchDeclined => Outcome::PrefetchDeclined,
+            DownloadError::FileChanged => Outcome::FileChanged,
             DownloadError::Store(_) => Outcome::Unavailable,
             DownloadError::Io(_) => Outcome::Error,
         }
@@ -79,6 +84,9 @@ impl DownloadError {
             DownloadError::PrefetchDeclined => {
                 "Links are not served to prefetch requests; open the link to download."
             }
+            DownloadError::FileChanged => {
+                "The file changed since this download started, so it cannot be resumed."
+            }
             DownloadError::Store(_) => {
                 "Downloads are briefly unavailable. Try again in a moment; the link was not used."
             }
@@ -94,6 +102,7 @@ impl DownloadError {
             DownloadError::NotFound => "File not found",
             DownloadError::RangeNotSatisfiable { .. } => "Range not satisfiable",
             DownloadError::PrefetchDeclined | DownloadError::Store(_) => "Try again",
+            DownloadError::FileChanged => "File changed",
             DownloadError::Io(_) => "Server error",
         }
     }
@@ -141,7 +150,9 @@ impl DownloadError {
     /// What to do next, after the message.
     fn advice(&self) -> &'static str {
         match self {
-            DownloadError::Used | DownloadError::Token(TokenError::Expired) => {
+            DownloadError::Used
+            | DownloadError::Token(TokenError::Expired)
+            | DownloadError::FileChanged => {
                 "If it is your file, you can make a new link in burnlink."
             }
             DownloadError::MissingToken | DownloadError::Token(_) => {
@@ -215,6 +226,7 @@ impl ResponseError for DownloadError {
             DownloadError::Used => StatusCode::GONE,
             DownloadError::NotFound => StatusCode::NOT_FOUND,
             DownloadError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            DownloadError::FileChanged => StatusCode::PRECONDITION_FAILED,
             DownloadError::PrefetchDeclined | DownloadError::Store(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

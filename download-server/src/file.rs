@@ -18,8 +18,57 @@ use shared::StorageKey;
 pub struct StoredFile {
     file: std::fs::File,
     pub size: u64,
+    /// Which version of the file this is: its strong validator (ETag) and what a resume grant
+    /// is bound to.
+    pub version: FileVersion,
     /// The file's first bytes, read in the same hop as the open when asked (see [`open`]).
     buf: BytesMut,
+}
+
+/// One version of a stored file: the same path rewritten or replaced is another version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion {
+    /// A hash of the inode, size and modification time (to the nanosecond).
+    pub tag: u64,
+    /// Modification time, Unix seconds (for `Last-Modified`).
+    pub modified: i64,
+}
+
+impl FileVersion {
+    fn new(ino: u64, size: u64, mtime: i64, mtime_nsec: u32) -> FileVersion {
+        // FNV-1a over the fields: a fingerprint, not a secret (the file's owner decides them).
+        let mut tag = 0xcbf2_9ce4_8422_2325_u64;
+        for field in [ino, size, mtime as u64, u64::from(mtime_nsec)] {
+            for byte in field.to_le_bytes() {
+                tag = (tag ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        FileVersion {
+            tag,
+            modified: mtime,
+        }
+    }
+
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> FileVersion {
+        use std::os::unix::fs::MetadataExt;
+        FileVersion::new(
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec() as u32,
+        )
+    }
+
+    #[cfg(not(unix))]
+    fn of(meta: &std::fs::Metadata) -> FileVersion {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        FileVersion::new(0, meta.len(), mtime.as_secs() as i64, mtime.subsec_nanos())
+    }
 }
 
 /// Opens `<root>/<key>`. `None` when there is no such regular file. The key cannot name
@@ -67,6 +116,7 @@ async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Stor
         Ok((file, meta, buf)) if meta.is_file() => Ok(Some(StoredFile {
             file,
             size: meta.len(),
+            version: FileVersion::of(&meta),
             buf,
         })),
         Ok(_) => Ok(None),
@@ -99,7 +149,7 @@ fn open_without_waiting(path: &Path, head: usize) -> Option<StoredFile> {
         &fd,
         "",
         AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
-        StatxFlags::TYPE | StatxFlags::SIZE,
+        StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::INO | StatxFlags::MTIME,
     )
     .ok()?;
     if FileType::from_raw_mode(stat.stx_mode.into()) != FileType::RegularFile {
@@ -116,6 +166,12 @@ fn open_without_waiting(path: &Path, head: usize) -> Option<StoredFile> {
     Some(StoredFile {
         file: std::fs::File::from(fd),
         size: stat.stx_size,
+        version: FileVersion::new(
+            stat.stx_ino,
+            stat.stx_size,
+            stat.stx_mtime.tv_sec,
+            stat.stx_mtime.tv_nsec,
+        ),
         buf,
     })
 }

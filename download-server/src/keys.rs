@@ -208,9 +208,21 @@ impl Keys {
 
     /// [`Keys::verify`] at `now` (Unix seconds), the reading the caller's burn is kept by.
     pub async fn verify_at(&self, token: &str, now: u64) -> Result<Grant, TokenError> {
-        match self.verifier.load().verify_at(token, now) {
+        match self.verify_allowing_expiry_at(token, now).await? {
+            (_, true) => Err(TokenError::Expired),
+            (grant, false) => Ok(grant),
+        }
+    }
+
+    /// [`Verifier::verify_allowing_expiry_at`] with the keys in force.
+    pub async fn verify_allowing_expiry_at(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Grant, bool), TokenError> {
+        match self.verifier.load().verify_allowing_expiry_at(token, now) {
             Err(TokenError::UnknownKey) if self.fetch_for_unknown_kid().await => {
-                self.verifier.load().verify_at(token, now)
+                self.verifier.load().verify_allowing_expiry_at(token, now)
             }
             result => result,
         }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod file;
 pub mod keys;
 pub mod metrics;
+pub mod resume;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -248,6 +249,8 @@ fn serve<S: BurnStore>(
         verifier: keys,
         store,
         clock_skew: config.clock_skew_secs,
+        resume_window_ms: config.resume_window_secs.saturating_mul(1000),
+        secure_cookies: hsts,
         files: config.files_dir(),
         read_buffer: config.read_buffer_kib as usize * 1024,
         app_url: config.app_url().ok().flatten(),

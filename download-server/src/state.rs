@@ -11,6 +11,11 @@ pub struct AppState<S> {
     /// `--clock-skew-secs`: how long burn records outlive the last second this server
     /// accepts their token, for servers whose clocks run behind.
     pub clock_skew: u64,
+    /// `--resume-window-secs` in milliseconds: how long a burned download may be resumed by
+    /// the client it was sent to (0: never).
+    pub resume_window_ms: u64,
+    /// Whether cookies are set `Secure` (served over TLS).
+    pub secure_cookies: bool,
     /// `<data dir>/files`: the only directory files are read from.
     pub files: PathBuf,
     /// Bytes per read when streaming.

@@ -194,6 +194,21 @@ impl Verifier {
     /// [`Verifier::verify`] at `now` (Unix seconds): a caller that goes on to burn the token
     /// decides both with one reading of the clock.
     pub fn verify_at(&self, token: &str, now: u64) -> Result<Grant, TokenError> {
+        match self.verify_allowing_expiry_at(token, now)? {
+            (_, true) => Err(TokenError::Expired),
+            (grant, false) => Ok(grant),
+        }
+    }
+
+    /// Every check of [`Verifier::verify_at`], except that a token past `exp` (and its leeway)
+    /// is returned with `true` instead of refused: for the download server's resume of a
+    /// download the token started, which is allowed beyond the token's life only with the
+    /// secret its first response carried.
+    pub fn verify_allowing_expiry_at(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Grant, bool), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -258,11 +273,10 @@ impl Verifier {
         self.check_claims(claims, now)
     }
 
-    fn check_claims(&self, c: Claims, now: u64) -> Result<Grant, TokenError> {
+    /// The claims' checks; `true` with a grant whose token has expired.
+    fn check_claims(&self, c: Claims, now: u64) -> Result<(Grant, bool), TokenError> {
         let p = &self.policy;
-        if c.exp.saturating_add(p.leeway) < now {
-            return Err(TokenError::Expired);
-        }
+        let expired = c.exp.saturating_add(p.leeway) < now;
         if c.nbf > now.saturating_add(p.leeway) {
             return Err(TokenError::NotYetValid);
         }
@@ -276,14 +290,15 @@ impl Verifier {
         if p.not_issued_before.is_some_and(|start| c.iat < start) {
             return Err(TokenError::IssuedBeforeStart);
         }
-        Ok(Grant {
+        let grant = Grant {
             jti: Jti::parse(&c.jti).map_err(|_| TokenError::BadClaims("jti"))?,
             file: StorageKey::parse(&c.file).map_err(|_| TokenError::BadClaims("file"))?,
             name: DownloadName::parse(&c.name).map_err(|_| TokenError::BadClaims("name"))?,
             sub: c.sub,
             iat: c.iat,
             exp: c.exp,
-        })
+        };
+        Ok((grant, expired))
     }
 }
 

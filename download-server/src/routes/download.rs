@@ -20,8 +20,9 @@ use shared::{Grant, TokenError};
 use crate::audit::{Client, Outcome};
 use crate::error::DownloadError;
 use crate::file::{self, ByteRange, FileStream, RangeRequest};
+use crate::resume::{self, Offer};
 use crate::state::AppState;
-use crate::store::{Burn, BurnRequest, BurnStore, keep_until_ms};
+use crate::store::{Burn, BurnRequest, BurnStore, ResumeGrant, keep_until_ms};
 use crate::telemetry::RequestId;
 
 pub async fn by_path<S: BurnStore>(
@@ -60,11 +61,27 @@ async fn answer<S: BurnStore>(
     // One reading of the clock decides the token's validity and how long its burn is kept.
     let now_ms = shared::unix_now_ms();
     let verified = match token {
-        Some(t) => (state.verifier.verify_at(t, now_ms / 1000).await).map_err(DownloadError::from),
+        Some(t) => (state
+            .verifier
+            .verify_allowing_expiry_at(t, now_ms / 1000)
+            .await)
+            .map_err(DownloadError::from),
         None => Err(DownloadError::MissingToken),
     };
+    // An expired token goes further only to resume, with a secret its first response carried.
+    let verified = verified.and_then(|(grant, expired)| {
+        let offer = (state.resume_window_ms > 0)
+            .then(|| Offer::of(req, &grant.jti))
+            .flatten();
+        match (expired, offer) {
+            (true, None) => Err(DownloadError::Token(TokenError::Expired)),
+            (expired, offer) => Ok((grant, expired, offer)),
+        }
+    });
     let result = match verified {
-        Ok(grant) => deliver(req, state, grant, now_ms, client).await,
+        Ok((grant, expired, offer)) => {
+            deliver(req, state, grant, now_ms, expired, offer, client).await
+        }
         Err(e) => {
             // Never the token itself: it is a bearer credential.
             tracing::info!(outcome = e.code(), reason = %e, "download refused");
@@ -107,6 +124,8 @@ async fn deliver<S: BurnStore>(
     state: &web::Data<AppState<S>>,
     grant: Grant,
     now_ms: u64,
+    expired: bool,
+    offer: Option<Offer>,
     client: Client,
 ) -> Result<HttpResponse, DownloadError> {
     let refused = |e: DownloadError, grant: &Grant| refused(state, e, Some(grant), &client);
@@ -129,7 +148,40 @@ async fn deliver<S: BurnStore>(
         return Err(refused(DownloadError::NotFound, &grant));
     };
     let size = stored.size;
-    let (status, range) = match requested_range(req, size) {
+    let version = stored.version;
+    // A resume: the rest of the download this token started, for the client holding its
+    // secret, while the grant lasts; nothing is burned again. Anything else is an ordinary
+    // request (and so, for a burned token, 410).
+    let resumed = match offer {
+        Some(offer) if req.method() == Method::GET && req.headers().contains_key(header::RANGE) => {
+            match state.store.resume_grant(&ticket).await {
+                Err(e) => return Err(refused(DownloadError::Store(e), &grant)),
+                Ok(Some(g)) if g.until_ms > now_ms => match offer.proves(&g) {
+                    // Never bytes of two versions: the one granted is the only one resumed.
+                    Some(_) if g.version != version.tag => {
+                        return Err(refused(DownloadError::FileChanged, &grant));
+                    }
+                    Some(_) if offer.if_range_version.is_some_and(|v| v != g.version) => {
+                        return Err(refused(DownloadError::FileChanged, &grant));
+                    }
+                    Some(secret) => Some(secret.to_owned()),
+                    None => None,
+                },
+                Ok(_) => None,
+            }
+        }
+        _ => None,
+    };
+    if expired && resumed.is_none() {
+        return Err(refused(DownloadError::Token(TokenError::Expired), &grant));
+    }
+    let range_header = if resumed.is_some() {
+        // `If-Range` has been matched: it was the grant's own validator.
+        file::parse_range(header_str(req, header::RANGE), size)
+    } else {
+        requested_range(req, size)
+    };
+    let (status, range) = match range_header {
         RangeRequest::Full => (StatusCode::OK, ByteRange::whole(size)),
         RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
         RangeRequest::Unsatisfiable => {
@@ -164,6 +216,25 @@ async fn deliver<S: BurnStore>(
     if status == StatusCode::PARTIAL_CONTENT {
         res.insert_header((header::CONTENT_RANGE, range.content_range(size)));
     }
+    res.insert_header((
+        header::LAST_MODIFIED,
+        header::HttpDate::from(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(version.modified.max(0) as u64),
+        ),
+    ));
+    if let Some(secret) = &resumed {
+        res.insert_header((header::ETAG, resume::etag(version.tag, Some(secret))));
+        return Ok(transfer(
+            state,
+            res,
+            stored,
+            range,
+            status,
+            grant,
+            client,
+            Outcome::Resumed,
+        ));
+    }
 
     // Link scanners send HEAD and browsers prefetch: neither may consume the download, but
     // both learn whether it has been consumed.
@@ -176,6 +247,7 @@ async fn deliver<S: BurnStore>(
         }
     }
     if head {
+        res.insert_header((header::ETAG, resume::etag(version.tag, None)));
         return Ok(res.body(SizedStream::new(
             range.len(),
             futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
@@ -185,8 +257,15 @@ async fn deliver<S: BurnStore>(
         return Err(refused(DownloadError::PrefetchDeclined, &grant));
     }
 
+    // The grant is made with the burn, in the same write, for this response's client alone.
+    let secret = (state.resume_window_ms > 0).then(resume::new_secret);
+    let resume_grant = secret.as_deref().map(|secret| ResumeGrant {
+        version: version.tag,
+        proof: resume::proof(secret),
+        until_ms: now_ms.saturating_add(state.resume_window_ms),
+    });
     let burning = Instant::now();
-    let burned = state.store.burn(&ticket).await;
+    let burned = state.store.burn(&ticket, resume_grant.as_ref()).await;
     state
         .metrics
         .burn_seconds
@@ -201,34 +280,66 @@ async fn deliver<S: BurnStore>(
     if let Some(e) = refusal {
         return Err(refused(e, &grant));
     }
+    res.insert_header((header::ETAG, resume::etag(version.tag, secret.as_deref())));
+    if let Some(secret) = &secret {
+        let max_age = state.resume_window_ms / 1000;
+        let cookie = resume::cookie(&grant.jti, secret, max_age, state.secure_cookies);
+        res.insert_header((header::SET_COOKIE, cookie));
+    }
+    Ok(transfer(
+        state,
+        res,
+        stored,
+        range,
+        status,
+        grant,
+        client,
+        Outcome::Ok,
+    ))
+}
+
+/// The response streaming `range` of `stored`, recorded as `done` when it is sent whole.
+#[allow(clippy::too_many_arguments)]
+fn transfer<S: BurnStore>(
+    state: &web::Data<AppState<S>>,
+    mut res: actix_web::HttpResponseBuilder,
+    stored: file::StoredFile,
+    range: ByteRange,
+    status: StatusCode,
+    grant: Grant,
+    client: Client,
+    done: Outcome,
+) -> HttpResponse {
     let body = stored.stream(range, state.read_buffer);
     let len = range.len();
     state.metrics.active_streams.inc();
-    Ok(res.body(SizedStream::new(
+    res.body(SizedStream::new(
         len,
         Transfer {
             body,
             grant,
             status: status.as_u16(),
             expected: len,
+            done,
             state: state.clone(),
             client,
             span: tracing::Span::current(),
         },
-    )))
+    ))
 }
 
-/// The range to serve. `If-Range` is honoured by ignoring `Range`: we send no validators, so
-/// no `If-Range` can match (RFC 9110 section 13.1.5).
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The range to serve. `If-Range` is honoured by ignoring `Range`: only a resume (above) can
+/// match it, since our validators carry a secret this request did not prove (RFC 9110
+/// section 13.1.5).
 fn requested_range(req: &HttpRequest, size: u64) -> RangeRequest {
     if req.headers().contains_key(header::IF_RANGE) {
         return RangeRequest::Full;
     }
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
-    file::parse_range(range, size)
+    file::parse_range(header_str(req, header::RANGE), size)
 }
 
 /// A request a browser makes ahead of the person: `Sec-Purpose: prefetch` (Fetch standard;
@@ -267,6 +378,8 @@ struct Transfer<S> {
     grant: Grant,
     status: u16,
     expected: u64,
+    /// What a transfer sent whole is recorded as: a download, or a resumed part of one.
+    done: Outcome,
     state: web::Data<AppState<S>>,
     client: Client,
     span: tracing::Span,
@@ -287,10 +400,9 @@ impl<S> Stream for Transfer<S> {
 impl<S> Drop for Transfer<S> {
     fn drop(&mut self) {
         let _entered = self.span.enter();
-        let outcome = if self.body.sent == self.expected {
-            Outcome::Ok
-        } else {
-            Outcome::Partial
+        let outcome = match self.done {
+            _ if self.body.sent < self.expected => Outcome::Partial,
+            done => done,
         };
         let metrics = &self.state.metrics;
         metrics.active_streams.dec();

@@ -4,14 +4,21 @@ use std::time::Duration;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use super::{Burn, BurnRequest, BurnStore, StoreError};
+use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 
 /// Burned ids in a sharded concurrent map, each with the time it may be forgotten (Unix
 /// milliseconds). A sweeper drops expired entries, so memory is bounded by issuance rate times
 /// record lifetime (about 100 bytes an entry).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    burned: DashMap<String, u64>,
+    burned: DashMap<String, Record>,
+}
+
+#[derive(Debug)]
+struct Record {
+    /// Unix milliseconds: the record may be forgotten after.
+    keep_until_ms: u64,
+    grant: Option<ResumeGrant>,
 }
 
 impl MemoryStore {
@@ -33,7 +40,7 @@ impl MemoryStore {
 
     /// Forgets ids whose records have lasted as long as asked (`now` in Unix milliseconds).
     pub fn sweep(&self, now: u64) {
-        self.burned.retain(|_, keep_until| *keep_until >= now);
+        self.burned.retain(|_, record| record.keep_until_ms >= now);
     }
 
     pub fn len(&self) -> usize {
@@ -46,7 +53,11 @@ impl MemoryStore {
 }
 
 impl BurnStore for Arc<MemoryStore> {
-    async fn burn(&self, req: &BurnRequest<'_>) -> Result<Burn, StoreError> {
+    async fn burn(
+        &self,
+        req: &BurnRequest<'_>,
+        grant: Option<&ResumeGrant>,
+    ) -> Result<Burn, StoreError> {
         // The entry holds its shard's write lock from lookup to insert: one winner.
         Ok(match self.burned.entry(req.jti.as_str().to_owned()) {
             Entry::Occupied(_) => Burn::AlreadyUsed,
@@ -54,10 +65,20 @@ impl BurnStore for Arc<MemoryStore> {
             // record this one would replace.
             Entry::Vacant(_) if shared::unix_now_ms() > req.keep_until_ms => Burn::Expired,
             Entry::Vacant(slot) => {
-                slot.insert(req.keep_until_ms);
+                slot.insert(Record {
+                    keep_until_ms: req.keep_until_ms.max(grant.map_or(0, |g| g.until_ms)),
+                    grant: grant.copied(),
+                });
                 Burn::Fresh
             }
         })
+    }
+
+    async fn resume_grant(&self, req: &BurnRequest<'_>) -> Result<Option<ResumeGrant>, StoreError> {
+        Ok(self
+            .burned
+            .get(req.jti.as_str())
+            .and_then(|record| record.grant))
     }
 
     async fn is_burned(&self, req: &BurnRequest<'_>) -> Result<bool, StoreError> {
@@ -93,11 +114,11 @@ mod tests {
         let jti = Jti::generate();
         let until = shared::unix_now_ms() + 60_000;
         assert_eq!(
-            store.burn(&request(&jti, until)).await.unwrap(),
+            store.burn(&request(&jti, until), None).await.unwrap(),
             Burn::Fresh
         );
         assert_eq!(
-            store.burn(&request(&jti, until)).await.unwrap(),
+            store.burn(&request(&jti, until), None).await.unwrap(),
             Burn::AlreadyUsed
         );
         store.sweep(until);
@@ -112,10 +133,41 @@ mod tests {
         let jti = Jti::generate();
         let past = shared::unix_now_ms() - 1;
         assert_eq!(
-            store.burn(&request(&jti, past)).await.unwrap(),
+            store.burn(&request(&jti, past), None).await.unwrap(),
             Burn::Expired
         );
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_kept_with_its_burn_and_keeps_the_record_as_long() {
+        let store = MemoryStore::start(Duration::from_secs(3600));
+        let jti = Jti::generate();
+        let until = shared::unix_now_ms() + 60_000;
+        let grant = ResumeGrant {
+            version: 7,
+            proof: [3; 16],
+            until_ms: until + 3_600_000,
+        };
+        let req = request(&jti, until);
+        assert_eq!(store.burn(&req, Some(&grant)).await.unwrap(), Burn::Fresh);
+        assert_eq!(store.resume_grant(&req).await.unwrap(), Some(grant));
+        store.sweep(until + 1);
+        assert_eq!(store.len(), 1, "kept for the grant");
+        store.sweep(grant.until_ms + 1);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn a_grant_reads_back_from_its_text_form() {
+        let grant = ResumeGrant {
+            version: u64::MAX - 5,
+            proof: *b"0123456789abcdef",
+            until_ms: 1_700_000_000_123,
+        };
+        assert_eq!(ResumeGrant::decode(&grant.encode()), Some(grant));
+        assert_eq!(ResumeGrant::decode("1"), None);
+        assert_eq!(ResumeGrant::decode("1.2.3"), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +177,9 @@ mod tests {
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let (store, jti) = (store.clone(), jti.clone());
-                tokio::spawn(async move { store.burn(&request(&jti, u64::MAX)).await.unwrap() })
+                tokio::spawn(
+                    async move { store.burn(&request(&jti, u64::MAX), None).await.unwrap() },
+                )
             })
             .collect();
         let mut fresh = 0;

@@ -36,6 +36,50 @@ pub fn keep_until_ms(exp: u64, leeway: u64, clock_skew: u64) -> u64 {
         .saturating_mul(1000)
 }
 
+/// What resuming a burned download must match, kept with the burn: the file version served,
+/// a hash of the secret only the first response's client received, and when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeGrant {
+    /// [`crate::file::FileVersion::tag`] of the version served.
+    pub version: u64,
+    /// The first 16 bytes of the SHA-256 of the secret: a store's reader cannot resume.
+    pub proof: [u8; 16],
+    /// Unix milliseconds; the grant is void from then on.
+    pub until_ms: u64,
+}
+
+impl ResumeGrant {
+    /// The grant's text form in a store that keeps strings (Redis).
+    pub fn encode(&self) -> String {
+        let mut out = format!("{}.{:016x}.", self.until_ms, self.version);
+        for byte in self.proof {
+            out.push_str(&format!("{byte:02x}"));
+        }
+        out
+    }
+
+    /// The inverse of [`ResumeGrant::encode`]; `None` for anything else (a burn kept with no
+    /// grant is stored as `1`).
+    pub fn decode(text: &str) -> Option<ResumeGrant> {
+        let mut parts = text.split('.');
+        let until_ms = parts.next()?.parse().ok()?;
+        let version = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let hex = parts.next()?;
+        if hex.len() != 32 || parts.next().is_some() {
+            return None;
+        }
+        let mut proof = [0u8; 16];
+        for (i, byte) in proof.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(ResumeGrant {
+            version,
+            proof,
+            until_ms,
+        })
+    }
+}
+
 /// The outcome of a burn: exactly one caller ever sees [`Burn::Fresh`] for a given id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Burn {
@@ -63,7 +107,21 @@ pub trait BurnStore: Send + Sync + 'static {
     /// never kept for less than asked (a record that could already be gone is refused with
     /// [`Burn::Expired`]). There is no separate "is it burned?" question, so no
     /// read-then-write race.
-    fn burn(&self, req: &BurnRequest<'_>) -> impl Future<Output = Result<Burn, StoreError>> + Send;
+    ///
+    /// With a `grant`, the record also keeps it, and lasts until the grant ends if that is
+    /// later: one write for burn and grant.
+    fn burn(
+        &self,
+        req: &BurnRequest<'_>,
+        grant: Option<&ResumeGrant>,
+    ) -> impl Future<Output = Result<Burn, StoreError>> + Send;
+
+    /// The resume grant kept with the token's burn, if there is one (expired grants may be
+    /// returned: the caller checks `until_ms` against its clock reading).
+    fn resume_grant(
+        &self,
+        req: &BurnRequest<'_>,
+    ) -> impl Future<Output = Result<Option<ResumeGrant>, StoreError>> + Send;
 
     /// Whether the token is burned (or could have been, before a loss of the store's
     /// records), for HEAD and prefetch answers only, which must not burn. Never used to decide

@@ -7,7 +7,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, Pipeline, RedisFuture, Script, Value};
 use shared::Jti;
 
-use super::{Burn, BurnRequest, BurnStore, StoreError};
+use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 
 /// Burned ids in Redis (one server, or a Redis Cluster), shared by every download server
 /// pointed at it: keys that expire when no server can accept their token any more, so memory
@@ -111,17 +111,25 @@ impl Epoch {
 struct Epochs {
     known: Vec<RwLock<Option<Epoch>>>,
     burn: Script,
+    grant: Script,
     is_burned: Script,
     get_or_create: Script,
 }
 
 /// `KEYS[1]` the bucket's epoch, `KEYS[2]` the id; `ARGV[1]` the epoch this server knows,
-/// `ARGV[2]` the record's life in milliseconds. 1: burned now; 0: already burned; -1: the
-/// bucket's epoch is not the one known (its records were lost).
+/// `ARGV[2]` the record's life in milliseconds, `ARGV[3]` its value (`1`, or a resume grant).
+/// 1: burned now; 0: already burned; -1: the bucket's epoch is not the one known (its records
+/// were lost).
 const BURN: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
+";
+
+/// The record's value (a resume grant, or `1`), 0 when there is none, -1 on an epoch change.
+const GRANT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return redis.call('GET', KEYS[2]) or 0
 ";
 
 /// As [`BURN`], without writing: 1 burned, 0 not, -1 epoch changed.
@@ -158,9 +166,10 @@ fn burn_key(bucket: usize, jti: &Jti) -> String {
     format!("burnlink:{{e{bucket:02}}}:burn:{}", jti.as_str())
 }
 
-/// What a burn or check script answered.
+/// What a script answered: yes (with the record's value when it returns one), no, or the
+/// epoch changed twice.
 enum Answer {
-    Yes,
+    Yes(Option<String>),
     No,
     EpochChanged,
 }
@@ -213,6 +222,7 @@ impl RedisStore {
             epochs: Arc::new(Epochs {
                 known: (0..BUCKETS).map(|_| RwLock::new(None)).collect(),
                 burn: Script::new(BURN),
+                grant: Script::new(GRANT),
                 is_burned: Script::new(IS_BURNED),
                 get_or_create: Script::new(GET_OR_CREATE),
             }),
@@ -299,13 +309,14 @@ impl RedisStore {
         }
     }
 
-    /// Runs `script` for the request under the bucket's known epoch; on an epoch change, learns
-    /// the new one and decides again (`None`: issued before the loss).
+    /// Runs `script` for the request under the bucket's known epoch (with `args` after the
+    /// epoch); on an epoch change (`-1`), learns the new one and decides again. `None`: issued
+    /// before the loss.
     async fn run_script(
         &self,
         script: &Script,
         req: &BurnRequest<'_>,
-        ttl_ms: u64,
+        args: &[&str],
     ) -> Result<Option<Answer>, StoreError> {
         let bucket = bucket(req.jti);
         let mut epoch = self.epoch(bucket).await?;
@@ -318,14 +329,22 @@ impl RedisStore {
             let mut call = script.prepare_invoke();
             call.key(epoch_key(bucket))
                 .key(burn_key(bucket, req.jti))
-                .arg(&epoch.value)
-                .arg(ttl_ms);
+                .arg(&epoch.value);
+            for arg in args {
+                call.arg(*arg);
+            }
             let mut conn = self.conn.clone();
-            let answer: i64 = (self.within(self.timeout, call.invoke_async(&mut conn))).await?;
+            let answer: Value = (self.within(self.timeout, call.invoke_async(&mut conn))).await?;
             match answer {
-                1 => return Ok(Some(Answer::Yes)),
-                0 => return Ok(Some(Answer::No)),
-                _ => epoch = self.learn_epoch(bucket).await?,
+                Value::Int(1) => return Ok(Some(Answer::Yes(None))),
+                Value::Int(0) => return Ok(Some(Answer::No)),
+                Value::BulkString(bytes) => {
+                    return Ok(Some(Answer::Yes(Some(
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                    ))));
+                }
+                Value::Int(-1) => epoch = self.learn_epoch(bucket).await?,
+                other => return Err(StoreError(format!("unexpected answer {other:?}"))),
             }
         }
         Ok(Some(Answer::EpochChanged))
@@ -375,16 +394,24 @@ fn warn(jti: &Jti) -> impl FnOnce(&StoreError) + '_ {
 }
 
 impl BurnStore for RedisStore {
-    async fn burn(&self, req: &BurnRequest<'_>) -> Result<Burn, StoreError> {
+    async fn burn(
+        &self,
+        req: &BurnRequest<'_>,
+        grant: Option<&ResumeGrant>,
+    ) -> Result<Burn, StoreError> {
         // A relative life, counted by Redis from when it runs the command: the record lasts at
         // least until `keep_until_ms` by this server's clock, whatever Redis's clock says.
         let ttl_ms = req.keep_until_ms.saturating_sub(req.now_ms);
         if ttl_ms == 0 {
             return Ok(Burn::Expired);
         }
-        let answer = self.run_script(&self.epochs.burn, req, ttl_ms).await;
+        let life_ms = ttl_ms.max(grant.map_or(0, |g| g.until_ms.saturating_sub(req.now_ms)));
+        let value = grant.map_or_else(|| "1".to_owned(), ResumeGrant::encode);
+        let args = [life_ms.to_string(), value];
+        let args = [args[0].as_str(), args[1].as_str()];
+        let answer = self.run_script(&self.epochs.burn, req, &args).await;
         Ok(match answer.inspect_err(warn(req.jti))? {
-            Some(Answer::Yes) => {
+            Some(Answer::Yes(_)) => {
                 self.replicated().await.inspect_err(warn(req.jti))?;
                 Burn::Fresh
             }
@@ -396,11 +423,22 @@ impl BurnStore for RedisStore {
         })
     }
 
+    async fn resume_grant(&self, req: &BurnRequest<'_>) -> Result<Option<ResumeGrant>, StoreError> {
+        let answer = self.run_script(&self.epochs.grant, req, &[]).await;
+        Ok(match answer.inspect_err(warn(req.jti))? {
+            Some(Answer::Yes(Some(value))) => ResumeGrant::decode(&value),
+            Some(Answer::Yes(None) | Answer::No) | None => None,
+            Some(Answer::EpochChanged) => {
+                return Err(StoreError("burn store epoch keeps changing".into()));
+            }
+        })
+    }
+
     async fn is_burned(&self, req: &BurnRequest<'_>) -> Result<bool, StoreError> {
-        let answer = self.run_script(&self.epochs.is_burned, req, 0).await;
+        let answer = self.run_script(&self.epochs.is_burned, req, &[]).await;
         Ok(match answer.inspect_err(warn(req.jti))? {
             Some(Answer::No) => false,
-            Some(Answer::Yes) | None => true,
+            Some(Answer::Yes(_)) | None => true,
             Some(Answer::EpochChanged) => {
                 return Err(StoreError("burn store epoch keeps changing".into()));
             }

@@ -1,0 +1,160 @@
+//! Resuming a burned download: the client that received a token's first response can fetch
+//! the rest of the same file version for `--resume-window-secs`; nobody else can.
+//!
+//! The first response of a burn carries a fresh 128-bit secret twice: in its strong validator,
+//! `ETag: "<version>-<secret>"`, which browsers (Chromium's own resume) send back as
+//! `If-Range`, and in a cookie on the download server's own origin,
+//! `blr_<jti>=<secret>; Path=/d/; HttpOnly; SameSite=Lax` (`Secure` under TLS), which curl
+//! (`-c`/`-b`) and wget (`--save-cookies`/`--load-cookies`) keep. The burn store keeps only a
+//! hash of the secret, beside the burn, so a reader of the store cannot resume, nor can
+//! anyone who holds only the URL. See docs/TOKEN.md, "Resuming a download".
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::ResumeGrant;
+use shared::Jti;
+
+/// A fresh secret: 128 random bits, base64url.
+pub fn new_secret() -> String {
+    shared::random_token(16)
+}
+
+/// What the store keeps of `secret`: the first 16 bytes of its SHA-256.
+pub fn proof(secret: &str) -> [u8; 16] {
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut proof = [0u8; 16];
+    proof.copy_from_slice(&digest[..16]);
+    proof
+}
+
+/// The strong validator of a response: the file version, and the secret when the response
+/// starts (or continues) a resumable download.
+pub fn etag(version: u64, secret: Option<&str>) -> String {
+    match secret {
+        Some(secret) => format!("\"{version:016x}-{secret}\""),
+        None => format!("\"{version:016x}\""),
+    }
+}
+
+fn cookie_name(jti: &Jti) -> String {
+    format!("blr_{}", jti.as_str())
+}
+
+/// The cookie that carries the secret for clients that keep cookies but not validators.
+pub fn cookie(jti: &Jti, secret: &str, max_age_secs: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{}={secret}; Path=/d/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}",
+        cookie_name(jti)
+    )
+}
+
+/// What a request offers as proof that it continues the token's first download.
+pub struct Offer {
+    secrets: Vec<String>,
+    /// The file version named by `If-Range`, when it names one of ours.
+    pub if_range_version: Option<u64>,
+}
+
+impl Offer {
+    /// The secrets in the request's `If-Range` and its `blr_<jti>` cookie; `None` if neither.
+    pub fn of(req: &HttpRequest, jti: &Jti) -> Option<Offer> {
+        let mut offer = Offer {
+            secrets: Vec::new(),
+            if_range_version: None,
+        };
+        if let Some(value) = req
+            .headers()
+            .get(header::IF_RANGE)
+            .and_then(|v| v.to_str().ok())
+            && let Some((version, secret)) = value
+                .trim()
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .and_then(|v| v.split_once('-'))
+            && let Ok(version) = u64::from_str_radix(version, 16)
+        {
+            offer.if_range_version = Some(version);
+            offer.secrets.push(secret.to_owned());
+        }
+        let name = cookie_name(jti);
+        for value in req.headers().get_all(header::COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for pair in value.split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=')
+                    && k == name
+                {
+                    offer.secrets.push(v.to_owned());
+                }
+            }
+        }
+        (!offer.secrets.is_empty()).then_some(offer)
+    }
+
+    /// The offered secret that `grant` was made for, compared in constant time.
+    pub fn proves(&self, grant: &ResumeGrant) -> Option<&str> {
+        self.secrets
+            .iter()
+            .find(|s| bool::from(proof(s).ct_eq(&grant.proof)))
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn grant(secret: &str) -> ResumeGrant {
+        ResumeGrant {
+            version: 42,
+            proof: proof(secret),
+            until_ms: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn the_etag_or_the_cookie_proves_the_secret_and_nothing_else_does() {
+        let jti = Jti::generate();
+        let secret = new_secret();
+        let by_etag = TestRequest::default()
+            .insert_header((header::IF_RANGE, etag(42, Some(&secret))))
+            .to_http_request();
+        let offer = Offer::of(&by_etag, &jti).expect("an offer");
+        assert_eq!(offer.proves(&grant(&secret)), Some(secret.as_str()));
+        assert_eq!(offer.if_range_version, Some(42));
+
+        let by_cookie = TestRequest::default()
+            .insert_header((
+                header::COOKIE,
+                format!("other=1; blr_{}={secret}", jti.as_str()),
+            ))
+            .to_http_request();
+        let offer = Offer::of(&by_cookie, &jti).expect("an offer");
+        assert!(offer.proves(&grant(&secret)).is_some());
+
+        let wrong = TestRequest::default()
+            .insert_header((header::IF_RANGE, etag(42, Some(&new_secret()))))
+            .to_http_request();
+        assert!(
+            Offer::of(&wrong, &jti)
+                .unwrap()
+                .proves(&grant(&secret))
+                .is_none()
+        );
+        let other_jti = TestRequest::default()
+            .insert_header((
+                header::COOKIE,
+                format!("blr_{}={secret}", Jti::generate().as_str()),
+            ))
+            .to_http_request();
+        assert!(Offer::of(&other_jti, &jti).is_none());
+        let plain = TestRequest::default()
+            .insert_header((header::IF_RANGE, etag(42, None)))
+            .to_http_request();
+        assert!(Offer::of(&plain, &jti).is_none());
+    }
+}
