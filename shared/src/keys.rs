@@ -210,10 +210,7 @@ impl SigningKey {
 
     fn save(&self, path: &Path) -> Result<(), KeyError> {
         let text = match &self.signer {
-            Signer::Ed25519(key) => key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| KeyError::Invalid(e.to_string()))?
-                .to_string(),
+            Signer::Ed25519(key) => ed25519_pkcs8_v1_pem(key)?,
             Signer::Hs256(secret, _) => URL_SAFE_NO_PAD.encode(secret) + "\n",
         };
         if let Some(dir) = path.parent() {
@@ -268,6 +265,21 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(token)
     }
+}
+
+/// The RFC 8410 section 7 form (PKCS#8 v1, the private key only) that `openssl genpkey
+/// -algorithm ed25519` writes. ed25519-dalek's own encoder writes v2 with the public key
+/// attached, which OpenSSL 3.0, Python's `cryptography`, PyJWT and Node's `crypto`/`jose`
+/// refuse ("extra data", "DECODER routines::unsupported"). Both forms are read.
+fn ed25519_pkcs8_v1_pem(key: &ed25519_dalek::SigningKey) -> Result<String, KeyError> {
+    let bytes = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    Ok(bytes
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Invalid(e.to_string()))?
+        .to_string())
 }
 
 /// What verifies a token: a key id, the one algorithm it is bound to, and the key.
@@ -461,6 +473,29 @@ mod tests {
         let keys = parse_jwks(&json).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid(), ed.kid());
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_as_pkcs8_v1_and_v2_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ed25519.pem");
+        let key = SigningKey::load_or_generate(&path, Algorithm::EdDSA).unwrap();
+        let pem = std::fs::read_to_string(&path).unwrap();
+        let der = ed25519_dalek::pkcs8::spki::der::Document::from_pem(&pem)
+            .unwrap()
+            .1;
+        // RFC 8410 section 7: SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING }, 48 bytes.
+        assert_eq!(der.as_bytes().len(), 48, "{pem}");
+        assert_eq!(&der.as_bytes()[..5], [0x30, 0x2e, 0x02, 0x01, 0x00], "{pem}");
+
+        // A v2 file (public key attached), as earlier versions wrote, still loads.
+        let Signer::Ed25519(inner) = &key.signer else {
+            unreachable!()
+        };
+        let v2 = inner.to_pkcs8_pem(LineEnding::LF).unwrap();
+        assert_ne!(v2.as_str(), pem);
+        std::fs::write(&path, v2.as_bytes()).unwrap();
+        assert_eq!(SigningKey::load(&path, Algorithm::EdDSA).unwrap().kid(), key.kid());
     }
 
     #[test]
