@@ -509,3 +509,81 @@ async fn keys_revoke_cuts_a_key_off_at_once() {
     let fresh = app.mint(&app.claims(&key, "a.txt"));
     wait_for_head(&app, &app.dl_url, &fresh, StatusCode::OK).await;
 }
+
+/// Body bytes [`endless_jwks_server`] writes at most, so that a reader without a limit
+/// cannot take the machine down while the test shows it has none.
+const ENDLESS_CAP: u64 = 64 << 20;
+
+/// A JWKS URL that answers 200 with a chunked body that never ends (64 KiB chunks, up to
+/// [`ENDLESS_CAP`]). The receiver gets how many body bytes were written before the reader
+/// hung up.
+async fn endless_jwks_server() -> (String, tokio::sync::oneshot::Receiver<u64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().expect("addr")
+    );
+    let (done, written) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                    transfer-encoding: chunked\r\n\r\n";
+        if conn.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut chunk = b"10000\r\n".to_vec();
+        chunk.extend(std::iter::repeat_n(b' ', 0x10000));
+        chunk.extend_from_slice(b"\r\n");
+        let mut sent = 0u64;
+        while sent < ENDLESS_CAP && conn.write_all(&chunk).await.is_ok() {
+            sent += 0x10000;
+        }
+        let _ = done.send(sent);
+    });
+    (url, written)
+}
+
+#[tokio::test]
+async fn an_endless_jwks_body_is_cut_at_the_limit_and_the_server_keeps_its_keys() {
+    let app = spawn_with(|_| {}).await;
+    let (jwks_url, written) = endless_jwks_server().await;
+    // The app's key in-process, so the server has one while its URL misbehaves.
+    let mut config = download_config(&app, "memory");
+    config.jwks_url = Some(jwks_url);
+    let started = Instant::now();
+    let server = start_download_server(config).await;
+    let written = tokio::time::timeout(Duration::from_secs(10), written)
+        .await
+        .expect("the reader hung up")
+        .expect("a count");
+    // 256 KiB read, plus what the two sockets' buffers held when it hung up.
+    assert!(
+        written < 16 << 20,
+        "{written} bytes were taken before giving up"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "gave up at the limit, not at the fetch deadline: {:?}",
+        started.elapsed()
+    );
+
+    let key = {
+        let alice = app.login(ALICE).await;
+        alice.upload_ok("a.txt", sample_bytes(10)).await;
+        app.only_stored_file()
+    };
+    let token = app.mint(&app.claims(&key, "a.txt"));
+    assert_eq!(status_of(&app, &server, &token).await, StatusCode::OK);
+}
