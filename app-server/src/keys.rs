@@ -371,7 +371,8 @@ pub async fn revoke_configured(
 ) -> Result<Revocation, StartupError> {
     data_dir_keys_only(config, "keys revoke")?;
     let keys_dir = config.data_dir.join("keys");
-    let (alg, publish_secs, owned_kid) = (config.alg, config.retired_key_publish_secs, kid.to_owned());
+    let (alg, publish_secs, owned_kid) =
+        (config.alg, config.retired_key_publish_secs, kid.to_owned());
     let dir = keys_dir.clone();
     let (revocation, published) = tokio::task::spawn_blocking(move || {
         let revocation = revoke(&dir, alg, &owned_kid, publish_secs)?;
@@ -716,7 +717,10 @@ mod tests {
         let published = ring.published(shared::unix_now(), 3600);
         assert_eq!(published[0].retired_at(), None, "the active key");
         let retired_at = published[1].retired_at().expect("retired_at");
-        assert!(retired_at >= before + KEY_CHECK_INTERVAL.as_secs(), "{retired_at}");
+        assert!(
+            retired_at >= before + KEY_CHECK_INTERVAL.as_secs(),
+            "{retired_at}"
+        );
 
         // A retired key: dropped with its file.
         let revoked = revoke(dir.path(), alg, first.kid(), 3600).unwrap();
@@ -735,7 +739,9 @@ mod tests {
         assert_eq!(Some(ring.active.kid()), revoked.rotated_to.as_deref());
         assert!(ring.retired.is_empty());
         // An unknown kid is an error naming the known ones.
-        let e = revoke(dir.path(), alg, "nope", 3600).unwrap_err().to_string();
+        let e = revoke(dir.path(), alg, "nope", 3600)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope") && e.contains(ring.active.kid()), "{e}");
     }
 

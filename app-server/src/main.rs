@@ -79,7 +79,10 @@ async fn rotate_keys(config: app_server::Config) -> anyhow::Result<()> {
 async fn revoke_key(config: app_server::Config, kid: &str) -> anyhow::Result<()> {
     let revocation = app_server::keys::revoke_configured(&config, kid).await?;
     if let Some(active) = &revocation.rotated_to {
-        println!("{kid} was the active key: new {} signing key {active} is active", config.alg);
+        println!(
+            "{kid} was the active key: new {} signing key {active} is active",
+            config.alg
+        );
     }
     println!(
         "{kid} revoked: no longer published; servers refuse it within seconds \

@@ -543,7 +543,11 @@ mod tests {
             .1;
         // RFC 8410 section 7: SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING }, 48 bytes.
         assert_eq!(der.as_bytes().len(), 48, "{pem}");
-        assert_eq!(&der.as_bytes()[..5], [0x30, 0x2e, 0x02, 0x01, 0x00], "{pem}");
+        assert_eq!(
+            &der.as_bytes()[..5],
+            [0x30, 0x2e, 0x02, 0x01, 0x00],
+            "{pem}"
+        );
 
         // A v2 file (public key attached), as earlier versions wrote, still loads.
         let Signer::Ed25519(inner) = &key.signer else {
@@ -552,7 +556,10 @@ mod tests {
         let v2 = inner.to_pkcs8_pem(LineEnding::LF).unwrap();
         assert_ne!(v2.as_str(), pem);
         std::fs::write(&path, v2.as_bytes()).unwrap();
-        assert_eq!(SigningKey::load(&path, Algorithm::EdDSA).unwrap().kid(), key.kid());
+        assert_eq!(
+            SigningKey::load(&path, Algorithm::EdDSA).unwrap().kid(),
+            key.kid()
+        );
     }
 
     #[test]

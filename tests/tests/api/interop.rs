@@ -18,14 +18,18 @@ fn interop_dir() -> PathBuf {
 
 /// The one fenced code block of `lang` in docs/TOKEN.md.
 fn token_md_recipe(lang: &str) -> String {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/TOKEN.md"))
-        .expect("docs/TOKEN.md");
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/TOKEN.md"))
+            .expect("docs/TOKEN.md");
     let opening = format!("```{lang}");
     let mut blocks = Vec::new();
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
         if line.trim_end() == opening {
-            let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim_end() != "```").collect();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.trim_end() != "```")
+                .collect();
             blocks.push(body.join("\n") + "\n");
         }
     }
@@ -37,7 +41,10 @@ fn token_md_recipe(lang: &str) -> String {
 async fn app_with_a_file() -> (TestApp, String, Vec<u8>) {
     let app = spawn().await;
     let bytes = sample_bytes(4_000);
-    app.login(ALICE).await.upload_ok("report.pdf", bytes.clone()).await;
+    app.login(ALICE)
+        .await
+        .upload_ok("report.pdf", bytes.clone())
+        .await;
     let key = app.only_stored_file();
     (app, key, bytes)
 }
@@ -83,7 +90,12 @@ async fn run(program: &str, script: &Path, dir: &Path, envs: &[(&str, &Path)]) -
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    Some(String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned())
+    Some(
+        String::from_utf8(output.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned(),
+    )
 }
 
 /// Downloads `token` from the app's download server and checks it serves `bytes`.
@@ -112,8 +124,7 @@ async fn token_md_python_recipe_mints_with_the_generated_key() {
         token_md_recipe("python")
     );
     std::fs::write(&script, source).expect("write script");
-    let Some(token) = run("python3", &script, work.path(), &[("PYTHONPATH", &python)]).await
-    else {
+    let Some(token) = run("python3", &script, work.path(), &[("PYTHONPATH", &python)]).await else {
         return;
     };
     assert_downloads(&app, &token, &bytes, "PyJWT").await;

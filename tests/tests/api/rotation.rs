@@ -375,7 +375,10 @@ async fn wait_for_head(app: &TestApp, server: &str, token: &str, want: StatusCod
         if status == want {
             return;
         }
-        assert!(Instant::now() < deadline, "HEAD {server}: {status}, waiting for {want}");
+        assert!(
+            Instant::now() < deadline,
+            "HEAD {server}: {status}, waiting for {want}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -415,7 +418,11 @@ async fn a_retired_key_mints_nothing_dated_after_its_rotation() {
     // Signed before the rotation took effect (a link in flight): still good everywhere.
     for server in &servers {
         let token = old.mint(&app.claims(&key, "a.txt")).expect("mint");
-        assert_eq!(status_of(&app, server, &token).await, StatusCode::OK, "{server}");
+        assert_eq!(
+            status_of(&app, server, &token).await,
+            StatusCode::OK,
+            "{server}"
+        );
     }
 
     // A stolen copy of the old key dating a token after its retirement (+ the 5 s leeway,
@@ -439,7 +446,11 @@ async fn a_retired_key_mints_nothing_dated_after_its_rotation() {
         assert_eq!(error_code(res).await, "invalid_token");
         // The same claims from the active key pass: only the retirement refused it.
         let token = dated_after(&app.signing_key());
-        assert_eq!(status_of(&app, server, &token).await, StatusCode::OK, "{server}");
+        assert_eq!(
+            status_of(&app, server, &token).await,
+            StatusCode::OK,
+            "{server}"
+        );
     }
 }
 

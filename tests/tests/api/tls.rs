@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use burnlink_tests::services::start_download_server;
 use burnlink_tests::{ALICE, sample_bytes, test_config};
-use shared::{Algorithm, Claims, SigningKey};
 use reqwest::{Certificate, Client, StatusCode, redirect};
 use serde_json::{Value, json};
+use shared::{Algorithm, Claims, SigningKey};
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files into `dir`;
 /// returns the certificate and key paths and a client that trusts only this certificate.
@@ -147,7 +147,10 @@ async fn a_certificate_without_its_key_stops_start_up_naming_the_setting() {
 
 /// A download server of the app at `app_url` (same data dir), knowing its keys only from
 /// `jwks_url`.
-fn jwks_url_download_config(data_dir: &std::path::Path, jwks_url: String) -> download_server::Config {
+fn jwks_url_download_config(
+    data_dir: &std::path::Path,
+    jwks_url: String,
+) -> download_server::Config {
     let mut config = download_server::Config::from_defaults();
     config.bind = "127.0.0.1:0".parse().expect("address");
     config.data_dir = data_dir.to_owned();
