@@ -39,6 +39,14 @@ pub enum KeysCommand {
     /// Make a new signing key (new `kid`) active for `--alg`. The old public key stays
     /// published for `--retired-key-publish-secs`; running app servers follow within seconds.
     Rotate,
+    /// Stop accepting the key `KID` now (a stolen key): a retired key is dropped from the
+    /// published set; the active key is first rotated out, then dropped. Running app servers
+    /// and the download servers they feed follow within seconds (JWKS URL: within
+    /// `--jwks-refresh-secs`); links it signed stop working.
+    Revoke {
+        /// The key id, as `/.well-known/jwks.json` and the tokens' headers show it.
+        kid: String,
+    },
 }
 
 #[derive(Subcommand, Clone, Debug)]

@@ -6,7 +6,10 @@
 //! goes to `retired/` (Ed25519: the public key only; HS256: the secret, which is also what
 //! verifies) and is listed with its retirement time in `rotation.json`. Running app servers
 //! notice a rotation within [`KEY_CHECK_INTERVAL`] and publish the active key plus every
-//! retired key younger than `--retired-key-publish-secs`.
+//! retired key younger than `--retired-key-publish-secs`, each with its `retired_at`: a
+//! token a retired key signed after that is refused, so a stolen retired key mints nothing.
+//! `app-server keys revoke KID` drops a key from `rotation.json` (and so from the published
+//! set) at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -213,14 +216,17 @@ impl KeyRing {
     }
 
     /// The active key and the retired keys retired less than `publish_secs` before `now`:
-    /// what download servers must accept.
+    /// what download servers must accept. Each retired key carries its retirement time plus
+    /// [`KEY_CHECK_INTERVAL`], the longest a running app server may go on signing with it
+    /// before it notices the rotation: tokens it signed later are refused.
     pub fn published(&self, now: u64, publish_secs: u64) -> Vec<VerifyingKey> {
         let mut keys = vec![self.active.verifying_key().clone()];
         for (key, retired_at) in &self.retired {
             if now < retired_at.saturating_add(publish_secs)
                 && !keys.iter().any(|k| k.kid() == key.kid())
             {
-                keys.push(key.clone());
+                let signed_until = retired_at.saturating_add(KEY_CHECK_INTERVAL.as_secs());
+                keys.push(key.clone().retired(signed_until));
             }
         }
         keys
@@ -314,16 +320,92 @@ pub fn rotate(keys_dir: &Path, alg: Algorithm, publish_secs: u64) -> Result<Rota
     })
 }
 
-/// `app-server keys rotate`: rotates the data-dir key for `config.alg`. Refused with
-/// `--signing-key`: that file belongs to the operator, who rotates it by replacing it.
-pub async fn rotate_configured(config: &crate::Config) -> Result<Rotation, StartupError> {
+/// What `keys revoke` did.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// The new active key, when the revoked key was the active one.
+    pub rotated_to: Option<String>,
+}
+
+/// Drops `kid` from the keys under `keys_dir` (blocking): a retired key leaves
+/// `rotation.json` and its file is removed; the active key is rotated out first, then dropped
+/// the same way. Running app servers stop publishing it within [`KEY_CHECK_INTERVAL`].
+pub fn revoke(
+    keys_dir: &Path,
+    alg: Algorithm,
+    kid: &str,
+    publish_secs: u64,
+) -> Result<Revocation, KeyError> {
+    let active = load_or_create(&signing_key_path(keys_dir, alg), alg)?;
+    let rotated_to = if active.kid() == kid {
+        Some(rotate(keys_dir, alg, publish_secs)?.active_kid)
+    } else {
+        None
+    };
+    let mut log = RotationLog::read(keys_dir)?;
+    let Some(at) = log.retired.iter().position(|e| e.kid == kid) else {
+        let known: Vec<&str> = std::iter::once(active.kid())
+            .chain(log.retired.iter().map(|e| e.kid.as_str()))
+            .collect();
+        return Err(KeyError::Invalid(format!(
+            "no {alg} key {kid:?} under {} (known: {})",
+            keys_dir.display(),
+            known.join(", ")
+        )));
+    };
+    let entry = log.retired.remove(at);
+    let json = serde_json::to_vec_pretty(&log).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    write_atomic(&keys_dir.join(ROTATION_FILE), &json)?;
+    if !entry.file.contains(['/', '\\']) && !entry.file.starts_with('.') {
+        let _ = std::fs::remove_file(keys_dir.join(RETIRED_DIR).join(&entry.file));
+    }
+    Ok(Revocation { rotated_to })
+}
+
+/// `app-server keys revoke KID`: [`revoke`] on the data-dir keys, then rewrites
+/// `<data>/keys/jwks.json` so a download server reading it drops the key even when no app
+/// server is running.
+pub async fn revoke_configured(
+    config: &crate::Config,
+    kid: &str,
+) -> Result<Revocation, StartupError> {
+    data_dir_keys_only(config, "keys revoke")?;
+    let keys_dir = config.data_dir.join("keys");
+    let (alg, publish_secs, owned_kid) =
+        (config.alg, config.retired_key_publish_secs, kid.to_owned());
+    let dir = keys_dir.clone();
+    let (revocation, published) = tokio::task::spawn_blocking(move || {
+        let revocation = revoke(&dir, alg, &owned_kid, publish_secs)?;
+        let source = KeySource::DataDir(signing_key_path(&dir, alg));
+        let ring = KeyRing::load(&source, alg)?;
+        Ok::<_, KeyError>((revocation, ring.published(shared::unix_now(), publish_secs)))
+    })
+    .await
+    .map_err(|e| StartupError::Io {
+        what: "revoking the signing key".into(),
+        source: std::io::Error::other(e.to_string()),
+    })??;
+    write_jwks(&keys_dir, &jwks_json_of(&published)?).await?;
+    Ok(revocation)
+}
+
+/// `keys rotate` and `keys revoke` manage `<data-dir>/keys` only: a `--signing-key` file
+/// belongs to the operator, who rotates it by replacing it.
+fn data_dir_keys_only(config: &crate::Config, command: &str) -> Result<(), StartupError> {
     config.validate()?;
     if config.signing_key.is_some() {
         return Err(StartupError::Config {
             setting: "--signing-key (SIGNING_KEY_FILE)",
-            reason: "keys rotate manages <data-dir>/keys only; replace the key file instead".into(),
+            reason: format!("{command} manages <data-dir>/keys only; replace the key file instead"),
         });
     }
+    Ok(())
+}
+
+/// `app-server keys rotate`: rotates the data-dir key for `config.alg`. Refused with
+/// `--signing-key`: that file belongs to the operator, who rotates it by replacing it.
+pub async fn rotate_configured(config: &crate::Config) -> Result<Rotation, StartupError> {
+    data_dir_keys_only(config, "keys rotate")?;
     let keys_dir = config.data_dir.join("keys");
     let (alg, publish_secs) = (config.alg, config.retired_key_publish_secs);
     tokio::task::spawn_blocking(move || rotate(&keys_dir, alg, publish_secs))
@@ -620,6 +702,47 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn published_retired_keys_carry_their_retirement_and_revoked_keys_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let alg = Algorithm::EdDSA;
+        let path = signing_key_path(dir.path(), alg);
+        let source = KeySource::DataDir(path.clone());
+        let first = load_or_create(&path, alg).unwrap();
+        let before = shared::unix_now();
+        let rotation = rotate(dir.path(), alg, 3600).unwrap();
+        let ring = KeyRing::load(&source, alg).unwrap();
+        let published = ring.published(shared::unix_now(), 3600);
+        assert_eq!(published[0].retired_at(), None, "the active key");
+        let retired_at = published[1].retired_at().expect("retired_at");
+        assert!(
+            retired_at >= before + KEY_CHECK_INTERVAL.as_secs(),
+            "{retired_at}"
+        );
+
+        // A retired key: dropped with its file.
+        let revoked = revoke(dir.path(), alg, first.kid(), 3600).unwrap();
+        assert!(revoked.rotated_to.is_none());
+        let ring = KeyRing::load(&source, alg).unwrap();
+        assert!(ring.retired.is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(RETIRED_DIR))
+                .unwrap()
+                .count(),
+            0
+        );
+        // The active key: rotated out, then dropped.
+        let revoked = revoke(dir.path(), alg, &rotation.active_kid, 3600).unwrap();
+        let ring = KeyRing::load(&source, alg).unwrap();
+        assert_eq!(Some(ring.active.kid()), revoked.rotated_to.as_deref());
+        assert!(ring.retired.is_empty());
+        // An unknown kid is an error naming the known ones.
+        let e = revoke(dir.path(), alg, "nope", 3600)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope") && e.contains(ring.active.kid()), "{e}");
     }
 
     #[tokio::test]

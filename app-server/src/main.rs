@@ -14,6 +14,7 @@ async fn main() -> ExitCode {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::User(command)) => user(cli.config, command).await,
         Some(Command::Keys(KeysCommand::Rotate)) => rotate_keys(cli.config).await,
+        Some(Command::Keys(KeysCommand::Revoke { kid })) => revoke_key(cli.config, &kid).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +72,21 @@ async fn rotate_keys(config: app_server::Config) -> anyhow::Result<()> {
     println!(
         "new {} signing key {} is active; {} stays published for {} s",
         config.alg, rotation.active_kid, rotation.retired_kid, config.retired_key_publish_secs
+    );
+    Ok(())
+}
+
+async fn revoke_key(config: app_server::Config, kid: &str) -> anyhow::Result<()> {
+    let revocation = app_server::keys::revoke_configured(&config, kid).await?;
+    if let Some(active) = &revocation.rotated_to {
+        println!(
+            "{kid} was the active key: new {} signing key {active} is active",
+            config.alg
+        );
+    }
+    println!(
+        "{kid} revoked: no longer published; servers refuse it within seconds \
+         (download servers on --jwks-url within their --jwks-refresh-secs)"
     );
     Ok(())
 }

@@ -226,6 +226,8 @@ fn outcome_text(outcome: Outcome) -> &'static str {
         Outcome::RangeNotSatisfiable => "Refused: bad range (link kept)",
         Outcome::PrefetchDeclined => "Browser prefetch declined (link kept)",
         Outcome::Error => "Server error",
+        Outcome::Resumed => "Resumed: the rest of the download sent",
+        Outcome::FileChanged => "Resume refused: the file changed",
     }
 }
 

@@ -79,11 +79,23 @@ pub struct Config {
     #[arg(long, env = "JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
 
-    /// The app server's JWKS URL (`http://app:8080/.well-known/jwks.json`): fetched at start,
-    /// every `--jwks-refresh-secs`, and when a token names an unknown key. A failed fetch keeps
-    /// the last good keys.
+    /// The app server's JWKS URL (`https://app.example.com/.well-known/jwks.json`): fetched at
+    /// start, every `--jwks-refresh-secs`, and when a token names an unknown key. A failed
+    /// fetch keeps the last good keys. `http://` only to a loopback host unless
+    /// `--jwks-allow-http`.
     #[arg(long, env = "JWKS_URL")]
     pub jwks_url: Option<String>,
+
+    /// Accept an `http://` `--jwks-url` to a host other than 127.0.0.0/8, ::1 or localhost.
+    /// Whoever sits on that path can hand this server a key and mint links: only on a
+    /// network you trust as much as the data directory.
+    #[arg(long, env = "JWKS_ALLOW_HTTP")]
+    pub jwks_allow_http: bool,
+
+    /// CA certificates (PEM) to trust for an `https://` `--jwks-url` instead of the built-in
+    /// web roots: a private PKI or a self-signed app server.
+    #[arg(long, env = "JWKS_CA_FILE")]
+    pub jwks_ca_file: Option<PathBuf>,
 
     /// Seconds between two scheduled JWKS URL fetches (1 to 86400).
     #[arg(long, env = "JWKS_REFRESH_SECS", default_value_t = 300,
@@ -210,9 +222,16 @@ impl Config {
         self.data_dir.join("files")
     }
 
-    /// `--jwks-url`, checked: an `http(s)://host[/path]` URL.
+    /// `--jwks-url`, checked: an `http(s)://host[/path]` URL; plain http only to a loopback
+    /// host or with `--jwks-allow-http` (the keys decide who can mint links, RFC 8725
+    /// section 3.10 in spirit: never take a key from a party you cannot authenticate).
     pub fn jwks_url(&self) -> Result<Option<String>, StartupError> {
         let Some(url) = &self.jwks_url else {
+            if self.jwks_ca_file.is_some() {
+                return Err(StartupError::JwksUrl(
+                    "--jwks-ca-file (JWKS_CA_FILE) is set without a --jwks-url".into(),
+                ));
+            }
             return Ok(None);
         };
         let rest = url
@@ -224,10 +243,22 @@ impl Config {
                 "{url:?} is not an http(s)://host[/path] URL"
             )));
         }
-        if url.starts_with("https://") {
-            return Err(StartupError::JwksUrl(
-                "https is not built in: fetch the JWKS over a private network".into(),
-            ));
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            StartupError::JwksUrl(format!("{url:?} is not an http(s)://host[/path] URL: {e}"))
+        })?;
+        // The parsed host: userinfo and IPv4 spellings (`0x7f.1`) are already resolved.
+        let host = parsed.host_str().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if parsed.scheme() == "http" && !loopback && !self.jwks_allow_http {
+            return Err(StartupError::JwksUrl(format!(
+                "{url:?} is plain http to a host that is not loopback: anyone on the path could \
+                 hand this server a key; use https (--jwks-ca-file for a private CA) or set \
+                 --jwks-allow-http (JWKS_ALLOW_HTTP) on a network you trust"
+            )));
         }
         Ok(Some(url.clone()))
     }
@@ -425,11 +456,44 @@ mod tests {
             }
             .jwks_url()
         };
-        assert!(with_url("http://app:8080/.well-known/jwks.json").is_ok());
+        for url in [
+            "https://app.example.com/.well-known/jwks.json",
+            "https://10.0.0.7:8443/jwks",
+            "http://127.0.0.1:8080/.well-known/jwks.json",
+            "http://127.8.0.1/jwks",
+            "http://localhost:8080/jwks",
+            "http://[::1]:8080/jwks",
+        ] {
+            assert!(with_url(url).is_ok(), "{url}");
+        }
         for url in ["app:8080/jwks", "http://", "ftp://app/jwks"] {
             let e = with_url(url).expect_err(url).to_string();
             assert!(e.starts_with("--jwks-url (JWKS_URL): "), "{e}");
         }
+        // Plain http elsewhere only when asked for, by name.
+        for url in [
+            "http://app:8080/.well-known/jwks.json",
+            "http://10.0.0.7/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "http://127.0.0.1@evil.example/jwks",
+            "http://[::ffff:10.0.0.7]/jwks",
+        ] {
+            let e = with_url(url).expect_err(url).to_string();
+            assert!(e.starts_with("--jwks-url (JWKS_URL): "), "{e}");
+            assert!(e.contains("--jwks-allow-http (JWKS_ALLOW_HTTP)"), "{e}");
+            let allowed = Config {
+                jwks_url: Some(url.into()),
+                jwks_allow_http: true,
+                ..Config::from_defaults()
+            };
+            assert!(allowed.jwks_url().is_ok(), "{url}");
+        }
+        let ca_alone = Config {
+            jwks_ca_file: Some("ca.pem".into()),
+            ..Config::from_defaults()
+        };
+        let e = ca_alone.jwks_url().unwrap_err().to_string();
+        assert!(e.contains("--jwks-ca-file (JWKS_CA_FILE)"), "{e}");
     }
 
     #[test]

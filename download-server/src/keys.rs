@@ -152,15 +152,11 @@ impl Keys {
         if files.is_empty() && config.jwks_url.is_none() && config.keys.is_empty() {
             files.jwks_file = Some(config.data_dir.join("keys").join("jwks.json"));
         }
-        let remote = match &config.jwks_url {
+        let remote = match config.jwks_url()? {
             None => None,
             Some(url) => Some(Remote {
-                url: config.jwks_url()?.unwrap_or_else(|| url.clone()),
-                client: reqwest::Client::builder()
-                    .timeout(FETCH_TIMEOUT)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| StartupError::JwksUrl(e.to_string()))?,
+                client: jwks_client(&url, config.jwks_ca_file.as_deref())?,
+                url,
                 refresh: Duration::from_secs(config.jwks_refresh_secs),
                 min_refresh: Duration::from_secs(config.jwks_min_refresh_secs),
                 last_fetch: Mutex::new(None),
@@ -329,6 +325,46 @@ impl Keys {
     }
 }
 
+/// The client for `--jwks-url`: no redirects, a deadline on the whole fetch, https only for
+/// an https URL, and with `--jwks-ca-file` only those CAs trusted.
+fn jwks_client(url: &str, ca_file: Option<&Path>) -> Result<reqwest::Client, StartupError> {
+    const SETTING: &str = "--jwks-ca-file (JWKS_CA_FILE)";
+    let mut builder = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(url.starts_with("https://"))
+        .use_rustls_tls();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| {
+            StartupError::Key(
+                SETTING,
+                KeyError::Io {
+                    path: path.display().to_string(),
+                    source,
+                },
+            )
+        })?;
+        let invalid = |why: String| {
+            StartupError::Key(
+                SETTING,
+                KeyError::Invalid(format!("{}: {why}", path.display())),
+            )
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| invalid(format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("no certificate in the file".into()));
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| StartupError::JwksUrl(e.to_string()))
+}
+
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
     #[error("{0}")]
@@ -341,20 +377,24 @@ enum FetchError {
     Keys(#[from] KeyError),
 }
 
+/// Fetches and parses the set. The body is read chunk by chunk and the fetch given up (the
+/// connection dropped) as soon as it passes [`MAX_JWKS_BYTES`]: a huge or endless chunked
+/// answer costs at most that much memory.
 async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<Vec<VerifyingKey>, FetchError> {
-    let res = client.get(url).send().await?;
+    let mut res = client.get(url).send().await?;
     if !res.status().is_success() {
         return Err(FetchError::Status(res.status()));
     }
-    if res
-        .content_length()
-        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-    {
+    let announced = res.content_length().unwrap_or(0);
+    if announced > MAX_JWKS_BYTES as u64 {
         return Err(FetchError::TooLarge);
     }
-    let body = res.bytes().await?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(FetchError::TooLarge);
+    let mut body = Vec::with_capacity(announced as usize);
+    while let Some(chunk) = res.chunk().await? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
     }
     let text =
         std::str::from_utf8(&body).map_err(|_| KeyError::Invalid("JWKS is not UTF-8".into()))?;

@@ -10,7 +10,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, KeyAlgorithm,
     OctetKeyPairParameters, OctetKeyPairType, OctetKeyParameters, OctetKeyType, PublicKeyUse,
     ThumbprintHash,
 };
@@ -210,10 +210,7 @@ impl SigningKey {
 
     fn save(&self, path: &Path) -> Result<(), KeyError> {
         let text = match &self.signer {
-            Signer::Ed25519(key) => key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| KeyError::Invalid(e.to_string()))?
-                .to_string(),
+            Signer::Ed25519(key) => ed25519_pkcs8_v1_pem(key)?,
             Signer::Hs256(secret, _) => URL_SAFE_NO_PAD.encode(secret) + "\n",
         };
         if let Some(dir) = path.parent() {
@@ -270,6 +267,21 @@ impl SigningKey {
     }
 }
 
+/// The RFC 8410 section 7 form (PKCS#8 v1, the private key only) that `openssl genpkey
+/// -algorithm ed25519` writes. ed25519-dalek's own encoder writes v2 with the public key
+/// attached, which OpenSSL 3.0, Python's `cryptography`, PyJWT and Node's `crypto`/`jose`
+/// refuse ("extra data", "DECODER routines::unsupported"). Both forms are read.
+fn ed25519_pkcs8_v1_pem(key: &ed25519_dalek::SigningKey) -> Result<String, KeyError> {
+    let bytes = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    Ok(bytes
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Invalid(e.to_string()))?
+        .to_string())
+}
+
 /// What verifies a token: a key id, the one algorithm it is bound to, and the key.
 #[derive(Clone)]
 pub struct VerifyingKey {
@@ -278,6 +290,8 @@ pub struct VerifyingKey {
     pub(crate) decoding: DecodingKey,
     /// The public JWK, for Ed25519 keys only: a shared secret is never published.
     public_jwk: Option<Jwk>,
+    /// When the key stopped signing (Unix seconds): tokens it signed later are refused.
+    pub(crate) retired_at: Option<u64>,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -285,6 +299,7 @@ impl fmt::Debug for VerifyingKey {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
             .field("alg", &self.alg)
+            .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
     }
 }
@@ -313,6 +328,7 @@ impl VerifyingKey {
             alg: Algorithm::EdDSA,
             decoding: DecodingKey::from_ed_der(key.as_bytes()),
             public_jwk: Some(jwk),
+            retired_at: None,
         }
     }
 
@@ -340,6 +356,7 @@ impl VerifyingKey {
             alg: Algorithm::HS256,
             decoding: DecodingKey::from_secret(secret),
             public_jwk: None,
+            retired_at: None,
         })
     }
 
@@ -373,27 +390,62 @@ impl VerifyingKey {
     pub fn public_jwk(&self) -> Option<&Jwk> {
         self.public_jwk.as_ref()
     }
+
+    /// This key, retired at `at` (Unix seconds): a token it signed with an `iat` later than
+    /// `at` plus the leeway is refused, so a stolen retired key mints nothing new.
+    pub fn retired(mut self, at: u64) -> VerifyingKey {
+        self.retired_at = Some(at);
+        self
+    }
+
+    /// When the key was retired, if it was.
+    pub fn retired_at(&self) -> Option<u64> {
+        self.retired_at
+    }
 }
 
-/// The public JWK Set (RFC 7517 section 5) for these keys; shared secrets are left out.
-pub fn jwks<'a>(keys: impl IntoIterator<Item = &'a VerifyingKey>) -> JwkSet {
-    JwkSet {
+/// One published key: the JWK plus `retired_at` (Unix seconds) for a retired key, a private
+/// member (RFC 7517 section 4 lets a JWK carry more; other readers ignore it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PublishedJwk {
+    #[serde(flatten)]
+    jwk: Jwk,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired_at: Option<u64>,
+}
+
+/// The public JWK Set the app server publishes: serializes as `{"keys":[…]}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct PublishedJwks {
+    keys: Vec<PublishedJwk>,
+}
+
+/// The public JWK Set (RFC 7517 section 5) for these keys, each retired one with its
+/// `retired_at`; shared secrets are left out.
+pub fn jwks<'a>(keys: impl IntoIterator<Item = &'a VerifyingKey>) -> PublishedJwks {
+    PublishedJwks {
         keys: keys
             .into_iter()
-            .filter_map(|k| k.public_jwk.clone())
+            .filter_map(|k| {
+                Some(PublishedJwk {
+                    jwk: k.public_jwk.clone()?,
+                    retired_at: k.retired_at,
+                })
+            })
             .collect(),
     }
 }
 
 /// Reads the Ed25519 keys of a JWK Set. Each key must be `kty: OKP`, `crv: Ed25519`, carry a
 /// `kid`, and say `alg: EdDSA` if it says an algorithm; anything else is an error rather than
-/// silently skipped, so a mistyped file is noticed at start.
+/// silently skipped, so a mistyped file is noticed at start. A key's `retired_at` (an
+/// integer, Unix seconds) is kept: see [`VerifyingKey::retired`].
 pub fn parse_jwks(json: &str) -> Result<Vec<VerifyingKey>, KeyError> {
-    let set: JwkSet =
+    let set: PublishedJwks =
         serde_json::from_str(json).map_err(|e| KeyError::Invalid(format!("JWKS: {e}")))?;
     set.keys
         .iter()
-        .map(|jwk| {
+        .map(|PublishedJwk { jwk, retired_at }| {
             let kid = jwk
                 .common
                 .key_id
@@ -422,6 +474,7 @@ pub fn parse_jwks(json: &str) -> Result<Vec<VerifyingKey>, KeyError> {
             if let Some(j) = vk.public_jwk.as_mut() {
                 j.common.key_id = Some(kid.to_owned());
             }
+            vk.retired_at = *retired_at;
             Ok(vk)
         })
         .collect()
@@ -461,6 +514,52 @@ mod tests {
         let keys = parse_jwks(&json).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid(), ed.kid());
+        assert_eq!(keys[0].retired_at(), None);
+        assert!(!json.contains("retired_at"), "{json}");
+    }
+
+    #[test]
+    fn a_retired_keys_retirement_time_is_published_and_read_back() {
+        let ed = SigningKey::generate(Algorithm::EdDSA);
+        let retired = ed.verifying_key().clone().retired(1_795_450_000);
+        let json = serde_json::to_string(&jwks([&retired])).unwrap();
+        assert!(json.contains(r#""retired_at":1795450000"#), "{json}");
+        let keys = parse_jwks(&json).unwrap();
+        assert_eq!(keys[0].kid(), ed.kid());
+        assert_eq!(keys[0].retired_at(), Some(1_795_450_000));
+        // Anything but an integer is a mistyped file.
+        let bad = json.replace("1795450000", r#""soon""#);
+        assert!(parse_jwks(&bad).is_err());
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_as_pkcs8_v1_and_v2_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ed25519.pem");
+        let key = SigningKey::load_or_generate(&path, Algorithm::EdDSA).unwrap();
+        let pem = std::fs::read_to_string(&path).unwrap();
+        let der = ed25519_dalek::pkcs8::spki::der::Document::from_pem(&pem)
+            .unwrap()
+            .1;
+        // RFC 8410 section 7: SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING }, 48 bytes.
+        assert_eq!(der.as_bytes().len(), 48, "{pem}");
+        assert_eq!(
+            &der.as_bytes()[..5],
+            [0x30, 0x2e, 0x02, 0x01, 0x00],
+            "{pem}"
+        );
+
+        // A v2 file (public key attached), as earlier versions wrote, still loads.
+        let Signer::Ed25519(inner) = &key.signer else {
+            unreachable!()
+        };
+        let v2 = inner.to_pkcs8_pem(LineEnding::LF).unwrap();
+        assert_ne!(v2.as_str(), pem);
+        std::fs::write(&path, v2.as_bytes()).unwrap();
+        assert_eq!(
+            SigningKey::load(&path, Algorithm::EdDSA).unwrap().kid(),
+            key.kid()
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ mod verify;
 pub use backend::CryptoBackend;
 pub use claims::{Claims, DownloadName, Jti, NameError, StorageKey};
 pub use keys::{
-    Algorithm, KeyError, SigningKey, VerifyingKey, jwks, parse_jwks, write_private_file,
+    Algorithm, KeyError, PublishedJwks, SigningKey, VerifyingKey, jwks, parse_jwks,
+    write_private_file,
 };
 pub use verify::{Grant, Policy, TokenError, Verifier};
 

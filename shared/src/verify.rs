@@ -69,6 +69,8 @@ pub enum TokenError {
     LifetimeTooLong,
     #[error("token was issued before the burn store's records begin")]
     IssuedBeforeStart,
+    #[error("token was issued after its key was retired")]
+    IssuedAfterRetirement,
     #[error("token claims are invalid: {0}")]
     BadClaims(&'static str),
     #[error("token has expired")]
@@ -185,8 +187,8 @@ impl Verifier {
     /// Checks a token and returns what it grants. Refuses, in order: oversized or malformed
     /// input, a wrong `typ`, `crit` headers, an unknown `kid`, an `alg` other than the key's,
     /// a bad signature, wrong `aud`/`iss`, expiry/`nbf` beyond the leeway, a missing or
-    /// ill-typed claim, a lifetime over the maximum, and a token issued before
-    /// `not_issued_before`.
+    /// ill-typed claim, a lifetime over the maximum, a token issued before
+    /// `not_issued_before`, and a token its key signed after the key's retirement (+ leeway).
     pub fn verify(&self, token: &str) -> Result<Grant, TokenError> {
         self.verify_at(token, crate::unix_now())
     }
@@ -270,11 +272,16 @@ impl Verifier {
         if !unique_members(&payload) {
             return Err(TokenError::BadClaims("duplicate member"));
         }
-        self.check_claims(claims, now)
+        self.check_claims(claims, entry.key.retired_at, now)
     }
 
     /// The claims' checks; `true` with a grant whose token has expired.
-    fn check_claims(&self, c: Claims, now: u64) -> Result<(Grant, bool), TokenError> {
+    fn check_claims(
+        &self,
+        c: Claims,
+        retired_at: Option<u64>,
+        now: u64,
+    ) -> Result<(Grant, bool), TokenError> {
         let p = &self.policy;
         let expired = c.exp.saturating_add(p.leeway) < now;
         if c.nbf > now.saturating_add(p.leeway) {
@@ -289,6 +296,11 @@ impl Verifier {
         // No leeway here: a token burned in the last seconds before a restart must stay dead.
         if p.not_issued_before.is_some_and(|start| c.iat < start) {
             return Err(TokenError::IssuedBeforeStart);
+        }
+        // A retired key signs nothing new: whoever still holds it (rotation is the answer to
+        // a stolen key) cannot mint links dated after the rotation.
+        if retired_at.is_some_and(|at| c.iat > at.saturating_add(p.leeway)) {
+            return Err(TokenError::IssuedAfterRetirement);
         }
         let grant = Grant {
             jti: Jti::parse(&c.jti).map_err(|_| TokenError::BadClaims("jti"))?,
@@ -394,6 +406,22 @@ mod tests {
                 .verify(&key.mint(&claims(now, 60)).unwrap())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_retired_key_verifies_only_what_it_signed_before_its_retirement() {
+        let key = SigningKey::generate(Algorithm::EdDSA);
+        let now = crate::unix_now();
+        let retired_at = now - 100;
+        let verifier = Verifier::new(
+            [key.verifying_key().clone().retired(retired_at)],
+            Policy::new("https://app", "https://dl"),
+        );
+        let at = |iat: u64| verifier.verify(&key.mint(&claims(iat, 200)).unwrap());
+        assert!(at(retired_at - 50).is_ok());
+        assert!(at(retired_at + 5).is_ok(), "inside the leeway");
+        assert_eq!(at(retired_at + 6), Err(TokenError::IssuedAfterRetirement));
+        assert_eq!(at(now), Err(TokenError::IssuedAfterRetirement));
     }
 
     #[test]

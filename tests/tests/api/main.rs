@@ -8,6 +8,7 @@ mod faults;
 mod files;
 mod fleet;
 mod hardening;
+mod interop;
 mod observability;
 mod pages;
 mod postgres;

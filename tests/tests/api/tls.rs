@@ -1,11 +1,15 @@
 //! TLS listeners (`--tls-cert`, `--tls-key`): both servers answer over https with HSTS, and
-//! the session cookie is `Secure` without being asked.
+//! the session cookie is `Secure` without being asked. A download server fetches the app's
+//! JWKS over https, trusting a private CA (`--jwks-ca-file`), and plain http only to loopback
+//! unless told otherwise.
 
 use std::path::PathBuf;
 
+use burnlink_tests::services::start_download_server;
 use burnlink_tests::{ALICE, sample_bytes, test_config};
 use reqwest::{Certificate, Client, StatusCode, redirect};
 use serde_json::{Value, json};
+use shared::{Algorithm, Claims, SigningKey};
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files into `dir`;
 /// returns the certificate and key paths and a client that trusts only this certificate.
@@ -139,4 +143,101 @@ async fn a_certificate_without_its_key_stops_start_up_naming_the_setting() {
         .expect("refused")
         .to_string();
     assert!(err.contains("--tls-cert (TLS_CERT)"), "{err}");
+}
+
+/// A download server of the app at `app_url` (same data dir), knowing its keys only from
+/// `jwks_url`.
+fn jwks_url_download_config(
+    data_dir: &std::path::Path,
+    jwks_url: String,
+) -> download_server::Config {
+    let mut config = download_server::Config::from_defaults();
+    config.bind = "127.0.0.1:0".parse().expect("address");
+    config.data_dir = data_dir.to_owned();
+    config.jwks_url = Some(jwks_url);
+    config.jwks_min_refresh_secs = 0;
+    config
+}
+
+#[tokio::test]
+async fn a_download_server_fetches_the_jwks_over_https_trusting_the_given_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key, _) = self_signed(dir.path());
+    let data_dir = dir.path().join("data");
+    let mut config = test_config(&data_dir);
+    config.tls_cert = Some(cert.clone());
+    config.tls_key = Some(key);
+    let app = app_server::Application::build(config)
+        .await
+        .expect("app server starts with TLS");
+    let jwks_url = format!("{}/.well-known/jwks.json", app.public_url());
+    assert!(jwks_url.starts_with("https://"), "{jwks_url}");
+    tokio::spawn(app.run_until_stopped());
+
+    // A stored file and a link to it, signed with the key the app made.
+    let bytes = sample_bytes(2_000);
+    std::fs::write(data_dir.join("files/tlsjwks"), &bytes).expect("stored file");
+    let signer = SigningKey::load(&data_dir.join("keys/ed25519.pem"), Algorithm::EdDSA)
+        .expect("the app's key");
+    let mint = || {
+        let now = shared::unix_now();
+        let claims = Claims {
+            iss: "burnlink-app".into(),
+            aud: "burnlink-download".into(),
+            sub: "test".into(),
+            jti: shared::Jti::generate().as_str().to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            file: "tlsjwks".into(),
+            name: "t.bin".into(),
+        };
+        signer.mint(&claims).expect("mint")
+    };
+    let client = Client::new();
+
+    let mut trusting = jwks_url_download_config(&data_dir, jwks_url.clone());
+    trusting.jwks_ca_file = Some(cert);
+    let server = start_download_server(trusting).await;
+    let res = client
+        .get(format!("{server}/d/{}", mint()))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.expect("body"), bytes);
+
+    // Without the CA the certificate is refused, so no key is learned: nothing verifies.
+    let server = start_download_server(jwks_url_download_config(&data_dir, jwks_url)).await;
+    let res = client
+        .get(format!("{server}/d/{}", mint()))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_plain_http_jwks_url_to_another_host_stops_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = jwks_url_download_config(
+        dir.path(),
+        "http://app.internal:8080/.well-known/jwks.json".into(),
+    );
+    let err = download_server::Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.starts_with("--jwks-url (JWKS_URL): "), "{err}");
+    assert!(err.contains("--jwks-allow-http (JWKS_ALLOW_HTTP)"), "{err}");
+
+    let mut config = jwks_url_download_config(dir.path(), "https://127.0.0.1:1/jwks".into());
+    config.jwks_ca_file = Some(dir.path().join("missing-ca.pem"));
+    let err = download_server::Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("--jwks-ca-file (JWKS_CA_FILE)"), "{err}");
 }
