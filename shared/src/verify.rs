@@ -283,7 +283,12 @@ impl Verifier {
         now: u64,
     ) -> Result<(Grant, bool), TokenError> {
         let p = &self.policy;
-        let expired = c.exp.saturating_add(p.leeway) < now;
+        if c.exp.saturating_add(p.leeway) < now {
+            // Expiry is told first, as it always was. The grant goes back only for a resume,
+            // which is served only with what the token's first, fully checked, download left in
+            // the burn store.
+            return grant(c).map(|g| (g, true)).map_err(|_| TokenError::Expired);
+        }
         if c.nbf > now.saturating_add(p.leeway) {
             return Err(TokenError::NotYetValid);
         }
@@ -302,16 +307,20 @@ impl Verifier {
         if retired_at.is_some_and(|at| c.iat > at.saturating_add(p.leeway)) {
             return Err(TokenError::IssuedAfterRetirement);
         }
-        let grant = Grant {
-            jti: Jti::parse(&c.jti).map_err(|_| TokenError::BadClaims("jti"))?,
-            file: StorageKey::parse(&c.file).map_err(|_| TokenError::BadClaims("file"))?,
-            name: DownloadName::parse(&c.name).map_err(|_| TokenError::BadClaims("name"))?,
-            sub: c.sub,
-            iat: c.iat,
-            exp: c.exp,
-        };
-        Ok((grant, expired))
+        Ok((grant(c)?, false))
     }
+}
+
+/// The claims as domain types.
+fn grant(c: Claims) -> Result<Grant, TokenError> {
+    Ok(Grant {
+        jti: Jti::parse(&c.jti).map_err(|_| TokenError::BadClaims("jti"))?,
+        file: StorageKey::parse(&c.file).map_err(|_| TokenError::BadClaims("file"))?,
+        name: DownloadName::parse(&c.name).map_err(|_| TokenError::BadClaims("name"))?,
+        sub: c.sub,
+        iat: c.iat,
+        exp: c.exp,
+    })
 }
 
 /// `typ` is a media type and compared case-insensitively, with or without the

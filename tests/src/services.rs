@@ -345,3 +345,54 @@ pub async fn start_download_server(config: download_server::Config) -> String {
 pub async fn spawn_download_server(app: &TestApp, burn_store: &str) -> String {
     start_download_server(download_config(app, burn_store)).await
 }
+
+/// A TCP proxy on loopback in front of `upstream` (`host:port`) that cuts its first connection
+/// after `cut_after` bytes of response (headers included), as a broken network does, and passes
+/// every later connection whole. Returns its address; it runs until the test's runtime ends.
+pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy binds");
+    let addr = listener.local_addr().expect("proxy address");
+    let upstream = upstream.to_owned();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let limit = if first { Some(cut_after) } else { None };
+            first = false;
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.split();
+                let (mut server_read, mut server_write) = server.split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let down = async {
+                    let mut sent = 0;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let n = limit.map_or(n, |limit| n.min(limit - sent));
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        sent += n;
+                        if limit.is_some_and(|limit| sent >= limit) {
+                            break;
+                        }
+                    }
+                };
+                // Whichever side ends first ends the connection: a cut closes both.
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    addr
+}

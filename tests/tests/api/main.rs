@@ -12,6 +12,7 @@ mod interop;
 mod observability;
 mod pages;
 mod postgres;
+mod resume;
 mod rotation;
 mod session;
 mod tls;
