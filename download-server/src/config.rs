@@ -151,6 +151,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=86400))]
     pub resume_window_secs: u64,
 
+    /// Smallest file, in bytes, whose downloads may be resumed (0: every file). Smaller files
+    /// are sent again with a new link rather than resumed, and their burn records are kept
+    /// only as long as their token needs: what keeps a fleet serving many small files small.
+    #[arg(long, env = "RESUME_MIN_BYTES", default_value_t = 1024 * 1024)]
+    pub resume_min_bytes: u64,
+
     /// With the memory store, also accept tokens issued before this process started. Off by
     /// default: a restart forgets what was burned, so a token used just before the restart
     /// could be replayed for the rest of its life.

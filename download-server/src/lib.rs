@@ -250,6 +250,7 @@ fn serve<S: BurnStore>(
         store,
         clock_skew: config.clock_skew_secs,
         resume_window_ms: config.resume_window_secs.saturating_mul(1000),
+        resume_min_bytes: config.resume_min_bytes,
         secure_cookies: hsts,
         files: config.files_dir(),
         read_buffer: config.read_buffer_kib as usize * 1024,

@@ -14,6 +14,8 @@ pub struct AppState<S> {
     /// `--resume-window-secs` in milliseconds: how long a burned download may be resumed by
     /// the client it was sent to (0: never).
     pub resume_window_ms: u64,
+    /// `--resume-min-bytes`: smaller files get no resume grant.
+    pub resume_min_bytes: u64,
     /// Whether cookies are set `Secure` (served over TLS).
     pub secure_cookies: bool,
     /// `<data dir>/files`: the only directory files are read from.

@@ -258,7 +258,8 @@ async fn deliver<S: BurnStore>(
     }
 
     // The grant is made with the burn, in the same write, for this response's client alone.
-    let secret = (state.resume_window_ms > 0).then(resume::new_secret);
+    let resumable = state.resume_window_ms > 0 && size >= state.resume_min_bytes;
+    let secret = resumable.then(resume::new_secret);
     let resume_grant = secret.as_deref().map(|secret| ResumeGrant {
         version: version.tag,
         proof: resume::proof(secret),

@@ -189,3 +189,52 @@ mod tests {
         assert_eq!(fresh, 1);
     }
 }
+
+#[cfg(test)]
+mod sizing {
+    use super::*;
+    use shared::Jti;
+
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `cargo test -p download-server --release --lib sizing -- --ignored --nocapture`: bytes
+    /// per burned id in memory, without and with a resume grant (docs/DEPLOY.md).
+    #[tokio::test]
+    #[ignore = "a measurement, not a check"]
+    async fn bytes_per_burn() {
+        for with_grant in [false, true] {
+            let store = MemoryStore::start(Duration::from_secs(3600));
+            let ids: Vec<Jti> = (0..1_000_000).map(|_| Jti::generate()).collect();
+            let grant = ResumeGrant {
+                version: 1,
+                proof: [7; 16],
+                until_ms: u64::MAX,
+            };
+            let before = rss_kib();
+            for jti in &ids {
+                let req = BurnRequest {
+                    jti,
+                    iat: 0,
+                    now_ms: 0,
+                    keep_until_ms: u64::MAX,
+                };
+                store
+                    .burn(&req, with_grant.then_some(&grant))
+                    .await
+                    .unwrap();
+            }
+            let after = rss_kib();
+            println!(
+                "grant {with_grant}: {} bytes per burned id",
+                (after - before) * 1024 / 1_000_000
+            );
+        }
+    }
+}

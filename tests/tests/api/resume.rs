@@ -144,6 +144,44 @@ async fn a_cut_download_is_resumed_by_curl_with_its_cookie_jar() {
 }
 
 #[tokio::test]
+async fn wget_resumes_a_cut_download_by_itself() {
+    if std::process::Command::new("wget")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        services::skip("wget not installed");
+        return;
+    }
+    let (app, bytes, _) = app_with_file().await;
+    let url = link(&app).await;
+    let upstream = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("http URL")
+        .to_owned();
+    let proxy = services::cutting_proxy(&upstream, 200_000).await;
+    let url = url.replace(&upstream, &proxy.to_string());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("big.bin");
+
+    // wget retries a broken transfer with `Range` and the cookies of the session: the cut
+    // download continues where it stopped, with no flag at all.
+    let wget = tokio::process::Command::new("wget")
+        .args(["-q", "--tries=3", "--waitretry=0", "-O"])
+        .arg(&out)
+        .arg(&url)
+        .output()
+        .await
+        .expect("wget runs");
+    assert!(wget.status.success(), "{wget:?}");
+    assert!(
+        std::fs::read(&out).expect("file") == bytes,
+        "whole file, byte for byte"
+    );
+}
+
+#[tokio::test]
 async fn a_cut_download_is_resumed_by_curl_with_if_range() {
     if !curl_installed() {
         return;
@@ -272,6 +310,21 @@ async fn a_resume_after_the_file_changed_is_refused_with_nothing_mixed() {
         assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED, "{proof:?}");
         assert_eq!(error_code(res).await, "file_changed");
     }
+}
+
+#[tokio::test]
+async fn a_file_under_the_resume_minimum_gets_no_grant() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let file = alice.upload_ok("small.txt", sample_bytes(1000)).await;
+    let url = alice.link_url(&file.id).await;
+    let res = plain().get(&url).send().await.expect("download");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!res.headers().contains_key(SET_COOKIE));
+    let etag = res.headers()[ETAG].to_str().expect("ascii").to_owned();
+    assert!(!etag.contains('-'), "no secret in {etag}");
+    let again = resume(&app, &url, 10, (IF_RANGE.as_str(), &etag)).await;
+    assert_eq!(again.status(), StatusCode::GONE);
 }
 
 #[tokio::test]
