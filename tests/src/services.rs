@@ -348,26 +348,68 @@ pub async fn spawn_download_server(app: &TestApp, burn_store: &str) -> String {
 
 /// A TCP proxy on loopback in front of `upstream` (`host:port`) that cuts its first connection
 /// after `cut_after` bytes of response (headers included), as a broken network does, and passes
-/// every later connection whole. Returns its address; it runs until the test's runtime ends.
-pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> std::net::SocketAddr {
+/// every later connection whole. It keeps the head of each request it saw (what the client
+/// sent to resume). It runs until the test's runtime ends.
+pub struct CuttingProxy {
+    pub addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CuttingProxy {
+    /// The request heads seen so far (request line and headers), one per connection.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("not poisoned").clone()
+    }
+
+    /// `url` (an `http://host:port/...` URL of the upstream) through this proxy.
+    pub fn url_for(&self, url: &str) -> String {
+        let rest = url.strip_prefix("http://").expect("an http URL");
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("proxy binds");
     let addr = listener.local_addr().expect("proxy address");
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
     let upstream = upstream.to_owned();
     tokio::spawn(async move {
         let mut first = true;
         while let Ok((mut client, _)) = listener.accept().await {
             let limit = if first { Some(cut_after) } else { None };
             first = false;
-            let upstream = upstream.clone();
+            let (upstream, seen) = (upstream.clone(), seen.clone());
             tokio::spawn(async move {
                 let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
                 };
                 let (mut client_read, mut client_write) = client.split();
                 let (mut server_read, mut server_write) = server.split();
-                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let up = async {
+                    let mut head = Vec::new();
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if head.len() < 64 * 1024 {
+                            head.extend_from_slice(&buf[..n]);
+                            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let text = String::from_utf8_lossy(&head[..end]).into_owned();
+                                seen.lock().expect("not poisoned").push(text);
+                                head = vec![0; 64 * 1024]; // seen: stop looking
+                            }
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
                 let down = async {
                     let mut sent = 0;
                     let mut buf = vec![0u8; 16 * 1024];
@@ -394,5 +436,5 @@ pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> std::net::Socket
             });
         }
     });
-    addr
+    CuttingProxy { addr, requests }
 }

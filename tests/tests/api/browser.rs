@@ -277,3 +277,42 @@ async fn browser_without_javascript_logs_in_uploads_and_downloads() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn chromium_resumes_a_cut_download_by_itself() {
+    let Some(harness) = browser::start("chromium_resumes_a_cut_download_by_itself").await else {
+        return;
+    };
+    bounded(async {
+        let app = spawn_with(|_| {}).await;
+        let alice = app.login(ALICE).await;
+        let bytes = sample_bytes(3 * 1024 * 1024);
+        let file = alice.upload_ok("big.bin", bytes.clone()).await;
+        let url = alice.link_url(&file.id).await;
+        let upstream = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .expect("http URL")
+            .to_owned();
+        let proxy = burnlink_tests::services::cutting_proxy(&upstream, 300_000).await;
+
+        // The link is opened as a person would; the network breaks after 300 kB. Chromium
+        // retries an interrupted download by itself, with `Range` and `If-Range` (the first
+        // response's ETag) and the download server's cookie.
+        let browser = harness.browser(true).await;
+        let _ = browser.driver.goto(&proxy.url_for(&url)).await;
+        let got = browser.downloaded("big.bin").await;
+        let requests = proxy.requests();
+        assert!(
+            got == bytes,
+            "whole file, byte for byte; requests: {requests:#?}"
+        );
+        assert!(requests.len() >= 2, "{requests:#?}");
+        // Seen: `Range: bytes=299424-`, `If-Range: "<version>-<secret>"` and the
+        // `blr_<jti>` cookie, each of which alone proves the secret.
+        let resumed = requests[1].to_ascii_lowercase();
+        assert!(resumed.contains("\r\nrange: bytes="), "{resumed}");
+        assert!(resumed.contains("\r\nif-range: \""), "{resumed}");
+    })
+    .await;
+}

@@ -96,7 +96,7 @@ async fn a_cut_download_is_resumed_by_curl_with_its_cookie_jar() {
         .expect("http URL")
         .to_owned();
     let proxy = services::cutting_proxy(&upstream, 200_000).await;
-    let url = url.replace(&upstream, &proxy.to_string());
+    let url = proxy.url_for(&url);
     let first = curl_async(&["-sS", "-c", path(&jar), "-o", path(&out)], &url).await;
     assert_eq!(first.status.code(), Some(18), "curl saw the cut: {first:?}");
     let partial = std::fs::metadata(&out).expect("partial file").len() as usize;
@@ -161,7 +161,7 @@ async fn wget_resumes_a_cut_download_by_itself() {
         .expect("http URL")
         .to_owned();
     let proxy = services::cutting_proxy(&upstream, 200_000).await;
-    let url = url.replace(&upstream, &proxy.to_string());
+    let url = proxy.url_for(&url);
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("big.bin");
 
