@@ -52,7 +52,7 @@ async fn cut_after(res: Response, want: usize) -> (Vec<u8>, String, String) {
     (got, etag, pair)
 }
 
-async fn resume(app: &TestApp, url: &str, from: usize, proof: (&str, &str)) -> Response {
+async fn resume(url: &str, from: usize, proof: (&str, &str)) -> Response {
     plain()
         .get(url)
         .header(RANGE, format!("bytes={from}-"))
@@ -223,18 +223,18 @@ async fn resuming_needs_the_first_responses_secret() {
     assert_eq!(error_code(bare).await, "token_used");
     let (name, _) = cookie.split_once('=').expect("name=value");
     let wrong_cookie = format!("{name}=AAAAAAAAAAAAAAAAAAAAAA");
-    let wrong = resume(&app, &url, from, (COOKIE.as_str(), &wrong_cookie)).await;
+    let wrong = resume(&url, from, (COOKIE.as_str(), &wrong_cookie)).await;
     assert_eq!(wrong.status(), StatusCode::GONE);
     assert_eq!(error_code(wrong).await, "token_used");
     let forged_etag = format!("{}-AAAAAAAAAAAAAAAAAAAAAA\"", &etag[..17]);
-    let wrong = resume(&app, &url, from, (IF_RANGE.as_str(), &forged_etag)).await;
+    let wrong = resume(&url, from, (IF_RANGE.as_str(), &forged_etag)).await;
     assert_eq!(wrong.status(), StatusCode::GONE);
 
     for proof in [
         (COOKIE.as_str(), cookie.as_str()),
         (IF_RANGE.as_str(), etag.as_str()),
     ] {
-        let res = resume(&app, &url, from, proof).await;
+        let res = resume(&url, from, proof).await;
         assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT, "{proof:?}");
         assert_eq!(
             res.headers()[CONTENT_RANGE],
@@ -269,14 +269,14 @@ async fn a_resume_outlives_the_token_but_not_the_window() {
     let plain = plain().get(&url).send().await.expect("expired");
     assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(plain).await, "token_expired");
-    let res = resume(&app, &url, got.len(), (COOKIE.as_str(), &cookie)).await;
+    let res = resume(&url, got.len(), (COOKIE.as_str(), &cookie)).await;
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     let rest = res.bytes().await.expect("rest");
     assert!([&got[..], &rest[..]].concat() == bytes);
 
     // Past the window (3 s from the burn): nothing.
     tokio::time::sleep(Duration::from_millis(3_100)).await;
-    let late = resume(&app, &url, got.len(), (COOKIE.as_str(), &cookie)).await;
+    let late = resume(&url, got.len(), (COOKIE.as_str(), &cookie)).await;
     assert_eq!(
         late.status(),
         StatusCode::UNAUTHORIZED,
@@ -306,7 +306,7 @@ async fn a_resume_after_the_file_changed_is_refused_with_nothing_mixed() {
         (COOKIE.as_str(), cookie.as_str()),
         (IF_RANGE.as_str(), etag.as_str()),
     ] {
-        let res = resume(&app, &url, got.len(), proof).await;
+        let res = resume(&url, got.len(), proof).await;
         assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED, "{proof:?}");
         assert_eq!(error_code(res).await, "file_changed");
     }
@@ -323,7 +323,7 @@ async fn a_file_under_the_resume_minimum_gets_no_grant() {
     assert!(!res.headers().contains_key(SET_COOKIE));
     let etag = res.headers()[ETAG].to_str().expect("ascii").to_owned();
     assert!(!etag.contains('-'), "no secret in {etag}");
-    let again = resume(&app, &url, 10, (IF_RANGE.as_str(), &etag)).await;
+    let again = resume(&url, 10, (IF_RANGE.as_str(), &etag)).await;
     assert_eq!(again.status(), StatusCode::GONE);
 }
 
@@ -375,7 +375,7 @@ async fn a_download_started_on_one_server_is_resumed_on_another() {
         .expect("download on A");
     let (got, _, cookie) = cut_after(res, 100_000).await;
     let on_b = format!("{b}/d/{token}");
-    let res = resume(&app, &on_b, got.len(), (COOKIE.as_str(), &cookie)).await;
+    let res = resume(&on_b, got.len(), (COOKIE.as_str(), &cookie)).await;
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     let rest = res.bytes().await.expect("rest");
     assert!([&got[..], &rest[..]].concat() == bytes);
