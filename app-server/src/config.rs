@@ -68,7 +68,8 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Database URL (`sqlite://…` or `postgres://…`); default `sqlite://<data-dir>/app.db?mode=rwc`.
-    #[arg(long, env = "DATABASE_URL")]
+    // `hide_env_values`: the URL may carry a password, and `--help` must not print it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// The URL people reach the app at; default `http://<bound address>`.

@@ -98,7 +98,8 @@ pub struct Config {
     /// Where burned token ids are kept: `memory` (one server) or a Redis URL shared by a
     /// fleet: `redis://[user:pass@]host[:port][/db]` or `redis+unix:///path/redis.sock`
     /// (also `unix:///path`; `?db=`, `?user=`, `?pass=` as query).
-    #[arg(long, env = "BURN_STORE", default_value = "memory")]
+    // `hide_env_values`: a Redis URL may carry a password, and `--help` must not print it.
+    #[arg(long, env = "BURN_STORE", default_value = "memory", hide_env_values = true)]
     pub burn_store: String,
 
     /// Longest wait for the burn store on one request, in milliseconds (10 to 10000). A
