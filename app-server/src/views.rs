@@ -226,6 +226,7 @@ fn outcome_text(outcome: Outcome) -> &'static str {
         Outcome::RangeNotSatisfiable => "Refused: bad range (link kept)",
         Outcome::PrefetchDeclined => "Browser prefetch declined (link kept)",
         Outcome::Error => "Server error",
+        Outcome::Head => "Checked without downloading (HEAD, link kept)",
     }
 }
 

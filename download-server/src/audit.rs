@@ -48,11 +48,14 @@ pub enum Outcome {
     PrefetchDeclined,
     /// A server-side failure (500), e.g. the file could not be read.
     Error,
+    /// A `HEAD` answered (a link checker, a scanner, a probe); nothing burned. Audited so the
+    /// owner sees who looked at a link without using it.
+    Head,
 }
 
 impl Outcome {
     /// Every outcome, in discriminant order (the metrics index by it).
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Ok,
         Outcome::Partial,
         Outcome::Used,
@@ -63,6 +66,7 @@ impl Outcome {
         Outcome::RangeNotSatisfiable,
         Outcome::PrefetchDeclined,
         Outcome::Error,
+        Outcome::Head,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Outcome {
             Outcome::RangeNotSatisfiable => "range_not_satisfiable",
             Outcome::PrefetchDeclined => "prefetch_declined",
             Outcome::Error => "error",
+            Outcome::Head => "head",
         }
     }
 }

@@ -365,3 +365,39 @@ async fn logs_carry_request_ids_and_the_jti_never_a_token_password_or_cookie() {
         .unwrap_or_else(|| panic!("no audit line for {jti}:\n{text}"));
     assert_eq!(audit["span"]["request_id"], request_id.as_str());
 }
+
+#[tokio::test]
+async fn head_probes_are_audited_and_counted_without_burning() {
+    let app = spawn().await;
+    let (alice, url, jti) = alice_link(&app, 300).await;
+    let client = one_connection();
+    let head = client.head(&url).send().await.expect("HEAD");
+    assert_eq!(head.status(), StatusCode::OK);
+    drop(head);
+
+    // The owner sees the probe.
+    let recent = recent_downloads(&alice, 1).await;
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0]["outcome"], "head", "{recent:?}");
+    assert_eq!(recent[0]["jti"], jti.as_str());
+    assert_eq!(recent[0]["bytes"], 0);
+    let page = alice
+        .client
+        .get(format!("{}/", app.app_url))
+        .send()
+        .await
+        .expect("files page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Checked without downloading"), "{page}");
+
+    let text = metrics(&client, &app.dl_url).await;
+    assert_eq!(
+        series(&text, "burnlink_downloads_total{outcome=\"head\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    // Nothing burned: the link still works once.
+    assert_eq!(client.get(&url).send().await.expect("dl").status(), 200);
+}
