@@ -274,7 +274,9 @@ fn serve(
             .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"))
-            .add(("X-Frame-Options", "DENY"));
+            .add(("X-Frame-Options", "DENY"))
+            // Only where a handler set nothing: static assets keep their own caching.
+            .add(download_server::NO_STORE);
         if hsts {
             headers = headers.add(download_server::tls::HSTS);
         }

@@ -77,6 +77,11 @@ pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// `Cache-Control: no-store` for every response that sets no caching of its own (added by
+/// `DefaultHeaders`, which leaves a handler's header alone): nothing either server answers,
+/// errors and health checks included, belongs in a shared cache (RFC 9111 section 5.2.2.5).
+pub const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
+
 /// A bound, not yet running, download server.
 pub struct Application {
     addr: SocketAddr,
@@ -244,7 +249,7 @@ fn serve<S: BurnStore>(
         audit,
     });
     let server = HttpServer::new(move || {
-        let mut headers = actix_web::middleware::DefaultHeaders::new();
+        let mut headers = actix_web::middleware::DefaultHeaders::new().add(NO_STORE);
         if hsts {
             headers = headers.add(tls::HSTS);
         }

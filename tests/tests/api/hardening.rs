@@ -592,3 +592,38 @@ async fn responses_forbid_framing_and_sniffing() {
     let csp = res.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
+
+#[tokio::test]
+async fn every_response_but_static_assets_is_no_store() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let upload = alice.upload("a.txt", b"hello".to_vec()).await;
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let id = upload.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |url: String| app.anon.get(url).send();
+    let checks = [
+        ("upload 201", alice.upload("b.txt", b"x".to_vec()).await),
+        ("delete 204", alice.delete(&id).await),
+        ("logout 204", alice.logout().await),
+        ("app 404", get(format!("{}/nope", app.app_url)).await.unwrap()),
+        ("dl 404", get(format!("{}/nope", app.dl_url)).await.unwrap()),
+        ("dl healthz", get(format!("{}/healthz", app.dl_url)).await.unwrap()),
+        ("dl readyz", get(format!("{}/readyz", app.dl_url)).await.unwrap()),
+        ("dl 401", get(format!("{}/d/x.y.z", app.dl_url)).await.unwrap()),
+    ];
+    for (what, res) in checks {
+        assert_eq!(
+            res.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}: {:?}",
+            res.status()
+        );
+    }
+    // Static assets keep their own caching.
+    let res = get(format!("{}/static/app.css", app.app_url)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+}
