@@ -130,6 +130,13 @@ pub struct Config {
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
 
+    /// Most logins waiting for (or in) a password check at once; beyond it a login is refused
+    /// at once with 429 `busy` and `Retry-After: 1`. Four hashes run at a time, tens of
+    /// milliseconds each, so 32 is about a quarter of a second of queue.
+    #[arg(long, env = "MAX_PENDING_LOGINS", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_pending_logins: u64,
+
     /// A session unused for this many seconds ends.
     #[arg(long, env = "SESSION_IDLE_SECS", default_value_t = 1800)]
     pub session_idle_secs: u64,
@@ -316,6 +323,7 @@ impl fmt::Debug for Config {
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_files_per_user", &self.max_files_per_user)
             .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .field("max_pending_logins", &self.max_pending_logins)
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
             .field("secure_cookies", &self.secure_cookies)

@@ -26,6 +26,8 @@ pub enum AppError {
     UserExists(String),
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    #[error("too many logins at once; try again in a second")]
+    Busy,
     #[error("you already keep {0} files, the most allowed; delete one first")]
     TooManyFiles(u64),
     #[error("the server has no room left for this upload")]
@@ -52,6 +54,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::UserExists(_) => "conflict",
             AppError::Throttled { .. } => "throttled",
+            AppError::Busy => "busy",
             AppError::TooManyFiles(_) => "too_many_files",
             AppError::InsufficientStorage => "insufficient_storage",
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
@@ -79,7 +82,7 @@ impl ResponseError for AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::UserExists(_) | AppError::TooManyFiles(_) => StatusCode::CONFLICT,
-            AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Throttled { .. } | AppError::Busy => StatusCode::TOO_MANY_REQUESTS,
             // RFC 4918 section 11.5: the server cannot store what the request needs.
             AppError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
@@ -99,8 +102,14 @@ impl ResponseError for AppError {
         };
         let mut response = HttpResponse::build(status);
         response.insert_header(("Cache-Control", "no-store"));
-        if let AppError::Throttled { retry_after_secs } = self {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        match self {
+            AppError::Throttled { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            AppError::Busy => {
+                response.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: self.code(),

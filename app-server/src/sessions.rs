@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::throttle::Refusal;
 use crate::users::{User, Username};
 
 pub const COOKIE_NAME: &str = "burnlink_session";
@@ -150,7 +151,8 @@ pub async fn create(
 
 /// Checks credentials and starts a new session, ending the one the request came with.
 /// Throttled first (see [`crate::throttle`]): while the account or the client address has no
-/// attempt left, answers `Throttled` without looking at the password.
+/// attempt left, or too many logins already wait for a password check, answers `Throttled` or
+/// `Busy` without looking at the password.
 pub async fn login(
     state: &AppState,
     client: Option<IpAddr>,
@@ -159,23 +161,33 @@ pub async fn login(
     previous_id: Option<&str>,
 ) -> Result<(User, NewSession), AppError> {
     let account = Username::parse(username).ok();
-    if let Err(wait) = state.login_throttle.check(account.as_ref(), client) {
-        tracing::info!(?client, "login throttled");
-        state.metrics.login(crate::metrics::Login::Throttled);
-        return Err(AppError::Throttled {
-            retry_after_secs: wait.as_secs() + 1,
-        });
-    }
-    let user = crate::users::authenticate(&state.db, &state.dummy_hash, username, password)
+    let attempt = match state.login_throttle.reserve(account.as_ref(), client) {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            tracing::info!(?client, ?refusal, "login throttled");
+            state.metrics.login(crate::metrics::Login::Throttled);
+            return Err(match refusal {
+                Refusal::Throttled(wait) => AppError::Throttled {
+                    retry_after_secs: wait.as_secs() + 1,
+                },
+                Refusal::Busy => AppError::Busy,
+            });
+        }
+    };
+    // Any other error drops `attempt` unsettled: the check did not happen, nothing is spent.
+    let user = match crate::users::authenticate(&state.db, &state.dummy_hash, username, password)
         .await
-        .inspect_err(|e| {
-            if matches!(e, AppError::InvalidCredentials) {
-                state.login_throttle.failed(account.as_ref(), client);
-                state.metrics.login(crate::metrics::Login::BadCredentials);
-                tracing::info!(?client, "login refused");
-            }
-        })?;
-    state.login_throttle.succeeded(&user.username);
+    {
+        Ok(user) => user,
+        Err(AppError::InvalidCredentials) => {
+            attempt.failed();
+            state.metrics.login(crate::metrics::Login::BadCredentials);
+            tracing::info!(?client, "login refused");
+            return Err(AppError::InvalidCredentials);
+        }
+        Err(e) => return Err(e),
+    };
+    attempt.succeeded();
     state.metrics.login(crate::metrics::Login::Ok);
     let session = create(&state.db, &user, previous_id).await?;
     purge_expired(&state.db, &state.sessions).await?;

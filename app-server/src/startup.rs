@@ -157,7 +157,10 @@ impl Application {
             files_dir,
             max_upload_bytes: config.max_upload_bytes,
             max_files_per_user: config.max_files_per_user,
-            login_throttle: crate::throttle::LoginThrottle::new(config.login_attempts_per_minute),
+            login_throttle: crate::throttle::LoginThrottle::new(
+                config.login_attempts_per_minute,
+                usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
+            ),
             metrics: crate::metrics::Metrics::new(),
             audit_dir: download_server::audit::dir(&config.data_dir),
             keys: signing_key.clone(),

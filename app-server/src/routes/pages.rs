@@ -147,6 +147,10 @@ fn explain(error: &AppError) -> (&'static str, String) {
                  again."
             ),
         ),
+        AppError::Busy => (
+            "Too many log-ins at once",
+            "The server is checking many log-ins right now. Try again in a second.".into(),
+        ),
         AppError::TooManyFiles(most) => (
             "Too many files",
             format!("You already keep {most} files, the most allowed. Delete one first."),

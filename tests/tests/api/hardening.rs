@@ -159,6 +159,65 @@ async fn throttled_logins_are_cheap() {
     );
 }
 
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_overspend_the_bucket() {
+    // Each attempt is reserved before its password is hashed: 40 guesses at once against a
+    // bucket of 10 get at most 10 checks (11 if a token refills during the test), the rest
+    // 429 without any hashing.
+    let app = spawn_with(|c| c.login_attempts_per_minute = 10).await;
+    let client = client_from(40);
+    let guesses = (0..40).map(|n| {
+        client
+            .post(format!("{}/api/login", app.app_url))
+            .json(&serde_json::json!({ "username": ALICE.0, "password": format!("guess-{n}") }))
+            .send()
+    });
+    let mut checked = 0;
+    for res in futures_util::future::join_all(guesses).await {
+        let res = res.unwrap();
+        match res.status() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => assert_throttled(res, "a parallel guess").await,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!((10..=11).contains(&checked), "{checked} guesses checked");
+}
+
+#[tokio::test]
+async fn logins_waiting_for_a_password_check_are_bounded() {
+    // Buckets off, two pending logins at most: a burst from one client gets some 429 `busy`
+    // at once, the others their answer; nothing else waits without bound.
+    let app = spawn_with(|c| {
+        c.login_attempts_per_minute = 0;
+        c.max_pending_logins = 2;
+    })
+    .await;
+    let client = client_from(41);
+    let burst = (0..60).map(|n| {
+        client
+            .post(format!("{}/api/login", app.app_url))
+            .json(&serde_json::json!({ "username": format!("nobody-{n}"), "password": "wrong-pw" }))
+            .send()
+    });
+    let (mut checked, mut busy) = (0, 0);
+    for res in futures_util::future::join_all(burst).await {
+        let res = res.unwrap();
+        match res.status() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(res.headers()["retry-after"], "1");
+                assert_eq!(error_code(res).await, "busy");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(checked >= 2 && busy >= 1, "{checked} checked, {busy} busy");
+    // Once the burst is over, logins work again.
+    assert_eq!(login_from(&app, 42, ALICE).await.status(), StatusCode::OK);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Uploads
 // ---------------------------------------------------------------------------------------------
