@@ -16,6 +16,8 @@ pub enum AppError {
     Unauthorized,
     #[error("missing or wrong CSRF token")]
     Csrf,
+    #[error("a login from another site is refused; log in on this site's own page")]
+    CrossSite,
     #[error("not found")]
     NotFound,
     #[error("the upload is larger than {0} bytes")]
@@ -49,6 +51,7 @@ impl AppError {
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::Unauthorized => "unauthorized",
             AppError::Csrf => "csrf",
+            AppError::CrossSite => "cross_site",
             AppError::NotFound => "not_found",
             AppError::TooLarge(_) => "too_large",
             AppError::BadRequest(_) => "bad_request",
@@ -77,7 +80,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::InvalidCredentials | AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,

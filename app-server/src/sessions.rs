@@ -269,6 +269,37 @@ impl Session {
     }
 }
 
+/// Refuses a login posted from another site: login CSRF, where an attacker's page logs the
+/// victim into the attacker's account and collects what they upload (OWASP CSRF Cheat Sheet,
+/// "Login CSRF"). There is no session yet to hold a token, so the browser's own word on where
+/// the request comes from decides: `Sec-Fetch-Site` (Fetch Metadata) when sent, which must be
+/// `same-origin` or `none` (typed, bookmarked); else `Origin`, which must be this app's
+/// public origin or name the host the request was sent to (RFC 6454 section 7.3). A request
+/// with neither header (curl, scripts) is no browser's cross-site post and is let through:
+/// browsers send `Origin` on every cross-origin POST.
+pub fn check_login_origin(req: &HttpRequest, public_origin: &str) -> Result<(), AppError> {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(AppError::CrossSite),
+        };
+    }
+    let Some(origin) = headers.get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let same_host = host.is_some_and(|h| h.eq_ignore_ascii_case(req.connection_info().host()));
+    if origin.eq_ignore_ascii_case(public_origin) || same_host {
+        Ok(())
+    } else {
+        Err(AppError::CrossSite)
+    }
+}
+
 /// The address logins are throttled by: the TCP peer. `X-Forwarded-For` is not trusted, as any
 /// client can send it; behind a proxy every login shares the proxy's bucket (see
 /// docs/OPERATIONS.md).

@@ -146,6 +146,7 @@ impl Application {
                 // Over TLS the cookie is always `Secure` (RFC 6265 section 4.1.2.5).
                 secure_cookies: config.secure_cookies || tls.is_some(),
             },
+            public_origin: origin_of(&public_url),
             dummy_hash,
             links: LinkMinter {
                 signing_key: signing_key.clone(),
@@ -310,6 +311,15 @@ fn reachable(bound: SocketAddr, port: u16) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, port)
+}
+
+/// `scheme://authority` of a base URL (what `Origin` carries): any path dropped.
+fn origin_of(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    match url[scheme_end..].find('/') {
+        Some(i) => url[..scheme_end + i].to_owned(),
+        None => url.to_owned(),
+    }
 }
 
 fn secs(value: u64) -> i64 {

@@ -686,3 +686,63 @@ async fn every_response_but_static_assets_is_no_store() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["cache-control"], "no-cache");
 }
+
+/// A login form posted with the given browser headers: (status, set a cookie?).
+async fn form_login_with(app: &TestApp, headers: &[(&str, &str)]) -> (StatusCode, bool) {
+    let mut req = client()
+        .post(format!("{}/login", app.app_url))
+        .form(&[("username", ALICE.0), ("password", ALICE.1)]);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let cookie = res.headers().contains_key("set-cookie");
+    (res.status(), cookie)
+}
+
+#[tokio::test]
+async fn a_login_posted_from_another_site_is_refused() {
+    let app = spawn().await;
+    let evil = [
+        vec![("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", "https://evil.example")],
+        vec![("Origin", "null")],
+        vec![("Sec-Fetch-Site", "same-site")],
+        // Fetch metadata wins over a forged-looking Origin.
+        vec![("Origin", app.app_url.as_str()), ("Sec-Fetch-Site", "cross-site")],
+    ];
+    for headers in &evil {
+        assert_eq!(
+            form_login_with(&app, headers).await,
+            (StatusCode::FORBIDDEN, false),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(app.count_rows("sessions").await, 0, "no session was made");
+    let res = client()
+        .post(format!("{}/api/login", app.app_url))
+        .header("Origin", "https://evil.example")
+        .header("Sec-Fetch-Site", "cross-site")
+        .json(&serde_json::json!({ "username": ALICE.0, "password": ALICE.1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "cross_site");
+    assert_eq!(app.count_rows("sessions").await, 0);
+
+    // Our own page, a typed URL, and scripts without browser headers still log in.
+    let ours = [
+        vec![("Origin", app.app_url.as_str()), ("Sec-Fetch-Site", "same-origin")],
+        vec![("Origin", app.app_url.as_str())],
+        vec![("Sec-Fetch-Site", "none")],
+        vec![],
+    ];
+    for headers in &ours {
+        assert_eq!(
+            form_login_with(&app, headers).await,
+            (StatusCode::SEE_OTHER, true),
+            "{headers:?}"
+        );
+    }
+}
