@@ -175,18 +175,17 @@ pub async fn login(
         }
     };
     // Any other error drops `attempt` unsettled: the check did not happen, nothing is spent.
-    let user = match crate::users::authenticate(&state.db, &state.dummy_hash, username, password)
-        .await
-    {
-        Ok(user) => user,
-        Err(AppError::InvalidCredentials) => {
-            attempt.failed();
-            state.metrics.login(crate::metrics::Login::BadCredentials);
-            tracing::info!(?client, "login refused");
-            return Err(AppError::InvalidCredentials);
-        }
-        Err(e) => return Err(e),
-    };
+    let user =
+        match crate::users::authenticate(&state.db, &state.dummy_hash, username, password).await {
+            Ok(user) => user,
+            Err(AppError::InvalidCredentials) => {
+                attempt.failed();
+                state.metrics.login(crate::metrics::Login::BadCredentials);
+                tracing::info!(?client, "login refused");
+                return Err(AppError::InvalidCredentials);
+            }
+            Err(e) => return Err(e),
+        };
     attempt.succeeded();
     state.metrics.login(crate::metrics::Login::Ok);
     let session = create(&state.db, &user, previous_id).await?;

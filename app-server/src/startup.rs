@@ -326,9 +326,13 @@ fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// Creates `path` and its missing parents 0700 (download_server::permissions).
 async fn create_dir(path: &PathBuf) -> Result<(), StartupError> {
-    tokio::fs::create_dir_all(path)
+    let owned = path.clone();
+    tokio::task::spawn_blocking(move || download_server::permissions::create_dir_all(&owned))
         .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|created| created)
         .map_err(|source| StartupError::Io {
             what: format!("creating {}", path.display()),
             source,

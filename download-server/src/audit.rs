@@ -174,13 +174,12 @@ impl AuditLog {
             });
         };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::permissions::create_dir_all(parent)?;
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
-        let mut file = options.open(path)?;
+        let mut file = crate::permissions::create_options(crate::permissions::AUDIT_MODE)
+            .append(true)
+            .create(true)
+            .open(path)?;
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
         let lost = dropped.clone();
         let shown = path.display().to_string();

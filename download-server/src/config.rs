@@ -99,7 +99,12 @@ pub struct Config {
     /// fleet: `redis://[user:pass@]host[:port][/db]` or `redis+unix:///path/redis.sock`
     /// (also `unix:///path`; `?db=`, `?user=`, `?pass=` as query).
     // `hide_env_values`: a Redis URL may carry a password, and `--help` must not print it.
-    #[arg(long, env = "BURN_STORE", default_value = "memory", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BURN_STORE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
     pub burn_store: String,
 
     /// Longest wait for the burn store on one request, in milliseconds (10 to 10000). A

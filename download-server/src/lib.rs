@@ -8,6 +8,7 @@ pub mod error;
 pub mod file;
 pub mod keys;
 pub mod metrics;
+pub mod permissions;
 pub mod routes;
 pub mod state;
 pub mod store;

@@ -168,7 +168,9 @@ async fn deliver<S: BurnStore>(
     }
     if head {
         state.metrics.download(Outcome::Head);
-        state.audit.record(Outcome::Head, Some(&grant), status.as_u16(), 0, &client);
+        state
+            .audit
+            .record(Outcome::Head, Some(&grant), status.as_u16(), 0, &client);
         return Ok(res.body(SizedStream::new(
             range.len(),
             futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),

@@ -667,22 +667,38 @@ async fn every_response_but_static_assets_is_no_store() {
         ("upload 201", alice.upload("b.txt", b"x".to_vec()).await),
         ("delete 204", alice.delete(&id).await),
         ("logout 204", alice.logout().await),
-        ("app 404", get(format!("{}/nope", app.app_url)).await.unwrap()),
+        (
+            "app 404",
+            get(format!("{}/nope", app.app_url)).await.unwrap(),
+        ),
         ("dl 404", get(format!("{}/nope", app.dl_url)).await.unwrap()),
-        ("dl healthz", get(format!("{}/healthz", app.dl_url)).await.unwrap()),
-        ("dl readyz", get(format!("{}/readyz", app.dl_url)).await.unwrap()),
-        ("dl 401", get(format!("{}/d/x.y.z", app.dl_url)).await.unwrap()),
+        (
+            "dl healthz",
+            get(format!("{}/healthz", app.dl_url)).await.unwrap(),
+        ),
+        (
+            "dl readyz",
+            get(format!("{}/readyz", app.dl_url)).await.unwrap(),
+        ),
+        (
+            "dl 401",
+            get(format!("{}/d/x.y.z", app.dl_url)).await.unwrap(),
+        ),
     ];
     for (what, res) in checks {
         assert_eq!(
-            res.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+            res.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
             Some("no-store"),
             "{what}: {:?}",
             res.status()
         );
     }
     // Static assets keep their own caching.
-    let res = get(format!("{}/static/app.css", app.app_url)).await.unwrap();
+    let res = get(format!("{}/static/app.css", app.app_url))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["cache-control"], "no-cache");
 }
@@ -704,12 +720,18 @@ async fn form_login_with(app: &TestApp, headers: &[(&str, &str)]) -> (StatusCode
 async fn a_login_posted_from_another_site_is_refused() {
     let app = spawn().await;
     let evil = [
-        vec![("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")],
+        vec![
+            ("Origin", "https://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
         vec![("Origin", "https://evil.example")],
         vec![("Origin", "null")],
         vec![("Sec-Fetch-Site", "same-site")],
         // Fetch metadata wins over a forged-looking Origin.
-        vec![("Origin", app.app_url.as_str()), ("Sec-Fetch-Site", "cross-site")],
+        vec![
+            ("Origin", app.app_url.as_str()),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
     ];
     for headers in &evil {
         assert_eq!(
@@ -733,7 +755,10 @@ async fn a_login_posted_from_another_site_is_refused() {
 
     // Our own page, a typed URL, and scripts without browser headers still log in.
     let ours = [
-        vec![("Origin", app.app_url.as_str()), ("Sec-Fetch-Site", "same-origin")],
+        vec![
+            ("Origin", app.app_url.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
         vec![("Origin", app.app_url.as_str())],
         vec![("Sec-Fetch-Site", "none")],
         vec![],
