@@ -160,6 +160,13 @@ pub struct Config {
     #[arg(long, env = "TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
+    /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
+    /// `127.0.0.1:9100`; in all-in-one mode it also serves the embedded download server's
+    /// series. Unset: no metrics listener. Never the public port: the counters show each
+    /// download's size and outcome as it happens.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// HTTP worker threads of the app server (0: one per core).
     #[arg(long, env = "APP_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -329,6 +336,7 @@ impl fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("metrics_bind", &self.metrics_bind)
             .field("workers", &self.workers)
             .field("demo_user", &self.demo_user)
             .field("log_format", &self.log_format)

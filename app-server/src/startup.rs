@@ -16,6 +16,7 @@ use crate::sessions::SessionPolicy;
 use crate::state::{AppState, LinkMinter};
 use crate::users::{self, Password, Username};
 use crate::{db, keys, routes};
+use download_server::metrics::MetricsServer;
 
 /// Content-Security-Policy of every response: script, style, images and requests only from
 /// this origin (`/static/…`; nothing inline, so an injected tag or attribute cannot run);
@@ -48,6 +49,7 @@ pub struct Application {
     server: Server,
     download: Option<download_server::Application>,
     demo_user: Option<DemoUser>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Application {
@@ -93,6 +95,15 @@ impl Application {
                 source,
             })?
             .port();
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => Some(
+                MetricsServer::bind(addr).map_err(|source| StartupError::Io {
+                    what: format!("binding --metrics-bind (METRICS_BIND) {addr}"),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let public_url = match &config.public_url {
             Some(url) => trim_base(url),
             None => format!("{scheme}://{}", reachable(config.bind, port)),
@@ -117,6 +128,9 @@ impl Application {
                 // Served over TLS with the app's certificate when the app is.
                 dl.tls_cert = config.tls_cert.clone();
                 dl.tls_key = config.tls_key.clone();
+                // Its series are served on the app's metrics listener, whatever the
+                // environment says.
+                dl.metrics_bind = None;
                 let dl = download_server::Application::build(dl).await?;
                 let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
                 (Some(dl), url)
@@ -172,9 +186,25 @@ impl Application {
                 source,
             }
         })?;
+        let metrics = match metrics_listener {
+            Some(listener) => {
+                let mut registries = vec![state.metrics.registry().clone()];
+                registries.extend(download.as_ref().map(|dl| dl.metrics_registry()));
+                Some(
+                    MetricsServer::start(listener, registries).map_err(|source| {
+                        StartupError::Io {
+                            what: "starting the metrics listener".into(),
+                            source,
+                        }
+                    })?,
+                )
+            }
+            None => None,
+        };
         tracing::info!(
             %public_url,
             %download_url,
+            metrics = ?metrics.as_ref().map(MetricsServer::address),
             kid = signing_key.kid(),
             alg = %signing_key.algorithm(),
             "app server bound"
@@ -187,7 +217,13 @@ impl Application {
             server,
             download,
             demo_user,
+            metrics,
         })
+    }
+
+    /// The metrics listener's address (`--metrics-bind`), if there is one.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
     }
 
     /// The port the app server is bound to.
@@ -256,13 +292,16 @@ impl Application {
     /// Serves until the app server (and the embedded download server) stop; the first error
     /// stops both.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.download {
+        let result = match self.download {
             Some(download) => {
-                tokio::try_join!(self.server, download.run_until_stopped())?;
-                Ok(())
+                tokio::try_join!(self.server, download.run_until_stopped()).map(|_| ())
             }
             None => self.server.await,
+        };
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
         }
+        result
     }
 }
 

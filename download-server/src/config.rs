@@ -169,6 +169,12 @@ pub struct Config {
     #[arg(long, env = "AUDIT_LOG")]
     pub audit_log: Option<String>,
 
+    /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
+    /// `127.0.0.1:9101`. Unset: no metrics listener. Never the public port: the counters
+    /// show each download's size and outcome as it happens.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Keys handed over in-process (the app server's all-in-one mode), used besides any file.
     #[arg(skip)]
     pub keys: Vec<VerifyingKey>,

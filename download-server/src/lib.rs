@@ -52,14 +52,18 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("--metrics-bind (METRICS_BIND) {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The routes, for any burn store.
 pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
-    use routes::{download, health, metrics};
+    use routes::{download, health};
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz::<S>))
-        .route("/metrics", web::get().to(metrics::metrics::<S>))
         .service(
             web::resource("/d")
                 .route(web::get().to(download::by_header::<S>))
@@ -89,6 +93,10 @@ pub struct Application {
     server: Server,
     keys: Arc<Keys>,
     tls: bool,
+    /// This server's series, for whoever serves them (its metrics listener, or the
+    /// all-in-one app's).
+    registry: prometheus::Registry,
+    metrics: Option<metrics::MetricsServer>,
 }
 
 impl Application {
@@ -105,9 +113,17 @@ impl Application {
             addr: config.bind,
             source,
         })?;
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => Some(
+                metrics::MetricsServer::bind(addr)
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+            None => None,
+        };
         let burn_store = config.burn_store()?;
         config.app_url()?;
         let recorders = recorders(&config)?;
+        let registry = recorders.0.registry().clone();
         let (server, keys) = match burn_store {
             BurnStoreSetting::Memory => {
                 let store = MemoryStore::start(Duration::from_secs(10));
@@ -120,13 +136,37 @@ impl Application {
                 start(&config, store, listener, tls.clone(), recorders).await?
             }
         };
-        tracing::info!(%addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
+        let metrics = match metrics_listener {
+            Some(listener) => Some(
+                metrics::MetricsServer::start(listener, vec![registry.clone()]).map_err(
+                    |source| StartupError::MetricsBind {
+                        addr: config.metrics_bind.unwrap_or(config.bind),
+                        source,
+                    },
+                )?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().map(metrics::MetricsServer::address);
+        tracing::info!(%addr, ?metrics_addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
         Ok(Application {
             addr,
             server,
             keys,
             tls: tls.is_some(),
+            registry,
+            metrics,
         })
+    }
+
+    /// The metrics listener's address (`--metrics-bind`), if there is one.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::MetricsServer::address)
+    }
+
+    /// This server's metrics registry (the all-in-one app serves it on its own listener).
+    pub fn metrics_registry(&self) -> prometheus::Registry {
+        self.registry.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -154,8 +194,13 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until stopped; the metrics listener stops with it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
+        result
     }
 }
 

@@ -10,7 +10,6 @@ pub mod downloads;
 pub mod files;
 pub mod health;
 pub mod jwks;
-pub mod metrics;
 pub mod pages;
 pub mod session;
 
@@ -39,7 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(metrics::metrics))
     .route("/.well-known/jwks.json", web::get().to(jwks::jwks))
     .configure(session::configure)
     .configure(files::configure)
