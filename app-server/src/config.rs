@@ -160,6 +160,20 @@ pub struct Config {
     #[arg(long, env = "TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
+    /// Seconds a request body other than an upload (a login, a form) may take to arrive whole
+    /// (1 to 3600); past it the request fails with 408 `timeout` and the connection closes.
+    /// All-in-one, the embedded download server takes the same. The headers have actix's 5 s.
+    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+
+    /// Seconds an upload may go without receiving a byte (1 to 3600); past it the upload fails
+    /// with 408 `timeout`, its partial file is removed and nothing is recorded. A slow upload
+    /// that keeps moving is never cut.
+    #[arg(long, env = "UPLOAD_IDLE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_secs: u64,
+
     /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
     /// `127.0.0.1:9100`; in all-in-one mode it also serves the embedded download server's
     /// series. Unset: no metrics listener. Never the public port: the counters show each
@@ -336,6 +350,8 @@ impl fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("upload_idle_secs", &self.upload_idle_secs)
             .field("metrics_bind", &self.metrics_bind)
             .field("workers", &self.workers)
             .field("demo_user", &self.demo_user)

@@ -24,6 +24,8 @@ pub enum AppError {
     TooLarge(u64),
     #[error("{0}")]
     BadRequest(String),
+    #[error("the request body was not received in time")]
+    BodyTimeout,
     #[error("user {0:?} already exists")]
     UserExists(String),
     #[error("too many failed logins; try again in {retry_after_secs} s")]
@@ -55,6 +57,7 @@ impl AppError {
             AppError::NotFound => "not_found",
             AppError::TooLarge(_) => "too_large",
             AppError::BadRequest(_) => "bad_request",
+            AppError::BodyTimeout => "timeout",
             AppError::UserExists(_) => "conflict",
             AppError::Throttled { .. } => "throttled",
             AppError::Busy => "busy",
@@ -84,6 +87,7 @@ impl ResponseError for AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::UserExists(_) | AppError::TooManyFiles(_) => StatusCode::CONFLICT,
             AppError::Throttled { .. } | AppError::Busy => StatusCode::TOO_MANY_REQUESTS,
             // RFC 4918 section 11.5: the server cannot store what the request needs.

@@ -274,7 +274,14 @@ async fn receive(
 }
 
 fn malformed(e: actix_multipart::MultipartError) -> AppError {
-    AppError::BadRequest(format!("malformed multipart body: {e}"))
+    match e {
+        actix_multipart::MultipartError::Payload(e)
+            if download_server::body_timeout::is_timeout(&e) =>
+        {
+            AppError::BodyTimeout
+        }
+        e => AppError::BadRequest(format!("malformed multipart body: {e}")),
+    }
 }
 
 async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {

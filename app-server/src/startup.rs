@@ -131,6 +131,7 @@ impl Application {
                 // Its series are served on the app's metrics listener, whatever the
                 // environment says.
                 dl.metrics_bind = None;
+                dl.body_timeout_secs = config.body_timeout_secs;
                 let dl = download_server::Application::build(dl).await?;
                 let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
                 (Some(dl), url)
@@ -180,12 +181,16 @@ impl Application {
             audit_dir: download_server::audit::dir(&config.data_dir),
             keys: signing_key.clone(),
         });
-        let server = serve(state.clone(), listener, tls, config.workers).map_err(|source| {
-            StartupError::Io {
+        let body_timeouts = download_server::body_timeout::BodyTimeouts {
+            deadline: Duration::from_secs(config.body_timeout_secs),
+            idle: Duration::from_secs(config.upload_idle_secs),
+        };
+        let server = serve(state.clone(), listener, tls, config.workers, body_timeouts).map_err(
+            |source| StartupError::Io {
                 what: "starting the HTTP server".into(),
                 source,
-            }
-        })?;
+            },
+        )?;
         let metrics = match metrics_listener {
             Some(listener) => {
                 let mut registries = vec![state.metrics.registry().clone()];
@@ -310,6 +315,7 @@ fn serve(
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     workers: usize,
+    body_timeouts: download_server::body_timeout::BodyTimeouts,
 ) -> std::io::Result<Server> {
     let hsts = tls.is_some();
     let mut server = HttpServer::new(move || {
@@ -325,8 +331,11 @@ fn serve(
         }
         App::new()
             .wrap(headers)
+            // Every body arrives in time, or the request fails (download_server::body_timeout).
+            .wrap(from_fn(download_server::body_timeout::limit))
             // Method, route pattern, status, latency and a request id: never a path or query.
             .wrap(from_fn(crate::telemetry::request_span))
+            .app_data(body_timeouts)
             .app_data(state.clone())
             .configure(routes::configure)
     })

@@ -169,6 +169,12 @@ pub struct Config {
     #[arg(long, env = "AUDIT_LOG")]
     pub audit_log: Option<String>,
 
+    /// Seconds a request body may take to arrive whole (1 to 3600); past it the request
+    /// fails with 408 and the connection closes. The headers have actix's 5 s.
+    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+
     /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
     /// `127.0.0.1:9101`. Unset: no metrics listener. Never the public port: the counters
     /// show each download's size and outcome as it happens.

@@ -2,6 +2,7 @@
 //! token, burns its `jti` so it works exactly once, and streams the file the token names.
 
 pub mod audit;
+pub mod body_timeout;
 pub mod config;
 pub mod config_file;
 pub mod error;
@@ -294,6 +295,11 @@ fn serve<S: BurnStore>(
         metrics,
         audit,
     });
+    // Nothing here reads a body; one sent anyway must still arrive in time.
+    let body_timeouts = body_timeout::BodyTimeouts {
+        deadline: Duration::from_secs(config.body_timeout_secs),
+        idle: Duration::from_secs(config.body_timeout_secs),
+    };
     let server = HttpServer::new(move || {
         let mut headers = actix_web::middleware::DefaultHeaders::new().add(NO_STORE);
         if hsts {
@@ -301,7 +307,9 @@ fn serve<S: BurnStore>(
         }
         App::new()
             .wrap(headers)
+            .wrap(actix_web::middleware::from_fn(body_timeout::limit))
             .wrap(actix_web::middleware::from_fn(telemetry::request_span))
+            .app_data(body_timeouts)
             .app_data(state.clone())
             .configure(configure::<S>)
     })
