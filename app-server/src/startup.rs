@@ -2,7 +2,7 @@
 //! listeners, and wire the app once, for the binary and the tests alike.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -375,8 +375,8 @@ fn secs(value: u64) -> i64 {
 }
 
 /// Creates `path` and its missing parents 0700 (download_server::permissions).
-async fn create_dir(path: &PathBuf) -> Result<(), StartupError> {
-    let owned = path.clone();
+async fn create_dir(path: &Path) -> Result<(), StartupError> {
+    let owned = path.to_path_buf();
     tokio::task::spawn_blocking(move || download_server::permissions::create_dir_all(&owned))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
