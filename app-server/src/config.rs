@@ -76,7 +76,8 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Database URL (`sqlite://…` or `postgres://…`); default `sqlite://<data-dir>/app.db?mode=rwc`.
-    #[arg(long, env = "DATABASE_URL")]
+    // `hide_env_values`: the URL may carry a password, and `--help` must not print it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// The URL people reach the app at; default `http://<bound address>`.
@@ -137,6 +138,13 @@ pub struct Config {
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
 
+    /// Most logins waiting for (or in) a password check at once; beyond it a login is refused
+    /// at once with 429 `busy` and `Retry-After: 1`. Four hashes run at a time, tens of
+    /// milliseconds each, so 32 is about a quarter of a second of queue.
+    #[arg(long, env = "MAX_PENDING_LOGINS", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_pending_logins: u64,
+
     /// A session unused for this many seconds ends.
     #[arg(long, env = "SESSION_IDLE_SECS", default_value_t = 1800)]
     pub session_idle_secs: u64,
@@ -159,6 +167,27 @@ pub struct Config {
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+
+    /// Seconds a request body other than an upload (a login, a form) may take to arrive whole
+    /// (1 to 3600); past it the request fails with 408 `timeout` and the connection closes.
+    /// All-in-one, the embedded download server takes the same. The headers have actix's 5 s.
+    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+
+    /// Seconds an upload may go without receiving a byte (1 to 3600); past it the upload fails
+    /// with 408 `timeout`, its partial file is removed and nothing is recorded. A slow upload
+    /// that keeps moving is never cut.
+    #[arg(long, env = "UPLOAD_IDLE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_secs: u64,
+
+    /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
+    /// `127.0.0.1:9100`; in all-in-one mode it also serves the embedded download server's
+    /// series. Unset: no metrics listener. Never the public port: the counters show each
+    /// download's size and outcome as it happens.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 
     /// HTTP worker threads of the app server (0: one per core).
     #[arg(long, env = "APP_WORKERS", default_value_t = 0)]
@@ -323,11 +352,15 @@ impl fmt::Debug for Config {
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_files_per_user", &self.max_files_per_user)
             .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .field("max_pending_logins", &self.max_pending_logins)
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
             .field("secure_cookies", &self.secure_cookies)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("upload_idle_secs", &self.upload_idle_secs)
+            .field("metrics_bind", &self.metrics_bind)
             .field("workers", &self.workers)
             .field("demo_user", &self.demo_user)
             .field("log_format", &self.log_format)

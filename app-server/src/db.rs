@@ -13,6 +13,9 @@ use crate::error::StartupError;
 pub async fn connect(url: &str) -> Result<AnyPool, StartupError> {
     sqlx::any::install_default_drivers();
     let sqlite = url.starts_with("sqlite:");
+    if let Some(path) = sqlite_file(url) {
+        create_private(path).await?;
+    }
     let pool = AnyPoolOptions::new()
         .max_connections(if sqlite { 4 } else { 10 })
         .acquire_timeout(Duration::from_secs(10))
@@ -34,4 +37,66 @@ pub async fn connect(url: &str) -> Result<AnyPool, StartupError> {
         .await?;
     sqlx::migrate!().run(&pool).await?;
     Ok(pool)
+}
+
+/// The file of a `sqlite:` URL (`sqlite://data/app.db?mode=rwc`, `sqlite:app.db`); `None` for an
+/// in-memory database or another scheme.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    (!path.is_empty() && !path.starts_with(":memory:")).then_some(path)
+}
+
+/// Creates the SQLite file 0600 before SQLite does (it would follow the umask, 0644 with the
+/// usual one). SQLite gives the WAL and shared-memory files the database's mode, so they are
+/// private too. An existing file is left as it is.
+async fn create_private(path: &str) -> Result<(), StartupError> {
+    let owned = path.to_owned();
+    let created = tokio::task::spawn_blocking(move || {
+        download_server::permissions::create_options(download_server::permissions::FILE_MODE)
+            .create_new(true)
+            .open(&owned)
+            .map(drop)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|created| created);
+    match created {
+        Ok(()) => Ok(()),
+        // Another app server made it first, or a missing directory SQLite will report.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(StartupError::Io {
+            what: format!("creating the database file {path}"),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://data/app.db?mode=rwc"),
+            Some("data/app.db")
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/b/app.db"),
+            Some("/var/lib/b/app.db")
+        );
+        assert_eq!(sqlite_file("sqlite:app.db"), Some("app.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://:memory:?cache=shared"), None);
+        assert_eq!(sqlite_file("postgres://u:p@h/db"), None);
+    }
 }

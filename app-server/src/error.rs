@@ -16,16 +16,22 @@ pub enum AppError {
     Unauthorized,
     #[error("missing or wrong CSRF token")]
     Csrf,
+    #[error("a login from another site is refused; log in on this site's own page")]
+    CrossSite,
     #[error("not found")]
     NotFound,
     #[error("the upload is larger than {0} bytes")]
     TooLarge(u64),
     #[error("{0}")]
     BadRequest(String),
+    #[error("the request body was not received in time")]
+    BodyTimeout,
     #[error("user {0:?} already exists")]
     UserExists(String),
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    #[error("too many logins at once; try again in a second")]
+    Busy,
     #[error("you already keep {0} files, the most allowed; delete one first")]
     TooManyFiles(u64),
     #[error("the server has no room left for this upload")]
@@ -47,11 +53,14 @@ impl AppError {
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::Unauthorized => "unauthorized",
             AppError::Csrf => "csrf",
+            AppError::CrossSite => "cross_site",
             AppError::NotFound => "not_found",
             AppError::TooLarge(_) => "too_large",
             AppError::BadRequest(_) => "bad_request",
+            AppError::BodyTimeout => "timeout",
             AppError::UserExists(_) => "conflict",
             AppError::Throttled { .. } => "throttled",
+            AppError::Busy => "busy",
             AppError::TooManyFiles(_) => "too_many_files",
             AppError::InsufficientStorage => "insufficient_storage",
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
@@ -74,12 +83,13 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::InvalidCredentials | AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::UserExists(_) | AppError::TooManyFiles(_) => StatusCode::CONFLICT,
-            AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Throttled { .. } | AppError::Busy => StatusCode::TOO_MANY_REQUESTS,
             // RFC 4918 section 11.5: the server cannot store what the request needs.
             AppError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
@@ -99,8 +109,14 @@ impl ResponseError for AppError {
         };
         let mut response = HttpResponse::build(status);
         response.insert_header(("Cache-Control", "no-store"));
-        if let AppError::Throttled { retry_after_secs } = self {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        match self {
+            AppError::Throttled { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            AppError::Busy => {
+                response.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: self.code(),

@@ -274,7 +274,14 @@ async fn receive(
 }
 
 fn malformed(e: actix_multipart::MultipartError) -> AppError {
-    AppError::BadRequest(format!("malformed multipart body: {e}"))
+    match e {
+        actix_multipart::MultipartError::Payload(e)
+            if download_server::body_timeout::is_timeout(&e) =>
+        {
+            AppError::BodyTimeout
+        }
+        e => AppError::BadRequest(format!("malformed multipart body: {e}")),
+    }
 }
 
 async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {
@@ -393,8 +400,11 @@ fn storage_error(e: std::io::Error) -> AppError {
 
 /// Copies the field into a new file at `path`, refusing more than `max` bytes.
 async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, AppError> {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
+    // 0600: an uploaded file is its owner's alone (download_server::permissions).
+    let mut options: tokio::fs::OpenOptions =
+        download_server::permissions::create_options(download_server::permissions::FILE_MODE)
+            .into();
+    let mut file = options
         .create_new(true)
         .open(path)
         .await

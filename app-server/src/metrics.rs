@@ -63,6 +63,11 @@ impl Metrics {
     }
 
     /// Everything, in the Prometheus text format 0.0.4.
+    /// The registry, for the metrics listener.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn render(&self) -> String {
         download_server::metrics::render(&self.registry)
     }

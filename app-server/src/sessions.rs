@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::throttle::Refusal;
 use crate::users::{User, Username};
 
 pub const COOKIE_NAME: &str = "burnlink_session";
@@ -150,7 +151,8 @@ pub async fn create(
 
 /// Checks credentials and starts a new session, ending the one the request came with.
 /// Throttled first (see [`crate::throttle`]): while the account or the client address has no
-/// attempt left, answers `Throttled` without looking at the password.
+/// attempt left, or too many logins already wait for a password check, answers `Throttled` or
+/// `Busy` without looking at the password.
 pub async fn login(
     state: &AppState,
     client: Option<IpAddr>,
@@ -159,23 +161,32 @@ pub async fn login(
     previous_id: Option<&str>,
 ) -> Result<(User, NewSession), AppError> {
     let account = Username::parse(username).ok();
-    if let Err(wait) = state.login_throttle.check(account.as_ref(), client) {
-        tracing::info!(?client, "login throttled");
-        state.metrics.login(crate::metrics::Login::Throttled);
-        return Err(AppError::Throttled {
-            retry_after_secs: wait.as_secs() + 1,
-        });
-    }
-    let user = crate::users::authenticate(&state.db, &state.dummy_hash, username, password)
-        .await
-        .inspect_err(|e| {
-            if matches!(e, AppError::InvalidCredentials) {
-                state.login_throttle.failed(account.as_ref(), client);
+    let attempt = match state.login_throttle.reserve(account.as_ref(), client) {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            tracing::info!(?client, ?refusal, "login throttled");
+            state.metrics.login(crate::metrics::Login::Throttled);
+            return Err(match refusal {
+                Refusal::Throttled(wait) => AppError::Throttled {
+                    retry_after_secs: wait.as_secs() + 1,
+                },
+                Refusal::Busy => AppError::Busy,
+            });
+        }
+    };
+    // Any other error drops `attempt` unsettled: the check did not happen, nothing is spent.
+    let user =
+        match crate::users::authenticate(&state.db, &state.dummy_hash, username, password).await {
+            Ok(user) => user,
+            Err(AppError::InvalidCredentials) => {
+                attempt.failed();
                 state.metrics.login(crate::metrics::Login::BadCredentials);
                 tracing::info!(?client, "login refused");
+                return Err(AppError::InvalidCredentials);
             }
-        })?;
-    state.login_throttle.succeeded(&user.username);
+            Err(e) => return Err(e),
+        };
+    attempt.succeeded();
     state.metrics.login(crate::metrics::Login::Ok);
     let session = create(&state.db, &user, previous_id).await?;
     purge_expired(&state.db, &state.sessions).await?;
@@ -254,6 +265,37 @@ impl Session {
             .execute(db)
             .await?;
         Ok(())
+    }
+}
+
+/// Refuses a login posted from another site: login CSRF, where an attacker's page logs the
+/// victim into the attacker's account and collects what they upload (OWASP CSRF Cheat Sheet,
+/// "Login CSRF"). There is no session yet to hold a token, so the browser's own word on where
+/// the request comes from decides: `Sec-Fetch-Site` (Fetch Metadata) when sent, which must be
+/// `same-origin` or `none` (typed, bookmarked); else `Origin`, which must be this app's
+/// public origin or name the host the request was sent to (RFC 6454 section 7.3). A request
+/// with neither header (curl, scripts) is no browser's cross-site post and is let through:
+/// browsers send `Origin` on every cross-origin POST.
+pub fn check_login_origin(req: &HttpRequest, public_origin: &str) -> Result<(), AppError> {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(AppError::CrossSite),
+        };
+    }
+    let Some(origin) = headers.get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let same_host = host.is_some_and(|h| h.eq_ignore_ascii_case(req.connection_info().host()));
+    if origin.eq_ignore_ascii_case(public_origin) || same_host {
+        Ok(())
+    } else {
+        Err(AppError::CrossSite)
     }
 }
 

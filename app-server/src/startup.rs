@@ -2,7 +2,7 @@
 //! listeners, and wire the app once, for the binary and the tests alike.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -16,6 +16,7 @@ use crate::sessions::SessionPolicy;
 use crate::state::{AppState, LinkMinter};
 use crate::users::{self, Password, Username};
 use crate::{db, keys, routes};
+use download_server::metrics::MetricsServer;
 
 /// Content-Security-Policy of every response: script, style, images and requests only from
 /// this origin (`/static/…`; nothing inline, so an injected tag or attribute cannot run);
@@ -48,6 +49,7 @@ pub struct Application {
     server: Server,
     download: Option<download_server::Application>,
     demo_user: Option<DemoUser>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Application {
@@ -93,6 +95,15 @@ impl Application {
                 source,
             })?
             .port();
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => Some(
+                MetricsServer::bind(addr).map_err(|source| StartupError::Io {
+                    what: format!("binding --metrics-bind (METRICS_BIND) {addr}"),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let public_url = match &config.public_url {
             Some(url) => trim_base(url),
             None => format!("{scheme}://{}", reachable(config.bind, port)),
@@ -117,6 +128,10 @@ impl Application {
                 // Served over TLS with the app's certificate when the app is.
                 dl.tls_cert = config.tls_cert.clone();
                 dl.tls_key = config.tls_key.clone();
+                // Its series are served on the app's metrics listener, whatever the
+                // environment says.
+                dl.metrics_bind = None;
+                dl.body_timeout_secs = config.body_timeout_secs;
                 let dl = download_server::Application::build(dl).await?;
                 let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
                 (Some(dl), url)
@@ -146,6 +161,7 @@ impl Application {
                 // Over TLS the cookie is always `Secure` (RFC 6265 section 4.1.2.5).
                 secure_cookies: config.secure_cookies || tls.is_some(),
             },
+            public_origin: origin_of(&public_url),
             dummy_hash,
             links: LinkMinter {
                 signing_key: signing_key.clone(),
@@ -157,20 +173,43 @@ impl Application {
             files_dir,
             max_upload_bytes: config.max_upload_bytes,
             max_files_per_user: config.max_files_per_user,
-            login_throttle: crate::throttle::LoginThrottle::new(config.login_attempts_per_minute),
+            login_throttle: crate::throttle::LoginThrottle::new(
+                config.login_attempts_per_minute,
+                usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
+            ),
             metrics: crate::metrics::Metrics::new(),
             audit_dir: download_server::audit::dir(&config.data_dir),
             keys: signing_key.clone(),
         });
-        let server = serve(state.clone(), listener, tls, config.workers).map_err(|source| {
-            StartupError::Io {
+        let body_timeouts = download_server::body_timeout::BodyTimeouts {
+            deadline: Duration::from_secs(config.body_timeout_secs),
+            idle: Duration::from_secs(config.upload_idle_secs),
+        };
+        let server = serve(state.clone(), listener, tls, config.workers, body_timeouts).map_err(
+            |source| StartupError::Io {
                 what: "starting the HTTP server".into(),
                 source,
+            },
+        )?;
+        let metrics = match metrics_listener {
+            Some(listener) => {
+                let mut registries = vec![state.metrics.registry().clone()];
+                registries.extend(download.as_ref().map(|dl| dl.metrics_registry()));
+                Some(
+                    MetricsServer::start(listener, registries).map_err(|source| {
+                        StartupError::Io {
+                            what: "starting the metrics listener".into(),
+                            source,
+                        }
+                    })?,
+                )
             }
-        })?;
+            None => None,
+        };
         tracing::info!(
             %public_url,
             %download_url,
+            metrics = ?metrics.as_ref().map(MetricsServer::address),
             kid = signing_key.kid(),
             alg = %signing_key.algorithm(),
             "app server bound"
@@ -183,7 +222,13 @@ impl Application {
             server,
             download,
             demo_user,
+            metrics,
         })
+    }
+
+    /// The metrics listener's address (`--metrics-bind`), if there is one.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
     }
 
     /// The port the app server is bound to.
@@ -252,13 +297,16 @@ impl Application {
     /// Serves until the app server (and the embedded download server) stop; the first error
     /// stops both.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.download {
+        let result = match self.download {
             Some(download) => {
-                tokio::try_join!(self.server, download.run_until_stopped())?;
-                Ok(())
+                tokio::try_join!(self.server, download.run_until_stopped()).map(|_| ())
             }
             None => self.server.await,
+        };
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
         }
+        result
     }
 }
 
@@ -267,6 +315,7 @@ fn serve(
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     workers: usize,
+    body_timeouts: download_server::body_timeout::BodyTimeouts,
 ) -> std::io::Result<Server> {
     let hsts = tls.is_some();
     let mut server = HttpServer::new(move || {
@@ -274,14 +323,19 @@ fn serve(
             .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"))
-            .add(("X-Frame-Options", "DENY"));
+            .add(("X-Frame-Options", "DENY"))
+            // Only where a handler set nothing: static assets keep their own caching.
+            .add(download_server::NO_STORE);
         if hsts {
             headers = headers.add(download_server::tls::HSTS);
         }
         App::new()
             .wrap(headers)
+            // Every body arrives in time, or the request fails (download_server::body_timeout).
+            .wrap(from_fn(download_server::body_timeout::limit))
             // Method, route pattern, status, latency and a request id: never a path or query.
             .wrap(from_fn(crate::telemetry::request_span))
+            .app_data(body_timeouts)
             .app_data(state.clone())
             .configure(routes::configure)
     })
@@ -307,13 +361,26 @@ fn reachable(bound: SocketAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+/// `scheme://authority` of a base URL (what `Origin` carries): any path dropped.
+fn origin_of(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    match url[scheme_end..].find('/') {
+        Some(i) => url[..scheme_end + i].to_owned(),
+        None => url.to_owned(),
+    }
+}
+
 fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-async fn create_dir(path: &PathBuf) -> Result<(), StartupError> {
-    tokio::fs::create_dir_all(path)
+/// Creates `path` and its missing parents 0700 (download_server::permissions).
+async fn create_dir(path: &Path) -> Result<(), StartupError> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || download_server::permissions::create_dir_all(&owned))
         .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|created| created)
         .map_err(|source| StartupError::Io {
             what: format!("creating {}", path.display()),
             source,

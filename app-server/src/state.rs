@@ -11,6 +11,9 @@ use crate::sessions::SessionPolicy;
 pub struct AppState {
     pub db: AnyPool,
     pub sessions: SessionPolicy,
+    /// `scheme://host[:port]` of `--public-url`: what a browser's `Origin` says on a login
+    /// posted from our own page.
+    pub public_origin: String,
     /// Argon2 hash of a random password: what unknown users are verified against.
     pub dummy_hash: String,
     pub links: LinkMinter,

@@ -1,11 +1,20 @@
 //! Login throttling: a token bucket per account and one per client address (OWASP
-//! Authentication Cheat Sheet, "Protect against automated attacks").
+//! Authentication Cheat Sheet, "Protect against automated attacks"), and a bound on the logins
+//! waiting for a password check.
 //!
-//! Each bucket holds `--login-attempts-per-minute` attempts and refills at that rate. Only
-//! failed logins take from the buckets; a success empties nothing and refills the account's
-//! bucket (not the address's: an attacker could otherwise reset their address by logging into
-//! their own account between guesses). A request is refused while either bucket is empty,
-//! before any password is hashed, so a throttled request costs no argon2 work.
+//! Each bucket holds `--login-attempts-per-minute` attempts and refills at that rate. An
+//! attempt is *reserved* from both buckets before its password is hashed, so concurrent
+//! guesses cannot all pass a check made before any of them failed: 40 parallel wrong
+//! passwords against a bucket of 10 get ten checks and thirty 429s. A failure keeps the
+//! reservation; a success refunds the address's attempt and refills the account's bucket (the
+//! address is not refilled: an attacker could otherwise reset their address by logging into
+//! their own account between guesses); a check that never happened (a database error, the
+//! request dropped) refunds both. A request is refused while either bucket is empty, before
+//! any password is hashed, so a throttled request costs no argon2 work.
+//!
+//! Hashes run a few at a time (`users::blocking`); the logins waiting for one are bounded by
+//! `--max-pending-logins`. Beyond it a login is refused at once (429 `busy`): a flood from
+//! many addresses queues no unbounded work and no unbounded wait.
 //!
 //! In-process (a `DashMap` per key kind): app servers behind a load balancer each throttle on
 //! their own. `actix-governor` was not used: it keys on the request before the body is read,
@@ -13,6 +22,7 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -23,77 +33,132 @@ use crate::users::Username;
 /// bounded by the keys that failed in the last minute.
 const PURGE_ABOVE: usize = 10_000;
 
+/// Why a login was refused before its password was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The account or the address has no attempt left: how long until it has.
+    Throttled(Duration),
+    /// `--max-pending-logins` logins already wait for a password check.
+    Busy,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
 }
 
-/// Per-account and per-address login buckets. `attempts_per_minute == 0` turns throttling off.
+/// Per-account and per-address login buckets, and the count of logins in a password check.
+/// `attempts_per_minute == 0` turns the buckets off (the pending bound stays).
 pub struct LoginThrottle {
     capacity: f64,
     per_sec: f64,
     accounts: DashMap<String, Bucket>,
     addresses: DashMap<IpAddr, Bucket>,
     last_purge: Mutex<Instant>,
+    pending: AtomicUsize,
+    max_pending: usize,
+}
+
+/// A login allowed to check its password: one attempt reserved from its buckets and one
+/// pending slot. Say how it ended with [`Attempt::failed`] or [`Attempt::succeeded`]; dropped
+/// without either (the check did not happen), both buckets get their attempt back.
+#[must_use = "say how the attempt ended"]
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    account: Option<String>,
+    address: Option<IpAddr>,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// Wrong credentials: the reserved attempt stays spent.
+    pub fn failed(mut self) {
+        self.settled = true;
+        self.throttle.purge(Instant::now());
+    }
+
+    /// Right credentials: the account starts afresh and the address gets its attempt back
+    /// (no more than that).
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        if let Some(account) = &self.account {
+            self.throttle.accounts.remove(account);
+        }
+        if let Some(ip) = self.address {
+            self.throttle.refund(&self.throttle.addresses, &ip);
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.throttle.pending.fetch_sub(1, Ordering::AcqRel);
+        if self.settled {
+            return;
+        }
+        if let Some(account) = &self.account {
+            self.throttle.refund(&self.throttle.accounts, account);
+        }
+        if let Some(ip) = self.address {
+            self.throttle.refund(&self.throttle.addresses, &ip);
+        }
+    }
 }
 
 impl LoginThrottle {
-    pub fn new(attempts_per_minute: u32) -> LoginThrottle {
+    /// `max_pending` is at least 1 (`Config::validate`).
+    pub fn new(attempts_per_minute: u32, max_pending: usize) -> LoginThrottle {
         LoginThrottle {
             capacity: f64::from(attempts_per_minute),
             per_sec: f64::from(attempts_per_minute) / 60.0,
             accounts: DashMap::new(),
             addresses: DashMap::new(),
             last_purge: Mutex::new(Instant::now()),
+            pending: AtomicUsize::new(0),
+            max_pending,
         }
+    }
+
+    /// Reserves an attempt from the account's and the address's buckets and a pending slot,
+    /// or says why not. Each bucket is taken from under its own entry lock, so concurrent
+    /// reservations never spend an attempt twice.
+    pub fn reserve(
+        &self,
+        account: Option<&Username>,
+        client: Option<IpAddr>,
+    ) -> Result<Attempt<'_>, Refusal> {
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Busy);
+        }
+        // From here on, dropping `attempt` frees the slot and refunds what it holds.
+        let mut attempt = Attempt {
+            throttle: self,
+            account: None,
+            address: None,
+            settled: false,
+        };
+        if !self.enabled() {
+            return Ok(attempt);
+        }
+        let now = Instant::now();
+        if let Some(account) = account {
+            let key = account.as_str().to_owned();
+            self.take(&self.accounts, key.clone(), now)
+                .map_err(Refusal::Throttled)?;
+            attempt.account = Some(key);
+        }
+        if let Some(ip) = client.map(address_key) {
+            self.take(&self.addresses, ip, now)
+                .map_err(Refusal::Throttled)?;
+            attempt.address = Some(ip);
+        }
+        Ok(attempt)
     }
 
     fn enabled(&self) -> bool {
         self.capacity > 0.0
-    }
-
-    /// `Err(wait)` when the account or the address has no attempt left: how long until it has.
-    pub fn check(
-        &self,
-        account: Option<&Username>,
-        client: Option<IpAddr>,
-    ) -> Result<(), Duration> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let wait_account = account
-            .and_then(|a| self.accounts.get(a.as_str()).map(|b| self.wait(*b, now)))
-            .unwrap_or_default();
-        let wait_address = client
-            .map(address_key)
-            .and_then(|ip| self.addresses.get(&ip).map(|b| self.wait(*b, now)))
-            .unwrap_or_default();
-        match wait_account.max(wait_address) {
-            wait if wait.is_zero() => Ok(()),
-            wait => Err(wait),
-        }
-    }
-
-    /// A failed login: one attempt less for the account and the address.
-    pub fn failed(&self, account: Option<&Username>, client: Option<IpAddr>) {
-        if !self.enabled() {
-            return;
-        }
-        let now = Instant::now();
-        if let Some(account) = account {
-            self.take(&self.accounts, account.as_str().to_owned(), now);
-        }
-        if let Some(ip) = client {
-            self.take(&self.addresses, address_key(ip), now);
-        }
-        self.purge(now);
-    }
-
-    /// A successful login: the account starts afresh.
-    pub fn succeeded(&self, account: &Username) {
-        self.accounts.remove(account.as_str());
     }
 
     fn refilled(&self, b: Bucket, now: Instant) -> f64 {
@@ -110,16 +175,39 @@ impl LoginThrottle {
         }
     }
 
-    fn take<K: std::hash::Hash + Eq>(&self, map: &DashMap<K, Bucket>, key: K, now: Instant) {
+    /// One attempt from `key`'s bucket, or how long until it has one.
+    fn take<K: std::hash::Hash + Eq>(
+        &self,
+        map: &DashMap<K, Bucket>,
+        key: K,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let mut entry = map.entry(key).or_insert(Bucket {
             tokens: self.capacity,
             updated: now,
         });
+        let wait = self.wait(*entry, now);
+        if !wait.is_zero() {
+            return Err(wait);
+        }
         let tokens = self.refilled(*entry, now);
         *entry = Bucket {
-            tokens: (tokens - 1.0).max(0.0),
+            tokens: tokens - 1.0,
             updated: now,
         };
+        Ok(())
+    }
+
+    /// Gives one attempt back to `key`'s bucket (if it is still tracked).
+    fn refund<K: std::hash::Hash + Eq>(&self, map: &DashMap<K, Bucket>, key: &K) {
+        if let Some(mut bucket) = map.get_mut(key) {
+            let now = Instant::now();
+            let tokens = self.refilled(*bucket, now);
+            *bucket = Bucket {
+                tokens: (tokens + 1.0).min(self.capacity),
+                updated: now,
+            };
+        }
     }
 
     fn purge(&self, now: Instant) {
@@ -164,50 +252,109 @@ mod tests {
         Username::parse(name).unwrap()
     }
 
+    fn wait_of(refusal: Result<Attempt<'_>, Refusal>) -> Duration {
+        match refusal {
+            Err(Refusal::Throttled(wait)) => wait,
+            Err(Refusal::Busy) => panic!("busy, not throttled"),
+            Ok(_) => panic!("not throttled"),
+        }
+    }
+
     #[test]
     fn failures_empty_the_bucket_and_a_success_resets_the_account() {
-        let t = LoginThrottle::new(3);
+        let t = LoginThrottle::new(3, 100);
         let alice = user("alice");
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            assert!(t.check(Some(&alice), None).is_ok());
-            t.failed(Some(&alice), None);
+            t.reserve(Some(&alice), None).unwrap().failed();
         }
-        let wait = t.check(Some(&alice), None).unwrap_err();
+        let wait = wait_of(t.reserve(Some(&alice), None));
         assert!(
             wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
-        assert!(t.check(Some(&user("bob")), Some(ip)).is_ok());
-        t.succeeded(&alice);
-        assert!(t.check(Some(&alice), None).is_ok());
+        t.reserve(Some(&user("bob")), Some(ip)).unwrap().succeeded();
+
+        let carol = user("carol");
+        for _ in 0..2 {
+            t.reserve(Some(&carol), None).unwrap().failed();
+        }
+        t.reserve(Some(&carol), None).unwrap().succeeded();
+        for _ in 0..3 {
+            t.reserve(Some(&carol), None).unwrap().failed();
+        }
+        assert!(t.reserve(Some(&carol), None).is_err());
+    }
+
+    #[test]
+    fn attempts_are_reserved_before_the_check_so_concurrent_ones_cannot_overspend() {
+        let t = LoginThrottle::new(3, 100);
+        let alice = user("alice");
+        // Three checks in flight at once: a fourth is refused before any of them failed.
+        let held: Vec<_> = (0..3)
+            .map(|_| t.reserve(Some(&alice), None).unwrap())
+            .collect();
+        assert!(matches!(
+            t.reserve(Some(&alice), None),
+            Err(Refusal::Throttled(_))
+        ));
+        // One check that never happened gives its attempt back.
+        let mut held = held.into_iter();
+        drop(held.next());
+        let again = t.reserve(Some(&alice), None).unwrap();
+        for attempt in held.chain([again]) {
+            attempt.failed();
+        }
+        assert!(t.reserve(Some(&alice), None).is_err());
+    }
+
+    #[test]
+    fn pending_checks_are_bounded() {
+        let t = LoginThrottle::new(0, 2);
+        let a = t.reserve(None, None).unwrap();
+        let b = t.reserve(None, None).unwrap();
+        assert!(matches!(t.reserve(None, None), Err(Refusal::Busy)));
+        a.failed();
+        let c = t.reserve(None, None).unwrap();
+        assert!(matches!(t.reserve(None, None), Err(Refusal::Busy)));
+        b.succeeded();
+        drop(c);
+        assert_eq!(t.pending.load(Ordering::Acquire), 0);
     }
 
     #[test]
     fn an_address_is_throttled_whatever_the_account() {
-        let t = LoginThrottle::new(2);
+        let t = LoginThrottle::new(2, 100);
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let same_block: IpAddr = "2001:db8::ffff".parse().unwrap();
-        t.failed(Some(&user("a")), Some(ip));
-        t.failed(Some(&user("b")), Some(same_block));
-        assert!(t.check(Some(&user("c")), Some(ip)).is_err());
-        t.succeeded(&user("c"));
-        assert!(
-            t.check(Some(&user("c")), Some(ip)).is_err(),
-            "success keeps the address"
-        );
-        assert!(
-            t.check(Some(&user("c")), Some("2001:db9::1".parse().unwrap()))
-                .is_ok()
-        );
+        t.reserve(Some(&user("a")), Some(ip)).unwrap().failed();
+        t.reserve(Some(&user("b")), Some(same_block))
+            .unwrap()
+            .failed();
+        assert!(t.reserve(Some(&user("c")), Some(ip)).is_err());
+        // The refused reservation took nothing from c's account.
+        assert_eq!(t.accounts.get("c").map(|b| b.tokens), Some(2.0));
+        t.reserve(Some(&user("c")), Some("2001:db9::1".parse().unwrap()))
+            .unwrap()
+            .succeeded();
     }
 
     #[test]
-    fn zero_turns_it_off() {
-        let t = LoginThrottle::new(0);
+    fn a_success_gives_back_only_its_own_attempt() {
+        let t = LoginThrottle::new(2, 100);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        t.reserve(Some(&user("x1")), Some(ip)).unwrap().failed();
+        t.reserve(Some(&user("bob")), Some(ip)).unwrap().succeeded();
+        t.reserve(Some(&user("x2")), Some(ip)).unwrap().failed();
+        assert!(t.reserve(Some(&user("bob")), Some(ip)).is_err());
+    }
+
+    #[test]
+    fn zero_turns_the_buckets_off() {
+        let t = LoginThrottle::new(0, 100);
         for _ in 0..100 {
-            t.failed(Some(&user("a")), None);
+            t.reserve(Some(&user("a")), None).unwrap().failed();
         }
-        assert!(t.check(Some(&user("a")), None).is_ok());
+        assert!(t.reserve(Some(&user("a")), None).is_ok());
     }
 }

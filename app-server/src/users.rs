@@ -143,7 +143,8 @@ fn argon2_output(
 /// Password hashes computed at once, process-wide. Each argon2id hash takes 19 MiB and a
 /// core for tens of milliseconds: unbounded, a burst of logins grows memory without limit
 /// (a 10-minute soak reached 1.3 GB) and starves every other request of CPU. Waiting here
-/// is the cheap part; the login throttle already refuses floods before they queue.
+/// is the cheap part: the login throttle reserves each attempt before it queues here and
+/// bounds the logins waiting (`--max-pending-logins`), so a flood is refused, not queued.
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
 const MAX_CONCURRENT_HASHES: usize = 4;
 

@@ -228,6 +228,7 @@ fn outcome_text(outcome: Outcome) -> &'static str {
         Outcome::Error => "Server error",
         Outcome::Resumed => "Resumed: the rest of the download sent",
         Outcome::FileChanged => "Resume refused: the file changed",
+        Outcome::Head => "Checked without downloading (HEAD, link kept)",
     }
 }
 

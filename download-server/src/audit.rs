@@ -53,11 +53,14 @@ pub enum Outcome {
     Resumed,
     /// A resume refused because the file changed since the download started (412).
     FileChanged,
+    /// A `HEAD` answered (a link checker, a scanner, a probe); nothing burned. Audited so the
+    /// owner sees who looked at a link without using it.
+    Head,
 }
 
 impl Outcome {
     /// Every outcome, in discriminant order (the metrics index by it).
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Ok,
         Outcome::Partial,
         Outcome::Used,
@@ -70,6 +73,7 @@ impl Outcome {
         Outcome::Error,
         Outcome::Resumed,
         Outcome::FileChanged,
+        Outcome::Head,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Resumed => "resumed",
             Outcome::FileChanged => "file_changed",
+            Outcome::Head => "head",
         }
     }
 }
@@ -178,13 +183,12 @@ impl AuditLog {
             });
         };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::permissions::create_dir_all(parent)?;
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
-        let mut file = options.open(path)?;
+        let mut file = crate::permissions::create_options(crate::permissions::AUDIT_MODE)
+            .append(true)
+            .create(true)
+            .open(path)?;
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
         let lost = dropped.clone();
         let shown = path.display().to_string();

@@ -121,7 +121,13 @@ pub struct Config {
     /// fleet: `redis://[user:pass@]host[:port][/db]` or `redis+unix:///path/redis.sock`
     /// (also `unix:///path`; `?db=`, `?user=`, `?pass=` as query), or a Redis Cluster:
     /// `redis+cluster://[user:pass@]host:port[,host:port...]` (any of its nodes).
-    #[arg(long, env = "BURN_STORE", default_value = "memory")]
+    // `hide_env_values`: a Redis URL may carry a password, and `--help` must not print it.
+    #[arg(
+        long,
+        env = "BURN_STORE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
     pub burn_store: String,
 
     /// Replicas that must acknowledge a burn (Redis `WAIT`) before the file is served (0 to
@@ -212,6 +218,18 @@ pub struct Config {
     /// `<data dir>/audit/downloads-<instance>.jsonl`, where the app server finds it.
     #[arg(long, env = "AUDIT_LOG")]
     pub audit_log: Option<String>,
+
+    /// Seconds a request body may take to arrive whole (1 to 3600); past it the request
+    /// fails with 408 and the connection closes. The headers have actix's 5 s.
+    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+
+    /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
+    /// `127.0.0.1:9101`. Unset: no metrics listener. Never the public port: the counters
+    /// show each download's size and outcome as it happens.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 
     /// Keys handed over in-process (the app server's all-in-one mode), used besides any file.
     #[arg(skip)]

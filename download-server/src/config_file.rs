@@ -123,7 +123,12 @@ fn apply(mut command: clap::Command, path: &Path) -> Result<clap::Command, Confi
                 .collect::<Result<_, _>>()?,
             other => vec![scalar(other).ok_or_else(|| bad("must be a plain value, not a table"))?],
         };
-        command = command.mut_arg(id, |arg| arg.default_values(values));
+        // An argument whose environment value `--help` hides holds a secret (a URL with a
+        // password): its value from the file is hidden alike.
+        command = command.mut_arg(id, |arg| {
+            let secret = arg.is_hide_env_values_set();
+            arg.default_values(values).hide_default_value(secret)
+        });
     }
     Ok(command)
 }

@@ -2,12 +2,14 @@
 //! token, burns its `jti` so it works exactly once, and streams the file the token names.
 
 pub mod audit;
+pub mod body_timeout;
 pub mod config;
 pub mod config_file;
 pub mod error;
 pub mod file;
 pub mod keys;
 pub mod metrics;
+pub mod permissions;
 pub mod resume;
 pub mod routes;
 pub mod state;
@@ -52,14 +54,18 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("--metrics-bind (METRICS_BIND) {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The routes, for any burn store.
 pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
-    use routes::{download, health, metrics};
+    use routes::{download, health};
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz::<S>))
-        .route("/metrics", web::get().to(metrics::metrics::<S>))
         .service(
             web::resource("/d")
                 .route(web::get().to(download::by_header::<S>))
@@ -78,12 +84,21 @@ pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// `Cache-Control: no-store` for every response that sets no caching of its own (added by
+/// `DefaultHeaders`, which leaves a handler's header alone): nothing either server answers,
+/// errors and health checks included, belongs in a shared cache (RFC 9111 section 5.2.2.5).
+pub const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
+
 /// A bound, not yet running, download server.
 pub struct Application {
     addr: SocketAddr,
     server: Server,
     keys: Arc<Keys>,
     tls: bool,
+    /// This server's series, for whoever serves them (its metrics listener, or the
+    /// all-in-one app's).
+    registry: prometheus::Registry,
+    metrics: Option<metrics::MetricsServer>,
 }
 
 impl Application {
@@ -100,9 +115,17 @@ impl Application {
             addr: config.bind,
             source,
         })?;
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => Some(
+                metrics::MetricsServer::bind(addr)
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+            None => None,
+        };
         let burn_store = config.burn_store()?;
         config.app_url()?;
         let recorders = recorders(&config)?;
+        let registry = recorders.0.registry().clone();
         let (server, keys) = match burn_store {
             BurnStoreSetting::Memory => {
                 let store = MemoryStore::start(Duration::from_secs(10));
@@ -125,13 +148,37 @@ impl Application {
                 start(&config, store, listener, tls.clone(), recorders).await?
             }
         };
-        tracing::info!(%addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
+        let metrics = match metrics_listener {
+            Some(listener) => Some(
+                metrics::MetricsServer::start(listener, vec![registry.clone()]).map_err(
+                    |source| StartupError::MetricsBind {
+                        addr: config.metrics_bind.unwrap_or(config.bind),
+                        source,
+                    },
+                )?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().map(metrics::MetricsServer::address);
+        tracing::info!(%addr, ?metrics_addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
         Ok(Application {
             addr,
             server,
             keys,
             tls: tls.is_some(),
+            registry,
+            metrics,
         })
+    }
+
+    /// The metrics listener's address (`--metrics-bind`), if there is one.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::MetricsServer::address)
+    }
+
+    /// This server's metrics registry (the all-in-one app serves it on its own listener).
+    pub fn metrics_registry(&self) -> prometheus::Registry {
+        self.registry.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -159,8 +206,13 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until stopped; the metrics listener stops with it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
+        result
     }
 }
 
@@ -258,14 +310,21 @@ fn serve<S: BurnStore>(
         metrics,
         audit,
     });
+    // Nothing here reads a body; one sent anyway must still arrive in time.
+    let body_timeouts = body_timeout::BodyTimeouts {
+        deadline: Duration::from_secs(config.body_timeout_secs),
+        idle: Duration::from_secs(config.body_timeout_secs),
+    };
     let server = HttpServer::new(move || {
-        let mut headers = actix_web::middleware::DefaultHeaders::new();
+        let mut headers = actix_web::middleware::DefaultHeaders::new().add(NO_STORE);
         if hsts {
             headers = headers.add(tls::HSTS);
         }
         App::new()
             .wrap(headers)
+            .wrap(actix_web::middleware::from_fn(body_timeout::limit))
             .wrap(actix_web::middleware::from_fn(telemetry::request_span))
+            .app_data(body_timeouts)
             .app_data(state.clone())
             .configure(configure::<S>)
     })

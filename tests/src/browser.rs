@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use thirtyfour::error::WebDriverErrorInner;
 use thirtyfour::prelude::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -192,12 +193,29 @@ impl Browser {
     }
 
     /// Waits until the page's body text contains `text`, and returns the body text.
+    ///
+    /// The page may navigate between finding `body` and reading its text (a form post, a
+    /// redirect): the element is then stale, and the body is looked up again, until [`WAIT`].
     pub async fn wait_for_text(&self, text: &str) -> String {
-        self.find_text("body", text)
-            .await
-            .text()
-            .await
-            .expect("text")
+        let deadline = Instant::now() + WAIT;
+        let mut last = String::new();
+        loop {
+            match self.body_text().await {
+                Ok(body) if body.contains(text) => return body,
+                Ok(body) => last = body,
+                Err(e) if retryable(&e) => {}
+                Err(e) => panic!("reading the page's text: {e}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} not shown within {WAIT:?}; the page says {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn body_text(&self) -> WebDriverResult<String> {
+        self.driver.find(By::Css("body")).await?.text().await
     }
 
     pub fn download_dir(&self) -> &Path {
@@ -261,6 +279,15 @@ impl Browser {
     pub async fn quit(self) {
         let _ = self.driver.quit().await;
     }
+}
+
+/// Errors a wait retries: the element went away with the page it was on, or the new page has
+/// no `body` yet.
+fn retryable(e: &WebDriverError) -> bool {
+    matches!(
+        e.as_inner(),
+        WebDriverErrorInner::StaleElementReference(_) | WebDriverErrorInner::NoSuchElement(_)
+    )
 }
 
 /// `target/` of this build: the test binary lives in `target/<profile>/deps/`.

@@ -20,6 +20,9 @@ pub const BOB: (&str, &str) = ("bob", "bob-password-22");
 pub struct TestApp {
     pub app_url: String,
     pub dl_url: String,
+    /// `http://<metrics listener>` when the config set `metrics_bind` (see
+    /// [`with_metrics`]); it serves the app's and the embedded download server's series.
+    pub metrics_url: Option<String>,
     pub data_dir: PathBuf,
     pub config: app_server::Config,
     /// A client with no cookies, for download URLs and anonymous requests.
@@ -41,6 +44,7 @@ pub fn test_config(data_dir: &Path) -> app_server::Config {
     ));
     config.public_url = None;
     config.download_url = None;
+    config.metrics_bind = None;
     config.demo_user = false;
     config.signing_key = None;
     config.alg = Algorithm::EdDSA;
@@ -52,6 +56,11 @@ pub fn test_config(data_dir: &Path) -> app_server::Config {
 /// The all-in-one app with users alice and bob.
 pub async fn spawn() -> TestApp {
     spawn_with(|_| {}).await
+}
+
+/// A configuration change for [`spawn_with`]: a metrics listener on a free loopback port.
+pub fn with_metrics(config: &mut app_server::Config) {
+    config.metrics_bind = Some("127.0.0.1:0".parse().expect("literal address"));
 }
 
 /// Like [`spawn`], with the configuration adjusted first.
@@ -75,11 +84,13 @@ pub async fn start(config: app_server::Config) -> TestApp {
     }
     let app_url = format!("http://127.0.0.1:{}", app.port());
     let dl_url = app.download_url().to_owned();
+    let metrics_url = app.metrics_address().map(|addr| format!("http://{addr}"));
     let db = app.db().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         app_url,
         dl_url,
+        metrics_url,
         data_dir: config.data_dir.clone(),
         config,
         anon: client(),

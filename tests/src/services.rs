@@ -323,6 +323,7 @@ pub fn download_config(app: &TestApp, burn_store: &str) -> download_server::Conf
     config.hs256_secret_file = None;
     config.keys = vec![app.signing_key().verifying_key().clone()];
     config.burn_store = burn_store.to_owned();
+    config.metrics_bind = None;
     // Many servers share few cores while tests run in parallel: a slow answer there is load,
     // not an outage. Tests about outages set the deadline they mean.
     config.burn_store_timeout_ms = 5_000;

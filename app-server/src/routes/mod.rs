@@ -1,7 +1,8 @@
 //! The HTTP surface, wired in one place so the binary and the tests serve the same app.
 
-use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::error::{JsonPayloadError, PayloadError, UrlencodedError};
 use actix_web::{HttpResponse, web};
+use download_server::body_timeout::is_timeout;
 
 use crate::error::AppError;
 
@@ -10,7 +11,6 @@ pub mod downloads;
 pub mod files;
 pub mod health;
 pub mod jwks;
-pub mod metrics;
 pub mod pages;
 pub mod session;
 
@@ -29,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::FormConfig::default()
             .limit(MAX_FORM_BYTES)
-            .error_handler(|err, _req| AppError::BadRequest(err.to_string()).into()),
+            .error_handler(|err, _req| form_error(err).into()),
     )
     .app_data(
         web::QueryConfig::default()
@@ -39,7 +39,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(metrics::metrics))
     .route("/.well-known/jwks.json", web::get().to(jwks::jwks))
     .configure(session::configure)
     .configure(files::configure)
@@ -56,6 +55,14 @@ fn json_error(err: JsonPayloadError) -> AppError {
         JsonPayloadError::Payload(PayloadError::Overflow) => {
             AppError::TooLarge(MAX_JSON_BYTES as u64)
         }
+        JsonPayloadError::Payload(e) if is_timeout(&e) => AppError::BodyTimeout,
+        other => AppError::BadRequest(other.to_string()),
+    }
+}
+
+fn form_error(err: UrlencodedError) -> AppError {
+    match err {
+        UrlencodedError::Payload(e) if is_timeout(&e) => AppError::BodyTimeout,
         other => AppError::BadRequest(other.to_string()),
     }
 }

@@ -147,6 +147,15 @@ fn explain(error: &AppError) -> (&'static str, String) {
                  again."
             ),
         ),
+        AppError::CrossSite => (
+            "Log in refused",
+            "That log-in was sent from another site, so it was refused. Log in on this page."
+                .into(),
+        ),
+        AppError::Busy => (
+            "Too many log-ins at once",
+            "The server is checking many log-ins right now. Try again in a second.".into(),
+        ),
         AppError::TooManyFiles(most) => (
             "Too many files",
             format!("You already keep {most} files, the most allowed. Delete one first."),
@@ -200,6 +209,10 @@ async fn login(
     state: web::Data<AppState>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
+    if let Err(e) = sessions::check_login_origin(&req, &state.public_origin) {
+        let page = views::login_page(Some(&explain(&e).1), &form.username);
+        return Ok(html_instead(&e.error_response(), page));
+    }
     let previous = sessions::cookie_value(&req);
     let client = sessions::client_ip(&req);
     match sessions::login(

@@ -32,6 +32,7 @@ async fn login(
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
+    sessions::check_login_origin(&req, &state.public_origin)?;
     let previous = sessions::cookie_value(&req);
     let client = sessions::client_ip(&req);
     let (user, session) = sessions::login(

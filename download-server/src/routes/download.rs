@@ -248,6 +248,10 @@ async fn deliver<S: BurnStore>(
     }
     if head {
         res.insert_header((header::ETAG, resume::etag(version.tag, None)));
+        state.metrics.download(Outcome::Head);
+        state
+            .audit
+            .record(Outcome::Head, Some(&grant), status.as_u16(), 0, &client);
         return Ok(res.body(SizedStream::new(
             range.len(),
             futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),

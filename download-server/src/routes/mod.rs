@@ -1,3 +1,2 @@
 pub mod download;
 pub mod health;
-pub mod metrics;

@@ -159,6 +159,65 @@ async fn throttled_logins_are_cheap() {
     );
 }
 
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_overspend_the_bucket() {
+    // Each attempt is reserved before its password is hashed: 40 guesses at once against a
+    // bucket of 10 get at most 10 checks (11 if a token refills during the test), the rest
+    // 429 without any hashing.
+    let app = spawn_with(|c| c.login_attempts_per_minute = 10).await;
+    let client = client_from(40);
+    let guesses = (0..40).map(|n| {
+        client
+            .post(format!("{}/api/login", app.app_url))
+            .json(&serde_json::json!({ "username": ALICE.0, "password": format!("guess-{n}") }))
+            .send()
+    });
+    let mut checked = 0;
+    for res in futures_util::future::join_all(guesses).await {
+        let res = res.unwrap();
+        match res.status() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => assert_throttled(res, "a parallel guess").await,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!((10..=11).contains(&checked), "{checked} guesses checked");
+}
+
+#[tokio::test]
+async fn logins_waiting_for_a_password_check_are_bounded() {
+    // Buckets off, two pending logins at most: a burst from one client gets some 429 `busy`
+    // at once, the others their answer; nothing else waits without bound.
+    let app = spawn_with(|c| {
+        c.login_attempts_per_minute = 0;
+        c.max_pending_logins = 2;
+    })
+    .await;
+    let client = client_from(41);
+    let burst = (0..60).map(|n| {
+        client
+            .post(format!("{}/api/login", app.app_url))
+            .json(&serde_json::json!({ "username": format!("nobody-{n}"), "password": "wrong-pw" }))
+            .send()
+    });
+    let (mut checked, mut busy) = (0, 0);
+    for res in futures_util::future::join_all(burst).await {
+        let res = res.unwrap();
+        match res.status() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(res.headers()["retry-after"], "1");
+                assert_eq!(error_code(res).await, "busy");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(checked >= 2 && busy >= 1, "{checked} checked, {busy} busy");
+    // Once the burst is over, logins work again.
+    assert_eq!(login_from(&app, 42, ALICE).await.status(), StatusCode::OK);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Uploads
 // ---------------------------------------------------------------------------------------------
@@ -591,4 +650,124 @@ async fn responses_forbid_framing_and_sniffing() {
     assert_eq!(res.status(), StatusCode::GONE);
     let csp = res.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+}
+
+#[tokio::test]
+async fn every_response_but_static_assets_is_no_store() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let upload = alice.upload("a.txt", b"hello".to_vec()).await;
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let id = upload.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |url: String| app.anon.get(url).send();
+    let checks = [
+        ("upload 201", alice.upload("b.txt", b"x".to_vec()).await),
+        ("delete 204", alice.delete(&id).await),
+        ("logout 204", alice.logout().await),
+        (
+            "app 404",
+            get(format!("{}/nope", app.app_url)).await.unwrap(),
+        ),
+        ("dl 404", get(format!("{}/nope", app.dl_url)).await.unwrap()),
+        (
+            "dl healthz",
+            get(format!("{}/healthz", app.dl_url)).await.unwrap(),
+        ),
+        (
+            "dl readyz",
+            get(format!("{}/readyz", app.dl_url)).await.unwrap(),
+        ),
+        (
+            "dl 401",
+            get(format!("{}/d/x.y.z", app.dl_url)).await.unwrap(),
+        ),
+    ];
+    for (what, res) in checks {
+        assert_eq!(
+            res.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}: {:?}",
+            res.status()
+        );
+    }
+    // Static assets keep their own caching.
+    let res = get(format!("{}/static/app.css", app.app_url))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-cache");
+}
+
+/// A login form posted with the given browser headers: (status, set a cookie?).
+async fn form_login_with(app: &TestApp, headers: &[(&str, &str)]) -> (StatusCode, bool) {
+    let mut req = client()
+        .post(format!("{}/login", app.app_url))
+        .form(&[("username", ALICE.0), ("password", ALICE.1)]);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let cookie = res.headers().contains_key("set-cookie");
+    (res.status(), cookie)
+}
+
+#[tokio::test]
+async fn a_login_posted_from_another_site_is_refused() {
+    let app = spawn().await;
+    let evil = [
+        vec![
+            ("Origin", "https://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        vec![("Origin", "https://evil.example")],
+        vec![("Origin", "null")],
+        vec![("Sec-Fetch-Site", "same-site")],
+        // Fetch metadata wins over a forged-looking Origin.
+        vec![
+            ("Origin", app.app_url.as_str()),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+    ];
+    for headers in &evil {
+        assert_eq!(
+            form_login_with(&app, headers).await,
+            (StatusCode::FORBIDDEN, false),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(app.count_rows("sessions").await, 0, "no session was made");
+    let res = client()
+        .post(format!("{}/api/login", app.app_url))
+        .header("Origin", "https://evil.example")
+        .header("Sec-Fetch-Site", "cross-site")
+        .json(&serde_json::json!({ "username": ALICE.0, "password": ALICE.1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "cross_site");
+    assert_eq!(app.count_rows("sessions").await, 0);
+
+    // Our own page, a typed URL, and scripts without browser headers still log in.
+    let ours = [
+        vec![
+            ("Origin", app.app_url.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        vec![("Origin", app.app_url.as_str())],
+        vec![("Sec-Fetch-Site", "none")],
+        vec![],
+    ];
+    for headers in &ours {
+        assert_eq!(
+            form_login_with(&app, headers).await,
+            (StatusCode::SEE_OTHER, true),
+            "{headers:?}"
+        );
+    }
 }

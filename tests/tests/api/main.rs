@@ -15,5 +15,6 @@ mod postgres;
 mod resume;
 mod rotation;
 mod session;
+mod slow_bodies;
 mod tls;
 mod token_format;

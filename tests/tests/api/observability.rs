@@ -5,7 +5,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use burnlink_tests::{ALICE, BOB, TestApp, error_code, sample_bytes, spawn, spawn_with, token_of};
+use burnlink_tests::{
+    ALICE, BOB, TestApp, error_code, sample_bytes, spawn, spawn_with, token_of, with_metrics,
+};
 use download_server::telemetry::{LogFormat, try_init};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
@@ -18,6 +20,11 @@ fn one_connection() -> Client {
         .pool_max_idle_per_host(1)
         .build()
         .expect("client builds")
+}
+
+/// The metrics listener of `app` (spawned [`with_metrics`]).
+fn metrics_url(app: &TestApp) -> &str {
+    app.metrics_url.as_deref().expect("spawned with_metrics")
 }
 
 async fn metrics(client: &Client, base: &str) -> String {
@@ -55,7 +62,7 @@ async fn alice_link(app: &TestApp, bytes: usize) -> (burnlink_tests::User, Strin
 
 #[tokio::test]
 async fn download_metrics_count_each_outcome_and_the_bytes() {
-    let app = spawn().await;
+    let app = spawn_with(with_metrics).await;
     let (_alice, url, _) = alice_link(&app, 5000).await;
     let client = one_connection();
 
@@ -71,7 +78,7 @@ async fn download_metrics_count_each_outcome_and_the_bytes() {
         .expect("bad token");
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 
-    let text = metrics(&client, &app.dl_url).await;
+    let text = metrics(&client, metrics_url(&app)).await;
     let outcome = |o: &str| {
         series(
             &text,
@@ -105,7 +112,11 @@ async fn download_metrics_count_each_outcome_and_the_bytes() {
 
 #[tokio::test]
 async fn app_metrics_count_logins_by_outcome_and_minted_links() {
-    let app = spawn_with(|c| c.login_attempts_per_minute = 1).await;
+    let app = spawn_with(|c| {
+        c.login_attempts_per_minute = 1;
+        with_metrics(c);
+    })
+    .await;
     let (_alice, _url, _) = alice_link(&app, 10).await;
     let client = one_connection();
     let bad = |password: &'static str| {
@@ -117,7 +128,7 @@ async fn app_metrics_count_logins_by_outcome_and_minted_links() {
     assert_eq!(bad("wrong-password").await.expect("login").status(), 401);
     assert_eq!(bad("wrong-again").await.expect("login").status(), 429);
 
-    let text = metrics(&client, &app.app_url).await;
+    let text = metrics(&client, metrics_url(&app)).await;
     let logins = |o: &str| series(&text, &format!("burnlink_logins_total{{outcome=\"{o}\"}}"));
     assert_eq!(logins("ok"), Some(1.0), "{text}");
     assert_eq!(logins("bad_credentials"), Some(1.0), "{text}");
@@ -364,4 +375,89 @@ async fn logs_carry_request_ids_and_the_jti_never_a_token_password_or_cookie() {
         .find(|l| l["target"] == "audit" && l["jti"] == jti.as_str() && l["outcome"] == "ok")
         .unwrap_or_else(|| panic!("no audit line for {jti}:\n{text}"));
     assert_eq!(audit["span"]["request_id"], request_id.as_str());
+}
+
+#[tokio::test]
+async fn head_probes_are_audited_and_counted_without_burning() {
+    let app = spawn_with(with_metrics).await;
+    let (alice, url, jti) = alice_link(&app, 300).await;
+    let client = one_connection();
+    let head = client.head(&url).send().await.expect("HEAD");
+    assert_eq!(head.status(), StatusCode::OK);
+    drop(head);
+
+    // The owner sees the probe.
+    let recent = recent_downloads(&alice, 1).await;
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0]["outcome"], "head", "{recent:?}");
+    assert_eq!(recent[0]["jti"], jti.as_str());
+    assert_eq!(recent[0]["bytes"], 0);
+    let page = alice
+        .client
+        .get(format!("{}/", app.app_url))
+        .send()
+        .await
+        .expect("files page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Checked without downloading"), "{page}");
+
+    let text = metrics(&client, metrics_url(&app)).await;
+    assert_eq!(
+        series(&text, "burnlink_downloads_total{outcome=\"head\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    // Nothing burned: the link still works once.
+    assert_eq!(client.get(&url).send().await.expect("dl").status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_are_served_only_on_their_own_listener() {
+    let status = |url: String| async move { reqwest::get(url).await.expect("request").status() };
+    // Unset: no metrics over HTTP at all.
+    let app = spawn().await;
+    assert!(app.metrics_url.is_none());
+    for base in [&app.app_url, &app.dl_url] {
+        assert_eq!(
+            status(format!("{base}/metrics")).await,
+            StatusCode::NOT_FOUND,
+            "{base}"
+        );
+    }
+
+    // Set: the public ports still have none; the listener has both servers' series and
+    // nothing else.
+    let app = spawn_with(with_metrics).await;
+    for base in [&app.app_url, &app.dl_url] {
+        assert_eq!(
+            status(format!("{base}/metrics")).await,
+            StatusCode::NOT_FOUND,
+            "{base}"
+        );
+    }
+    let client = one_connection();
+    let text = metrics(&client, metrics_url(&app)).await;
+    assert!(text.contains("burnlink_logins_total"), "{text}");
+    assert!(text.contains("burnlink_downloads_total"), "{text}");
+    let other = status(format!("{}/healthz", metrics_url(&app))).await;
+    assert_eq!(other, StatusCode::NOT_FOUND);
+
+    // A standalone download server has its own.
+    let mut config = burnlink_tests::services::download_config(&app, "memory");
+    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    let dl = download_server::Application::build(config)
+        .await
+        .expect("starts");
+    let dl_url = dl.url();
+    let dl_metrics = format!("http://{}", dl.metrics_address().expect("metrics listener"));
+    tokio::spawn(dl.run_until_stopped());
+    assert_eq!(
+        status(format!("{dl_url}/metrics")).await,
+        StatusCode::NOT_FOUND
+    );
+    let text = metrics(&client, &dl_metrics).await;
+    assert!(text.contains("burnlink_downloads_total"), "{text}");
+    assert!(!text.contains("burnlink_logins_total"), "{text}");
 }
