@@ -28,6 +28,10 @@ pub enum AppError {
     Throttled { retry_after_secs: u64 },
     #[error("you already keep {0} files, the most allowed; delete one first")]
     TooManyFiles(u64),
+    #[error("this share is no longer available")]
+    ShareGone,
+    #[error("wrong password for this share")]
+    WrongSharePassword,
     #[error("the server has no room left for this upload")]
     InsufficientStorage,
     #[error("database: {0}")]
@@ -54,6 +58,8 @@ impl AppError {
             AppError::Throttled { .. } => "throttled",
             AppError::TooManyFiles(_) => "too_many_files",
             AppError::InsufficientStorage => "insufficient_storage",
+            AppError::ShareGone => "gone",
+            AppError::WrongSharePassword => "wrong_password",
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 "internal"
             }
@@ -73,7 +79,10 @@ const INTERNAL_MESSAGE: &str = "internal server error";
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AppError::InvalidCredentials | AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::InvalidCredentials
+            | AppError::Unauthorized
+            | AppError::WrongSharePassword => StatusCode::UNAUTHORIZED,
+            AppError::ShareGone => StatusCode::GONE,
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -117,6 +117,10 @@ impl Application {
                 // Served over TLS with the app's certificate when the app is.
                 dl.tls_cert = config.tls_cert.clone();
                 dl.tls_key = config.tls_key.clone();
+                // Outcomes come straight to this app's database.
+                dl.outcome_sink = Some(download_server::outcome::SinkHandle(
+                    std::sync::Arc::new(crate::outcomes::InProcessSink::start(db.clone())),
+                ));
                 let dl = download_server::Application::build(dl).await?;
                 let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
                 (Some(dl), url)
@@ -130,6 +134,17 @@ impl Application {
                 dl.replace_in_process(keys);
             }
         });
+
+        if let Some(url) = &config.outcomes_redis {
+            let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(
+                |e| StartupError::Config {
+                    setting: "--outcomes-redis (OUTCOMES_REDIS)",
+                    reason: e.to_string(),
+                },
+            )?;
+            crate::outcomes::spawn_stream_reader(db.clone(), info)?;
+        }
+        let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
 
         let demo_user = if config.all_in_one() && config.demo_user && users::none_exist(&db).await?
         {
@@ -160,6 +175,15 @@ impl Application {
             login_throttle: crate::throttle::LoginThrottle::new(config.login_attempts_per_minute),
             metrics: crate::metrics::Metrics::new(),
             audit_dir: download_server::audit::dir(&config.data_dir),
+            shares: crate::shares::SharePolicy {
+                max_secs: config.share_max_secs,
+                max_downloads: config.share_max_downloads,
+                public_url: public_url.clone(),
+                give_back_after_secs: secs(config.share_give_back_secs),
+                outcomes_known: download.is_some() || config.outcomes_redis.is_some(),
+            },
+            share_throttle: crate::throttle::LoginThrottle::new(config.login_attempts_per_minute),
+            form_key,
             keys: signing_key.clone(),
         });
         let server = serve(state.clone(), listener, tls, config.workers).map_err(|source| {

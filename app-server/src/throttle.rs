@@ -7,6 +7,8 @@
 //! their own account between guesses). A request is refused while either bucket is empty,
 //! before any password is hashed, so a throttled request costs no argon2 work.
 //!
+//! The same buckets throttle share passwords (`crate::shares`): the "account" is the share.
+//!
 //! In-process (a `DashMap` per key kind): app servers behind a load balancer each throttle on
 //! their own. `actix-governor` was not used: it keys on the request before the body is read,
 //! so it cannot key on the account, and it is GPL-3.0.
@@ -16,8 +18,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-
-use crate::users::Username;
 
 /// Above this many tracked keys, full buckets are dropped (at most once a second): memory stays
 /// bounded by the keys that failed in the last minute.
@@ -54,9 +54,9 @@ impl LoginThrottle {
     }
 
     /// `Err(wait)` when the account or the address has no attempt left: how long until it has.
-    pub fn check(
+    pub fn check<A: AsRef<str> + ?Sized>(
         &self,
-        account: Option<&Username>,
+        account: Option<&A>,
         client: Option<IpAddr>,
     ) -> Result<(), Duration> {
         if !self.enabled() {
@@ -64,7 +64,7 @@ impl LoginThrottle {
         }
         let now = Instant::now();
         let wait_account = account
-            .and_then(|a| self.accounts.get(a.as_str()).map(|b| self.wait(*b, now)))
+            .and_then(|a| self.accounts.get(a.as_ref()).map(|b| self.wait(*b, now)))
             .unwrap_or_default();
         let wait_address = client
             .map(address_key)
@@ -77,13 +77,13 @@ impl LoginThrottle {
     }
 
     /// A failed login: one attempt less for the account and the address.
-    pub fn failed(&self, account: Option<&Username>, client: Option<IpAddr>) {
+    pub fn failed<A: AsRef<str> + ?Sized>(&self, account: Option<&A>, client: Option<IpAddr>) {
         if !self.enabled() {
             return;
         }
         let now = Instant::now();
         if let Some(account) = account {
-            self.take(&self.accounts, account.as_str().to_owned(), now);
+            self.take(&self.accounts, account.as_ref().to_owned(), now);
         }
         if let Some(ip) = client {
             self.take(&self.addresses, address_key(ip), now);
@@ -92,8 +92,8 @@ impl LoginThrottle {
     }
 
     /// A successful login: the account starts afresh.
-    pub fn succeeded(&self, account: &Username) {
-        self.accounts.remove(account.as_str());
+    pub fn succeeded<A: AsRef<str> + ?Sized>(&self, account: &A) {
+        self.accounts.remove(account.as_ref());
     }
 
     fn refilled(&self, b: Bucket, now: Instant) -> f64 {
@@ -159,6 +159,7 @@ fn address_key(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::Username;
 
     fn user(name: &str) -> Username {
         Username::parse(name).unwrap()

@@ -155,6 +155,8 @@ pub struct AuditLog {
     file: Option<SyncSender<Vec<u8>>>,
     writer: Option<std::thread::JoinHandle<()>>,
     dropped: IntCounter,
+    /// Where outcomes of attempts with a verified token also go (see [`crate::outcome`]).
+    outcomes: Option<crate::outcome::SinkHandle>,
 }
 
 impl AuditLog {
@@ -166,6 +168,7 @@ impl AuditLog {
                 file: None,
                 writer: None,
                 dropped,
+                outcomes: None,
             });
         };
         if let Some(parent) = path.parent() {
@@ -207,7 +210,14 @@ impl AuditLog {
             file: Some(tx),
             writer: Some(writer),
             dropped,
+            outcomes: None,
         })
+    }
+
+    /// Also hands every attempt that carried a verified token to `sink`.
+    pub fn with_outcomes(mut self, sink: Option<crate::outcome::SinkHandle>) -> AuditLog {
+        self.outcomes = sink;
+        self
     }
 
     /// Writes what is queued and stops the writer.
@@ -254,6 +264,20 @@ impl AuditLog {
             user_agent = line.user_agent,
             "download"
         );
+        if let (Some(sink), Some(grant)) = (&self.outcomes, grant) {
+            sink.0.send(crate::outcome::OutcomeEvent {
+                time_ms: line.time_ms,
+                outcome,
+                status,
+                bytes,
+                jti: Some(grant.jti.as_str().to_owned()),
+                sub: Some(grant.sub.as_str().to_owned()),
+                file: Some(grant.file.as_str().to_owned()),
+                client: client.peer,
+                forwarded_for: line.forwarded_for.map(str::to_owned),
+                user_agent: line.user_agent.map(str::to_owned),
+            });
+        }
         let Some(tx) = &self.file else {
             return;
         };
