@@ -13,5 +13,6 @@ mod pages;
 mod postgres;
 mod rotation;
 mod session;
+mod shares;
 mod tls;
 mod token_format;
