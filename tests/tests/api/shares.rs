@@ -750,3 +750,106 @@ async fn concurrent_posts_over_two_app_servers_take_exactly_what_is_left() {
     assert_eq!(script_post(&b.anon, &on_b).await.status(), StatusCode::GONE);
     assert_eq!(b.anon.get(&on_b).send().await.unwrap().status(), StatusCode::GONE);
 }
+
+/// A fleet: two download servers burning in one Redis publish outcomes to its stream; two app
+/// servers on one PostgreSQL read it in one consumer group. Each outcome is stored once, and
+/// the owner sees both downloads from either app server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fleet_outcomes_reach_two_app_servers_database_once_each() {
+    let Some(pg) = database().await else { return };
+    // A private Redis: the stream and its group belong to this test alone.
+    let Some(redis) = burnlink_tests::services::private_redis().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let placeholder = "http://127.0.0.1:9";
+    let fleet_config = || {
+        let mut config = test_config(dir.path());
+        config.database_url = Some(pg.url().to_owned());
+        config.download_url = Some(placeholder.to_owned());
+        config.outcomes_redis = Some(redis.url().to_owned());
+        config
+    };
+    let a = start(fleet_config()).await;
+    let b = start(fleet_config()).await;
+    let dl1 = burnlink_tests::spawn_download_server(&a, redis.url()).await;
+    let dl2 = burnlink_tests::spawn_download_server(&a, redis.url()).await;
+
+    let alice = a.login(ALICE).await;
+    let bytes = sample_bytes(3_000);
+    let file = alice.upload_ok("fleet.bin", bytes.clone()).await.id;
+    let share = share_ok(&alice, &file, json!({ "max_downloads": 4 })).await;
+    let url_a = url_of(&share);
+    let url_b = url_a.replacen(&a.app_url, &b.app_url, 1);
+    let id = share["id"].as_str().unwrap();
+
+    for (url, dl) in [(&url_a, &dl1), (&url_b, &dl2)] {
+        let res = script_post(&a.anon, url).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let link = location(&res).replacen(placeholder, dl, 1);
+        let got = a.anon.get(&link).send().await.unwrap();
+        assert_eq!(got.status(), StatusCode::OK);
+        assert_eq!(got.bytes().await.unwrap(), bytes);
+    }
+    let mut conn_pg = pg.connect().await;
+    let jtis: Vec<String> = sqlx::query_scalar("SELECT jti FROM share_takes WHERE share_id = $1")
+        .bind(id)
+        .fetch_all(&mut conn_pg)
+        .await
+        .unwrap();
+    assert_eq!(jtis.len(), 2);
+
+    // Both events land in the shared database, and the group has nothing left pending.
+    let mut conn = redis.connection().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg("burnlink:outcomes")
+            .arg("burnlink-app")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let pending = matches!(pending.first(), Some(redis::Value::Int(n)) if *n > 0);
+        let mut conn_pg = pg.connect().await;
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM download_events")
+            .fetch_one(&mut conn_pg)
+            .await
+            .unwrap();
+        if stored >= 2 && !pending {
+            break;
+        }
+        drop(conn_pg);
+        assert!(Instant::now() < deadline, "outcomes arrive ({stored} stored)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for jti in &jtis {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM download_events WHERE jti = $1")
+            .bind(jti)
+            .fetch_one(&mut conn_pg)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "stored once: {jti}");
+    }
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM download_events")
+        .fetch_one(&mut conn_pg)
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    let alice_b = User {
+        client: alice.client.clone(),
+        csrf: alice.csrf.clone(),
+        app_url: b.app_url.clone(),
+    };
+    let seen: Vec<Value> = alice_b
+        .client
+        .get(format!("{}/api/shares/{id}/downloads", b.app_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|d| d["complete"] == true && d["bytes"] == 3_000));
+    assert_eq!(used(&alice_b, &file, id).await, 2);
+}
