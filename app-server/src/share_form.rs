@@ -128,7 +128,7 @@ pub fn caller(req: &HttpRequest, public_url: &str) -> Result<Caller, AppError> {
 }
 
 /// `scheme://host[:port]` of a base URL (what a browser sends as `Origin`).
-fn origin_of(url: &str) -> &str {
+pub(crate) fn origin_of(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     match url[after_scheme..].find('/') {
         Some(i) => &url[..after_scheme + i],

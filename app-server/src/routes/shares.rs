@@ -14,6 +14,7 @@ use crate::outcomes;
 use crate::sessions::{self, Session};
 use crate::share_form::{self, Caller};
 use crate::shares::{self, NewShare, ShareId, ShareSecret};
+use crate::startup::CONTENT_SECURITY_POLICY;
 use crate::state::AppState;
 use crate::views;
 
@@ -112,23 +113,32 @@ async fn share_downloads(
 }
 
 /// A visitor's page: `no-store` (a shared cache must not keep it), `noindex` (RFC 9309 does
-/// not cover it; the header is what search engines honour), the app's CSP and no-referrer
-/// from the middleware.
-fn visitor_page(status: StatusCode, body: Markup) -> HttpResponse {
+/// not cover it; the header is what search engines honour), no-referrer from the middleware,
+/// and the app's CSP with one addition: the form may be redirected to the download server
+/// (browsers apply `form-action` to the redirects of a form submission, CSP 3 section 6.4.2).
+fn visitor_page(state: &AppState, status: StatusCode, body: Markup) -> HttpResponse {
+    let csp = CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'",
+        &format!(
+            "form-action 'self' {}",
+            share_form::origin_of(&state.links.download_url)
+        ),
+    );
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", csp))
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Robots-Tag", "noindex, nofollow"))
         .body(body.into_string())
 }
 
 /// The neutral page, with 404 for an unknown share and 410 for one that is no more.
-fn gone(error: &AppError) -> HttpResponse {
+fn gone(state: &AppState, error: &AppError) -> HttpResponse {
     let status = match error {
         AppError::ShareGone => StatusCode::GONE,
         _ => StatusCode::NOT_FOUND,
     };
-    visitor_page(status, views::share_gone_page())
+    visitor_page(state, status, views::share_gone_page())
 }
 
 /// `GET`/`HEAD /s/<secret>`: reads only, whoever asks (see [`crate::shares::visit`]).
@@ -138,17 +148,18 @@ async fn page(
 ) -> Result<HttpResponse, AppError> {
     let path = format!("/s/{secret}");
     let Ok(secret) = ShareSecret::parse(&secret) else {
-        return Ok(gone(&AppError::NotFound));
+        return Ok(gone(&state, &AppError::NotFound));
     };
     match shares::visit(&state, &secret).await {
         Ok(visit) => {
             let token = state.form_key.issue(&visit.id, crate::now());
             Ok(visitor_page(
+                &state,
                 StatusCode::OK,
                 views::share_page(&visit, &path, &token, None),
             ))
         }
-        Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&e)),
+        Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&state, &e)),
         Err(e) => Err(e),
     }
 }
@@ -172,13 +183,14 @@ async fn take(
 ) -> Result<HttpResponse, AppError> {
     let path = format!("/s/{secret}");
     let Ok(secret) = ShareSecret::parse(&secret) else {
-        return Ok(gone(&AppError::NotFound));
+        return Ok(gone(&state, &AppError::NotFound));
     };
     let caller = match share_form::caller(&req, &state.shares.public_url) {
         Ok(caller) => caller,
         Err(_) => {
             tracing::info!("cross-site share POST refused");
             return Ok(visitor_page(
+                &state,
                 StatusCode::FORBIDDEN,
                 views::error_page(
                     "Request refused",
@@ -194,13 +206,14 @@ async fn take(
     let again = |status: StatusCode, message: &str, visit: &shares::Visit| {
         let token = state.form_key.issue(&visit.id, crate::now());
         visitor_page(
+            &state,
             status,
             views::share_page(visit, &path, &token, Some(message)),
         )
     };
     let visit = match shares::visit(&state, &secret).await {
         Ok(visit) => visit,
-        Err(e @ (AppError::NotFound | AppError::ShareGone)) => return Ok(gone(&e)),
+        Err(e @ (AppError::NotFound | AppError::ShareGone)) => return Ok(gone(&state, &e)),
         Err(e) => return Err(e),
     };
     if caller == Caller::Browser {
@@ -242,7 +255,7 @@ async fn take(
             );
             Ok(res)
         }
-        Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&e)),
+        Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&state, &e)),
         Err(e) => Err(e),
     }
 }
