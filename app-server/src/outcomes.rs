@@ -57,13 +57,12 @@ pub async fn store(db: &AnyPool, event_id: &str, event: &OutcomeEvent) -> Result
         && let Some(jti) = &event.jti
     {
         let mut tx = db.begin().await?;
-        let retaken = sqlx::query(
-            "UPDATE share_takes SET given_back = 0 WHERE jti = $1 AND given_back = 1",
-        )
-        .bind(jti)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let retaken =
+            sqlx::query("UPDATE share_takes SET given_back = 0 WHERE jti = $1 AND given_back = 1")
+                .bind(jti)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if retaken == 1 {
             sqlx::query(
                 "UPDATE shares SET downloads = downloads + 1 WHERE id = \
@@ -214,7 +213,14 @@ pub struct ShareDownload {
     pub share_id: Option<String>,
 }
 
-type EventRow = (i64, String, i64, Option<String>, Option<String>, Option<String>);
+type EventRow = (
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 fn download((time_ms, outcome, bytes, client, user_agent, share_id): EventRow) -> ShareDownload {
     ShareDownload {

@@ -38,11 +38,13 @@ pub struct FormKey([u8; 32]);
 impl FormKey {
     /// Reads the key from the database, creating it if this is the first app server.
     pub async fn load_or_create(db: &AnyPool) -> Result<FormKey, AppError> {
-        sqlx::query("INSERT INTO app_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(KEY_NAME)
-            .bind(shared::random_token(32))
-            .execute(db)
-            .await?;
+        sqlx::query(
+            "INSERT INTO app_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(KEY_NAME)
+        .bind(shared::random_token(32))
+        .execute(db)
+        .await?;
         let (value,): (String,) = sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
             .bind(KEY_NAME)
             .fetch_one(db)

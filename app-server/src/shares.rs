@@ -162,8 +162,7 @@ const SHARE_COLUMNS: &str = "id, file_id, expires_at, max_downloads, downloads, 
                              created_at, revoked_at";
 
 fn info(row: ShareRow, now: i64) -> ShareInfo {
-    let (id, file_id, expires_at, max_downloads, downloads, password, created_at, revoked_at) =
-        row;
+    let (id, file_id, expires_at, max_downloads, downloads, password, created_at, revoked_at) = row;
     ShareInfo {
         status: ShareStatus::of(revoked_at, expires_at, downloads, max_downloads, now),
         id,
@@ -449,8 +448,7 @@ pub async fn visit(state: &AppState, secret: &ShareSecret) -> Result<Visit, AppE
     .await?;
     let (id, expires_at, max, downloads, password, revoked_at, name, size) =
         row.ok_or(AppError::NotFound)?;
-    if ShareStatus::of(revoked_at, expires_at, downloads, max, crate::now()) != ShareStatus::Live
-    {
+    if ShareStatus::of(revoked_at, expires_at, downloads, max, crate::now()) != ShareStatus::Live {
         return Err(AppError::ShareGone);
     }
     Ok(Visit {
@@ -488,9 +486,7 @@ pub async fn take(
                 .bind(&visit.id)
                 .fetch_optional(&state.db)
                 .await?;
-        let phc = stored
-            .and_then(|(p,)| p)
-            .ok_or(AppError::ShareGone)?;
+        let phc = stored.and_then(|(p,)| p).ok_or(AppError::ShareGone)?;
         let candidate = password.unwrap_or("").as_bytes().to_vec();
         let matches = users::blocking(move || users::verify_password(&candidate, &phc)).await?;
         if !matches {
@@ -570,16 +566,19 @@ pub async fn settle(state: &AppState, share_id: &str) -> Result<(), AppError> {
     .await?;
     for (jti,) in open {
         let mut tx = state.db.begin().await?;
-        let claimed = sqlx::query("UPDATE share_takes SET given_back = 1 WHERE jti = $1 AND given_back = 0")
-            .bind(&jti)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if claimed == 1 {
-            sqlx::query("UPDATE shares SET downloads = downloads - 1 WHERE id = $1 AND downloads > 0")
-                .bind(share_id)
+        let claimed =
+            sqlx::query("UPDATE share_takes SET given_back = 1 WHERE jti = $1 AND given_back = 0")
+                .bind(&jti)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+        if claimed == 1 {
+            sqlx::query(
+                "UPDATE shares SET downloads = downloads - 1 WHERE id = $1 AND downloads > 0",
+            )
+            .bind(share_id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         if claimed == 1 {
@@ -613,7 +612,12 @@ mod tests {
             ..policy()
         };
         assert_eq!(check(&short, NewShare::default()).unwrap().expires_in, 60);
-        for (secs, n) in [(Some(0), None), (Some(30 * 24 * 3600 + 1), None), (None, Some(0)), (None, Some(101))] {
+        for (secs, n) in [
+            (Some(0), None),
+            (Some(30 * 24 * 3600 + 1), None),
+            (None, Some(0)),
+            (None, Some(101)),
+        ] {
             let new = NewShare {
                 expires_in_secs: secs,
                 max_downloads: n,
@@ -629,7 +633,12 @@ mod tests {
         assert!(secret.0.len() >= 22, "at least 128 bits");
         assert!(ShareSecret::parse(&secret.0).is_ok());
         assert!(!format!("{secret:?}").contains(&secret.0));
-        for bad in ["", "short", "../../etc/passwd/../../../../..", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "short",
+            "../../etc/passwd/../../../../..",
+            &"x".repeat(129),
+        ] {
             assert!(ShareSecret::parse(bad).is_err(), "{bad:?}");
         }
     }

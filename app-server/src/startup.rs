@@ -118,9 +118,9 @@ impl Application {
                 dl.tls_cert = config.tls_cert.clone();
                 dl.tls_key = config.tls_key.clone();
                 // Outcomes come straight to this app's database.
-                dl.outcome_sink = Some(download_server::outcome::SinkHandle(
-                    std::sync::Arc::new(crate::outcomes::InProcessSink::start(db.clone())),
-                ));
+                dl.outcome_sink = Some(download_server::outcome::SinkHandle(std::sync::Arc::new(
+                    crate::outcomes::InProcessSink::start(db.clone()),
+                )));
                 let dl = download_server::Application::build(dl).await?;
                 let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
                 (Some(dl), url)
@@ -136,12 +136,13 @@ impl Application {
         });
 
         if let Some(url) = &config.outcomes_redis {
-            let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(
-                |e| StartupError::Config {
-                    setting: "--outcomes-redis (OUTCOMES_REDIS)",
-                    reason: e.to_string(),
-                },
-            )?;
+            let info =
+                redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|e| {
+                    StartupError::Config {
+                        setting: "--outcomes-redis (OUTCOMES_REDIS)",
+                        reason: e.to_string(),
+                    }
+                })?;
             crate::outcomes::spawn_stream_reader(db.clone(), info)?;
         }
         let form_key = crate::share_form::FormKey::load_or_create(&db).await?;

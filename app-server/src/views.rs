@@ -13,10 +13,10 @@ use maud::{DOCTYPE, Markup, html};
 use crate::downloads::RecentDownload;
 use crate::files::FileInfo;
 use crate::outcomes::ShareDownload;
-use crate::share_form::FORM_TOKEN_FIELD;
-use crate::shares::{ShareInfo, ShareStatus, Visit};
 use crate::routes::assets;
 use crate::sessions::{CSRF_FIELD, Session};
+use crate::share_form::FORM_TOKEN_FIELD;
+use crate::shares::{ShareInfo, ShareStatus, Visit};
 
 /// What a page needs besides its content.
 pub struct Page<'a> {
@@ -296,7 +296,11 @@ impl ShareChoices {
             .map(|(secs, label)| (*secs, (*label).to_owned(), false))
             .collect();
         if !out.iter().any(|(secs, _, _)| *secs == self.max_secs) {
-            out.push((self.max_secs, format!("{} (the longest)", duration(self.max_secs)), false));
+            out.push((
+                self.max_secs,
+                format!("{} (the longest)", duration(self.max_secs)),
+                false,
+            ));
         }
         let default = crate::shares::DEFAULT_SHARE_SECS.min(self.max_secs);
         let pick = out

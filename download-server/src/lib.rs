@@ -2,13 +2,13 @@
 //! token, burns its `jti` so it works exactly once, and streams the file the token names.
 
 pub mod audit;
-pub mod outcome;
 pub mod config;
 pub mod config_file;
 pub mod error;
 pub mod file;
 pub mod keys;
 pub mod metrics;
+pub mod outcome;
 pub mod routes;
 pub mod state;
 pub mod store;

@@ -96,8 +96,7 @@ async fn file_downloads(
 ) -> Result<HttpResponse, AppError> {
     let id = FileId::parse(&id)?;
     let key = shares::storage_key_of(&state.db, &session.user_id, &id).await?;
-    let list =
-        outcomes::for_file(&state.db, &session.user_id, &key, None, DOWNLOADS_SHOWN).await?;
+    let list = outcomes::for_file(&state.db, &session.user_id, &key, None, DOWNLOADS_SHOWN).await?;
     Ok(json_no_store(StatusCode::OK, &list))
 }
 

@@ -304,7 +304,12 @@ async fn browser_without_javascript_logs_in_uploads_and_downloads() {
             .unwrap_or_default();
         assert!(link.starts_with(&format!("{}/s/", app.app_url)), "{link}");
         harness.screenshot(&browser, "no-js-share-created").await;
-        browser.find_text("a", "Back to your files").await.click().await.unwrap();
+        browser
+            .find_text("a", "Back to your files")
+            .await
+            .click()
+            .await
+            .unwrap();
         let row = browser.find_text("table.files tbody tr", "plain.txt").await;
         row.find(By::LinkText("Download"))
             .await

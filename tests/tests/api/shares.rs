@@ -169,7 +169,10 @@ async fn share_page_get_and_head_never_use_a_download() {
         let html = res.text().await.unwrap();
         assert!(html.contains("secret-plans.pdf"), "the page names the file");
         let head = html.split("</head>").next().unwrap();
-        assert!(!head.contains("secret-plans"), "no name in title or og: {head}");
+        assert!(
+            !head.contains("secret-plans"),
+            "no name in title or og: {head}"
+        );
         assert!(head.contains("og:title"), "{head}");
         for link in links(&html, &app.app_url, &url) {
             let res = follower
@@ -212,7 +215,11 @@ async fn post_downloads_the_exact_bytes_once_and_its_link_is_single_use() {
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.bytes().await.unwrap(), bytes);
     let again = app.anon.get(&link).send().await.unwrap();
-    assert_eq!(again.status(), StatusCode::GONE, "the minted link is single-use");
+    assert_eq!(
+        again.status(),
+        StatusCode::GONE,
+        "the minted link is single-use"
+    );
     assert_eq!(used(&alice, &file, id).await, 1);
 
     // The owner sees the download: when, how much, complete, who.
@@ -317,7 +324,12 @@ async fn share_api_has_defaults_caps_and_hides_other_users_shares() {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(error_code(res).await, "bad_request");
     }
-    let with_pw = share_ok(&alice, &file, json!({ "password": "open sesame", "max_downloads": 5 })).await;
+    let with_pw = share_ok(
+        &alice,
+        &file,
+        json!({ "password": "open sesame", "max_downloads": 5 }),
+    )
+    .await;
     assert_eq!(with_pw["has_password"], true);
 
     // Without CSRF: 403. Another user's file or share: 404, as everywhere.
@@ -368,7 +380,11 @@ async fn revoked_expired_used_up_and_unknown_shares_show_one_neutral_page() {
     let revoked = share_ok(&alice, &file, json!({})).await;
     let res = alice
         .client
-        .delete(format!("{}/api/shares/{}", app.app_url, revoked["id"].as_str().unwrap()))
+        .delete(format!(
+            "{}/api/shares/{}",
+            app.app_url,
+            revoked["id"].as_str().unwrap()
+        ))
         .header("X-CSRF-Token", &alice.csrf)
         .send()
         .await
@@ -382,7 +398,15 @@ async fn revoked_expired_used_up_and_unknown_shares_show_one_neutral_page() {
     );
     // The one-second share is past its expiry (polled, bounded).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while app.anon.get(url_of(&expired)).send().await.unwrap().status() == StatusCode::OK {
+    while app
+        .anon
+        .get(url_of(&expired))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        == StatusCode::OK
+    {
         assert!(Instant::now() < deadline, "the share expires");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -439,11 +463,24 @@ async fn a_wrong_password_takes_nothing_and_is_throttled() {
     let alice = app.login(ALICE).await;
     let bytes = sample_bytes(1_000);
     let file = alice.upload_ok("pw.bin", bytes.clone()).await.id;
-    let share = share_ok(&alice, &file, json!({ "password": "open sesame", "max_downloads": 5 })).await;
+    let share = share_ok(
+        &alice,
+        &file,
+        json!({ "password": "open sesame", "max_downloads": 5 }),
+    )
+    .await;
     let url = url_of(&share);
     let id = share["id"].as_str().unwrap();
 
-    let page = app.anon.get(&url).send().await.unwrap().text().await.unwrap();
+    let page = app
+        .anon
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("name=\"password\""), "the page asks for it");
 
     for _ in 0..3 {
@@ -453,10 +490,22 @@ async fn a_wrong_password_takes_nothing_and_is_throttled() {
         assert!(body.contains("Wrong password"), "{body}");
         assert!(body.contains("name=\"form_token\""), "the page again");
     }
-    assert_eq!(used(&alice, &file, id).await, 0, "wrong passwords take nothing");
+    assert_eq!(
+        used(&alice, &file, id).await,
+        0,
+        "wrong passwords take nothing"
+    );
     let res = browser_post(&app.anon, &url, Some("open sesame")).await;
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "throttled, even when right");
-    let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttled, even when right"
+    );
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(used(&alice, &file, id).await, 0);
     // curl without the password: refused the same way (no bypass by leaving the field out).
@@ -493,7 +542,10 @@ async fn a_cross_site_post_is_refused_and_curl_works() {
 
     // A page on another origin auto-submitting the form: browsers say where it came from.
     for headers in [
-        vec![("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")],
+        vec![
+            ("Origin", "https://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
         vec![("Sec-Fetch-Site", "cross-site")],
         vec![("Sec-Fetch-Site", "same-site")],
         vec![("Origin", "https://evil.example")],
@@ -585,7 +637,11 @@ async fn a_link_never_fetched_gives_its_download_back_after_it_expires() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let res = script_post(&app.anon, &url).await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "the download given back is usable");
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the download given back is usable"
+    );
     let got = app.anon.get(location(&res)).send().await.unwrap();
     assert_eq!(got.bytes().await.unwrap(), bytes);
     // Past its expiry too, the served links stay counted.
@@ -660,15 +716,31 @@ async fn share_pages_work_without_script() {
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let html = created.text().await.unwrap();
-    let url_at = html.find(&format!("{}/s/", app.app_url)).expect("the URL is shown");
+    let url_at = html
+        .find(&format!("{}/s/", app.app_url))
+        .expect("the URL is shown");
     let url = html[url_at..].split('"').next().unwrap().to_owned();
     assert!(html.contains("Copy"));
-    assert_eq!(app.anon.get(&url).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.anon.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 
-    let list = alice.client.get(&app.app_url).send().await.unwrap().text().await.unwrap();
+    let list = alice
+        .client
+        .get(&app.app_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(list.contains("0 of 4 downloads used"), "{list}");
     assert!(!list.contains("Copy one-time link"));
-    let id = shares_of(&alice, &file).await[0]["id"].as_str().unwrap().to_owned();
+    let id = shares_of(&alice, &file).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = alice
         .client
         .post(format!("{}/shares/{id}/revoke", app.app_url))
@@ -677,20 +749,41 @@ async fn share_pages_work_without_script() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.anon.get(&url).send().await.unwrap().status(), StatusCode::GONE);
-    let list = alice.client.get(&app.app_url).send().await.unwrap().text().await.unwrap();
-    assert!(!list.contains("downloads used"), "revoked shares leave the list");
+    assert_eq!(
+        app.anon.get(&url).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+    let list = alice
+        .client
+        .get(&app.app_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !list.contains("downloads used"),
+        "revoked shares leave the list"
+    );
     // Revoking without the CSRF token does nothing.
     let other = share_ok(&alice, &file, json!({})).await;
     let res = alice
         .client
-        .post(format!("{}/shares/{}/revoke", app.app_url, other["id"].as_str().unwrap()))
+        .post(format!(
+            "{}/shares/{}/revoke",
+            app.app_url,
+            other["id"].as_str().unwrap()
+        ))
         .form(&[("csrf_token", "nope")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(app.anon.get(url_of(&other)).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.anon.get(url_of(&other)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 /// Two app servers on one PostgreSQL: 50 concurrent POSTs spread over both on a share with
@@ -715,12 +808,19 @@ async fn concurrent_posts_over_two_app_servers_take_exactly_what_is_left() {
     let id = share["id"].as_str().unwrap();
     // Two used already: three left.
     for _ in 0..2 {
-        assert_eq!(script_post(&a.anon, &url_a).await.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            script_post(&a.anon, &url_a).await.status(),
+            StatusCode::SEE_OTHER
+        );
     }
 
     let mut tasks = Vec::new();
     for i in 0..50 {
-        let url = if i % 2 == 0 { url_a.clone() } else { url_b.clone() };
+        let url = if i % 2 == 0 {
+            url_a.clone()
+        } else {
+            url_b.clone()
+        };
         tasks.push(tokio::spawn(async move {
             let client = client();
             script_post(&client, &url).await.status()
@@ -730,7 +830,10 @@ async fn concurrent_posts_over_two_app_servers_take_exactly_what_is_left() {
     for task in tasks {
         statuses.push(task.await.unwrap());
     }
-    let won = statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SEE_OTHER)
+        .count();
     let refused = statuses.iter().filter(|s| **s == StatusCode::GONE).count();
     assert_eq!((won, refused), (3, 47), "{statuses:?}");
     assert_eq!(used(&alice, &file, id).await, 5);
@@ -738,17 +841,27 @@ async fn concurrent_posts_over_two_app_servers_take_exactly_what_is_left() {
     // Revoke on A: B refuses at once.
     let again = share_ok(&alice, &file, json!({ "max_downloads": 5 })).await;
     let on_b = url_of(&again).replacen(&a.app_url, &b.app_url, 1);
-    assert_eq!(b.anon.get(&on_b).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        b.anon.get(&on_b).send().await.unwrap().status(),
+        StatusCode::OK
+    );
     let res = alice
         .client
-        .delete(format!("{}/api/shares/{}", a.app_url, again["id"].as_str().unwrap()))
+        .delete(format!(
+            "{}/api/shares/{}",
+            a.app_url,
+            again["id"].as_str().unwrap()
+        ))
         .header("X-CSRF-Token", &alice.csrf)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(script_post(&b.anon, &on_b).await.status(), StatusCode::GONE);
-    assert_eq!(b.anon.get(&on_b).send().await.unwrap().status(), StatusCode::GONE);
+    assert_eq!(
+        b.anon.get(&on_b).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
 }
 
 /// A fleet: two download servers burning in one Redis publish outcomes to its stream; two app
@@ -819,7 +932,10 @@ async fn fleet_outcomes_reach_two_app_servers_database_once_each() {
             break;
         }
         drop(conn_pg);
-        assert!(Instant::now() < deadline, "outcomes arrive ({stored} stored)");
+        assert!(
+            Instant::now() < deadline,
+            "outcomes arrive ({stored} stored)"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for jti in &jtis {
@@ -850,6 +966,9 @@ async fn fleet_outcomes_reach_two_app_servers_database_once_each() {
         .await
         .unwrap();
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(seen.iter().all(|d| d["complete"] == true && d["bytes"] == 3_000));
+    assert!(
+        seen.iter()
+            .all(|d| d["complete"] == true && d["bytes"] == 3_000)
+    );
     assert_eq!(used(&alice_b, &file, id).await, 2);
 }
