@@ -69,7 +69,8 @@ impl ShareId {
 pub struct ShareSecret(String);
 
 impl ShareSecret {
-    /// 16 to 128 characters of base64url: anything else cannot be a share (`NotFound`).
+    /// 22 (128 bits) to 128 characters of base64url: anything else cannot be a share
+    /// (`NotFound`).
     pub fn parse(s: &str) -> Result<ShareSecret, AppError> {
         let ok = (22..=128).contains(&s.len())
             && s.bytes()

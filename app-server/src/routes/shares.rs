@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use maud::Markup;
 use serde::Deserialize;
 
@@ -140,6 +140,21 @@ fn gone(state: &AppState, error: &AppError) -> HttpResponse {
     visitor_page(state, status, views::share_gone_page())
 }
 
+/// A server-side failure met by a visitor: the API's status (and its logging of the cause),
+/// as a page that says nothing about why.
+fn failed(state: &AppState, error: &AppError) -> HttpResponse {
+    let status = error.error_response().status();
+    visitor_page(
+        state,
+        status,
+        views::error_page(
+            "Something went wrong",
+            "Something went wrong on our side. Nothing was used; try again in a moment.",
+            None,
+        ),
+    )
+}
+
 /// `GET`/`HEAD /s/<secret>`: reads only, whoever asks (see [`crate::shares::visit`]).
 async fn page(
     state: web::Data<AppState>,
@@ -159,7 +174,7 @@ async fn page(
             ))
         }
         Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&state, &e)),
-        Err(e) => Err(e),
+        Err(e) => Ok(failed(&state, &e)),
     }
 }
 
@@ -213,7 +228,7 @@ async fn take(
     let visit = match shares::visit(&state, &secret).await {
         Ok(visit) => visit,
         Err(e @ (AppError::NotFound | AppError::ShareGone)) => return Ok(gone(&state, &e)),
-        Err(e) => return Err(e),
+        Err(e) => return Ok(failed(&state, &e)),
     };
     if caller == Caller::Browser {
         let fresh = form
@@ -255,6 +270,6 @@ async fn take(
             Ok(res)
         }
         Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&state, &e)),
-        Err(e) => Err(e),
+        Err(e) => Ok(failed(&state, &e)),
     }
 }
