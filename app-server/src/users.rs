@@ -272,7 +272,8 @@ pub async fn change_password(
     Ok(())
 }
 
-/// Deletes a user with their sessions and file rows, then their stored files. Returns how many
+/// Deletes a user with their sessions, shares, download history and file rows, then their
+/// stored files. Returns how many
 /// files were removed from disk. `NotFound` for an unknown user.
 pub async fn delete(
     db: &AnyPool,
@@ -289,6 +290,9 @@ pub async fn delete(
     // foreign_keys=ON would otherwise leave orphans.
     for table in [
         "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM share_takes WHERE share_id IN (SELECT id FROM shares WHERE user_id = $1)",
+        "DELETE FROM shares WHERE user_id = $1",
+        "DELETE FROM download_events WHERE user_id = $1",
         "DELETE FROM files WHERE user_id = $1",
         "DELETE FROM users WHERE id = $1",
     ] {

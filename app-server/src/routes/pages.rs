@@ -182,9 +182,14 @@ async fn index(
             let files = files::list(&state.db, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(session)))?;
-            let recent = crate::downloads::recent(&state.db, &state.audit_dir, &session.user_id)
-                .await
-                .map_err(|e| PageError::new(e, Some(session)))?;
+            let recent = crate::downloads::recent(
+                &state.db,
+                &state.audit_dir,
+                &session.user_id,
+                state.shares.outcomes_known,
+            )
+            .await
+            .map_err(|e| PageError::new(e, Some(session)))?;
             let shares = crate::shares::for_file_list(&state, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(session)))?;
