@@ -28,6 +28,10 @@ pub const GROUP: &str = "burnlink-app";
 pub use download_server::outcome::redis::STREAM_KEY;
 /// Events queued for the database at most (all-in-one).
 const QUEUE: usize = 4096;
+/// How long one `XREADGROUP` waits for new entries (ms), and how long the client waits for
+/// any answer.
+const BLOCK_MS: u64 = 1000;
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// An entry read but not acked for this long is claimed by another app server.
 const CLAIM_IDLE_MS: u64 = 60_000;
 
@@ -129,7 +133,11 @@ async fn read_stream(
     client: &redis::Client,
     consumer: &str,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    // Longer than the `BLOCK` below: the client's default 500 ms would cut every idle read.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(READ_TIMEOUT));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let created: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(STREAM_KEY)
@@ -163,7 +171,7 @@ async fn read_stream(
             .arg("COUNT")
             .arg(100)
             .arg("BLOCK")
-            .arg(1000)
+            .arg(BLOCK_MS)
             .arg("STREAMS")
             .arg(STREAM_KEY)
             .arg(">")

@@ -455,6 +455,19 @@ async fn revoked_expired_used_up_and_unknown_shares_show_one_neutral_page() {
     assert_eq!(state(&revoked), "revoked");
     assert_eq!(state(&expired), "expired");
     assert_eq!(state(&used_up), "used_up");
+
+    // A live share of a file that is then deleted: gone with it.
+    let live = share_ok(&alice, &file, json!({})).await;
+    assert_eq!(
+        app.anon.get(url_of(&live)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(alice.delete(&file).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.anon.get(url_of(&live)).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.count_rows("shares").await, 0);
 }
 
 #[tokio::test]
