@@ -265,3 +265,42 @@ pub async fn for_file(
     .await?;
     Ok(rows.into_iter().map(download).collect())
 }
+
+/// Served downloads of each of the user's files, newest first, at most `limit` in all: the
+/// file list's per-file history. Pairs of (file id, download).
+pub async fn for_user_files(
+    db: &AnyPool,
+    user_id: &str,
+    limit: i64,
+) -> Result<Vec<(String, ShareDownload)>, AppError> {
+    type Row = (
+        String,
+        i64,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT f.id, e.time_ms, e.outcome, e.bytes, e.client, e.user_agent, t.share_id \
+         FROM download_events e JOIN files f \
+         ON f.storage_key = e.storage_key AND f.user_id = e.user_id \
+         LEFT JOIN share_takes t ON t.jti = e.jti \
+         WHERE e.user_id = $1 AND e.outcome IN {SERVED_OUTCOMES} \
+         ORDER BY e.time_ms DESC LIMIT $2"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(file, time_ms, outcome, bytes, client, agent, share)| {
+            (
+                file,
+                download((time_ms, outcome, bytes, client, agent, share)),
+            )
+        })
+        .collect())
+}

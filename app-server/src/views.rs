@@ -117,6 +117,7 @@ pub fn files_page(
     session: &Session,
     files: &[FileInfo],
     shares: &[OwnerShare],
+    file_downloads: &[(String, ShareDownload)],
     recent: &[RecentDownload],
     max_upload: u64,
     choices: &ShareChoices,
@@ -167,8 +168,13 @@ pub fn files_page(
                             (file_row(session, file))
                             @let mine: Vec<&OwnerShare> =
                                 shares.iter().filter(|s| s.info.file_id == file.id).collect();
-                            @if !mine.is_empty() {
-                                (share_rows(session, file, &mine))
+                            @let served: Vec<&ShareDownload> = file_downloads
+                                .iter()
+                                .filter(|(id, _)| *id == file.id)
+                                .map(|(_, d)| d)
+                                .collect();
+                            @if !mine.is_empty() || !served.is_empty() {
+                                (share_rows(session, file, &mine, &served))
                             }
                         }
                     }
@@ -369,10 +375,22 @@ fn copy_row(url: &str) -> Markup {
 
 /// A file's shares under its row: downloads used of allowed, expiry, Revoke, and what was
 /// downloaded through each.
-fn share_rows(session: &Session, file: &FileInfo, shares: &[&OwnerShare]) -> Markup {
+fn share_rows(
+    session: &Session,
+    file: &FileInfo,
+    shares: &[&OwnerShare],
+    served: &[&ShareDownload],
+) -> Markup {
     html! {
         tr.shares {
             td colspan="5" {
+                @if !served.is_empty() {
+                    details.file-downloads {
+                        summary { "Downloaded " (served.len()) " time"
+                            @if served.len() != 1 { "s" } }
+                        (downloads_table(served.iter().copied(), true))
+                    }
+                }
                 ul.shares {
                     @for share in shares {
                         li.share data-share-id=(share.info.id) {
@@ -398,32 +416,41 @@ fn share_rows(session: &Session, file: &FileInfo, shares: &[&OwnerShare]) -> Mar
                                     aria-label={ "Revoke a share of " (file.name) } { "Revoke" }
                             }
                             @if !share.downloads.is_empty() {
-                                table.share-downloads {
-                                    thead {
-                                        tr {
-                                            th scope="col" { "When (UTC)" }
-                                            th scope="col" { "Result" }
-                                            th scope="col" { "Sent" }
-                                            th scope="col" { "Address" }
-                                            th scope="col" { "Browser" }
-                                        }
-                                    }
-                                    tbody {
-                                        @for d in &share.downloads {
-                                            tr {
-                                                td { (utc_date(d.time_ms / 1000)) }
-                                                td {
-                                                    @if d.complete { "Complete" }
-                                                    @else { "Partial" }
-                                                }
-                                                td { (human_size(u64::try_from(d.bytes).unwrap_or(0))) }
-                                                td { (d.client.as_deref().unwrap_or("?")) }
-                                                td.agent { (d.user_agent.as_deref().unwrap_or("?")) }
-                                            }
-                                        }
-                                    }
-                                }
+                                (downloads_table(share.downloads.iter(), false))
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Downloads as their owner sees them: when, complete or partial, bytes, address, browser,
+/// and (`via`) whether through a share or the owner's own link.
+fn downloads_table<'a>(downloads: impl Iterator<Item = &'a ShareDownload>, via: bool) -> Markup {
+    html! {
+        table.share-downloads {
+            thead {
+                tr {
+                    th scope="col" { "When (UTC)" }
+                    th scope="col" { "Result" }
+                    th scope="col" { "Sent" }
+                    th scope="col" { "Address" }
+                    th scope="col" { "Browser" }
+                    @if via { th scope="col" { "Via" } }
+                }
+            }
+            tbody {
+                @for d in downloads {
+                    tr {
+                        td { (utc_date(d.time_ms / 1000)) }
+                        td { @if d.complete { "Complete" } @else { "Partial" } }
+                        td { (human_size(u64::try_from(d.bytes).unwrap_or(0))) }
+                        td { (d.client.as_deref().unwrap_or("?")) }
+                        td.agent { (d.user_agent.as_deref().unwrap_or("?")) }
+                        @if via {
+                            td { @if d.share_id.is_some() { "share link" } @else { "your link" } }
                         }
                     }
                 }

@@ -193,10 +193,15 @@ async fn index(
             let shares = crate::shares::for_file_list(&state, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(session)))?;
+            let file_downloads =
+                crate::outcomes::for_user_files(&state.db, &session.user_id, FILE_DOWNLOADS_SHOWN)
+                    .await
+                    .map_err(|e| PageError::new(e, Some(session)))?;
             views::files_page(
                 session,
                 &files,
                 &shares,
+                &file_downloads,
                 &recent,
                 state.max_upload_bytes,
                 &share_choices(&state),
@@ -314,6 +319,9 @@ async fn download(
         .map_err(page_error)?;
     Ok(see_other(&link.url))
 }
+
+/// Served downloads the file list shows, over all files.
+const FILE_DOWNLOADS_SHOWN: i64 = 200;
 
 fn share_choices(state: &AppState) -> views::ShareChoices {
     views::ShareChoices {

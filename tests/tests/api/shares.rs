@@ -254,6 +254,22 @@ async fn post_downloads_the_exact_bytes_once_and_its_link_is_single_use() {
         .unwrap();
     assert_eq!(file_list.len(), 1);
     assert_eq!(file_list[0]["share_id"], id);
+    // And on the file list, per share and per file.
+    let page = alice
+        .client
+        .get(&app.app_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("1 of 3 downloads used"), "{page}");
+    assert!(page.contains("Downloaded 1 time"), "{page}");
+    assert!(
+        page.contains("share link") && page.contains("Complete"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
