@@ -3,8 +3,8 @@
 //! maud escapes every interpolated value (`&`, `<`, `>`, `"`), in text and in (always
 //! double-quoted) attributes alike, so a user-supplied string can never become markup. The
 //! pages work without JavaScript: every action is a plain link or form. `/static/app.js`
-//! (see `routes::assets`) only enhances them: upload progress and drag-and-drop, one-time link
-//! minting with a countdown, a confirmation before deleting. The strict CSP allows no inline
+//! (see `routes::assets`) only enhances them: upload progress and drag-and-drop, the Share
+//! dialog (without script, a page) with a Copy button, a confirmation before deleting. The strict CSP allows no inline
 //! script or style, so there is none here: no `style=` and no `on…=` attributes.
 
 use download_server::audit::Outcome;
