@@ -144,6 +144,26 @@ pub struct Config {
     #[arg(long, env = "MAX_PENDING_LOGINS", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_pending_logins: u64,
+    /// Longest lifetime of a share in seconds (`POST /api/files/{id}/shares` asks for at most
+    /// this; the default share lives 7 days, or this if shorter).
+    #[arg(long, env = "SHARE_MAX_SECS", default_value_t = 30 * 24 * 3600)]
+    pub share_max_secs: u64,
+
+    /// Most downloads one share may allow (the default share allows 1).
+    #[arg(long, env = "SHARE_MAX_DOWNLOADS", default_value_t = 100)]
+    pub share_max_downloads: u64,
+
+    /// Seconds after a share's download link expired before the download, if no served
+    /// outcome was heard for it, is given back to the share.
+    #[arg(long, env = "SHARE_GIVE_BACK_SECS", default_value_t = 300)]
+    pub share_give_back_secs: u64,
+
+    /// Redis to read download outcomes from (the stream `burnlink:outcomes` that download
+    /// servers with a Redis burn store write), e.g. the download servers' `--burn-store`.
+    /// Unset with a separate download server: outcomes are not known, and share downloads
+    /// are never given back. All-in-one: outcomes come in process.
+    #[arg(long, env = "OUTCOMES_REDIS")]
+    pub outcomes_redis: Option<String>,
 
     /// A session unused for this many seconds ends.
     #[arg(long, env = "SESSION_IDLE_SECS", default_value_t = 1800)]
@@ -257,6 +277,32 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        if self.share_max_secs == 0 || self.share_max_secs > i64::MAX as u64 / 2 {
+            return bad(
+                "--share-max-secs (SHARE_MAX_SECS)",
+                "must be at least 1".into(),
+            );
+        }
+        if self.share_max_downloads == 0 || self.share_max_downloads > i64::MAX as u64 {
+            return bad(
+                "--share-max-downloads (SHARE_MAX_DOWNLOADS)",
+                "must be at least 1".into(),
+            );
+        }
+        if self.share_give_back_secs > i64::MAX as u64 / 2 {
+            return bad(
+                "--share-give-back-secs (SHARE_GIVE_BACK_SECS)",
+                "is too large".into(),
+            );
+        }
+        if let Some(url) = &self.outcomes_redis
+            && redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err()
+        {
+            return bad(
+                "--outcomes-redis (OUTCOMES_REDIS)",
+                "not a usable redis:// URL".into(),
+            );
+        }
         if self.issuer.is_empty() {
             return bad("--issuer (BURNLINK_ISSUER)", "must not be empty".into());
         }
@@ -353,6 +399,13 @@ impl fmt::Debug for Config {
             .field("max_files_per_user", &self.max_files_per_user)
             .field("login_attempts_per_minute", &self.login_attempts_per_minute)
             .field("max_pending_logins", &self.max_pending_logins)
+            .field("share_max_secs", &self.share_max_secs)
+            .field("share_max_downloads", &self.share_max_downloads)
+            .field("share_give_back_secs", &self.share_give_back_secs)
+            .field(
+                "outcomes_redis",
+                &self.outcomes_redis.as_deref().map(redact_url_password),
+            )
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
             .field("secure_cookies", &self.secure_cookies)

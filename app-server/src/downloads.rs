@@ -1,4 +1,6 @@
-//! A user's recent downloads, read from the download servers' audit files.
+//! A user's recent downloads: from the app's database (`download_events`) when download
+//! outcomes reach it (all-in-one, or `--outcomes-redis`; see [`crate::outcomes`]), else from
+//! the tail of the download servers' audit files, as below.
 //!
 //! The download server knows no users and has no database: it appends one JSON line per
 //! attempt to `<data>/audit/downloads-<instance>.jsonl` (see `download_server::audit`), with
@@ -41,13 +43,18 @@ pub struct RecentDownload {
     file: Option<String>,
 }
 
-/// The user's most recent download attempts, newest first, at most [`SHOWN`]. A missing audit
-/// directory is simply no history; an unreadable file is skipped (and logged).
+/// The user's most recent download attempts, newest first, at most [`SHOWN`]: from the
+/// database when `stored` (outcomes reach it), else from the audit files' tails. A missing
+/// audit directory is simply no history; an unreadable file is skipped (and logged).
 pub async fn recent(
     db: &AnyPool,
     audit_dir: &Path,
     user_id: &str,
+    stored: bool,
 ) -> Result<Vec<RecentDownload>, AppError> {
+    if stored {
+        return recent_stored(db, user_id).await;
+    }
     let dir = audit_dir.to_owned();
     let user = user_id.to_owned();
     let mut recent = tokio::task::spawn_blocking(move || recent_blocking(&dir, &user))
@@ -67,6 +74,43 @@ pub async fn recent(
         }
     }
     Ok(recent)
+}
+
+/// The user's attempts as stored, with the name of each file the user still has.
+async fn recent_stored(db: &AnyPool, user_id: &str) -> Result<Vec<RecentDownload>, AppError> {
+    type Row = (
+        i64,
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT e.time_ms, e.outcome, e.bytes, e.jti, e.storage_key, f.name \
+         FROM download_events e LEFT JOIN files f \
+         ON f.storage_key = e.storage_key AND f.user_id = e.user_id \
+         WHERE e.user_id = $1 ORDER BY e.time_ms DESC LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(SHOWN as i64)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(time_ms, outcome, bytes, jti, file, name)| {
+            let outcome: Outcome =
+                serde_json::from_value(serde_json::Value::String(outcome)).ok()?;
+            Some(RecentDownload {
+                time: time_ms / 1000,
+                outcome,
+                name,
+                bytes: u64::try_from(bytes).unwrap_or(0),
+                jti,
+                file,
+            })
+        })
+        .collect())
 }
 
 fn recent_blocking(dir: &Path, user_id: &str) -> Vec<RecentDownload> {

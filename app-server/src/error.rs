@@ -34,6 +34,10 @@ pub enum AppError {
     Busy,
     #[error("you already keep {0} files, the most allowed; delete one first")]
     TooManyFiles(u64),
+    #[error("this share is no longer available")]
+    ShareGone,
+    #[error("wrong password for this share")]
+    WrongSharePassword,
     #[error("the server has no room left for this upload")]
     InsufficientStorage,
     #[error("database: {0}")]
@@ -63,6 +67,8 @@ impl AppError {
             AppError::Busy => "busy",
             AppError::TooManyFiles(_) => "too_many_files",
             AppError::InsufficientStorage => "insufficient_storage",
+            AppError::ShareGone => "gone",
+            AppError::WrongSharePassword => "wrong_password",
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 "internal"
             }
@@ -82,7 +88,10 @@ const INTERNAL_MESSAGE: &str = "internal server error";
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AppError::InvalidCredentials | AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::InvalidCredentials
+            | AppError::Unauthorized
+            | AppError::WrongSharePassword => StatusCode::UNAUTHORIZED,
+            AppError::ShareGone => StatusCode::GONE,
             AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

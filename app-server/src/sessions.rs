@@ -161,7 +161,10 @@ pub async fn login(
     previous_id: Option<&str>,
 ) -> Result<(User, NewSession), AppError> {
     let account = Username::parse(username).ok();
-    let attempt = match state.login_throttle.reserve(account.as_ref(), client) {
+    let attempt = match state
+        .login_throttle
+        .reserve(account.as_ref().map(Username::as_str), client)
+    {
         Ok(attempt) => attempt,
         Err(refusal) => {
             tracing::info!(?client, ?refusal, "login throttled");

@@ -132,6 +132,10 @@ impl Application {
                 // environment says.
                 dl.metrics_bind = None;
                 dl.body_timeout_secs = config.body_timeout_secs;
+                // Outcomes come straight to this app's database.
+                dl.outcome_sink = Some(download_server::outcome::SinkHandle(std::sync::Arc::new(
+                    crate::outcomes::InProcessSink::start(db.clone()),
+                )));
                 let dl = download_server::Application::build(dl).await?;
                 let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
                 (Some(dl), url)
@@ -145,6 +149,18 @@ impl Application {
                 dl.replace_in_process(keys);
             }
         });
+
+        if let Some(url) = &config.outcomes_redis {
+            let info =
+                redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|e| {
+                    StartupError::Config {
+                        setting: "--outcomes-redis (OUTCOMES_REDIS)",
+                        reason: e.to_string(),
+                    }
+                })?;
+            crate::outcomes::spawn_stream_reader(db.clone(), info)?;
+        }
+        let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
 
         let demo_user = if config.all_in_one() && config.demo_user && users::none_exist(&db).await?
         {
@@ -179,6 +195,18 @@ impl Application {
             ),
             metrics: crate::metrics::Metrics::new(),
             audit_dir: download_server::audit::dir(&config.data_dir),
+            shares: crate::shares::SharePolicy {
+                max_secs: config.share_max_secs,
+                max_downloads: config.share_max_downloads,
+                public_url: public_url.clone(),
+                give_back_after_secs: secs(config.share_give_back_secs),
+                outcomes_known: download.is_some() || config.outcomes_redis.is_some(),
+            },
+            share_throttle: crate::throttle::LoginThrottle::new(
+                config.login_attempts_per_minute,
+                config.max_pending_logins as usize,
+            ),
+            form_key,
             keys: signing_key.clone(),
         });
         let body_timeouts = download_server::body_timeout::BodyTimeouts {

@@ -28,6 +28,12 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// `<data>/audit`: the download servers' audit files, read for "recent downloads".
     pub audit_dir: PathBuf,
+    /// Limits and URLs of shares.
+    pub shares: crate::shares::SharePolicy,
+    /// Wrong share passwords per share and per client address.
+    pub share_throttle: crate::throttle::LoginThrottle,
+    /// Signs the share page's form token.
+    pub form_key: crate::share_form::FormKey,
     /// The signing key and the public JWK Set in force, swapped on rotation.
     pub keys: Arc<crate::keys::LiveKeys>,
 }

@@ -16,6 +16,8 @@
 //! `--max-pending-logins`. Beyond it a login is refused at once (429 `busy`): a flood from
 //! many addresses queues no unbounded work and no unbounded wait.
 //!
+//! The same buckets throttle share passwords (`crate::shares`): the "account" is the share.
+//!
 //! In-process (a `DashMap` per key kind): app servers behind a load balancer each throttle on
 //! their own. `actix-governor` was not used: it keys on the request before the body is read,
 //! so it cannot key on the account, and it is GPL-3.0.
@@ -26,8 +28,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-
-use crate::users::Username;
 
 /// Above this many tracked keys, full buckets are dropped (at most once a second): memory stays
 /// bounded by the keys that failed in the last minute.
@@ -125,7 +125,7 @@ impl LoginThrottle {
     /// reservations never spend an attempt twice.
     pub fn reserve(
         &self,
-        account: Option<&Username>,
+        account: Option<&str>,
         client: Option<IpAddr>,
     ) -> Result<Attempt<'_>, Refusal> {
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
@@ -144,7 +144,7 @@ impl LoginThrottle {
         }
         let now = Instant::now();
         if let Some(account) = account {
-            let key = account.as_str().to_owned();
+            let key = account.to_owned();
             self.take(&self.accounts, key.clone(), now)
                 .map_err(Refusal::Throttled)?;
             attempt.account = Some(key);
@@ -247,6 +247,7 @@ fn address_key(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::Username;
 
     fn user(name: &str) -> Username {
         Username::parse(name).unwrap()
@@ -266,24 +267,26 @@ mod tests {
         let alice = user("alice");
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            t.reserve(Some(&alice), None).unwrap().failed();
+            t.reserve(Some(alice.as_str()), None).unwrap().failed();
         }
-        let wait = wait_of(t.reserve(Some(&alice), None));
+        let wait = wait_of(t.reserve(Some(alice.as_str()), None));
         assert!(
             wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
-        t.reserve(Some(&user("bob")), Some(ip)).unwrap().succeeded();
+        t.reserve(Some(user("bob").as_str()), Some(ip))
+            .unwrap()
+            .succeeded();
 
         let carol = user("carol");
         for _ in 0..2 {
-            t.reserve(Some(&carol), None).unwrap().failed();
+            t.reserve(Some(carol.as_str()), None).unwrap().failed();
         }
-        t.reserve(Some(&carol), None).unwrap().succeeded();
+        t.reserve(Some(carol.as_str()), None).unwrap().succeeded();
         for _ in 0..3 {
-            t.reserve(Some(&carol), None).unwrap().failed();
+            t.reserve(Some(carol.as_str()), None).unwrap().failed();
         }
-        assert!(t.reserve(Some(&carol), None).is_err());
+        assert!(t.reserve(Some(carol.as_str()), None).is_err());
     }
 
     #[test]
@@ -292,20 +295,20 @@ mod tests {
         let alice = user("alice");
         // Three checks in flight at once: a fourth is refused before any of them failed.
         let held: Vec<_> = (0..3)
-            .map(|_| t.reserve(Some(&alice), None).unwrap())
+            .map(|_| t.reserve(Some(alice.as_str()), None).unwrap())
             .collect();
         assert!(matches!(
-            t.reserve(Some(&alice), None),
+            t.reserve(Some(alice.as_str()), None),
             Err(Refusal::Throttled(_))
         ));
         // One check that never happened gives its attempt back.
         let mut held = held.into_iter();
         drop(held.next());
-        let again = t.reserve(Some(&alice), None).unwrap();
+        let again = t.reserve(Some(alice.as_str()), None).unwrap();
         for attempt in held.chain([again]) {
             attempt.failed();
         }
-        assert!(t.reserve(Some(&alice), None).is_err());
+        assert!(t.reserve(Some(alice.as_str()), None).is_err());
     }
 
     #[test]
@@ -327,34 +330,45 @@ mod tests {
         let t = LoginThrottle::new(2, 100);
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let same_block: IpAddr = "2001:db8::ffff".parse().unwrap();
-        t.reserve(Some(&user("a")), Some(ip)).unwrap().failed();
-        t.reserve(Some(&user("b")), Some(same_block))
+        t.reserve(Some(user("a").as_str()), Some(ip))
             .unwrap()
             .failed();
-        assert!(t.reserve(Some(&user("c")), Some(ip)).is_err());
+        t.reserve(Some(user("b").as_str()), Some(same_block))
+            .unwrap()
+            .failed();
+        assert!(t.reserve(Some(user("c").as_str()), Some(ip)).is_err());
         // The refused reservation took nothing from c's account.
         assert_eq!(t.accounts.get("c").map(|b| b.tokens), Some(2.0));
-        t.reserve(Some(&user("c")), Some("2001:db9::1".parse().unwrap()))
-            .unwrap()
-            .succeeded();
+        t.reserve(
+            Some(user("c").as_str()),
+            Some("2001:db9::1".parse().unwrap()),
+        )
+        .unwrap()
+        .succeeded();
     }
 
     #[test]
     fn a_success_gives_back_only_its_own_attempt() {
         let t = LoginThrottle::new(2, 100);
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
-        t.reserve(Some(&user("x1")), Some(ip)).unwrap().failed();
-        t.reserve(Some(&user("bob")), Some(ip)).unwrap().succeeded();
-        t.reserve(Some(&user("x2")), Some(ip)).unwrap().failed();
-        assert!(t.reserve(Some(&user("bob")), Some(ip)).is_err());
+        t.reserve(Some(user("x1").as_str()), Some(ip))
+            .unwrap()
+            .failed();
+        t.reserve(Some(user("bob").as_str()), Some(ip))
+            .unwrap()
+            .succeeded();
+        t.reserve(Some(user("x2").as_str()), Some(ip))
+            .unwrap()
+            .failed();
+        assert!(t.reserve(Some(user("bob").as_str()), Some(ip)).is_err());
     }
 
     #[test]
     fn zero_turns_the_buckets_off() {
         let t = LoginThrottle::new(0, 100);
         for _ in 0..100 {
-            t.reserve(Some(&user("a")), None).unwrap().failed();
+            t.reserve(Some(user("a").as_str()), None).unwrap().failed();
         }
-        assert!(t.reserve(Some(&user("a")), None).is_ok());
+        assert!(t.reserve(Some(user("a").as_str()), None).is_ok());
     }
 }

@@ -35,6 +35,12 @@ impl Username {
     }
 }
 
+impl AsRef<str> for Username {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -267,7 +273,8 @@ pub async fn change_password(
     Ok(())
 }
 
-/// Deletes a user with their sessions and file rows, then their stored files. Returns how many
+/// Deletes a user with their sessions, shares, download history and file rows, then their
+/// stored files. Returns how many
 /// files were removed from disk. `NotFound` for an unknown user.
 pub async fn delete(
     db: &AnyPool,
@@ -284,6 +291,9 @@ pub async fn delete(
     // foreign_keys=ON would otherwise leave orphans.
     for table in [
         "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM share_takes WHERE share_id IN (SELECT id FROM shares WHERE user_id = $1)",
+        "DELETE FROM shares WHERE user_id = $1",
+        "DELETE FROM download_events WHERE user_id = $1",
         "DELETE FROM files WHERE user_id = $1",
         "DELETE FROM users WHERE id = $1",
     ] {

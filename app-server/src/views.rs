@@ -3,8 +3,8 @@
 //! maud escapes every interpolated value (`&`, `<`, `>`, `"`), in text and in (always
 //! double-quoted) attributes alike, so a user-supplied string can never become markup. The
 //! pages work without JavaScript: every action is a plain link or form. `/static/app.js`
-//! (see `routes::assets`) only enhances them: upload progress and drag-and-drop, one-time link
-//! minting with a countdown, a confirmation before deleting. The strict CSP allows no inline
+//! (see `routes::assets`) only enhances them: upload progress and drag-and-drop, the Share
+//! dialog (without script, a page) with a Copy button, a confirmation before deleting. The strict CSP allows no inline
 //! script or style, so there is none here: no `style=` and no `on…=` attributes.
 
 use download_server::audit::Outcome;
@@ -12,14 +12,20 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::downloads::RecentDownload;
 use crate::files::FileInfo;
+use crate::outcomes::ShareDownload;
 use crate::routes::assets;
 use crate::sessions::{CSRF_FIELD, Session};
+use crate::share_form::FORM_TOKEN_FIELD;
+use crate::shares::{ShareInfo, ShareStatus, Visit};
 
 /// What a page needs besides its content.
 pub struct Page<'a> {
     pub title: &'a str,
     /// The signed-in user, for the header and its log-out form.
     pub session: Option<&'a Session>,
+    /// A page for visitors that link previews and crawlers may fetch: `noindex`, and preview
+    /// metadata that names nothing (the title is already neutral).
+    pub neutral_preview: bool,
 }
 
 fn layout(page: Page<'_>, content: Markup) -> Markup {
@@ -31,6 +37,13 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 title { (page.title) " · burnlink" }
+                @if page.neutral_preview {
+                    meta name="robots" content="noindex, nofollow";
+                    meta property="og:title" content="A shared file";
+                    meta property="og:description" content="Open the link to see it.";
+                    meta property="og:type" content="website";
+                    meta name="twitter:card" content="summary";
+                }
                 link rel="stylesheet" href=(assets::css_url());
                 script src=(assets::js_url()) defer {}
             }
@@ -93,6 +106,7 @@ pub fn login_page(error: Option<&str>, username: &str) -> Markup {
         Page {
             title: "Log in",
             session: None,
+            neutral_preview: false,
         },
         content,
     )
@@ -102,9 +116,11 @@ pub fn login_page(error: Option<&str>, username: &str) -> Markup {
 pub fn files_page(
     session: &Session,
     files: &[FileInfo],
+    shares: &[OwnerShare],
+    file_downloads: &[(String, ShareDownload)],
     recent: &[RecentDownload],
     max_upload: u64,
-    ttl: u64,
+    choices: &ShareChoices,
 ) -> Markup {
     let max = human_size(max_upload);
     let content = html! {
@@ -131,21 +147,7 @@ pub fn files_page(
                 p #upload-status role="status" aria-live="polite" {}
             }
         }
-        section.card #link-panel hidden aria-labelledby="link-title" data-ttl=(ttl) {
-            h2 #link-title { "One-time link" }
-            p { "For " strong #link-name {} "." }
-            div.row.copy-row {
-                label.visually-hidden for="link-url" { "One-time download link" }
-                input #link-url type="text" readonly;
-                button.btn.primary #copy-button type="button" { "Copy" }
-            }
-            p.muted #link-expiry role="timer" aria-live="off" {}
-            p.note {
-                "This link works once: the first download uses it up, so send it to one person. "
-                "It expires if nobody opens it in time."
-            }
-            p #copy-status role="status" aria-live="polite" {}
-        }
+        (share_dialog(session, choices))
         section.card aria-labelledby="files-title" {
             h2 #files-title { "Your files" @if !files.is_empty() { " (" (files.len()) ")" } }
             @if files.is_empty() {
@@ -164,6 +166,16 @@ pub fn files_page(
                     tbody {
                         @for file in files {
                             (file_row(session, file))
+                            @let mine: Vec<&OwnerShare> =
+                                shares.iter().filter(|s| s.info.file_id == file.id).collect();
+                            @let served: Vec<&ShareDownload> = file_downloads
+                                .iter()
+                                .filter(|(id, _)| *id == file.id)
+                                .map(|(_, d)| d)
+                                .collect();
+                            @if !mine.is_empty() || !served.is_empty() {
+                                (share_rows(session, file, &mine, &served))
+                            }
                         }
                     }
                 }
@@ -175,6 +187,7 @@ pub fn files_page(
         Page {
             title: "Your files",
             session: Some(session),
+            neutral_preview: false,
         },
         content,
     )
@@ -247,9 +260,9 @@ fn file_row(session: &Session, file: &FileInfo) -> Markup {
             td.actions {
                 a.btn.secondary href={ "/files/" (file.id) "/download" } rel="noreferrer"
                     aria-label={ "Download " (file.name) } { "Download" }
-                button.btn.secondary.js-only.copy-link type="button" hidden
+                a.btn.secondary.share-open href={ "/files/" (file.id) "/share" }
                     data-file-id=(file.id) data-name=(file.name)
-                    aria-label={ "Copy a one-time link to " (file.name) } { "Copy one-time link" }
+                    aria-label={ "Share " (file.name) } { "Share" }
                 form.inline method="post" action={ "/files/" (file.id) "/delete" }
                     data-confirm=(file.name) {
                     (csrf_field(session))
@@ -260,6 +273,309 @@ fn file_row(session: &Session, file: &FileInfo) -> Markup {
             }
         }
     }
+}
+
+/// A share as its owner's file list shows it, with the downloads made through it.
+pub struct OwnerShare {
+    pub info: ShareInfo,
+    pub downloads: Vec<ShareDownload>,
+}
+
+/// What the share form offers: lifetimes up to `--share-max-secs`, downloads up to
+/// `--share-max-downloads`.
+pub struct ShareChoices {
+    pub max_secs: u64,
+    pub max_downloads: u64,
+}
+
+impl ShareChoices {
+    /// `(seconds, label, selected)`: the usual lifetimes that fit, 7 days (or the longest
+    /// that fits) selected; the cap itself when it is none of them.
+    fn lifetimes(&self) -> Vec<(u64, String, bool)> {
+        const USUAL: [(u64, &str); 5] = [
+            (3600, "1 hour"),
+            (24 * 3600, "1 day"),
+            (7 * 24 * 3600, "7 days"),
+            (14 * 24 * 3600, "14 days"),
+            (30 * 24 * 3600, "30 days"),
+        ];
+        let mut out: Vec<(u64, String, bool)> = USUAL
+            .iter()
+            .filter(|(secs, _)| *secs <= self.max_secs)
+            .map(|(secs, label)| (*secs, (*label).to_owned(), false))
+            .collect();
+        if !out.iter().any(|(secs, _, _)| *secs == self.max_secs) {
+            out.push((
+                self.max_secs,
+                format!("{} (the longest)", duration(self.max_secs)),
+                false,
+            ));
+        }
+        let default = crate::shares::DEFAULT_SHARE_SECS.min(self.max_secs);
+        let pick = out
+            .iter()
+            .rposition(|(secs, _, _)| *secs <= default)
+            .unwrap_or(0);
+        out[pick].2 = true;
+        out
+    }
+}
+
+/// The fields of a new share (expiry, downloads, optional password), for the dialog and for
+/// the page without script.
+fn share_fields(choices: &ShareChoices, prefix: &str) -> Markup {
+    html! {
+        label for={ (prefix) "expires" } { "Link works for" }
+        select #{ (prefix) "expires" } name="expires_in_secs" {
+            @for (secs, label, selected) in choices.lifetimes() {
+                option value=(secs) selected[selected] { (label) }
+            }
+        }
+        label for={ (prefix) "downloads" } { "Downloads allowed" }
+        input #{ (prefix) "downloads" } name="max_downloads" type="number" min="1"
+            max=(choices.max_downloads) value="1" required;
+        label for={ (prefix) "password" } { "Password (optional)" }
+        input #{ (prefix) "password" } name="password" type="password" autocomplete="new-password"
+            minlength="8";
+    }
+}
+
+/// The Share dialog (opened by `app.js`; without script the Share link goes to a page).
+fn share_dialog(session: &Session, choices: &ShareChoices) -> Markup {
+    html! {
+        dialog #share-dialog aria-labelledby="share-title" {
+            h2 #share-title { "Share " span #share-name {} }
+            form.stack #share-form method="post" action="" {
+                (csrf_field(session))
+                (share_fields(choices, "dialog-"))
+                div.row {
+                    button.btn.primary #share-create type="submit" { "Create link" }
+                    button.btn.secondary #share-cancel type="button" { "Close" }
+                }
+                p #share-status role="status" aria-live="polite" {}
+            }
+            div #share-result hidden {
+                p { "Send this link. Opening it shows the file; only " strong { "Download" }
+                    " uses a download, so mail scanners and chat previews do not." }
+                (copy_row(""))
+                button.btn.secondary #share-done type="button" { "Done" }
+            }
+        }
+    }
+}
+
+/// The URL field and its Copy button (`app.js` copies; without script, select and copy).
+fn copy_row(url: &str) -> Markup {
+    html! {
+        div.row.copy-row {
+            label.visually-hidden for="share-url" { "Share link" }
+            input #share-url type="text" readonly value=(url);
+            button.btn.primary.js-only #share-copy type="button" hidden { "Copy" }
+        }
+        p #copy-status role="status" aria-live="polite" {}
+    }
+}
+
+/// A file's shares under its row: downloads used of allowed, expiry, Revoke, and what was
+/// downloaded through each.
+fn share_rows(
+    session: &Session,
+    file: &FileInfo,
+    shares: &[&OwnerShare],
+    served: &[&ShareDownload],
+) -> Markup {
+    html! {
+        tr.shares {
+            td colspan="5" {
+                @if !served.is_empty() {
+                    details.file-downloads {
+                        summary { "Downloaded " (served.len()) " time"
+                            @if served.len() != 1 { "s" } }
+                        (downloads_table(served.iter().copied(), true))
+                    }
+                }
+                ul.shares {
+                    @for share in shares {
+                        li.share data-share-id=(share.info.id) {
+                            span.share-summary {
+                                "Share link: "
+                                strong.share-count {
+                                    (share.info.downloads) " of " (share.info.max_downloads)
+                                    " downloads used"
+                                }
+                                @if share.info.status == ShareStatus::UsedUp {
+                                    " (no downloads left)"
+                                }
+                                " · expires "
+                                time datetime=(iso_date(share.info.expires_at)) {
+                                    (utc_date(share.info.expires_at))
+                                }
+                                @if share.info.has_password { " · password" }
+                            }
+                            form.inline method="post"
+                                action={ "/shares/" (share.info.id) "/revoke" } {
+                                (csrf_field(session))
+                                button.btn.danger.small type="submit"
+                                    aria-label={ "Revoke a share of " (file.name) } { "Revoke" }
+                            }
+                            @if !share.downloads.is_empty() {
+                                (downloads_table(share.downloads.iter(), false))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Downloads as their owner sees them: when, complete or partial, bytes, address, browser,
+/// and (`via`) whether through a share or the owner's own link.
+fn downloads_table<'a>(downloads: impl Iterator<Item = &'a ShareDownload>, via: bool) -> Markup {
+    html! {
+        table.share-downloads {
+            thead {
+                tr {
+                    th scope="col" { "When (UTC)" }
+                    th scope="col" { "Result" }
+                    th scope="col" { "Sent" }
+                    th scope="col" { "Address" }
+                    th scope="col" { "Browser" }
+                    @if via { th scope="col" { "Via" } }
+                }
+            }
+            tbody {
+                @for d in downloads {
+                    tr {
+                        td { (utc_date(d.time_ms / 1000)) }
+                        td { @if d.complete { "Complete" } @else { "Partial" } }
+                        td { (human_size(u64::try_from(d.bytes).unwrap_or(0))) }
+                        td { (d.client.as_deref().unwrap_or("?")) }
+                        td.agent { (d.user_agent.as_deref().unwrap_or("?")) }
+                        @if via {
+                            td { @if d.share_id.is_some() { "share link" } @else { "your link" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The page without script for sharing one file.
+pub fn share_form_page(
+    session: &Session,
+    file: &FileInfo,
+    choices: &ShareChoices,
+    error: Option<&str>,
+) -> Markup {
+    let content = html! {
+        section.card.narrow aria-labelledby="share-page-title" {
+            h1 #share-page-title { "Share " (file.name) }
+            @if let Some(error) = error {
+                p.alert.error role="alert" { (error) }
+            }
+            form.stack method="post" action={ "/files/" (file.id) "/shares" } {
+                (csrf_field(session))
+                (share_fields(choices, ""))
+                button.btn.primary type="submit" { "Create link" }
+            }
+            p { a href="/" { "Back to your files" } }
+        }
+    };
+    layout(
+        Page {
+            title: "Share",
+            session: Some(session),
+            neutral_preview: false,
+        },
+        content,
+    )
+}
+
+/// The new share's URL, shown once (only its hash is kept).
+pub fn share_created_page(session: &Session, file_name: &str, share: &ShareInfo) -> Markup {
+    let content = html! {
+        section.card.narrow aria-labelledby="created-title" {
+            h1 #created-title { "Share link for " (file_name) }
+            p {
+                "Allows " (share.max_downloads) " download"
+                @if share.max_downloads != 1 { "s" }
+                ", until " (utc_date(share.expires_at)) " UTC."
+                @if share.has_password { " The password is asked for before each download." }
+            }
+            (copy_row(share.url.as_deref().unwrap_or("")))
+            p.note { "Copy it now: it is not shown again. Revoke it from your files at any time." }
+            p { a.btn.primary href="/" { "Back to your files" } }
+        }
+    };
+    layout(
+        Page {
+            title: "Share link",
+            session: Some(session),
+            neutral_preview: false,
+        },
+        content,
+    )
+}
+
+/// What a visitor of a live share sees: the file, what is left, and a Download button that
+/// is a form POST (a GET of this page never uses anything).
+pub fn share_page(visit: &Visit, action: &str, form_token: &str, message: Option<&str>) -> Markup {
+    let content = html! {
+        section.card.narrow aria-labelledby="shared-title" {
+            h1 #shared-title { "A file shared with you" }
+            @if let Some(message) = message {
+                p.alert.error role="alert" { (message) }
+            }
+            dl.facts {
+                dt { "File" } dd.share-file { (visit.name) }
+                dt { "Size" } dd { (human_size(u64::try_from(visit.size).unwrap_or(0))) }
+                dt { "Available until" } dd { (utc_date(visit.expires_at)) " UTC" }
+                dt { "Downloads left" } dd.share-left { (visit.downloads_left) }
+            }
+            form.stack #share-download method="post" action=(action) {
+                input type="hidden" name=(FORM_TOKEN_FIELD) value=(form_token);
+                @if visit.has_password {
+                    label for="share-password" { "Password" }
+                    input #share-password name="password" type="password" required
+                        autocomplete="off" autofocus;
+                }
+                button.btn.primary type="submit" { "Download" }
+            }
+            p.note { "Each press of Download uses one of the downloads left." }
+        }
+    };
+    layout(
+        Page {
+            title: "Shared file",
+            session: None,
+            neutral_preview: true,
+        },
+        content,
+    )
+}
+
+/// One page for every share a visitor cannot use (unknown, expired, revoked, used up): it
+/// tells nobody which.
+pub fn share_gone_page() -> Markup {
+    let content = html! {
+        section.card.narrow aria-labelledby="gone-title" {
+            h1 #gone-title { "Link not available" }
+            p.alert.error role="alert" {
+                "This link cannot be used: it may have expired, been withdrawn, or have no \
+                 downloads left. Ask the person who sent it for a new one."
+            }
+        }
+    };
+    layout(
+        Page {
+            title: "Shared file",
+            session: None,
+            neutral_preview: true,
+        },
+        content,
+    )
 }
 
 /// A failed form submission: what went wrong, and the way back.
@@ -277,7 +593,25 @@ pub fn error_page(title: &str, message: &str, session: Option<&Session>) -> Mark
             }
         }
     };
-    layout(Page { title, session }, content)
+    layout(
+        Page {
+            title,
+            session,
+            neutral_preview: false,
+        },
+        content,
+    )
+}
+
+/// A lifetime in the largest whole unit: `90 seconds`, `2 hours`, `45 days`.
+fn duration(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Bytes in binary units: `12 B`, `1.5 KiB`, `3.0 GiB`.

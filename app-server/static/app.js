@@ -1,5 +1,5 @@
 // burnlink: progressive enhancement only. Every page works without this file; it adds upload
-// progress and drag-and-drop, one-time links with a countdown, and a confirmation before
+// progress and drag-and-drop, a Share dialog with a Copy button, and a confirmation before
 // deleting. Served from /static/app.js (the CSP allows no inline script).
 'use strict';
 
@@ -205,99 +205,94 @@
     });
   }
 
-  // ---- One-time links ----
-  const panel = $('#link-panel');
-  let timer = null;
+  // ---- Share: a dialog that creates a share over the API and shows its URL ----
+  const dialog = $('#share-dialog');
+  let shareFileId = null;
 
-  function countdown(deadline) {
-    const expiry = $('#link-expiry');
-    const url = $('#link-url');
-    const copy = $('#copy-button');
-    if (timer) clearInterval(timer);
-    const tick = () => {
-      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
-      if (left === 0) {
-        clearInterval(timer);
-        timer = null;
-        expiry.textContent = 'Expired. Make a new link.';
-        expiry.classList.add('expired');
-        url.disabled = true;
-        copy.disabled = true;
-        return;
-      }
-      const m = Math.floor(left / 60);
-      const s = String(left % 60).padStart(2, '0');
-      expiry.textContent = 'Expires in ' + m + ':' + s + ' if not used.';
-      expiry.classList.remove('expired');
+  function copyUrl() {
+    const url = $('#share-url');
+    const status = $('#copy-status');
+    const fallback = () => {
+      url.focus();
+      url.select();
+      let ok = false;
+      try {
+        ok = document.execCommand('copy');
+      } catch (_) { ok = false; }
+      say(status, ok ? 'Copied.' : 'Press Ctrl+C (or ⌘+C) to copy the selected link.', !ok);
     };
-    tick();
-    timer = setInterval(tick, 250);
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(url.value).then(() => say(status, 'Copied.', false), fallback);
+    } else {
+      fallback();
+    }
   }
 
-  function showLink(name, link, serverNow) {
-    $('#link-name').textContent = name;
-    const url = $('#link-url');
-    url.value = link.url;
-    url.disabled = false;
-    $('#copy-button').disabled = false;
-    say($('#copy-status'), '', false);
-    panel.hidden = false;
-    // Count down on the local clock from what the server says is left, so a wrong local
-    // clock does not matter.
-    const left = (link.expires_at * 1000) - (serverNow || Date.now());
-    countdown(Date.now() + left);
-    url.focus();
-    url.select();
-  }
+  const copyButton = $('#share-copy');
+  if (copyButton) copyButton.addEventListener('click', copyUrl);
 
-  document.querySelectorAll('.copy-link').forEach((button) => {
-    button.addEventListener('click', () => {
-      const id = button.dataset.fileId;
-      const name = button.dataset.name;
-      button.disabled = true;
+  if (dialog && typeof dialog.showModal === 'function') {
+    const shareForm = $('#share-form');
+    const result = $('#share-result');
+    const status = $('#share-status');
+    const create = $('#share-create');
+
+    document.querySelectorAll('.share-open').forEach((link) => {
+      link.addEventListener('click', (e) => {
+        e.preventDefault();
+        shareFileId = link.dataset.fileId;
+        $('#share-name').textContent = link.dataset.name;
+        shareForm.reset();
+        shareForm.hidden = false;
+        result.hidden = true;
+        say(status, '', false);
+        dialog.showModal();
+      });
+    });
+
+    const close = (reload) => {
+      dialog.close();
+      if (reload) window.location.reload();
+    };
+    $('#share-cancel').addEventListener('click', () => close(false));
+    $('#share-done').addEventListener('click', () => close(true));
+
+    shareForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const data = new FormData(shareForm);
+      const body = {
+        expires_in_secs: Number(data.get('expires_in_secs')),
+        max_downloads: Number(data.get('max_downloads')),
+      };
+      const password = data.get('password');
+      if (password) body.password = password;
+      create.disabled = true;
+      say(status, 'Creating the link…', false);
       const xhr = new XMLHttpRequest();
-      xhr.open('POST', '/api/files/' + encodeURIComponent(id) + '/link');
+      xhr.open('POST', '/api/files/' + encodeURIComponent(shareFileId) + '/shares');
       xhr.setRequestHeader('X-CSRF-Token', csrfToken());
+      xhr.setRequestHeader('Content-Type', 'application/json');
       xhr.setRequestHeader('Accept', 'application/json');
       xhr.addEventListener('load', () => {
-        button.disabled = false;
-        const body = parseJson(xhr.responseText);
-        if (xhr.status === 201 && body && body.url) {
-          const date = Date.parse(xhr.getResponseHeader('Date') || '');
-          showLink(name, body, Number.isNaN(date) ? null : date);
-          const box = $('#messages');
-          if (box) box.textContent = '';
+        create.disabled = false;
+        const reply = parseJson(xhr.responseText);
+        if (xhr.status === 201 && reply && reply.url) {
+          shareForm.hidden = true;
+          result.hidden = false;
+          const url = $('#share-url');
+          url.value = reply.url;
+          say($('#copy-status'), '', false);
+          url.focus();
+          url.select();
         } else {
-          showError(describe(xhr.status, body, xhr.getResponseHeader('Retry-After')));
+          say(status, describe(xhr.status, reply, xhr.getResponseHeader('Retry-After')), true);
         }
       });
       xhr.addEventListener('error', () => {
-        button.disabled = false;
-        showError(describe(0, null, null));
+        create.disabled = false;
+        say(status, describe(0, null, null), true);
       });
-      xhr.send();
-    });
-  });
-
-  const copyButton = $('#copy-button');
-  if (copyButton) {
-    copyButton.addEventListener('click', () => {
-      const url = $('#link-url');
-      const status = $('#copy-status');
-      const fallback = () => {
-        url.focus();
-        url.select();
-        let ok = false;
-        try {
-          ok = document.execCommand('copy');
-        } catch (_) { ok = false; }
-        say(status, ok ? 'Copied.' : 'Press Ctrl+C (or ⌘+C) to copy the selected link.', !ok);
-      };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(url.value).then(() => say(status, 'Copied.', false), fallback);
-      } else {
-        fallback();
-      }
+      xhr.send(JSON.stringify(body));
     });
   }
 

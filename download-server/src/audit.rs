@@ -169,6 +169,8 @@ pub struct AuditLog {
     file: Option<SyncSender<Vec<u8>>>,
     writer: Option<std::thread::JoinHandle<()>>,
     dropped: IntCounter,
+    /// Where outcomes of attempts with a verified token also go (see [`crate::outcome`]).
+    outcomes: Option<crate::outcome::SinkHandle>,
 }
 
 impl AuditLog {
@@ -180,6 +182,7 @@ impl AuditLog {
                 file: None,
                 writer: None,
                 dropped,
+                outcomes: None,
             });
         };
         if let Some(parent) = path.parent() {
@@ -220,7 +223,14 @@ impl AuditLog {
             file: Some(tx),
             writer: Some(writer),
             dropped,
+            outcomes: None,
         })
+    }
+
+    /// Also hands every attempt that carried a verified token to `sink`.
+    pub fn with_outcomes(mut self, sink: Option<crate::outcome::SinkHandle>) -> AuditLog {
+        self.outcomes = sink;
+        self
     }
 
     /// Writes what is queued and stops the writer.
@@ -267,6 +277,20 @@ impl AuditLog {
             user_agent = line.user_agent,
             "download"
         );
+        if let (Some(sink), Some(grant)) = (&self.outcomes, grant) {
+            sink.0.send(crate::outcome::OutcomeEvent {
+                time_ms: line.time_ms,
+                outcome,
+                status,
+                bytes,
+                jti: Some(grant.jti.as_str().to_owned()),
+                sub: Some(grant.sub.as_str().to_owned()),
+                file: Some(grant.file.as_str().to_owned()),
+                client: client.peer,
+                forwarded_for: line.forwarded_for.map(str::to_owned),
+                user_agent: line.user_agent.map(str::to_owned),
+            });
+        }
         let Some(tx) = &self.file else {
             return;
         };
@@ -305,6 +329,57 @@ mod tests {
             let json = serde_json::to_string(outcome).expect("serializes");
             assert_eq!(json, format!("\"{}\"", outcome.as_str()));
         }
+    }
+
+    /// Every attempt with a verified token reaches the outcome sink; attempts without one
+    /// concern no link and do not.
+    #[test]
+    fn attempts_with_a_grant_reach_the_outcome_sink() {
+        use std::sync::{Arc, Mutex};
+
+        use crate::outcome::{OutcomeEvent, OutcomeSink, SinkHandle};
+
+        #[derive(Default)]
+        struct Collect(Mutex<Vec<OutcomeEvent>>);
+        impl OutcomeSink for Collect {
+            fn send(&self, event: OutcomeEvent) {
+                self.0.lock().unwrap().push(event);
+            }
+        }
+        let sink = Arc::new(Collect::default());
+        let log = AuditLog::open(None, IntCounter::new("x", "x").expect("counter"))
+            .expect("opens")
+            .with_outcomes(Some(SinkHandle(sink.clone())));
+        let grant = Grant {
+            jti: shared::Jti::generate(),
+            sub: "u1".into(),
+            file: shared::StorageKey::generate(),
+            name: shared::DownloadName::sanitize("a.txt"),
+            iat: 1,
+            exp: 2,
+        };
+        let client = Client {
+            peer: Some("10.0.0.9".parse().unwrap()),
+            user_agent: Some(HeaderValue::from_static("curl/8")),
+            ..Client::default()
+        };
+        log.record(Outcome::Invalid, None, 401, 0, &client);
+        log.record(Outcome::Partial, Some(&grant), 200, 1234, &client);
+        let events = sink.0.lock().unwrap();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(
+            (e.outcome, e.status, e.bytes),
+            (Outcome::Partial, 200, 1234)
+        );
+        assert_eq!(e.jti.as_deref(), Some(grant.jti.as_str()));
+        assert_eq!(e.sub.as_deref(), Some("u1"));
+        assert_eq!(e.file.as_deref(), Some(grant.file.as_str()));
+        assert_eq!(e.client, client.peer);
+        assert_eq!(e.user_agent.as_deref(), Some("curl/8"));
+        // As the stream carries it: JSON, read back the same.
+        let json = serde_json::to_string(e).unwrap();
+        assert_eq!(&serde_json::from_str::<OutcomeEvent>(&json).unwrap(), e);
     }
 
     #[test]

@@ -234,6 +234,20 @@ pub struct Config {
     /// Keys handed over in-process (the app server's all-in-one mode), used besides any file.
     #[arg(skip)]
     pub keys: Vec<VerifyingKey>,
+
+    /// Publish download outcomes to a capped Redis Stream (`XADD … MAXLEN ~`) for the app
+    /// servers (see docs/SHARES.md): `auto` (default) when the burn store is a single Redis,
+    /// `off`, or a `redis://` URL.
+    #[arg(long, env = "OUTCOMES_REDIS", default_value = "auto")]
+    pub outcomes_redis: String,
+
+    /// Entries the outcome stream keeps, about (`XADD MAXLEN ~`).
+    #[arg(long, env = "OUTCOMES_STREAM_MAXLEN", default_value_t = 100_000)]
+    pub outcomes_stream_maxlen: u64,
+
+    /// An outcome sink handed over in-process (the app server's all-in-one mode).
+    #[arg(skip)]
+    pub outcome_sink: Option<crate::outcome::SinkHandle>,
 }
 
 impl Config {

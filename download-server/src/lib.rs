@@ -9,6 +9,7 @@ pub mod error;
 pub mod file;
 pub mod keys;
 pub mod metrics;
+pub mod outcome;
 pub mod permissions;
 pub mod resume;
 pub mod routes;
@@ -125,6 +126,7 @@ impl Application {
         let burn_store = config.burn_store()?;
         config.app_url()?;
         let recorders = recorders(&config)?;
+        let recorders = with_outcomes(&config, &burn_store, recorders)?;
         let registry = recorders.0.registry().clone();
         let (server, keys) = match burn_store {
             BurnStoreSetting::Memory => {
@@ -266,6 +268,39 @@ fn recorders(config: &Config) -> Result<(metrics::Metrics, audit::AuditLog), Sta
         }
     };
     Ok((metrics, audit))
+}
+
+/// The audit log, also handing outcomes to the sink given in-process, else (`--outcomes-redis`)
+/// to the Redis Stream: the burn store's Redis by default (`auto`), none for `off`.
+fn with_outcomes(
+    config: &Config,
+    burn_store: &BurnStoreSetting,
+    (metrics, audit): (metrics::Metrics, audit::AuditLog),
+) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
+    let bad = |why: String| StartupError::BurnStore(format!("--outcomes-redis: {why}"));
+    let info = match (config.outcome_sink.clone(), config.outcomes_redis.as_str()) {
+        (Some(sink), _) => return Ok((metrics, audit.with_outcomes(Some(sink)))),
+        (None, "off") => None,
+        (None, "auto") => match burn_store {
+            BurnStoreSetting::Redis(info) => Some(info.clone()),
+            _ => None,
+        },
+        (None, url) => Some(
+            redis::IntoConnectionInfo::into_connection_info(url)
+                .map_err(|e| bad(format!("not a usable Redis URL: {e}")))?,
+        ),
+    };
+    let Some(info) = info else {
+        return Ok((metrics, audit));
+    };
+    let sink = outcome::redis::RedisStreamSink::start(
+        info,
+        config.outcomes_stream_maxlen,
+        metrics.outcomes_dropped.clone(),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let sink = outcome::SinkHandle(Arc::new(sink));
+    Ok((metrics, audit.with_outcomes(Some(sink))))
 }
 
 /// Keys (with the restart boundary of a forgetful store) and the server, for any store.

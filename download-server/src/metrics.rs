@@ -30,6 +30,8 @@ pub struct Metrics {
     pub burn_seconds: Histogram,
     /// `burnlink_audit_dropped_total`: audit lines lost because the writer fell behind.
     pub audit_dropped: IntCounter,
+    /// `burnlink_outcomes_dropped_total`: outcome events not published to the stream.
+    pub outcomes_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -76,6 +78,11 @@ impl Metrics {
             "Audit lines not written because the audit writer fell behind or failed.",
         )?;
         registry.register(Box::new(audit_dropped.clone()))?;
+        let outcomes_dropped = IntCounter::new(
+            "burnlink_outcomes_dropped_total",
+            "Download outcome events not published because the queue was full or Redis failed.",
+        )?;
+        registry.register(Box::new(outcomes_dropped.clone()))?;
         Ok(Metrics {
             registry,
             downloads,
@@ -83,6 +90,7 @@ impl Metrics {
             active_streams,
             burn_seconds,
             audit_dropped,
+            outcomes_dropped,
         })
     }
 

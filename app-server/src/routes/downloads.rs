@@ -13,7 +13,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn recent(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, AppError> {
-    let recent = downloads::recent(&state.db, &state.audit_dir, &session.user_id).await?;
+    let recent = downloads::recent(
+        &state.db,
+        &state.audit_dir,
+        &session.user_id,
+        state.shares.outcomes_known,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(recent))

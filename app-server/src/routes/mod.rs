@@ -13,6 +13,7 @@ pub mod health;
 pub mod jwks;
 pub mod pages;
 pub mod session;
+pub mod shares;
 
 /// Largest JSON body (a login is a few hundred bytes).
 const MAX_JSON_BYTES: usize = 16 * 1024;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(session::configure)
     .configure(files::configure)
     .configure(downloads::configure)
+    .configure(shares::configure)
     .configure(pages::configure)
     .configure(assets::configure)
     .default_service(web::to(not_found));

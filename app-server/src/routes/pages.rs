@@ -25,7 +25,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(logout))
         .route("/files", web::post().to(upload))
         .route("/files/{id}/delete", web::post().to(delete))
-        .route("/files/{id}/download", web::get().to(download));
+        .route("/files/{id}/download", web::get().to(download))
+        .route("/files/{id}/share", web::get().to(share_form))
+        .route("/files/{id}/shares", web::post().to(create_share))
+        .route("/shares/{id}/revoke", web::post().to(revoke_share));
 }
 
 /// A login form. No `Debug`: it holds a password.
@@ -188,15 +191,29 @@ async fn index(
             let files = files::list(&state.db, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(session)))?;
-            let recent = crate::downloads::recent(&state.db, &state.audit_dir, &session.user_id)
+            let recent = crate::downloads::recent(
+                &state.db,
+                &state.audit_dir,
+                &session.user_id,
+                state.shares.outcomes_known,
+            )
+            .await
+            .map_err(|e| PageError::new(e, Some(session)))?;
+            let shares = crate::shares::for_file_list(&state, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(session)))?;
+            let file_downloads =
+                crate::outcomes::for_user_files(&state.db, &session.user_id, FILE_DOWNLOADS_SHOWN)
+                    .await
+                    .map_err(|e| PageError::new(e, Some(session)))?;
             views::files_page(
                 session,
                 &files,
+                &shares,
+                &file_downloads,
                 &recent,
                 state.max_upload_bytes,
-                state.links.ttl,
+                &share_choices(&state),
             )
         }
         None => views::login_page(None, ""),
@@ -314,6 +331,116 @@ async fn download(
         .await
         .map_err(page_error)?;
     Ok(see_other(&link.url))
+}
+
+/// Served downloads the file list shows, over all files.
+const FILE_DOWNLOADS_SHOWN: i64 = 200;
+
+fn share_choices(state: &AppState) -> views::ShareChoices {
+    views::ShareChoices {
+        max_secs: state.shares.max_secs,
+        max_downloads: state.shares.max_downloads,
+    }
+}
+
+/// One of the user's files, for a page (`NotFound` for another user's).
+async fn own_file(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+) -> Result<files::FileInfo, AppError> {
+    let id = FileId::parse(id)?;
+    files::list(&state.db, &session.user_id)
+        .await?
+        .into_iter()
+        .find(|f| f.id == id.as_str())
+        .ok_or(AppError::NotFound)
+}
+
+/// `GET /files/{id}/share`: the share form without script.
+async fn share_form(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let Some(session) = session.0 else {
+        return Ok(see_other("/"));
+    };
+    let file = own_file(&state, &session, &id)
+        .await
+        .map_err(|e| PageError::new(e, Some(&session)))?;
+    Ok(html(
+        StatusCode::OK,
+        views::share_form_page(&session, &file, &share_choices(&state), None),
+    ))
+}
+
+/// The share form as posted. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+pub struct ShareForm {
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+    #[serde(default)]
+    pub max_downloads: Option<u64>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `POST /files/{id}/shares`: creates the share and shows its URL (201), or the form again
+/// with why (400).
+async fn create_share(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+    id: web::Path<String>,
+    form: web::Form<ShareForm>,
+) -> Result<HttpResponse, PageError> {
+    let session = session
+        .0
+        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
+    let page_error = |e| PageError::new(e, Some(&session));
+    session
+        .check_csrf(form.csrf_token.as_deref())
+        .map_err(page_error)?;
+    let file = own_file(&state, &session, &id).await.map_err(page_error)?;
+    let form = form.into_inner();
+    let new = crate::shares::NewShare {
+        expires_in_secs: form.expires_in_secs,
+        max_downloads: form.max_downloads,
+        password: form.password,
+    };
+    let file_id = FileId::parse(&file.id).map_err(page_error)?;
+    match crate::shares::create(&state, &session.user_id, &file_id, new).await {
+        Ok(share) => Ok(html(
+            StatusCode::CREATED,
+            views::share_created_page(&session, &file.name, &share),
+        )),
+        Err(AppError::BadRequest(why)) => Ok(html(
+            StatusCode::BAD_REQUEST,
+            views::share_form_page(&session, &file, &share_choices(&state), Some(&why)),
+        )),
+        Err(e) => Err(page_error(e)),
+    }
+}
+
+/// `POST /shares/{id}/revoke`: revokes at once and goes back to the file list.
+async fn revoke_share(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+    id: web::Path<String>,
+    form: Option<web::Form<CsrfForm>>,
+) -> Result<HttpResponse, PageError> {
+    let session = session
+        .0
+        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
+    let page_error = |e| PageError::new(e, Some(&session));
+    session.check_csrf(csrf_of(&form)).map_err(page_error)?;
+    let id = crate::shares::ShareId::parse(&id).map_err(page_error)?;
+    crate::shares::revoke(&state.db, &session.user_id, &id)
+        .await
+        .map_err(page_error)?;
+    Ok(see_other("/"))
 }
 
 #[cfg(test)]

@@ -167,32 +167,67 @@ async fn browser_walk_upload_download_share_and_log_out() {
             .unwrap();
         let row = alice.find_text("table.files tbody tr", "report.pdf").await;
 
-        // A one-time link to share: shown with its countdown and the works-once note.
-        row.find(By::Css(".copy-link"))
+        // Share: the dialog makes a link with the defaults (7 days, 1 download) and shows it
+        // with a Copy button.
+        row.find(By::Css(".share-open"))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
-        let url_field = alice.find("#link-url").await;
+        alice.find("#share-dialog").await;
+        alice.find_text("#share-name", "report.pdf").await;
+        harness.screenshot(&alice, "share-dialog").await;
+        alice.find("#share-create").await.click().await.unwrap();
+        let url_field = alice.find("#share-url").await;
         let link = url_field.value().await.unwrap().unwrap_or_default();
-        assert!(link.starts_with(&format!("{}/d/", app.dl_url)), "{link}");
-        let expiry = alice.find_text("#link-expiry", "Expires in").await;
-        let expiry = expiry.text().await.unwrap();
-        assert!(
-            expiry.contains("Expires in 0:5") || expiry.contains("Expires in 1:00"),
-            "{expiry}"
-        );
-        alice.wait_for_text("works once").await;
-        alice.find("#copy-button").await.click().await.unwrap();
+        assert!(link.starts_with(&format!("{}/s/", app.app_url)), "{link}");
+        alice.find("#share-copy").await.click().await.unwrap();
         alice.find_text("#copy-status", "Cop").await;
-        harness.screenshot(&alice, "one-time-link").await;
+        harness.screenshot(&alice, "share-link").await;
 
-        // Someone else, in a browser of their own, gets the file with it.
+        // Someone else, in a browser of their own, opens the page (which uses nothing),
+        // presses Download and gets the file.
         let bob = harness.browser(true).await;
         bob.driver.goto(&link).await.unwrap();
+        bob.find_text(".share-file", "report.pdf").await;
+        bob.find_text(".share-left", "1").await;
+        harness.screenshot(&bob, "share-page").await;
+        bob.find("#share-download button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
         assert_eq!(bob.downloaded("report.pdf").await, bytes);
+        // Reopened: nothing left.
+        bob.driver.goto(&link).await.unwrap();
+        bob.wait_for_text("no downloads left").await;
+        harness.screenshot(&bob, "share-used-up").await;
         bob.quit().await;
+
+        // The owner's list shows the share used up, with the completed download.
+        alice.find("#share-done").await.click().await.unwrap();
+        let deadline = std::time::Instant::now() + browser::WAIT;
+        loop {
+            let body = alice
+                .driver
+                .find(By::Css("body"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if body.contains("1 of 1 downloads used") && body.contains("Complete") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the owner sees the download: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            alice.driver.refresh().await.unwrap();
+        }
+        harness.screenshot(&alice, "share-downloaded").await;
 
         // At phone width the list stays readable.
         alice.driver.set_window_rect(0, 0, 360, 800).await.unwrap();
@@ -245,18 +280,37 @@ async fn browser_without_javascript_logs_in_uploads_and_downloads() {
         input.send_keys(file.to_string_lossy()).await.unwrap();
         browser.find("#upload-button").await.click().await.unwrap();
         let row = browser.find_text("table.files tbody tr", "plain.txt").await;
-        assert!(
-            browser
-                .driver
-                .find(By::Css(".copy-link"))
-                .await
-                .unwrap()
-                .is_displayed()
-                .await
-                .is_ok_and(|shown| !shown),
-            "the copy-link button needs script"
-        );
         harness.screenshot(&browser, "no-js-listed").await;
+
+        // Share without script: a page with the form, then the link on a page of its own.
+        row.find(By::LinkText("Share"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .find("form[action$='/shares'] button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let link = browser
+            .find("#share-url")
+            .await
+            .value()
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(link.starts_with(&format!("{}/s/", app.app_url)), "{link}");
+        harness.screenshot(&browser, "no-js-share-created").await;
+        browser
+            .find_text("a", "Back to your files")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let row = browser.find_text("table.files tbody tr", "plain.txt").await;
         row.find(By::LinkText("Download"))
             .await
             .unwrap()

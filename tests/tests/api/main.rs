@@ -15,6 +15,7 @@ mod postgres;
 mod resume;
 mod rotation;
 mod session;
+mod shares;
 mod slow_bodies;
 mod tls;
 mod token_format;

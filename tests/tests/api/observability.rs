@@ -461,3 +461,31 @@ async fn metrics_are_served_only_on_their_own_listener() {
     assert!(text.contains("burnlink_downloads_total"), "{text}");
     assert!(!text.contains("burnlink_logins_total"), "{text}");
 }
+
+/// Outcomes reach the app's database (in process, all-in-one): recent downloads no longer
+/// depend on the audit files, which may live on another machine, be rotated, or be off.
+#[tokio::test]
+async fn recent_downloads_come_from_the_database_not_the_audit_files() {
+    let app = spawn().await;
+    let (alice, url, jti) = alice_link(&app, 100).await;
+    assert_eq!(
+        one_connection()
+            .get(&url)
+            .send()
+            .await
+            .expect("dl")
+            .status(),
+        200
+    );
+    let recent = recent_downloads(&alice, 1).await;
+    assert_eq!(recent[0]["jti"], jti.as_str());
+    // The operator rotates the audit files away: the history stays.
+    for entry in std::fs::read_dir(app.data_dir.join("audit")).expect("audit dir") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("removed");
+    }
+    let recent = recent_downloads(&alice, 1).await;
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0]["outcome"], "ok");
+    assert_eq!(recent[0]["name"], "report.txt");
+    assert_eq!(app.count_rows("download_events").await, 1);
+}

@@ -1,0 +1,666 @@
+//! Shares: an owner's long-lived, counted, revocable permission for anyone holding the share
+//! URL to mint single-use download links.
+//!
+//! The download server does not change: it still only sees minute-long single-use tokens. A
+//! share lives here, in the app's database:
+//! - its URL is `<public url>/s/<secret>`, 256 random bits of which only the SHA-256 is
+//!   stored (as with session ids), so a leaked database hands out no share;
+//! - looking at it (`GET`/`HEAD /s/<secret>`) never changes it: scanners, chat previews and
+//!   prefetchers only ever GET;
+//! - a download is *taken* by one SQL statement that counts and checks at once
+//!   (`UPDATE … SET downloads = downloads + 1 WHERE … downloads < max_downloads AND
+//!   revoked_at IS NULL AND expires_at > now RETURNING …`), never read-then-write, so
+//!   concurrent takes on any number of app servers sharing the database never exceed the
+//!   limit;
+//! - a taken download whose link expired with nothing served is given back
+//!   ([`settle`]), once the download outcomes say so; a partial download counts.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use shared::{DownloadName, StorageKey};
+use sqlx::AnyPool;
+
+use crate::error::AppError;
+use crate::files::{FileId, Link};
+use crate::sessions::hash_session_id;
+use crate::state::AppState;
+use crate::throttle::Refusal;
+use crate::users::{self, Password};
+
+/// A share's lifetime when the owner asks for none: 7 days (or `--share-max-secs` if shorter).
+pub const DEFAULT_SHARE_SECS: u64 = 7 * 24 * 3600;
+/// Random bytes of a share secret: 256 bits (the contract asks for at least 128).
+const SECRET_BYTES: usize = 32;
+
+/// What a share may be, set once at start.
+#[derive(Debug, Clone)]
+pub struct SharePolicy {
+    /// `--share-max-secs`.
+    pub max_secs: u64,
+    /// `--share-max-downloads`.
+    pub max_downloads: u64,
+    /// Where share URLs point: the app's public URL, without a trailing slash.
+    pub public_url: String,
+    /// Seconds after a share link's expiry before a download nothing was heard of is given
+    /// back (`--share-give-back-secs`): the outcome of a download is reported when its
+    /// transfer ends, which may be well after the link expired.
+    pub give_back_after_secs: i64,
+    /// Whether download outcomes reach this app (all-in-one, or `--outcomes-redis`). Without
+    /// them nothing is ever given back: a download not heard of may have been served.
+    pub outcomes_known: bool,
+}
+
+/// A share id as it appears in URLs (same alphabet as file ids); anything else is `NotFound`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareId(String);
+
+impl ShareId {
+    pub fn parse(s: &str) -> Result<ShareId, AppError> {
+        FileId::parse(s).map(|id| ShareId(id.as_str().to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The secret of a share URL. Only its hash is ever stored or compared.
+#[derive(Clone)]
+pub struct ShareSecret(String);
+
+impl ShareSecret {
+    /// 22 (128 bits) to 128 characters of base64url: anything else cannot be a share
+    /// (`NotFound`).
+    pub fn parse(s: &str) -> Result<ShareSecret, AppError> {
+        let ok = (22..=128).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(ShareSecret(s.to_owned()))
+        } else {
+            Err(AppError::NotFound)
+        }
+    }
+
+    fn generate() -> ShareSecret {
+        ShareSecret(shared::random_token(SECRET_BYTES))
+    }
+
+    fn hash(&self) -> String {
+        hash_session_id(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ShareSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShareSecret(***)")
+    }
+}
+
+/// What an owner asks for; every field optional. No `Debug`: it holds a password.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewShare {
+    pub expires_in_secs: Option<u64>,
+    pub max_downloads: Option<u64>,
+    pub password: Option<String>,
+}
+
+/// A share's state, as its owner sees it. Visitors see only "available" or one neutral page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareStatus {
+    Live,
+    Expired,
+    Revoked,
+    UsedUp,
+}
+
+impl ShareStatus {
+    fn of(revoked_at: Option<i64>, expires_at: i64, downloads: i64, max: i64, now: i64) -> Self {
+        if revoked_at.is_some() {
+            ShareStatus::Revoked
+        } else if expires_at <= now {
+            ShareStatus::Expired
+        } else if downloads >= max {
+            ShareStatus::UsedUp
+        } else {
+            ShareStatus::Live
+        }
+    }
+}
+
+/// A share as its owner's API shows it. `url` only in the answer to its creation: the secret
+/// is not stored, so it cannot be shown again.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareInfo {
+    pub id: String,
+    pub file_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub expires_at: i64,
+    pub max_downloads: i64,
+    pub downloads: i64,
+    pub has_password: bool,
+    pub created_at: i64,
+    pub status: ShareStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+type ShareRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+const SHARE_COLUMNS: &str = "id, file_id, expires_at, max_downloads, downloads, password_hash, \
+                             created_at, revoked_at";
+
+fn info(row: ShareRow, now: i64) -> ShareInfo {
+    let (id, file_id, expires_at, max_downloads, downloads, password, created_at, revoked_at) = row;
+    ShareInfo {
+        status: ShareStatus::of(revoked_at, expires_at, downloads, max_downloads, now),
+        id,
+        file_id,
+        url: None,
+        expires_at,
+        max_downloads,
+        downloads,
+        has_password: password.is_some(),
+        created_at,
+        revoked_at,
+    }
+}
+
+/// Checked settings of a new share.
+struct Checked {
+    expires_in: i64,
+    max_downloads: i64,
+    password: Option<Password>,
+}
+
+fn check(policy: &SharePolicy, new: NewShare) -> Result<Checked, AppError> {
+    let expires_in = new
+        .expires_in_secs
+        .unwrap_or(DEFAULT_SHARE_SECS.min(policy.max_secs));
+    if !(1..=policy.max_secs).contains(&expires_in) {
+        return Err(AppError::BadRequest(format!(
+            "expires_in_secs must be 1 to {} (--share-max-secs)",
+            policy.max_secs
+        )));
+    }
+    let max_downloads = new.max_downloads.unwrap_or(1);
+    if !(1..=policy.max_downloads).contains(&max_downloads) {
+        return Err(AppError::BadRequest(format!(
+            "max_downloads must be 1 to {} (--share-max-downloads)",
+            policy.max_downloads
+        )));
+    }
+    let password = match new.password.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(Password::parse(p)?),
+    };
+    Ok(Checked {
+        expires_in: i64::try_from(expires_in).unwrap_or(i64::MAX),
+        max_downloads: i64::try_from(max_downloads).unwrap_or(i64::MAX),
+        password,
+    })
+}
+
+/// Makes a share of one of the user's files. `NotFound` for another user's file.
+pub async fn create(
+    state: &AppState,
+    user_id: &str,
+    file_id: &FileId,
+    new: NewShare,
+) -> Result<ShareInfo, AppError> {
+    let checked = check(&state.shares, new)?;
+    owned_file(&state.db, user_id, file_id).await?;
+    let password_hash = match checked.password {
+        Some(password) => Some(users::blocking(move || users::hash_password(&password)).await?),
+        None => None,
+    };
+    let secret = ShareSecret::generate();
+    let id = shared::random_token(16);
+    let now = crate::now();
+    let expires_at = now.saturating_add(checked.expires_in);
+    sqlx::query(
+        "INSERT INTO shares (id, secret_hash, file_id, user_id, password_hash, max_downloads, \
+         downloads, expires_at, revoked_at, created_at, created_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL, $8, $9)",
+    )
+    .bind(&id)
+    .bind(secret.hash())
+    .bind(file_id.as_str())
+    .bind(user_id)
+    .bind(password_hash.clone())
+    .bind(checked.max_downloads)
+    .bind(expires_at)
+    .bind(now)
+    .bind(crate::now_micros())
+    .execute(&state.db)
+    .await?;
+    tracing::info!(share = %id, file = file_id.as_str(), user = user_id, "share created");
+    Ok(ShareInfo {
+        url: Some(format!("{}/s/{}", state.shares.public_url, secret.0)),
+        id,
+        file_id: file_id.as_str().to_owned(),
+        expires_at,
+        max_downloads: checked.max_downloads,
+        downloads: 0,
+        has_password: password_hash.is_some(),
+        created_at: now,
+        status: ShareStatus::Live,
+        revoked_at: None,
+    })
+}
+
+async fn owned_file(db: &AnyPool, user_id: &str, file_id: &FileId) -> Result<(), AppError> {
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM files WHERE id = $1 AND user_id = $2")
+            .bind(file_id.as_str())
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    found.map(|_| ()).ok_or(AppError::NotFound)
+}
+
+/// Every share of one of the user's files, newest first. `NotFound` for another user's file.
+pub async fn list_for_file(
+    state: &AppState,
+    user_id: &str,
+    file_id: &FileId,
+) -> Result<Vec<ShareInfo>, AppError> {
+    owned_file(&state.db, user_id, file_id).await?;
+    let rows: Vec<ShareRow> = sqlx::query_as(&format!(
+        "SELECT {SHARE_COLUMNS} FROM shares WHERE file_id = $1 AND user_id = $2 \
+         ORDER BY created_us DESC"
+    ))
+    .bind(file_id.as_str())
+    .bind(user_id)
+    .fetch_all(&state.db)
+    .await?;
+    settle_rows(state, &rows).await?;
+    reread(state, user_id, rows).await
+}
+
+async fn settle_rows(state: &AppState, rows: &[ShareRow]) -> Result<(), AppError> {
+    for row in rows {
+        settle(state, &row.0).await?;
+    }
+    Ok(())
+}
+
+/// The rows again after [`settle`] may have changed their counts.
+async fn reread(
+    state: &AppState,
+    user_id: &str,
+    rows: Vec<ShareRow>,
+) -> Result<Vec<ShareInfo>, AppError> {
+    let now = crate::now();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let fresh: Option<ShareRow> = sqlx::query_as(&format!(
+            "SELECT {SHARE_COLUMNS} FROM shares WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(&row.0)
+        .bind(user_id)
+        .fetch_optional(&state.db)
+        .await?;
+        if let Some(fresh) = fresh {
+            out.push(info(fresh, now));
+        }
+    }
+    Ok(out)
+}
+
+/// Revokes one of the user's shares at once (every app server reads the same row). Revoking
+/// twice is fine; another user's share is `NotFound`.
+pub async fn revoke(db: &AnyPool, user_id: &str, id: &ShareId) -> Result<(), AppError> {
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM shares WHERE id = $1 AND user_id = $2")
+            .bind(id.as_str())
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    if found.is_none() {
+        return Err(AppError::NotFound);
+    }
+    sqlx::query(
+        "UPDATE shares SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(crate::now())
+    .bind(id.as_str())
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    tracing::info!(share = id.as_str(), user = user_id, "share revoked");
+    Ok(())
+}
+
+/// The storage key of one of the user's files (`NotFound` for another user's).
+pub async fn storage_key_of(
+    db: &AnyPool,
+    user_id: &str,
+    file_id: &FileId,
+) -> Result<String, AppError> {
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT storage_key FROM files WHERE id = $1 AND user_id = $2")
+            .bind(file_id.as_str())
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    found.map(|(key,)| key).ok_or(AppError::NotFound)
+}
+
+/// Served downloads through one of the user's shares, newest first.
+pub async fn downloads(
+    state: &AppState,
+    user_id: &str,
+    id: &ShareId,
+) -> Result<Vec<crate::outcomes::ShareDownload>, AppError> {
+    let found: Option<(String,)> = sqlx::query_as(
+        "SELECT f.storage_key FROM shares s JOIN files f ON f.id = s.file_id \
+         WHERE s.id = $1 AND s.user_id = $2",
+    )
+    .bind(id.as_str())
+    .bind(user_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (key,) = found.ok_or(AppError::NotFound)?;
+    crate::outcomes::for_file(
+        &state.db,
+        user_id,
+        &key,
+        Some(id.as_str()),
+        crate::routes::shares::DOWNLOADS_SHOWN,
+    )
+    .await
+}
+
+/// The user's shares the file list shows: not revoked and not expired (live or used up),
+/// newest first, each with its downloads.
+pub async fn for_file_list(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<crate::views::OwnerShare>, AppError> {
+    let now = crate::now();
+    let rows: Vec<ShareRow> = sqlx::query_as(&format!(
+        "SELECT {SHARE_COLUMNS} FROM shares WHERE user_id = $1 AND revoked_at IS NULL \
+         AND expires_at > $2 ORDER BY created_us DESC"
+    ))
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(&state.db)
+    .await?;
+    settle_rows(state, &rows).await?;
+    let mut out = Vec::new();
+    for info in reread(state, user_id, rows).await? {
+        let id = ShareId(info.id.clone());
+        let downloads = downloads(state, user_id, &id).await?;
+        out.push(crate::views::OwnerShare { info, downloads });
+    }
+    Ok(out)
+}
+
+/// What a visitor's page shows of a live share.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub id: String,
+    pub name: String,
+    pub size: i64,
+    pub expires_at: i64,
+    pub downloads_left: i64,
+    pub has_password: bool,
+}
+
+/// The live share behind `secret`: `NotFound` for an unknown secret, `ShareGone` for an
+/// expired, revoked or used-up one. Reads only (after giving back expired untouched links).
+pub async fn visit(state: &AppState, secret: &ShareSecret) -> Result<Visit, AppError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM shares WHERE secret_hash = $1")
+        .bind(secret.hash())
+        .fetch_optional(&state.db)
+        .await?;
+    let (id,) = row.ok_or(AppError::NotFound)?;
+    settle(state, &id).await?;
+    type VisitRow = (
+        String,
+        i64,
+        i64,
+        i64,
+        Option<String>,
+        Option<i64>,
+        String,
+        i64,
+    );
+    let row: Option<VisitRow> = sqlx::query_as(
+        "SELECT s.id, s.expires_at, s.max_downloads, s.downloads, s.password_hash, \
+         s.revoked_at, f.name, f.size FROM shares s JOIN files f ON f.id = s.file_id \
+         WHERE s.id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (id, expires_at, max, downloads, password, revoked_at, name, size) =
+        row.ok_or(AppError::NotFound)?;
+    if ShareStatus::of(revoked_at, expires_at, downloads, max, crate::now()) != ShareStatus::Live {
+        return Err(AppError::ShareGone);
+    }
+    Ok(Visit {
+        id,
+        name,
+        size,
+        expires_at,
+        downloads_left: max - downloads,
+        has_password: password.is_some(),
+    })
+}
+
+/// Takes one download of the share behind `secret` and mints its single-use link.
+///
+/// In order: throttled (per share and per client address, before any hashing), the password
+/// checked (a wrong one takes nothing and costs an attempt), then one atomic statement takes
+/// the download or finds none left. The minted link's jti is recorded so that, if it expires
+/// unused, the download is given back.
+pub async fn take(
+    state: &AppState,
+    secret: &ShareSecret,
+    password: Option<&str>,
+    client: Option<IpAddr>,
+) -> Result<Link, AppError> {
+    let visit = visit(state, secret).await?;
+    if visit.has_password {
+        // Reserved before hashing, as logins are: parallel guesses cannot overspend it.
+        let attempt = match state
+            .share_throttle
+            .reserve(Some(visit.id.as_str()), client)
+        {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                tracing::info!(share = %visit.id, ?client, ?refusal, "share password throttled");
+                return Err(match refusal {
+                    Refusal::Throttled(wait) => AppError::Throttled {
+                        retry_after_secs: wait.as_secs() + 1,
+                    },
+                    Refusal::Busy => AppError::Busy,
+                });
+            }
+        };
+        let stored: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT password_hash FROM shares WHERE id = $1")
+                .bind(&visit.id)
+                .fetch_optional(&state.db)
+                .await?;
+        let phc = stored.and_then(|(p,)| p).ok_or(AppError::ShareGone)?;
+        let candidate = password.unwrap_or("").as_bytes().to_vec();
+        let matches = users::blocking(move || users::verify_password(&candidate, &phc)).await?;
+        if !matches {
+            attempt.failed();
+            tracing::info!(share = %visit.id, "share password wrong");
+            return Err(AppError::WrongSharePassword);
+        }
+        attempt.succeeded();
+    }
+    // The one statement that decides: counts and checks at once, on every database.
+    let now = crate::now();
+    let taken: Option<(String, String, String)> = sqlx::query_as(
+        "UPDATE shares SET downloads = downloads + 1 \
+         WHERE secret_hash = $1 AND downloads < max_downloads AND revoked_at IS NULL \
+         AND expires_at > $2 RETURNING id, file_id, user_id",
+    )
+    .bind(secret.hash())
+    .bind(now)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((share_id, file_id, user_id)) = taken else {
+        return Err(AppError::ShareGone);
+    };
+    let file: Option<(String, String)> =
+        sqlx::query_as("SELECT storage_key, name FROM files WHERE id = $1")
+            .bind(&file_id)
+            .fetch_optional(&state.db)
+            .await?;
+    let (key, name) = file.ok_or(AppError::ShareGone)?;
+    let key = StorageKey::parse(&key)
+        .map_err(|_| AppError::Internal(format!("file {file_id} has an invalid storage key")))?;
+    let name = DownloadName::parse(&name).unwrap_or_else(|_| DownloadName::sanitize(&name));
+    let link = state.links.mint(&user_id, &key, &name)?;
+    state.metrics.tokens_minted.inc();
+    sqlx::query(
+        "INSERT INTO share_takes (jti, share_id, taken_at, link_expires_at, given_back) \
+         VALUES ($1, $2, $3, $4, 0)",
+    )
+    .bind(&link.jti)
+    .bind(&share_id)
+    .bind(now)
+    .bind(i64::try_from(link.expires_at).unwrap_or(i64::MAX))
+    .execute(&state.db)
+    .await?;
+    tracing::info!(share = %share_id, jti = %link.jti, "share download taken");
+    Ok(link)
+}
+
+/// Outcomes that mean bytes went out (or may have): such a link's download is never given
+/// back. A partial download counts, or all-but-the-last-byte could be taken forever; a
+/// server error after the burn counts too (it may have been mid-transfer). SQL, for `IN`.
+pub const SERVED_OUTCOMES: &str = "('ok', 'partial', 'error')";
+
+/// [`SERVED_OUTCOMES`] as a test on one outcome.
+pub fn served(outcome: download_server::audit::Outcome) -> bool {
+    use download_server::audit::Outcome;
+    matches!(outcome, Outcome::Ok | Outcome::Partial | Outcome::Error)
+}
+
+/// Gives back to share `share_id` each download whose link expired more than
+/// `--share-give-back-secs` ago with no served outcome reported. Each take is given back at
+/// most once, whichever app server gets there first (the `given_back = 0` guard); a served
+/// outcome reported later takes it again ([`crate::outcomes`]). Nothing is given back when
+/// this app hears no download outcomes.
+pub async fn settle(state: &AppState, share_id: &str) -> Result<(), AppError> {
+    if !state.shares.outcomes_known {
+        return Ok(());
+    }
+    let before = crate::now().saturating_sub(state.shares.give_back_after_secs);
+    let open: Vec<(String,)> = sqlx::query_as(&format!(
+        "SELECT t.jti FROM share_takes t WHERE t.share_id = $1 AND t.given_back = 0 \
+         AND t.link_expires_at < $2 AND NOT EXISTS (SELECT 1 FROM download_events e \
+         WHERE e.jti = t.jti AND e.outcome IN {SERVED_OUTCOMES})"
+    ))
+    .bind(share_id)
+    .bind(before)
+    .fetch_all(&state.db)
+    .await?;
+    for (jti,) in open {
+        let mut tx = state.db.begin().await?;
+        let claimed =
+            sqlx::query("UPDATE share_takes SET given_back = 1 WHERE jti = $1 AND given_back = 0")
+                .bind(&jti)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if claimed == 1 {
+            sqlx::query(
+                "UPDATE shares SET downloads = downloads - 1 WHERE id = $1 AND downloads > 0",
+            )
+            .bind(share_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        if claimed == 1 {
+            tracing::info!(share = share_id, %jti, "unused share download given back");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> SharePolicy {
+        SharePolicy {
+            max_secs: 30 * 24 * 3600,
+            max_downloads: 100,
+            public_url: "http://x".into(),
+            give_back_after_secs: 300,
+            outcomes_known: true,
+        }
+    }
+
+    #[test]
+    fn defaults_and_caps() {
+        let c = check(&policy(), NewShare::default()).unwrap();
+        assert_eq!((c.expires_in, c.max_downloads), (7 * 24 * 3600, 1));
+        assert!(c.password.is_none());
+        let short = SharePolicy {
+            max_secs: 60,
+            ..policy()
+        };
+        assert_eq!(check(&short, NewShare::default()).unwrap().expires_in, 60);
+        for (secs, n) in [
+            (Some(0), None),
+            (Some(30 * 24 * 3600 + 1), None),
+            (None, Some(0)),
+            (None, Some(101)),
+        ] {
+            let new = NewShare {
+                expires_in_secs: secs,
+                max_downloads: n,
+                password: None,
+            };
+            assert!(check(&policy(), new).is_err(), "{secs:?} {n:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_long_and_never_shown() {
+        let secret = ShareSecret::generate();
+        assert!(secret.0.len() >= 22, "at least 128 bits");
+        assert!(ShareSecret::parse(&secret.0).is_ok());
+        assert!(!format!("{secret:?}").contains(&secret.0));
+        for bad in [
+            "",
+            "short",
+            "../../etc/passwd/../../../../..",
+            &"x".repeat(129),
+        ] {
+            assert!(ShareSecret::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn status_order() {
+        assert_eq!(ShareStatus::of(Some(1), 10, 0, 1, 5), ShareStatus::Revoked);
+        assert_eq!(ShareStatus::of(None, 5, 0, 1, 5), ShareStatus::Expired);
+        assert_eq!(ShareStatus::of(None, 10, 1, 1, 5), ShareStatus::UsedUp);
+        assert_eq!(ShareStatus::of(None, 10, 0, 1, 5), ShareStatus::Live);
+    }
+}

@@ -1,0 +1,86 @@
+//! Outcomes to a capped Redis Stream, `burnlink:outcomes`: one `XADD … MAXLEN ~ N * e <json>`
+//! per attempt. App servers read it with one consumer group (`XREADGROUP`, `XACK`), so each
+//! outcome is stored once however many app servers there are; the cap bounds Redis memory if
+//! no app server reads for a while (the oldest entries go first).
+//!
+//! The request path only queues the event; one task writes queued events in pipelined
+//! batches. A full queue or an unreachable Redis drops events (logged, counted in
+//! `burnlink_outcomes_dropped_total`): a download is never slowed or refused for it.
+
+use prometheus::IntCounter;
+use redis::ConnectionInfo;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use super::{OutcomeEvent, OutcomeSink};
+
+/// The stream every download server appends to and every app server reads.
+pub const STREAM_KEY: &str = "burnlink:outcomes";
+/// Events waiting for the writer task, at most.
+const QUEUE: usize = 4096;
+/// Events sent in one pipeline, at most.
+const BATCH: usize = 256;
+
+pub struct RedisStreamSink {
+    tx: mpsc::Sender<OutcomeEvent>,
+    dropped: IntCounter,
+}
+
+impl RedisStreamSink {
+    /// Starts the writer task on the current runtime. Connects on first use, and again after
+    /// a failure.
+    pub fn start(
+        info: ConnectionInfo,
+        maxlen: u64,
+        dropped: IntCounter,
+    ) -> Result<RedisStreamSink, redis::RedisError> {
+        let client = redis::Client::open(info)?;
+        let (tx, mut rx) = mpsc::channel::<OutcomeEvent>(QUEUE);
+        let lost = dropped.clone();
+        tokio::spawn(async move {
+            let mut conn: Option<ConnectionManager> = None;
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                if conn.is_none() {
+                    conn = ConnectionManager::new(client.clone()).await.ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    lost.inc_by(batch.len() as u64);
+                    tracing::warn!(events = batch.len(), "outcome stream unreachable: dropped");
+                    batch.clear();
+                    continue;
+                };
+                let mut pipe = redis::pipe();
+                for event in &batch {
+                    let Ok(json) = serde_json::to_string(event) else {
+                        continue;
+                    };
+                    pipe.cmd("XADD")
+                        .arg(STREAM_KEY)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(maxlen)
+                        .arg("*")
+                        .arg("e")
+                        .arg(json)
+                        .ignore();
+                }
+                if let Err(e) = pipe.query_async::<()>(c).await {
+                    lost.inc_by(batch.len() as u64);
+                    tracing::warn!(error = %e, events = batch.len(), "outcomes not written");
+                    conn = None;
+                }
+                batch.clear();
+            }
+        });
+        Ok(RedisStreamSink { tx, dropped })
+    }
+}
+
+impl OutcomeSink for RedisStreamSink {
+    fn send(&self, event: OutcomeEvent) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
