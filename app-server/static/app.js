@@ -243,8 +243,11 @@
     say($('#copy-status'), '', false);
     panel.hidden = false;
     // Count down on the local clock from what the server says is left, so a wrong local
-    // clock does not matter.
-    const left = (link.expires_at * 1000) - (serverNow || Date.now());
+    // clock does not matter: `expires_in` when given (no clock compared at all), else
+    // `expires_at` against the response's Date.
+    const left = typeof link.expires_in === 'number'
+      ? link.expires_in * 1000
+      : (link.expires_at * 1000) - (serverNow || Date.now());
     countdown(Date.now() + left);
     url.focus();
     url.select();
