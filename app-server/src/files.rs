@@ -120,6 +120,10 @@ pub async fn delete(state: &AppState, user_id: &str, id: &FileId) -> Result<(), 
 pub struct Link {
     pub url: String,
     pub expires_at: u64,
+    /// Seconds the link lives from now (its `exp - iat`): what a page counts down from, with
+    /// no clock to compare (the `Date` header has whole seconds and actix caches it for
+    /// 500 ms, so `expires_at - Date` can read a second more than the link's lifetime).
+    pub expires_in: u64,
     pub jti: String,
 }
 
@@ -145,6 +149,7 @@ impl LinkMinter {
         Ok(Link {
             url: format!("{}/d/{token}", self.download_url),
             expires_at: claims.exp,
+            expires_in: claims.exp.saturating_sub(claims.iat),
             jti: claims.jti,
         })
     }

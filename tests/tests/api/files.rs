@@ -118,3 +118,19 @@ async fn uploaded_names_never_reach_the_filesystem() {
     assert!(!app.data_dir.join("escape.txt").exists());
     assert!(shared::StorageKey::parse(&stored).is_ok());
 }
+
+#[tokio::test]
+async fn a_link_says_how_long_it_lives_without_a_clock_to_compare() {
+    // The page counts down from `expires_in`: `expires_at` against the Date header could read
+    // a second more than the lifetime (Date has whole seconds and is cached for 500 ms).
+    let app = spawn_with(|c| c.token_ttl = 45).await;
+    let alice = app.login(ALICE).await;
+    let file = alice.upload_ok("a.txt", b"abc".to_vec()).await;
+    let res = alice.link(&file.id).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let link: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(link["expires_in"], 45, "{link}");
+    let exp = link["expires_at"].as_u64().unwrap();
+    let now = shared::unix_now();
+    assert!(exp > now && exp <= now + 45, "{link}");
+}
