@@ -493,7 +493,7 @@ mod tests {
         )
         .unwrap();
         let path = path.to_str().unwrap();
-        let cli: Cli = download_server::config_file::parse_from([
+        let cli: Cli = server_kit::config_file::parse_from([
             "app-server",
             "--config",
             path,

@@ -54,7 +54,7 @@ fn sqlite_file(url: &str) -> Option<&str> {
 async fn create_private(path: &str) -> Result<(), StartupError> {
     let owned = path.to_owned();
     let created = tokio::task::spawn_blocking(move || {
-        download_server::permissions::create_options(download_server::permissions::FILE_MODE)
+        server_kit::permissions::create_options(server_kit::permissions::FILE_MODE)
             .create_new(true)
             .open(&owned)
             .map(drop)

@@ -156,7 +156,7 @@ pub enum StartupError {
     #[error("embedded download server: {0}")]
     DownloadServer(#[from] download_server::StartupError),
     #[error("{0}")]
-    Tls(#[from] download_server::tls::TlsError),
+    Tls(#[from] server_kit::tls::TlsError),
     #[error("{0}")]
     App(#[from] AppError),
 }

@@ -281,7 +281,7 @@ async fn receive(
 fn malformed(e: actix_multipart::MultipartError) -> AppError {
     match e {
         actix_multipart::MultipartError::Payload(e)
-            if download_server::body_timeout::is_timeout(&e) =>
+            if server_kit::body_timeout::is_timeout(&e) =>
         {
             AppError::BodyTimeout
         }
@@ -405,9 +405,9 @@ fn storage_error(e: std::io::Error) -> AppError {
 
 /// Copies the field into a new file at `path`, refusing more than `max` bytes.
 async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, AppError> {
-    // 0600: an uploaded file is its owner's alone (download_server::permissions).
+    // 0600: an uploaded file is its owner's alone (server_kit::permissions).
     let mut options: tokio::fs::OpenOptions =
-        download_server::permissions::create_options(download_server::permissions::FILE_MODE)
+        server_kit::permissions::create_options(server_kit::permissions::FILE_MODE)
             .into();
     let mut file = options
         .create_new(true)

@@ -69,7 +69,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        download_server::metrics::render(&self.registry)
+        server_kit::metrics::render(&self.registry)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use sqlx::AnyPool;
 
@@ -16,7 +16,7 @@ use crate::sessions::SessionPolicy;
 use crate::state::{AppState, LinkMinter};
 use crate::users::{self, Password, Username};
 use crate::{db, keys, routes};
-use download_server::metrics::MetricsServer;
+use server_kit::metrics::MetricsServer;
 
 /// Content-Security-Policy of every response: script, style, images and requests only from
 /// this origin (`/static/…`; nothing inline, so an injected tag or attribute cannot run);
@@ -78,7 +78,7 @@ impl Application {
         let (signing_key, published) = key_watch.start().await?;
 
         let tls =
-            download_server::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+            server_kit::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
 
         let db = db::connect(&config.database_url()).await?;
@@ -209,7 +209,7 @@ impl Application {
             form_key,
             keys: signing_key.clone(),
         });
-        let body_timeouts = download_server::body_timeout::BodyTimeouts {
+        let body_timeouts = server_kit::body_timeout::BodyTimeouts {
             deadline: Duration::from_secs(config.body_timeout_secs),
             idle: Duration::from_secs(config.upload_idle_secs),
         };
@@ -343,24 +343,20 @@ fn serve(
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     workers: usize,
-    body_timeouts: download_server::body_timeout::BodyTimeouts,
+    body_timeouts: server_kit::body_timeout::BodyTimeouts,
 ) -> std::io::Result<Server> {
     let hsts = tls.is_some();
     let mut server = HttpServer::new(move || {
-        let mut headers = DefaultHeaders::new()
+        // Only where a handler set nothing: static assets keep their own caching.
+        let headers = server_kit::headers::defaults(hsts)
             .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"))
-            .add(("X-Frame-Options", "DENY"))
-            // Only where a handler set nothing: static assets keep their own caching.
-            .add(download_server::NO_STORE);
-        if hsts {
-            headers = headers.add(download_server::tls::HSTS);
-        }
+            .add(("X-Frame-Options", "DENY"));
         App::new()
             .wrap(headers)
-            // Every body arrives in time, or the request fails (download_server::body_timeout).
-            .wrap(from_fn(download_server::body_timeout::limit))
+            // Every body arrives in time, or the request fails (server_kit::body_timeout).
+            .wrap(from_fn(server_kit::body_timeout::limit))
             // Method, route pattern, status, latency and a request id: never a path or query.
             .wrap(from_fn(crate::telemetry::request_span))
             .app_data(body_timeouts)
@@ -402,10 +398,10 @@ fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Creates `path` and its missing parents 0700 (download_server::permissions).
+/// Creates `path` and its missing parents 0700 (server_kit::permissions).
 async fn create_dir(path: &Path) -> Result<(), StartupError> {
     let owned = path.to_path_buf();
-    tokio::task::spawn_blocking(move || download_server::permissions::create_dir_all(&owned))
+    tokio::task::spawn_blocking(move || server_kit::permissions::create_dir_all(&owned))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|created| created)

@@ -186,9 +186,9 @@ impl AuditLog {
             });
         };
         if let Some(parent) = path.parent() {
-            crate::permissions::create_dir_all(parent)?;
+            server_kit::permissions::create_dir_all(parent)?;
         }
-        let mut file = crate::permissions::create_options(crate::permissions::AUDIT_MODE)
+        let mut file = server_kit::permissions::create_options(server_kit::permissions::AUDIT_MODE)
             .append(true)
             .create(true)
             .open(path)?;

@@ -6,7 +6,7 @@ use clap::Parser;
 use shared::{Policy, VerifyingKey};
 
 use crate::StartupError;
-use crate::telemetry::LogFormat;
+use server_kit::telemetry::LogFormat;
 
 /// Where burned ids live, as `--burn-store` names it.
 #[derive(Clone, Debug)]
@@ -595,5 +595,49 @@ mod tests {
             replicas.starts_with("--burn-store: --burn-store-replicas"),
             "{replicas}"
         );
+    }
+}
+
+/// The config file merged into this server's flags ([`server_kit::config_file`]).
+#[cfg(test)]
+mod config_file_tests {
+    use std::io::Write;
+
+    use server_kit::config_file::parse_from;
+
+    use crate::Config;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn file_values_fill_in_and_flags_win() {
+        let f = file("leeway = 7\nread_buffer_kib = 128\npublic-key = [\"a.pem\", \"b.pem\"]\n");
+        let path = f.path().to_str().unwrap();
+        let config: Config =
+            parse_from(["download-server", "--config", path, "--leeway", "9"]).unwrap();
+        assert_eq!(config.leeway, 9, "flag beats file");
+        assert_eq!(config.read_buffer_kib, 128, "file beats default");
+        assert_eq!(config.public_keys.len(), 2);
+        assert_eq!(config.shutdown_grace_secs, 30, "default");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_setting() {
+        let f = file("leeway = 5\nbind_adress = \"0.0.0.0:1\"\n");
+        let arg = format!("--config={}", f.path().display());
+        let err = parse_from::<Config>(["download-server", arg.as_str()]).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown setting `bind_adress`"),
+            "{err}"
+        );
+
+        let f = file("leeway = 500\n");
+        let arg = format!("--config={}", f.path().display());
+        let err = parse_from::<Config>(["download-server", arg.as_str()]).unwrap_err();
+        assert!(err.to_string().contains("--leeway"), "{err}");
     }
 }

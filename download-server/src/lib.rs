@@ -2,21 +2,16 @@
 //! token, burns its `jti` so it works exactly once, and streams the file the token names.
 
 pub mod audit;
-pub mod body_timeout;
 pub mod config;
-pub mod config_file;
 pub mod error;
 pub mod file;
 pub mod keys;
 pub mod metrics;
 pub mod outcome;
-pub mod permissions;
 pub mod resume;
 pub mod routes;
 pub mod state;
 pub mod store;
-pub mod telemetry;
-pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -49,7 +44,7 @@ pub enum StartupError {
     #[error("{0}")]
     Audit(String),
     #[error("{0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] server_kit::tls::TlsError),
     #[error("--bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -85,11 +80,6 @@ pub fn configure<S: BurnStore>(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// `Cache-Control: no-store` for every response that sets no caching of its own (added by
-/// `DefaultHeaders`, which leaves a handler's header alone): nothing either server answers,
-/// errors and health checks included, belongs in a shared cache (RFC 9111 section 5.2.2.5).
-pub const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
-
 /// A bound, not yet running, download server.
 pub struct Application {
     addr: SocketAddr,
@@ -99,7 +89,7 @@ pub struct Application {
     /// This server's series, for whoever serves them (its metrics listener, or the
     /// all-in-one app's).
     registry: prometheus::Registry,
-    metrics: Option<metrics::MetricsServer>,
+    metrics: Option<server_kit::metrics::MetricsServer>,
 }
 
 impl Application {
@@ -107,7 +97,7 @@ impl Application {
     /// and wires the app. Nothing is served until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         config.jwks_url()?;
-        let tls = tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+        let tls = server_kit::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
@@ -118,7 +108,7 @@ impl Application {
         })?;
         let metrics_listener = match config.metrics_bind {
             Some(addr) => Some(
-                metrics::MetricsServer::bind(addr)
+                server_kit::metrics::MetricsServer::bind(addr)
                     .map_err(|source| StartupError::MetricsBind { addr, source })?,
             ),
             None => None,
@@ -152,7 +142,7 @@ impl Application {
         };
         let metrics = match metrics_listener {
             Some(listener) => Some(
-                metrics::MetricsServer::start(listener, vec![registry.clone()]).map_err(
+                server_kit::metrics::MetricsServer::start(listener, vec![registry.clone()]).map_err(
                     |source| StartupError::MetricsBind {
                         addr: config.metrics_bind.unwrap_or(config.bind),
                         source,
@@ -161,7 +151,7 @@ impl Application {
             ),
             None => None,
         };
-        let metrics_addr = metrics.as_ref().map(metrics::MetricsServer::address);
+        let metrics_addr = metrics.as_ref().map(server_kit::metrics::MetricsServer::address);
         tracing::info!(%addr, ?metrics_addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
         Ok(Application {
             addr,
@@ -175,7 +165,7 @@ impl Application {
 
     /// The metrics listener's address (`--metrics-bind`), if there is one.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(metrics::MetricsServer::address)
+        self.metrics.as_ref().map(server_kit::metrics::MetricsServer::address)
     }
 
     /// This server's metrics registry (the all-in-one app serves it on its own listener).
@@ -346,19 +336,16 @@ fn serve<S: BurnStore>(
         audit,
     });
     // Nothing here reads a body; one sent anyway must still arrive in time.
-    let body_timeouts = body_timeout::BodyTimeouts {
+    let body_timeouts = server_kit::body_timeout::BodyTimeouts {
         deadline: Duration::from_secs(config.body_timeout_secs),
         idle: Duration::from_secs(config.body_timeout_secs),
     };
     let server = HttpServer::new(move || {
-        let mut headers = actix_web::middleware::DefaultHeaders::new().add(NO_STORE);
-        if hsts {
-            headers = headers.add(tls::HSTS);
-        }
+        let headers = server_kit::headers::defaults(hsts);
         App::new()
             .wrap(headers)
-            .wrap(actix_web::middleware::from_fn(body_timeout::limit))
-            .wrap(actix_web::middleware::from_fn(telemetry::request_span))
+            .wrap(actix_web::middleware::from_fn(server_kit::body_timeout::limit))
+            .wrap(actix_web::middleware::from_fn(server_kit::telemetry::request_span))
             .app_data(body_timeouts)
             .app_data(state.clone())
             .configure(configure::<S>)

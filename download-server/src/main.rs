@@ -1,4 +1,5 @@
-use download_server::{Application, Config, config_file, telemetry};
+use download_server::{Application, Config};
+use server_kit::{config_file, telemetry};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 
 use actix_web::error::{JsonPayloadError, PayloadError, UrlencodedError};
 use actix_web::{HttpResponse, web};
-use download_server::body_timeout::is_timeout;
+use server_kit::body_timeout::is_timeout;
 
 use crate::error::AppError;
 

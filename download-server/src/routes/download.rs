@@ -23,7 +23,7 @@ use crate::file::{self, ByteRange, FileStream, RangeRequest};
 use crate::resume::{self, Offer};
 use crate::state::AppState;
 use crate::store::{Burn, BurnRequest, BurnStore, ResumeGrant, keep_until_ms};
-use crate::telemetry::RequestId;
+use server_kit::telemetry::RequestId;
 
 pub async fn by_path<S: BurnStore>(
     req: HttpRequest,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use burnlink_tests::{
     ALICE, BOB, TestApp, error_code, sample_bytes, spawn, spawn_with, token_of, with_metrics,
 };
-use download_server::telemetry::{LogFormat, try_init};
+use server_kit::telemetry::{LogFormat, try_init};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 

@@ -8,9 +8,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// `Strict-Transport-Security` of every response served over TLS: browsers keep to https for
-/// a year (RFC 6797 section 6.1).
-pub const HSTS: (&str, &str) = ("Strict-Transport-Security", "max-age=31536000");
+
 
 /// Why a certificate or key could not be used; the caller names the setting.
 #[derive(Debug, thiserror::Error)]
