@@ -28,7 +28,7 @@ impl Admin {
         let db = crate::db::connect(&config.database_url()).await?;
         Ok(Admin {
             db,
-            files_dir: config.data_dir.join("files"),
+            files_dir: shared::DataDir::new(&config.data_dir).files(),
         })
     }
 

@@ -10,11 +10,12 @@
 //! reach: their attempts among the most recent ones, not their whole history. Once a file is
 //! deleted its name is no longer shown: its attempts stay, without the name.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use download_server::audit::{Outcome, Record};
+use shared::record::{DownloadRecord, Outcome};
 use serde::Serialize;
 use sqlx::AnyPool;
 
@@ -132,15 +133,15 @@ fn recent_blocking(dir: &Path, user_id: &str) -> Vec<RecentDownload> {
         match tail(&path, TAIL_BYTES) {
             Ok(text) => found.extend(
                 text.lines()
-                    .filter_map(|line| serde_json::from_str::<Record>(line).ok())
+                    .filter_map(|line| serde_json::from_str::<DownloadRecord<'static>>(line).ok())
                     .filter(|r| r.sub.as_deref() == Some(user_id))
                     .map(|r| RecentDownload {
                         time: i64::try_from(r.time_ms / 1000).unwrap_or(i64::MAX),
                         outcome: r.outcome,
-                        name: r.name,
+                        name: r.name.map(Cow::into_owned),
                         bytes: r.bytes,
-                        jti: r.jti,
-                        file: r.file,
+                        jti: r.jti.map(Cow::into_owned),
+                        file: r.file.map(Cow::into_owned),
                     }),
             ),
             Err(e) => tracing::warn!(error = %e, path = %path.display(), "audit file unreadable"),

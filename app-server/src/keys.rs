@@ -370,7 +370,7 @@ pub async fn revoke_configured(
     kid: &str,
 ) -> Result<Revocation, StartupError> {
     data_dir_keys_only(config, "keys revoke")?;
-    let keys_dir = config.data_dir.join("keys");
+    let keys_dir = shared::DataDir::new(&config.data_dir).keys();
     let (alg, publish_secs, owned_kid) =
         (config.alg, config.retired_key_publish_secs, kid.to_owned());
     let dir = keys_dir.clone();
@@ -406,7 +406,7 @@ fn data_dir_keys_only(config: &crate::Config, command: &str) -> Result<(), Start
 /// `--signing-key`: that file belongs to the operator, who rotates it by replacing it.
 pub async fn rotate_configured(config: &crate::Config) -> Result<Rotation, StartupError> {
     data_dir_keys_only(config, "keys rotate")?;
-    let keys_dir = config.data_dir.join("keys");
+    let keys_dir = shared::DataDir::new(&config.data_dir).keys();
     let (alg, publish_secs) = (config.alg, config.retired_key_publish_secs);
     tokio::task::spawn_blocking(move || rotate(&keys_dir, alg, publish_secs))
         .await

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use download_server::audit::Outcome;
+use shared::record::Outcome;
 use download_server::outcome::{OutcomeEvent, OutcomeSink};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use serde::Serialize;
@@ -44,21 +44,21 @@ pub async fn store(db: &AnyPool, event_id: &str, event: &OutcomeEvent) -> Result
          ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(event_id)
-    .bind(event.jti.clone())
-    .bind(event.sub.clone())
-    .bind(event.file.clone())
+    .bind(event.jti.as_deref().map(str::to_owned))
+    .bind(event.sub.as_deref().map(str::to_owned))
+    .bind(event.file.as_deref().map(str::to_owned))
     .bind(event.outcome.as_str())
     .bind(i64::from(event.status))
     .bind(i64::try_from(event.bytes).unwrap_or(i64::MAX))
     .bind(i64::try_from(event.time_ms).unwrap_or(i64::MAX))
     .bind(event.client.map(|ip| ip.to_string()))
-    .bind(event.user_agent.clone())
+    .bind(event.user_agent.as_deref().map(str::to_owned))
     .execute(db)
     .await?
     .rows_affected();
     if inserted == 1
         && crate::shares::served(event.outcome)
-        && let Some(jti) = &event.jti
+        && let Some(jti) = event.jti.as_deref()
     {
         let mut tx = db.begin().await?;
         let retaken =

@@ -553,8 +553,8 @@ pub async fn take(
 pub const SERVED_OUTCOMES: &str = "('ok', 'partial', 'error')";
 
 /// [`SERVED_OUTCOMES`] as a test on one outcome.
-pub fn served(outcome: download_server::audit::Outcome) -> bool {
-    use download_server::audit::Outcome;
+pub fn served(outcome: shared::record::Outcome) -> bool {
+    use shared::record::Outcome;
     matches!(outcome, Outcome::Ok | Outcome::Partial | Outcome::Error)
 }
 

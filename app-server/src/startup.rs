@@ -62,8 +62,8 @@ impl Application {
     /// [`Application::run_until_stopped`] waits for the servers to stop.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         config.validate()?;
-        let files_dir = config.data_dir.join("files");
-        let keys_dir = config.data_dir.join("keys");
+        let data = shared::DataDir::new(&config.data_dir);
+        let (files_dir, keys_dir) = (data.files(), data.keys());
         create_dir(&files_dir).await?;
         create_dir(&keys_dir).await?;
         remove_stale_uploads(&files_dir).await;
@@ -194,7 +194,7 @@ impl Application {
                 usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
             ),
             metrics: crate::metrics::Metrics::new(),
-            audit_dir: download_server::audit::dir(&config.data_dir),
+            audit_dir: shared::DataDir::new(&config.data_dir).audit(),
             shares: crate::shares::SharePolicy {
                 max_secs: config.share_max_secs,
                 max_downloads: config.share_max_downloads,

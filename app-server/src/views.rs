@@ -7,7 +7,7 @@
 //! dialog (without script, a page) with a Copy button, a confirmation before deleting. The strict CSP allows no inline
 //! script or style, so there is none here: no `style=` and no `on…=` attributes.
 
-use download_server::audit::Outcome;
+use shared::record::Outcome;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::downloads::RecentDownload;

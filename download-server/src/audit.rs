@@ -15,85 +15,14 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 
 use actix_web::http::header::HeaderValue;
 use prometheus::IntCounter;
-use serde::{Deserialize, Serialize};
 use shared::Grant;
-
-/// How a download attempt ended: the `outcome` of the audit record and of
-/// `burnlink_downloads_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The whole requested range was sent.
-    Ok = 0,
-    /// Burned, but the client went away before the whole range was sent.
-    Partial,
-    /// Already burned (410).
-    Used,
-    /// Expired (401).
-    Expired,
-    /// Missing, malformed, badly signed or otherwise invalid token (401).
-    Invalid,
-    /// The file is gone (404); nothing burned.
-    NotFound,
-    /// The burn store could not answer (503); nothing burned, nothing served.
-    Unavailable,
-    /// 416; nothing burned.
-    RangeNotSatisfiable,
-    /// A prefetch, refused (503); nothing burned.
-    PrefetchDeclined,
-    /// A server-side failure (500), e.g. the file could not be read.
-    Error,
-    /// The rest of an earlier download of the same token, sent whole (206) to the client that
-    /// holds its resume secret: one download in several parts, not another download.
-    Resumed,
-    /// A resume refused because the file changed since the download started (412).
-    FileChanged,
-    /// A `HEAD` answered (a link checker, a scanner, a probe); nothing burned. Audited so the
-    /// owner sees who looked at a link without using it.
-    Head,
-}
-
-impl Outcome {
-    /// Every outcome, in discriminant order (the metrics index by it).
-    pub const ALL: [Outcome; 13] = [
-        Outcome::Ok,
-        Outcome::Partial,
-        Outcome::Used,
-        Outcome::Expired,
-        Outcome::Invalid,
-        Outcome::NotFound,
-        Outcome::Unavailable,
-        Outcome::RangeNotSatisfiable,
-        Outcome::PrefetchDeclined,
-        Outcome::Error,
-        Outcome::Resumed,
-        Outcome::FileChanged,
-        Outcome::Head,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Partial => "partial",
-            Outcome::Used => "used",
-            Outcome::Expired => "expired",
-            Outcome::Invalid => "invalid",
-            Outcome::NotFound => "not_found",
-            Outcome::Unavailable => "unavailable",
-            Outcome::RangeNotSatisfiable => "range_not_satisfiable",
-            Outcome::PrefetchDeclined => "prefetch_declined",
-            Outcome::Error => "error",
-            Outcome::Resumed => "resumed",
-            Outcome::FileChanged => "file_changed",
-            Outcome::Head => "head",
-        }
-    }
-}
+pub use shared::record::{DownloadRecord, Outcome};
+use std::borrow::Cow;
 
 /// Who asked, captured when the request arrives (the record of a streamed download is written
 /// when the body ends, after the request is gone). Cloning header values shares their bytes.
@@ -108,58 +37,8 @@ pub struct Client {
     pub request_id: Option<HeaderValue>,
 }
 
-/// One audit line, as written. The token itself is never part of it.
-#[derive(Serialize)]
-struct Line<'a> {
-    time_ms: u64,
-    outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jti: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    status: u16,
-    bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    forwarded_for: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_agent: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
-}
-
-/// One audit line, as read back (by the app server's "recent downloads").
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Record {
-    /// Unix time of the end of the attempt, in milliseconds.
-    pub time_ms: u64,
-    pub outcome: Outcome,
-    #[serde(default)]
-    pub jti: Option<String>,
-    #[serde(default)]
-    pub sub: Option<String>,
-    #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub status: u16,
-    pub bytes: u64,
-}
-
-/// The audit file name of one download server instance.
-pub fn file_name(instance: &str) -> String {
-    format!("downloads-{instance}.jsonl")
-}
-
-/// Where the audit files of every download server sharing `data_dir` live.
-pub fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("audit")
-}
+/// One audit line as read back: the record type both servers agree on.
+pub type Record = DownloadRecord<'static>;
 
 /// Lines waiting for the writer thread, at most.
 const QUEUE: usize = 4096;
@@ -250,46 +129,35 @@ impl AuditLog {
         bytes: u64,
         client: &Client,
     ) {
-        let line = Line {
+        let line = DownloadRecord {
             time_ms: unix_ms(),
             outcome,
-            jti: grant.map(|g| g.jti.as_str()),
-            sub: grant.map(|g| g.sub.as_str()),
-            file: grant.map(|g| g.file.as_str()),
-            name: grant.map(|g| g.name.as_str()),
+            jti: grant.map(|g| Cow::Borrowed(g.jti.as_str())),
+            sub: grant.map(|g| Cow::Borrowed(g.sub.as_str())),
+            file: grant.map(|g| Cow::Borrowed(g.file.as_str())),
+            name: grant.map(|g| Cow::Borrowed(g.name.as_str())),
             status,
             bytes,
             client: client.peer,
-            forwarded_for: header_str(&client.forwarded_for),
-            user_agent: header_str(&client.user_agent),
-            request_id: header_str(&client.request_id),
+            forwarded_for: header_str(&client.forwarded_for).map(Cow::Borrowed),
+            user_agent: header_str(&client.user_agent).map(Cow::Borrowed),
+            request_id: header_str(&client.request_id).map(Cow::Borrowed),
         };
         tracing::info!(
             target: "audit",
             outcome = outcome.as_str(),
-            jti = line.jti,
-            sub = line.sub,
-            file = line.file,
+            jti = line.jti.as_deref(),
+            sub = line.sub.as_deref(),
+            file = line.file.as_deref(),
             status,
             bytes,
             client = line.client.map(tracing::field::display),
-            forwarded_for = line.forwarded_for,
-            user_agent = line.user_agent,
+            forwarded_for = line.forwarded_for.as_deref(),
+            user_agent = line.user_agent.as_deref(),
             "download"
         );
-        if let (Some(sink), Some(grant)) = (&self.outcomes, grant) {
-            sink.0.send(crate::outcome::OutcomeEvent {
-                time_ms: line.time_ms,
-                outcome,
-                status,
-                bytes,
-                jti: Some(grant.jti.as_str().to_owned()),
-                sub: Some(grant.sub.as_str().to_owned()),
-                file: Some(grant.file.as_str().to_owned()),
-                client: client.peer,
-                forwarded_for: line.forwarded_for.map(str::to_owned),
-                user_agent: line.user_agent.map(str::to_owned),
-            });
+        if let (Some(sink), Some(_)) = (&self.outcomes, grant) {
+            sink.0.send(line.clone().into_owned());
         }
         let Some(tx) = &self.file else {
             return;
@@ -385,7 +253,7 @@ mod tests {
     #[test]
     fn a_written_line_reads_back_as_a_record() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("audit").join(file_name("test"));
+        let path = shared::DataDir::new(dir.path()).audit_file("test");
         let log = AuditLog::open(Some(&path), IntCounter::new("x", "x").expect("counter"))
             .expect("opens");
         let client = Client {

@@ -257,7 +257,7 @@ impl Config {
     }
 
     pub fn files_dir(&self) -> PathBuf {
-        self.data_dir.join("files")
+        shared::DataDir::new(&self.data_dir).files()
     }
 
     /// `--jwks-url`, checked: an `http(s)://host[/path]` URL; plain http only to a loopback
@@ -424,7 +424,7 @@ impl Config {
             )),
             Some(path) => Ok(Some(PathBuf::from(path))),
             None => Ok(Some(
-                crate::audit::dir(&self.data_dir).join(crate::audit::file_name(&self.instance()?)),
+                shared::DataDir::new(&self.data_dir).audit_file(&self.instance()?),
             )),
         }
     }

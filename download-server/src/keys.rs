@@ -150,7 +150,7 @@ impl Keys {
             hs256_secret_file: config.hs256_secret_file.clone(),
         };
         if files.is_empty() && config.jwks_url.is_none() && config.keys.is_empty() {
-            files.jwks_file = Some(config.data_dir.join("keys").join("jwks.json"));
+            files.jwks_file = Some(shared::DataDir::new(&config.data_dir).jwks());
         }
         let remote = match config.jwks_url()? {
             None => None,

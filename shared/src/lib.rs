@@ -6,10 +6,13 @@
 
 mod backend;
 mod claims;
+mod data_dir;
 mod keys;
+pub mod record;
 mod verify;
 
 pub use backend::CryptoBackend;
+pub use data_dir::DataDir;
 pub use claims::{Claims, DownloadName, Jti, NameError, StorageKey};
 pub use keys::{
     Algorithm, KeyError, PublishedJwks, SigningKey, VerifyingKey, jwks, parse_jwks,

@@ -125,7 +125,7 @@ pub struct FileInfo {
 
 impl TestApp {
     pub fn files_dir(&self) -> PathBuf {
-        self.data_dir.join("files")
+        shared::DataDir::new(&self.data_dir).files()
     }
 
     /// Logs in over the JSON API, panicking unless it works.

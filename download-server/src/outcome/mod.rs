@@ -12,38 +12,12 @@
 
 pub mod redis;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 
-use crate::audit::Outcome;
-
-/// One download attempt, as the app server stores it. Never the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutcomeEvent {
-    /// Unix milliseconds at the end of the attempt.
-    pub time_ms: u64,
-    pub outcome: Outcome,
-    pub status: u16,
-    pub bytes: u64,
-    #[serde(default)]
-    pub jti: Option<String>,
-    /// The user id the token carried.
-    #[serde(default)]
-    pub sub: Option<String>,
-    /// The storage key the token named.
-    #[serde(default)]
-    pub file: Option<String>,
-    /// The TCP peer (the reverse proxy, when there is one).
-    #[serde(default)]
-    pub client: Option<IpAddr>,
-    /// `X-Forwarded-For` as received, unverified.
-    #[serde(default)]
-    pub forwarded_for: Option<String>,
-    #[serde(default)]
-    pub user_agent: Option<String>,
-}
+/// One download attempt, as the app server stores it: the record both servers agree on
+/// ([`shared::record::DownloadRecord`]), owned.
+pub type OutcomeEvent = shared::record::DownloadRecord<'static>;
 
 /// Receives every attempt that carried a verified token (attempts without one concern no
 /// link). Must not block.
