@@ -1,7 +1,10 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
+use maud::{DOCTYPE, PreEscaped, html};
 use shared::TokenError;
+
+use crate::audit::Outcome;
 
 /// Every way a download can be refused. Each maps to one status and one stable `error` code
 /// (documented in docs/TOKEN.md); the message says what a person can do about it.
@@ -34,77 +37,126 @@ impl From<TokenError> for DownloadError {
     }
 }
 
+/// Everything said about one refusal, in one place: the status, the stable `error` code
+/// (documented in docs/TOKEN.md), the audit outcome, and what a person reads.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub outcome: Outcome,
+    /// The error page's heading.
+    pub title: &'static str,
+    /// What happened, for a person.
+    pub message: &'static str,
+    /// What to do next, after the message (may be empty).
+    pub advice: &'static str,
+}
+
+const NEW_LINK: &str = "If it is your file, you can make a new link in burnlink.";
+
 impl DownloadError {
+    /// The one table of refusals: adding a way to refuse is one variant and one row here.
+    pub fn describe(&self) -> Refusal {
+        use StatusCode as S;
+        let row = |status, code, outcome, title, message, advice| Refusal {
+            status,
+            code,
+            outcome,
+            title,
+            message,
+            advice,
+        };
+        match self {
+            DownloadError::MissingToken => row(
+                S::UNAUTHORIZED,
+                "invalid_token",
+                Outcome::Invalid,
+                "Invalid link",
+                "This request carries no download link token.",
+                "Check that the whole link was copied, or ask for a new one.",
+            ),
+            DownloadError::Token(TokenError::Expired) => row(
+                S::UNAUTHORIZED,
+                "token_expired",
+                Outcome::Expired,
+                "Link expired",
+                "This download link has expired. Ask for a new one.",
+                NEW_LINK,
+            ),
+            DownloadError::Token(_) => row(
+                S::UNAUTHORIZED,
+                "invalid_token",
+                Outcome::Invalid,
+                "Invalid link",
+                "This download link is not valid.",
+                "Check that the whole link was copied, or ask for a new one.",
+            ),
+            DownloadError::Used => row(
+                S::GONE,
+                "token_used",
+                Outcome::Used,
+                "Link already used",
+                "This download link has already been used. Each link works once: ask for a new one.",
+                NEW_LINK,
+            ),
+            DownloadError::NotFound => row(
+                S::NOT_FOUND,
+                "not_found",
+                Outcome::NotFound,
+                "File not found",
+                "The file behind this link no longer exists.",
+                "",
+            ),
+            DownloadError::RangeNotSatisfiable { .. } => row(
+                S::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                Outcome::RangeNotSatisfiable,
+                "Range not satisfiable",
+                "The requested byte range lies outside the file.",
+                "",
+            ),
+            DownloadError::PrefetchDeclined => row(
+                S::SERVICE_UNAVAILABLE,
+                "prefetch_declined",
+                Outcome::PrefetchDeclined,
+                "Try again",
+                "Links are not served to prefetch requests; open the link to download.",
+                "",
+            ),
+            DownloadError::FileChanged => row(
+                S::PRECONDITION_FAILED,
+                "file_changed",
+                Outcome::FileChanged,
+                "File changed",
+                "The file changed since this download started, so it cannot be resumed.",
+                NEW_LINK,
+            ),
+            DownloadError::Store(_) => row(
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                Outcome::Unavailable,
+                "Try again",
+                "Downloads are briefly unavailable. Try again in a moment; the link was not used.",
+                "",
+            ),
+            DownloadError::Io(_) => row(
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                Outcome::Error,
+                "Server error",
+                "Something went wrong on our side.",
+                "",
+            ),
+        }
+    }
+
     /// The stable code clients and the metrics see.
     pub fn code(&self) -> &'static str {
-        match self {
-            DownloadError::MissingToken => "invalid_token",
-            DownloadError::Token(TokenError::Expired) => "token_expired",
-            DownloadError::Token(_) => "invalid_token",
-            DownloadError::Used => "token_used",
-            DownloadError::NotFound => "not_found",
-            DownloadError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
-            DownloadError::PrefetchDeclined => "prefetch_declined",
-            DownloadError::FileChanged => "file_changed",
-            DownloadError::Store(_) => "unavailable",
-            DownloadError::Io(_) => "internal",
-        }
+        self.describe().code
     }
 
     /// The outcome the audit trail and `burnlink_downloads_total` record.
-    pub fn outcome(&self) -> crate::audit::Outcome {
-        use crate::audit::Outcome;
-        match self {
-            DownloadError::Token(TokenError::Expired) => Outcome::Expired,
-            DownloadError::MissingToken | DownloadError::Token(_) => Outcome::Invalid,
-            DownloadError::Used => Outcome::Used,
-            DownloadError::NotFound => Outcome::NotFound,
-            DownloadError::RangeNotSatisfiable { .. } => Outcome::RangeNotSatisfiable,
-            DownloadError::PrefetchDeclined => Outcome::PrefetchDeclined,
-            DownloadError::FileChanged => Outcome::FileChanged,
-            DownloadError::Store(_) => Outcome::Unavailable,
-            DownloadError::Io(_) => Outcome::Error,
-        }
-    }
-
-    fn message(&self) -> &'static str {
-        match self {
-            DownloadError::MissingToken => "This request carries no download link token.",
-            DownloadError::Token(TokenError::Expired) => {
-                "This download link has expired. Ask for a new one."
-            }
-            DownloadError::Token(_) => "This download link is not valid.",
-            DownloadError::Used => {
-                "This download link has already been used. Each link works once: ask for a new one."
-            }
-            DownloadError::NotFound => "The file behind this link no longer exists.",
-            DownloadError::RangeNotSatisfiable { .. } => {
-                "The requested byte range lies outside the file."
-            }
-            DownloadError::PrefetchDeclined => {
-                "Links are not served to prefetch requests; open the link to download."
-            }
-            DownloadError::FileChanged => {
-                "The file changed since this download started, so it cannot be resumed."
-            }
-            DownloadError::Store(_) => {
-                "Downloads are briefly unavailable. Try again in a moment; the link was not used."
-            }
-            DownloadError::Io(_) => "Something went wrong on our side.",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            DownloadError::Token(TokenError::Expired) => "Link expired",
-            DownloadError::MissingToken | DownloadError::Token(_) => "Invalid link",
-            DownloadError::Used => "Link already used",
-            DownloadError::NotFound => "File not found",
-            DownloadError::RangeNotSatisfiable { .. } => "Range not satisfiable",
-            DownloadError::PrefetchDeclined | DownloadError::Store(_) => "Try again",
-            DownloadError::FileChanged => "File changed",
-            DownloadError::Io(_) => "Server error",
-        }
+    pub fn outcome(&self) -> Outcome {
+        self.describe().outcome
     }
 
     fn builder(&self) -> HttpResponseBuilder {
@@ -147,43 +199,36 @@ impl DownloadError {
             .body(self.page(app_url))
     }
 
-    /// What to do next, after the message.
-    fn advice(&self) -> &'static str {
-        match self {
-            DownloadError::Used
-            | DownloadError::Token(TokenError::Expired)
-            | DownloadError::FileChanged => {
-                "If it is your file, you can make a new link in burnlink."
-            }
-            DownloadError::MissingToken | DownloadError::Token(_) => {
-                "Check that the whole link was copied, or ask for a new one."
-            }
-            _ => "",
-        }
-    }
-
+    /// The error page: the same shape as the app's pages, rendered by maud (which escapes
+    /// every value it is given).
     fn page(&self, app_url: Option<&str>) -> String {
-        let back = match app_url {
-            Some(url) => format!(
-                "<p><a class=\"btn\" href=\"{}/\">Go to burnlink</a></p>",
-                escape(url)
-            ),
-            None => String::new(),
+        let refusal = self.describe();
+        let page = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    meta name="referrer" content="no-referrer";
+                    title { (refusal.title) " · burnlink" }
+                    style { (PreEscaped(PAGE_STYLE)) }
+                }
+                body {
+                    main {
+                        p.brand { "burnlink" }
+                        h1 { (refusal.title) }
+                        p { (refusal.message) }
+                        @if !refusal.advice.is_empty() {
+                            p.muted { (refusal.advice) }
+                        }
+                        @if let Some(url) = app_url {
+                            p { a.btn href={ (url) "/" } { "Go to burnlink" } }
+                        }
+                    }
+                }
+            }
         };
-        let advice = match self.advice() {
-            "" => String::new(),
-            advice => format!("<p class=\"muted\">{advice}</p>"),
-        };
-        format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <meta name=\"referrer\" content=\"no-referrer\">\
-             <title>{title} · burnlink</title><style>{PAGE_STYLE}</style></head>\
-             <body><main><p class=\"brand\">burnlink</p><h1>{title}</h1>\
-             <p>{message}</p>{advice}{back}</main></body></html>\n",
-            title = self.title(),
-            message = self.message(),
-        )
+        page.into_string()
     }
 }
 
@@ -203,41 +248,16 @@ const PAGE_CSP: &str = "default-src 'none'; \
      style-src 'sha256-0osVv5fbd0O7uZqBdYIAb14wXgDRkDgVcff7y4LCeyA='; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-/// Escapes text for HTML element content and double-quoted attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl ResponseError for DownloadError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            DownloadError::MissingToken | DownloadError::Token(_) => StatusCode::UNAUTHORIZED,
-            DownloadError::Used => StatusCode::GONE,
-            DownloadError::NotFound => StatusCode::NOT_FOUND,
-            DownloadError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            DownloadError::FileChanged => StatusCode::PRECONDITION_FAILED,
-            DownloadError::PrefetchDeclined | DownloadError::Store(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            DownloadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.describe().status
     }
 
     fn error_response(&self) -> HttpResponse {
+        let refusal = self.describe();
         self.builder().json(serde_json::json!({
-            "error": self.code(),
-            "message": self.message(),
+            "error": refusal.code,
+            "message": refusal.message,
         }))
     }
 }
