@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use shared::record::{DownloadRecord, Outcome};
 use serde::Serialize;
+use shared::record::{DownloadRecord, Outcome};
 use sqlx::AnyPool;
 
 use crate::error::AppError;

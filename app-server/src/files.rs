@@ -280,9 +280,7 @@ async fn receive(
 
 fn malformed(e: actix_multipart::MultipartError) -> AppError {
     match e {
-        actix_multipart::MultipartError::Payload(e)
-            if server_kit::body_timeout::is_timeout(&e) =>
-        {
+        actix_multipart::MultipartError::Payload(e) if server_kit::body_timeout::is_timeout(&e) => {
             AppError::BodyTimeout
         }
         e => AppError::BadRequest(format!("malformed multipart body: {e}")),
@@ -407,8 +405,7 @@ fn storage_error(e: std::io::Error) -> AppError {
 async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, AppError> {
     // 0600: an uploaded file is its owner's alone (server_kit::permissions).
     let mut options: tokio::fs::OpenOptions =
-        server_kit::permissions::create_options(server_kit::permissions::FILE_MODE)
-            .into();
+        server_kit::permissions::create_options(server_kit::permissions::FILE_MODE).into();
     let mut file = options
         .create_new(true)
         .open(path)

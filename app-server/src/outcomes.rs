@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use shared::record::Outcome;
 use download_server::outcome::{OutcomeEvent, OutcomeSink};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use serde::Serialize;
+use shared::record::Outcome;
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
 

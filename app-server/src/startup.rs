@@ -77,8 +77,7 @@ impl Application {
         );
         let (signing_key, published) = key_watch.start().await?;
 
-        let tls =
-            server_kit::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+        let tls = server_kit::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
 
         let db = db::connect(&config.database_url()).await?;

@@ -7,8 +7,8 @@
 //! dialog (without script, a page) with a Copy button, a confirmation before deleting. The strict CSP allows no inline
 //! script or style, so there is none here: no `style=` and no `on…=` attributes.
 
-use shared::record::Outcome;
 use maud::{DOCTYPE, Markup, html};
+use shared::record::Outcome;
 
 use crate::downloads::RecentDownload;
 use crate::files::FileInfo;

@@ -142,16 +142,17 @@ impl Application {
         };
         let metrics = match metrics_listener {
             Some(listener) => Some(
-                server_kit::metrics::MetricsServer::start(listener, vec![registry.clone()]).map_err(
-                    |source| StartupError::MetricsBind {
+                server_kit::metrics::MetricsServer::start(listener, vec![registry.clone()])
+                    .map_err(|source| StartupError::MetricsBind {
                         addr: config.metrics_bind.unwrap_or(config.bind),
                         source,
-                    },
-                )?,
+                    })?,
             ),
             None => None,
         };
-        let metrics_addr = metrics.as_ref().map(server_kit::metrics::MetricsServer::address);
+        let metrics_addr = metrics
+            .as_ref()
+            .map(server_kit::metrics::MetricsServer::address);
         tracing::info!(%addr, ?metrics_addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
         Ok(Application {
             addr,
@@ -165,7 +166,9 @@ impl Application {
 
     /// The metrics listener's address (`--metrics-bind`), if there is one.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(server_kit::metrics::MetricsServer::address)
+        self.metrics
+            .as_ref()
+            .map(server_kit::metrics::MetricsServer::address)
     }
 
     /// This server's metrics registry (the all-in-one app serves it on its own listener).
@@ -344,8 +347,12 @@ fn serve<S: BurnStore>(
         let headers = server_kit::headers::defaults(hsts);
         App::new()
             .wrap(headers)
-            .wrap(actix_web::middleware::from_fn(server_kit::body_timeout::limit))
-            .wrap(actix_web::middleware::from_fn(server_kit::telemetry::request_span))
+            .wrap(actix_web::middleware::from_fn(
+                server_kit::body_timeout::limit,
+            ))
+            .wrap(actix_web::middleware::from_fn(
+                server_kit::telemetry::request_span,
+            ))
             .app_data(body_timeouts)
             .app_data(state.clone())
             .configure(configure::<S>)

@@ -85,4 +85,3 @@ async fn scrape(registries: web::Data<Vec<Registry>>) -> HttpResponse {
         .content_type(CONTENT_TYPE)
         .body(render_all(&registries))
 }
-

@@ -8,8 +8,6 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-
-
 /// Why a certificate or key could not be used; the caller names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -12,8 +12,8 @@ pub mod record;
 mod verify;
 
 pub use backend::CryptoBackend;
-pub use data_dir::DataDir;
 pub use claims::{Claims, DownloadName, Jti, NameError, StorageKey};
+pub use data_dir::DataDir;
 pub use keys::{
     Algorithm, KeyError, PublishedJwks, SigningKey, VerifyingKey, jwks, parse_jwks,
     write_private_file,

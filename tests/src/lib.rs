@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod postgres;
+pub mod process;
 pub mod services;
 
 use std::path::{Path, PathBuf};

@@ -14,7 +14,6 @@ pub mod redis;
 
 use std::sync::Arc;
 
-
 /// One download attempt, as the app server stores it: the record both servers agree on
 /// ([`shared::record::DownloadRecord`]), owned.
 pub type OutcomeEvent = shared::record::DownloadRecord<'static>;

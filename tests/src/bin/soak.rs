@@ -123,17 +123,8 @@ fn urls_in(line: &str) -> Vec<String> {
 
 /// RSS in KiB and open file descriptors of a process.
 fn usage(pid: u32) -> (u64, usize) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    (rss, fds)
+    use burnlink_tests::process::{open_fds, rss_kib};
+    (rss_kib(pid), open_fds(pid))
 }
 
 #[derive(Default)]

@@ -34,19 +34,11 @@ fn fds_on(path: &Path) -> usize {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    burnlink_tests::process::open_fds(std::process::id())
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    burnlink_tests::process::rss_kib(std::process::id())
 }
 
 /// Waits (bounded) until `done` holds: the server closes a stream when it notices the peer

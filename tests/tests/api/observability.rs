@@ -8,9 +8,9 @@ use std::time::Duration;
 use burnlink_tests::{
     ALICE, BOB, TestApp, error_code, sample_bytes, spawn, spawn_with, token_of, with_metrics,
 };
-use server_kit::telemetry::{LogFormat, try_init};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
+use server_kit::telemetry::{LogFormat, try_init};
 
 /// A client holding one connection per host: a request on it is handled only after the
 /// previous response on that connection was finished and its body dropped, which is when a

@@ -405,3 +405,35 @@ async fn curl_async(args: &[&str], url: &str) -> std::process::Output {
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
+
+/// `cargo test -p burnlink-tests --release --test api -- resume::bytes_per_burn --ignored
+/// --nocapture`: bytes per burned id in the memory store, without and with a resume grant
+/// (docs/DEPLOY.md, "Sizing Redis").
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn bytes_per_burn() {
+    use download_server::store::{BurnRequest, BurnStore, MemoryStore, ResumeGrant};
+    for with_grant in [false, true] {
+        let store = MemoryStore::start(Duration::from_secs(3600));
+        let ids: Vec<shared::Jti> = (0..1_000_000).map(|_| shared::Jti::generate()).collect();
+        let grant = ResumeGrant {
+            version: 1,
+            proof: [7; 16],
+            until_ms: u64::MAX,
+        };
+        let rss = || burnlink_tests::process::rss_kib(std::process::id());
+        let before = rss();
+        for jti in &ids {
+            let req = BurnRequest {
+                jti,
+                iat: 0,
+                now_ms: 0,
+                keep_until_ms: u64::MAX,
+            };
+            let grant = with_grant.then_some(&grant);
+            store.burn(&req, grant).await.expect("burned");
+        }
+        let per_id = (rss() - before) * 1024 / 1_000_000;
+        println!("grant {with_grant}: {per_id} bytes per burned id");
+    }
+}

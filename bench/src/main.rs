@@ -1,7 +1,7 @@
 //! Benchmarks the download server against nginx serving the same bytes, on this machine, in
 //! one run, and writes the figures and their ratios to docs/BENCHMARKS.md and a PNG chart.
 //!
-//! Run through `tests/bench/run`, which installs nginx and wrk and builds the release
+//! Run through `bench/run`, which installs nginx and wrk and builds the release
 //! binaries first. Every load is bounded in time; every server is started here and stopped
 //! when the run ends.
 
@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use burnlink_tests::process::rss_kib;
 use clap::Parser;
 use shared::{
     Algorithm, Claims, CryptoBackend, DownloadName, Policy, SigningKey, StorageKey, Verifier,
@@ -510,18 +511,6 @@ fn write_file(path: &Path, size: usize) -> std::io::Result<()> {
     file.flush()
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn redis_reachable(url: &str) -> bool {
     let Some(hostport) = url
         .strip_prefix("redis://")
@@ -596,7 +585,7 @@ fn wrk(
     seconds: u64,
     label: &str,
 ) -> anyhow::Result<Wrk> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/walk.lua");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("walk.lua");
     let pids = target.pids();
     let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
     let before = cpu();
@@ -1085,7 +1074,7 @@ impl Report {
         writeln!(md, "# Benchmarks\n")?;
         writeln!(
             md,
-            "Written by `tests/bench/run` (the `bench` binary of the tests crate). Every figure \
+            "Written by `bench/run` (the `bench` binary of the bench crate). Every figure \
              below comes from one run on one machine, burnlink and nginx measured back to back \
              with the same load generator, so the **ratios** are what to read; absolute figures \
              move with the machine.\n"
@@ -1100,7 +1089,7 @@ impl Report {
         )?;
         writeln!(
             md,
-            "- load: {} with `tests/bench/walk.lua` (every request a fresh token)",
+            "- load: {} with `bench/walk.lua` (every request a fresh token)",
             version("wrk", "-v").split(" [").next().unwrap_or("wrk")
         )?;
         writeln!(
@@ -1126,8 +1115,8 @@ impl Report {
         writeln!(md, "## Commands\n")?;
         writeln!(
             md,
-            "```sh\ntests/bench/run        # installs nginx + wrk if missing, builds, runs, rewrites this file\n```\n\n\
-             Small files: `wrk -t{workers} -c{} -d{}s --latency -s tests/bench/walk.lua <base> -- <paths> {workers}` \
+            "```sh\nbench/run        # installs nginx + wrk if missing, builds, runs, rewrites this file\n```\n\n\
+             Small files: `wrk -t{workers} -c{} -d{}s --latency -s bench/walk.lua <base> -- <paths> {workers}` \
              against a file of pre-minted `/d/<token>` paths (nginx gets the same paths and serves any `/d/*` as the file; bare actix-web, with the \
              server's workers and `TCP_NODELAY`, answers any `/d/*` with the same bytes from memory). \
              `server on N cores`: the server processes' CPU time over the load's duration. \
