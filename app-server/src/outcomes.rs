@@ -25,7 +25,7 @@ use crate::shares::SERVED_OUTCOMES;
 
 /// The stream's consumer group, shared by every app server.
 pub const GROUP: &str = "burnlink-app";
-pub use download_server::outcome::redis::STREAM_KEY;
+pub use shared::record::OUTCOME_STREAM as STREAM_KEY;
 /// Events queued for the database at most (all-in-one).
 const QUEUE: usize = 4096;
 /// How long one `XREADGROUP` waits for new entries (ms), and how long the client waits for

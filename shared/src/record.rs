@@ -7,6 +7,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+/// The Redis Stream every download server of a fleet appends its records to (one JSON
+/// [`DownloadRecord`] per entry) and every app server reads with one consumer group.
+pub const OUTCOME_STREAM: &str = "burnlink:outcomes";
+
 /// How a download attempt ended: the `outcome` of the audit record and of
 /// `burnlink_downloads_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

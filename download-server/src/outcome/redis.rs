@@ -14,8 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{OutcomeEvent, OutcomeSink};
 
-/// The stream every download server appends to and every app server reads.
-pub const STREAM_KEY: &str = "burnlink:outcomes";
+pub use shared::record::OUTCOME_STREAM as STREAM_KEY;
 /// Events waiting for the writer task, at most.
 const QUEUE: usize = 4096;
 /// Events sent in one pipeline, at most.
