@@ -19,3 +19,4 @@ mod shares;
 mod slow_bodies;
 mod tls;
 mod token_format;
+mod tokens;
