@@ -35,10 +35,14 @@ pub(crate) async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
-    body: web::Json<NewToken>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
+    // The body is read as bytes and parsed only after the CSRF check, so a forged request is
+    // `csrf` whatever it carries.
     session.check_csrf_header(&req)?;
-    let created = tokens::create(&state.db, &session.user_id, body.into_inner()).await?;
+    let new: NewToken = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("token settings: {e}")))?;
+    let created = tokens::create(&state.db, &session.user_id, new).await?;
     Ok(no_store(StatusCode::CREATED, &created))
 }
 

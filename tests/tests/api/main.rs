@@ -10,6 +10,7 @@ mod fleet;
 mod hardening;
 mod interop;
 mod observability;
+mod openapi;
 mod pages;
 mod postgres;
 mod resume;
