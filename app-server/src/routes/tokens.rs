@@ -6,9 +6,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::AppError;
-use crate::sessions::Session;
+use crate::routes::pages::{PageError, html, see_other};
+use crate::sessions::{CSRF_FIELD, MaybeSession, Session};
 use crate::state::AppState;
 use crate::tokens::{self, CreatedToken, NewToken, TokenId, TokenInfo};
+use crate::views::tokens as views;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -16,7 +18,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .route("/api/tokens/{id}", web::delete().to(revoke));
+    .route("/api/tokens/{id}", web::delete().to(revoke))
+    .service(
+        web::resource("/tokens")
+            .route(web::get().to(page))
+            .route(web::post().to(create_from_form)),
+    )
+    .route("/tokens/{id}/revoke", web::post().to(revoke_from_form));
 }
 
 /// Creates a token; the answer is the only time its secret is shown.
@@ -93,4 +101,116 @@ fn no_store(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
         .json(body)
+}
+
+fn logged_in(session: MaybeSession) -> Result<Session, PageError> {
+    session
+        .0
+        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))
+}
+
+/// `GET /tokens`: the Access tokens page.
+async fn page(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+) -> Result<HttpResponse, PageError> {
+    let session = logged_in(session)?;
+    let list = tokens::list(&state.db, &session.user_id)
+        .await
+        .map_err(|e| PageError::new(e, Some(&session)))?;
+    Ok(html(
+        StatusCode::OK,
+        views::tokens_page(&session, &list, None),
+    ))
+}
+
+/// The page's form: `name`, one `scope` per ticked box, `expires_days` (a number or
+/// `never`), and the CSRF token. Read as pairs, as `scope` repeats.
+fn new_token_of(pairs: &[(String, String)]) -> Result<NewToken, AppError> {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let expires_in_secs = match field("expires_days").unwrap_or("never") {
+        "never" => None,
+        days => Some(
+            days.parse::<u64>()
+                .ok()
+                .filter(|d| views::EXPIRY_DAYS.contains(d))
+                .ok_or_else(|| AppError::BadRequest("choose an expiry from the list".into()))?
+                * 86_400,
+        ),
+    };
+    Ok(NewToken {
+        name: field("name").unwrap_or("").to_owned(),
+        scopes: pairs
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        expires_in_secs,
+    })
+}
+
+/// `POST /tokens`: makes a token and shows it, once; a refused form is the page again with
+/// why, and the status the API would send.
+async fn create_from_form(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let session = logged_in(session)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.as_str());
+    session
+        .check_csrf(csrf)
+        .map_err(|e| PageError::new(e, Some(&session)))?;
+    let created = match new_token_of(&pairs) {
+        Ok(new) => tokens::create(&state.db, &session.user_id, new).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(created) => Ok(html(
+            StatusCode::CREATED,
+            views::token_created_page(&session, &created),
+        )),
+        Err(e) if actix_web::ResponseError::status_code(&e).is_client_error() => {
+            let list = tokens::list(&state.db, &session.user_id)
+                .await
+                .map_err(|e| PageError::new(e, Some(&session)))?;
+            let status = actix_web::ResponseError::status_code(&e);
+            Ok(html(
+                status,
+                views::tokens_page(&session, &list, Some(&e.to_string())),
+            ))
+        }
+        Err(e) => Err(PageError::new(e, Some(&session))),
+    }
+}
+
+/// `POST /tokens/{id}/revoke`.
+async fn revoke_from_form(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let session = logged_in(session)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.as_str());
+    let page_error = |e| PageError::new(e, Some(&session));
+    session.check_csrf(csrf).map_err(page_error)?;
+    let id = TokenId::parse(&id).map_err(page_error)?;
+    tokens::revoke(&state.db, &session.user_id, &id)
+        .await
+        .map_err(page_error)?;
+    Ok(see_other("/tokens"))
 }

@@ -395,3 +395,77 @@ async fn tokens_never_appear_in_logs() {
     );
     assert!(!text.contains(&token[6..]), "a token was logged");
 }
+
+#[tokio::test]
+async fn the_access_tokens_page_makes_a_token_shows_it_once_and_revokes_it() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let url = &app.app_url;
+    let page = alice
+        .client
+        .get(format!("{url}/tokens"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("HTML").contains("name=\"scope\""));
+
+    let form = |csrf: &str| {
+        format!(
+            "csrf_token={csrf}&name=nightly+backup&scope=files%3Aread&scope=links%3Amint&expires_days=7"
+        )
+    };
+    let post = |body: String| {
+        alice
+            .client
+            .post(format!("{url}/tokens"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let forged = post(form("wrong")).await.expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.count_rows("access_tokens").await, 0);
+
+    let created = post(form(&alice.csrf)).await.expect("post");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let html = created.text().await.expect("HTML");
+    let start = html.find("blpat_").expect("the token is shown");
+    let token: String = html[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    let files = bearer(url, &token, Method::GET, "/api/files", None).await;
+    assert_eq!(files.status(), StatusCode::OK);
+
+    let page = alice
+        .client
+        .get(format!("{url}/tokens"))
+        .send()
+        .await
+        .expect("page");
+    let html = page.text().await.expect("HTML");
+    assert!(html.contains("nightly backup") && html.contains("files:read, links:mint"));
+    assert!(!html.contains(&token), "the secret is shown only once");
+    let list: Vec<Value> = alice
+        .client
+        .get(format!("{url}/api/tokens"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("JSON");
+    let id = list[0]["id"].as_str().expect("id");
+    let revoked = alice
+        .client
+        .post(format!("{url}/tokens/{id}/revoke"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={}", alice.csrf))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    let files = bearer(url, &token, Method::GET, "/api/files", None).await;
+    assert_eq!(files.status(), StatusCode::UNAUTHORIZED);
+}
