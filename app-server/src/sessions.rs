@@ -87,7 +87,7 @@ pub struct Session {
     csrf_token: String,
     id_hash: String,
     /// Set when the request came with an access token instead of a cookie.
-    token: Option<crate::tokens::TokenGrant>,
+    token: Option<Box<crate::tokens::TokenGrant>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -106,7 +106,7 @@ impl Session {
 
     /// The access token this request was authenticated with, if it was.
     pub fn token(&self) -> Option<&crate::tokens::TokenGrant> {
-        self.token.as_ref()
+        self.token.as_deref()
     }
 
     /// A request authenticated by an access token, as a session for the handlers. It carries
@@ -119,7 +119,7 @@ impl Session {
             username,
             csrf_token: String::new(),
             id_hash: String::new(),
-            token: Some(grant),
+            token: Some(Box::new(grant)),
         })
     }
 

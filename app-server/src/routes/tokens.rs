@@ -103,10 +103,8 @@ fn no_store(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
         .json(body)
 }
 
-fn logged_in(session: MaybeSession) -> Result<Session, PageError> {
-    session
-        .0
-        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))
+fn not_logged_in() -> PageError {
+    PageError::new(AppError::Unauthorized, None)
 }
 
 /// `GET /tokens`: the Access tokens page.
@@ -114,7 +112,7 @@ async fn page(
     state: web::Data<AppState>,
     session: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
-    let session = logged_in(session)?;
+    let session = session.0.ok_or_else(not_logged_in)?;
     let list = tokens::list(&state.db, &session.user_id)
         .await
         .map_err(|e| PageError::new(e, Some(&session)))?;
@@ -161,7 +159,7 @@ async fn create_from_form(
     session: MaybeSession,
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let session = logged_in(session)?;
+    let session = session.0.ok_or_else(not_logged_in)?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let csrf = pairs
         .iter()
@@ -200,7 +198,7 @@ async fn revoke_from_form(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let session = logged_in(session)?;
+    let session = session.0.ok_or_else(not_logged_in)?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let csrf = pairs
         .iter()
