@@ -144,7 +144,7 @@ pub async fn download(url: &str, output: &Path, password: Option<&str>) -> Resul
             Err(e) if written > 0 && resumed < MAX_RESUMES => {
                 resumed += 1;
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(resumed))).await;
-                tracing_note(&e);
+                note_retry(&e);
                 continue;
             }
             Err(e) => break Err(Failure::network(e)),
@@ -226,7 +226,7 @@ pub async fn download(url: &str, output: &Path, password: Option<&str>) -> Resul
 }
 
 /// What a retried request failed with, for a person watching.
-fn tracing_note(e: &reqwest::Error) {
+fn note_retry(e: &reqwest::Error) {
     if crate::show_progress() {
         eprintln!("burnlink: retrying: {e}");
     }

@@ -35,7 +35,8 @@ pub struct Me<'a> {
         (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
         (status = 403, description = "`cross_site`", body = super::openapi::ErrorBody),
-    )
+    ),
+    security(())
 )]
 async fn login(
     req: HttpRequest,

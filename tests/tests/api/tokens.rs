@@ -322,12 +322,37 @@ async fn revoked_expired_and_unknown_tokens_are_401() {
     let res = alice
         .client
         .get(format!("{url}/api/files"))
-        .header("Authorization", "Basic YWxpY2U6eA==")
+        .header("Authorization", "Bearer ")
         .send()
         .await
         .expect("request");
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(res).await, "invalid_token");
+}
+
+/// A reverse proxy's own login (`Authorization: Basic`, sent by the browser on every request)
+/// does not stand in the way of the session.
+#[tokio::test]
+async fn another_authorization_scheme_leaves_the_session_in_charge() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let res = alice
+        .client
+        .get(format!("{}/api/files", app.app_url))
+        .header("Authorization", "Basic YWxpY2U6eA==")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .anon
+        .get(format!("{}/api/files", app.app_url))
+        .header("Authorization", "Basic YWxpY2U6eA==")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(res).await, "unauthorized");
 }
 
 #[tokio::test]
