@@ -53,7 +53,7 @@ pub enum KeysCommand {
 pub enum UserCommand {
     /// Create a user.
     Add { name: String },
-    /// Change a user's password and end all of their sessions.
+    /// Change a user's password and end all of their sessions and access tokens.
     Passwd { name: String },
     /// Delete a user, their sessions and their stored files.
     Del { name: String },

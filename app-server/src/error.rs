@@ -40,6 +40,12 @@ pub enum AppError {
     WrongSharePassword,
     #[error("the server has no room left for this upload")]
     InsufficientStorage,
+    #[error("the access token is unknown, revoked or expired")]
+    InvalidToken,
+    #[error("this access token lacks what this request needs: {0}")]
+    InsufficientScope(&'static str),
+    #[error("you already hold {0} access tokens, the most allowed; revoke one first")]
+    TooManyTokens(u64),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("i/o: {0}")]
@@ -69,6 +75,9 @@ impl AppError {
             AppError::InsufficientStorage => "insufficient_storage",
             AppError::ShareGone => "gone",
             AppError::WrongSharePassword => "wrong_password",
+            AppError::InvalidToken => "invalid_token",
+            AppError::InsufficientScope(_) => "insufficient_scope",
+            AppError::TooManyTokens(_) => "too_many_tokens",
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 "internal"
             }
@@ -90,7 +99,10 @@ impl ResponseError for AppError {
         match self {
             AppError::InvalidCredentials
             | AppError::Unauthorized
-            | AppError::WrongSharePassword => StatusCode::UNAUTHORIZED,
+            | AppError::WrongSharePassword
+            | AppError::InvalidToken => StatusCode::UNAUTHORIZED,
+            AppError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            AppError::TooManyTokens(_) => StatusCode::CONFLICT,
             AppError::ShareGone => StatusCode::GONE,
             AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
@@ -124,6 +136,19 @@ impl ResponseError for AppError {
             }
             AppError::Busy => {
                 response.insert_header(("Retry-After", "1"));
+            }
+            // RFC 6750 section 3: the error of a refused bearer token.
+            AppError::InvalidToken => {
+                response.insert_header((
+                    "WWW-Authenticate",
+                    r#"Bearer realm="burnlink", error="invalid_token""#,
+                ));
+            }
+            AppError::InsufficientScope(_) => {
+                response.insert_header((
+                    "WWW-Authenticate",
+                    r#"Bearer realm="burnlink", error="insufficient_scope""#,
+                ));
             }
             _ => {}
         }

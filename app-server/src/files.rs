@@ -43,7 +43,7 @@ impl FileId {
 }
 
 /// A file as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FileInfo {
     pub id: String,
     pub name: String,
@@ -116,7 +116,7 @@ pub async fn delete(state: &AppState, user_id: &str, id: &FileId) -> Result<(), 
 }
 
 /// A freshly minted download link.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Link {
     pub url: String,
     pub expires_at: u64,

@@ -21,6 +21,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
 pub mod views;
 

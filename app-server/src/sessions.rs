@@ -86,6 +86,8 @@ pub struct Session {
     pub username: Username,
     csrf_token: String,
     id_hash: String,
+    /// Set when the request came with an access token instead of a cookie.
+    token: Option<Box<crate::tokens::TokenGrant>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -102,8 +104,31 @@ impl Session {
         &self.csrf_token
     }
 
-    /// Refuses a state-changing request whose CSRF token is missing or wrong.
+    /// The access token this request was authenticated with, if it was.
+    pub fn token(&self) -> Option<&crate::tokens::TokenGrant> {
+        self.token.as_deref()
+    }
+
+    /// A request authenticated by an access token, as a session for the handlers. It carries
+    /// no CSRF token and needs none: browsers never attach `Authorization` on their own.
+    fn from_token(grant: crate::tokens::TokenGrant) -> Result<Session, AppError> {
+        let username = Username::parse(&grant.username)
+            .map_err(|_| AppError::Internal("a stored username is invalid".into()))?;
+        Ok(Session {
+            user_id: grant.user_id.clone(),
+            username,
+            csrf_token: String::new(),
+            id_hash: String::new(),
+            token: Some(Box::new(grant)),
+        })
+    }
+
+    /// Refuses a state-changing request whose CSRF token is missing or wrong (a token-
+    /// authenticated request is never refused here).
     pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), AppError> {
+        if self.token.is_some() {
+            return Ok(());
+        }
         match presented {
             Some(token) if csrf_matches(&self.csrf_token, token) => Ok(()),
             _ => Err(AppError::Csrf),
@@ -257,6 +282,7 @@ pub async fn lookup(
         username,
         csrf_token,
         id_hash,
+        token: None,
     }))
 }
 
@@ -316,11 +342,21 @@ pub fn cookie_value(req: &HttpRequest) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The request's live session, if any.
+/// The request's live session, if any. On `/api/*` an `Authorization: Bearer` header takes
+/// the cookie's place: the token must be live (else 401 `invalid_token`, whatever cookie came
+/// along) and carry the scope the route needs (else 403 `insufficient_scope`).
 pub async fn from_request(req: &HttpRequest) -> Result<Option<Session>, AppError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| AppError::Internal("AppState is not registered".into()))?;
+    if req.path().starts_with("/api/")
+        && let Some(presented) = crate::tokens::bearer(req)
+    {
+        let grant = crate::tokens::authenticate(&state.db, presented?).await?;
+        let pattern = req.match_pattern().unwrap_or_default();
+        grant.allow(req.method(), &pattern)?;
+        return Session::from_token(grant).map(Some);
+    }
     match cookie_value(req) {
         Some(id) => lookup(&state.db, &state.sessions, &id).await,
         None => Ok(None),
@@ -384,6 +420,7 @@ mod tests {
             username: Username::parse("alice").unwrap(),
             csrf_token: "right".into(),
             id_hash: "h".into(),
+            token: None,
         };
         assert!(session.check_csrf(Some("right")).is_ok());
         assert!(matches!(

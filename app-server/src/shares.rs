@@ -101,6 +101,7 @@ impl std::fmt::Debug for ShareSecret {
 /// What an owner asks for; every field optional. No `Debug`: it holds a password.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct NewShare {
     pub expires_in_secs: Option<u64>,
     pub max_downloads: Option<u64>,
@@ -110,6 +111,7 @@ pub struct NewShare {
 /// A share's state, as its owner sees it. Visitors see only "available" or one neutral page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum ShareStatus {
     Live,
     Expired,
@@ -133,7 +135,7 @@ impl ShareStatus {
 
 /// A share as its owner's API shows it. `url` only in the answer to its creation: the secret
 /// is not stored, so it cannot be shown again.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShareInfo {
     pub id: String,
     pub file_id: String,

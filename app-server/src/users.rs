@@ -251,7 +251,7 @@ pub async fn authenticate(
     }
 }
 
-/// Sets a new password and ends every session of the user. `NotFound` for an unknown user.
+/// Sets a new password and ends every session and access token of the user. `NotFound` for an unknown user.
 pub async fn change_password(
     db: &AnyPool,
     username: &Username,
@@ -265,10 +265,12 @@ pub async fn change_password(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    for table in [
+        "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM access_tokens WHERE user_id = $1",
+    ] {
+        sqlx::query(table).bind(&id).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -291,6 +293,7 @@ pub async fn delete(
     // foreign_keys=ON would otherwise leave orphans.
     for table in [
         "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM access_tokens WHERE user_id = $1",
         "DELETE FROM share_takes WHERE share_id IN (SELECT id FROM shares WHERE user_id = $1)",
         "DELETE FROM shares WHERE user_id = $1",
         "DELETE FROM download_events WHERE user_id = $1",

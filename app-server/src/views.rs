@@ -18,6 +18,8 @@ use crate::sessions::{CSRF_FIELD, Session};
 use crate::share_form::FORM_TOKEN_FIELD;
 use crate::shares::{ShareInfo, ShareStatus, Visit};
 
+pub mod tokens;
+
 /// What a page needs besides its content.
 pub struct Page<'a> {
     pub title: &'a str,
@@ -60,6 +62,7 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                     @if let Some(session) = page.session {
                         div.who {
                             span { "Signed in as " strong { (session.username.as_str()) } }
+                            a href="/tokens" { "Access tokens" }
                             form method="post" action="/logout" {
                                 (csrf_field(session))
                                 button.btn.secondary type="submit" { "Log out" }

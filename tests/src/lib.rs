@@ -298,6 +298,22 @@ impl User {
             .expect("delete request")
     }
 
+    /// Creates a personal access token with these scopes and returns its secret, panicking
+    /// unless 201.
+    pub async fn create_token(&self, scopes: &[&str]) -> String {
+        let res = self
+            .client
+            .post(self.url("/api/tokens"))
+            .header("X-CSRF-Token", &self.csrf)
+            .json(&serde_json::json!({ "name": "test", "scopes": scopes }))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(res.status(), StatusCode::CREATED, "token {scopes:?}");
+        let body: Value = res.json().await.expect("token JSON");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn logout(&self) -> Response {
         self.client
             .post(self.url("/api/logout"))

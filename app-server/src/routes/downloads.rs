@@ -12,6 +12,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/downloads", web::get().to(recent));
 }
 
+#[utoipa::path(
+    get, path = "/api/downloads", tag = "files",
+    responses(
+        (status = 200, description = "your recent download attempts", body = Vec<Object>),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn recent(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, AppError> {
     let recent = downloads::recent(
         &state.db,

@@ -18,6 +18,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/api/files/{id}/link", web::post().to(link));
 }
 
+#[utoipa::path(
+    get, path = "/api/files", tag = "files",
+    responses(
+        (status = 200, description = "your files, newest first", body = Vec<crate::files::FileInfo>),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, AppError> {
     let files = files::list(&state.db, &session.user_id).await?;
     Ok(HttpResponse::Ok()
@@ -25,6 +33,16 @@ async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpRespon
         .json(files))
 }
 
+#[utoipa::path(
+    post, path = "/api/files", tag = "files",
+    request_body(content = String, content_type = "multipart/form-data", description = "one `file` part (with a `csrf_token` part first when the header is not sent)"),
+    params(("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    responses(
+        (status = 201, description = "stored", body = crate::files::FileInfo),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -44,7 +62,7 @@ pub(crate) fn upload_csrf(
     state: &AppState,
     session: &Session,
 ) -> Result<Csrf, AppError> {
-    let mode = if req.headers().contains_key(CSRF_HEADER) {
+    let mode = if session.token().is_some() || req.headers().contains_key(CSRF_HEADER) {
         session.check_csrf_header(req)?;
         Csrf::CheckedHeader
     } else {
@@ -66,6 +84,16 @@ pub(crate) fn upload_csrf(
 /// Room for multipart boundaries, headers and the CSRF field around the file's bytes.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+#[utoipa::path(
+    delete, path = "/api/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "the id"), ("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    responses(
+        (status = 204, description = "deleted, with its shares"),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -78,6 +106,16 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post, path = "/api/files/{id}/link", tag = "files",
+    params(("id" = String, Path, description = "the id"), ("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    responses(
+        (status = 201, description = "a one-time download URL", body = crate::files::Link),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn link(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -11,9 +11,11 @@ pub mod downloads;
 pub mod files;
 pub mod health;
 pub mod jwks;
+pub mod openapi;
 pub mod pages;
 pub mod session;
 pub mod shares;
+pub mod tokens;
 
 /// Largest JSON body (a login is a few hundred bytes).
 const MAX_JSON_BYTES: usize = 16 * 1024;
@@ -45,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(files::configure)
     .configure(downloads::configure)
     .configure(shares::configure)
+    .configure(tokens::configure)
+    .configure(openapi::configure)
     .configure(pages::configure)
     .configure(assets::configure)
     .default_service(web::to(not_found));

@@ -52,14 +52,14 @@ fn csrf_of(form: &Option<web::Form<CsrfForm>>) -> Option<&str> {
     form.as_ref().and_then(|f| f.csrf_token.as_deref())
 }
 
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, location))
         .insert_header(("Cache-Control", "no-store"))
         .finish()
 }
 
-fn html(status: StatusCode, body: Markup) -> HttpResponse {
+pub(crate) fn html(status: StatusCode, body: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
@@ -75,7 +75,7 @@ pub struct PageError {
 }
 
 impl PageError {
-    fn new(error: AppError, session: Option<&Session>) -> PageError {
+    pub(crate) fn new(error: AppError, session: Option<&Session>) -> PageError {
         PageError {
             error,
             session: session.cloned(),

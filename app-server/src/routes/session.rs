@@ -27,6 +27,17 @@ pub struct Me<'a> {
     pub csrf_token: &'a str,
 }
 
+#[utoipa::path(
+    post, path = "/api/login", tag = "session",
+    request_body = super::openapi::LoginBody,
+    responses(
+        (status = 200, description = "logged in; sets the session cookie", body = super::openapi::MeBody),
+        (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`cross_site`", body = super::openapi::ErrorBody),
+    ),
+    security(())
+)]
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -52,6 +63,15 @@ async fn login(
         }))
 }
 
+#[utoipa::path(
+    post, path = "/api/logout", tag = "session",
+    params(("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    responses(
+        (status = 204, description = "logged out"),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -64,6 +84,14 @@ async fn logout(
         .finish())
 }
 
+#[utoipa::path(
+    get, path = "/api/me", tag = "session",
+    responses(
+        (status = 200, description = "who is logged in, and the CSRF token", body = super::openapi::MeBody),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn me(session: Session) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))

@@ -46,6 +46,18 @@ fn json_no_store(status: StatusCode, body: &impl serde::Serialize) -> HttpRespon
 
 /// `POST /api/files/{id}/shares`: a JSON body whose fields are all optional; an empty body is
 /// all defaults.
+#[utoipa::path(
+    post, path = "/api/files/{id}/shares", tag = "shares",
+    request_body(content = Option<crate::shares::NewShare>, description = "all fields optional; an empty body is all defaults"),
+    params(("id" = String, Path, description = "the id"), ("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    responses(
+        (status = 201, description = "the share; `url` is shown only now", body = crate::shares::ShareInfo),
+        (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -65,6 +77,16 @@ async fn create(
     Ok(json_no_store(StatusCode::CREATED, &share))
 }
 
+#[utoipa::path(
+    get, path = "/api/files/{id}/shares", tag = "shares",
+    params(("id" = String, Path, description = "the id")),
+    responses(
+        (status = 200, description = "the file's shares", body = Vec<crate::shares::ShareInfo>),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn list(
     state: web::Data<AppState>,
     session: Session,
@@ -75,6 +97,16 @@ async fn list(
     Ok(json_no_store(StatusCode::OK, &list))
 }
 
+#[utoipa::path(
+    delete, path = "/api/shares/{id}", tag = "shares",
+    params(("id" = String, Path, description = "the id"), ("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -89,6 +121,16 @@ async fn revoke(
 
 /// `GET /api/files/{id}/downloads`: served downloads of the file's links (the owner's own and
 /// its shares'), newest first.
+#[utoipa::path(
+    get, path = "/api/files/{id}/downloads", tag = "shares",
+    params(("id" = String, Path, description = "the id")),
+    responses(
+        (status = 200, description = "served downloads of the file, newest first", body = Vec<Object>),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn file_downloads(
     state: web::Data<AppState>,
     session: Session,
@@ -101,6 +143,16 @@ async fn file_downloads(
 }
 
 /// `GET /api/shares/{id}/downloads`: served downloads through one share, newest first.
+#[utoipa::path(
+    get, path = "/api/shares/{id}/downloads", tag = "shares",
+    params(("id" = String, Path, description = "the id")),
+    responses(
+        (status = 200, description = "served downloads through the share, newest first", body = Vec<Object>),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn share_downloads(
     state: web::Data<AppState>,
     session: Session,

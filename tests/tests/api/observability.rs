@@ -277,7 +277,7 @@ async fn users_see_their_own_recent_downloads_and_nobody_elses() {
 }
 
 /// Every log line of this process, as JSON, from the first test that asks on.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+pub(crate) fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));

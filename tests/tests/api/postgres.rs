@@ -349,3 +349,55 @@ async fn user_management_and_session_expiry_run_on_postgres() {
     assert_eq!(count(&pg, "users").await, 2, "demo and bob are left");
     assert!(burnlink_tests::stored_files(&app.files_dir()).is_empty());
 }
+
+#[tokio::test]
+async fn access_tokens_work_on_postgres() {
+    let Some(pg) = database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(on_postgres(dir.path(), &pg)).await;
+    let alice = app.login(ALICE).await;
+    let token = alice.create_token(&["files:read", "links:mint"]).await;
+    let file = alice.upload_ok("a.txt", b"abc".to_vec()).await;
+    let client = reqwest::Client::new();
+    let with = |path: String| {
+        client
+            .post(format!("{}{path}", app.app_url))
+            .bearer_auth(&token)
+    };
+    let res = with(format!("/api/files/{}/link", file.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = with(format!("/api/files/{}/shares", file.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(res).await, "insufficient_scope");
+    let list: Value = alice
+        .client
+        .get(format!("{}/api/tokens", app.app_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list[0]["last_used_at"].as_i64().is_some(), "{list}");
+    assert!(list[0]["expires_at"].is_null(), "{list}");
+    let id = list[0]["id"].as_str().unwrap();
+    let res = alice
+        .client
+        .delete(format!("{}/api/tokens/{id}", app.app_url))
+        .header("X-CSRF-Token", &alice.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = with(format!("/api/files/{}/link", file.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}

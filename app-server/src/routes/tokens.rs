@@ -1,0 +1,214 @@
+//! `/api/tokens`: the owner's personal access tokens (see [`crate::tokens`]). Only a browser
+//! session may use these routes: [`crate::tokens::required_scope`] names none of them, so a
+//! token is refused here (403 `insufficient_scope`) and can never mint another.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::AppError;
+use crate::routes::pages::{PageError, html, see_other};
+use crate::sessions::{CSRF_FIELD, MaybeSession, Session};
+use crate::state::AppState;
+use crate::tokens::{self, CreatedToken, NewToken, TokenId, TokenInfo};
+use crate::views::tokens as views;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/tokens")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .route("/api/tokens/{id}", web::delete().to(revoke))
+    .service(
+        web::resource("/tokens")
+            .route(web::get().to(page))
+            .route(web::post().to(create_from_form)),
+    )
+    .route("/tokens/{id}/revoke", web::post().to(revoke_from_form));
+}
+
+/// Creates a token; the answer is the only time its secret is shown.
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens",
+    request_body = NewToken,
+    params(("X-CSRF-Token" = String, Header, description = "the session's CSRF token")),
+    responses(
+        (status = 201, description = "created; `token` is shown only now", body = CreatedToken),
+        (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    // The body is read as bytes and parsed only after the CSRF check, so a forged request is
+    // `csrf` whatever it carries.
+    session.check_csrf_header(&req)?;
+    let new: NewToken = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("token settings: {e}")))?;
+    let created = tokens::create(&state.db, &session.user_id, new).await?;
+    Ok(no_store(StatusCode::CREATED, &created))
+}
+
+/// The user's tokens, newest first, with when each was last used (never the secrets).
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens",
+    responses(
+        (status = 200, description = "the tokens", body = Vec<TokenInfo>),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    let list = tokens::list(&state.db, &session.user_id).await?;
+    Ok(no_store(StatusCode::OK, &list))
+}
+
+/// Revokes a token at once: its next request is 401 `invalid_token`.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens",
+    params(
+        ("id" = String, Path, description = "the token's id"),
+        ("X-CSRF-Token" = String, Header, description = "the session's CSRF token"),
+    ),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    session.check_csrf_header(&req)?;
+    let id = TokenId::parse(&id)?;
+    tokens::revoke(&state.db, &session.user_id, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn no_store(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(("Cache-Control", "no-store"))
+        .json(body)
+}
+
+fn not_logged_in() -> PageError {
+    PageError::new(AppError::Unauthorized, None)
+}
+
+/// `GET /tokens`: the Access tokens page.
+async fn page(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+) -> Result<HttpResponse, PageError> {
+    let session = session.0.ok_or_else(not_logged_in)?;
+    let list = tokens::list(&state.db, &session.user_id)
+        .await
+        .map_err(|e| PageError::new(e, Some(&session)))?;
+    Ok(html(
+        StatusCode::OK,
+        views::tokens_page(&session, &list, None),
+    ))
+}
+
+/// The page's form: `name`, one `scope` per ticked box, `expires_days` (a number or
+/// `never`), and the CSRF token. Read as pairs, as `scope` repeats.
+fn new_token_of(pairs: &[(String, String)]) -> Result<NewToken, AppError> {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let expires_in_secs = match field("expires_days").unwrap_or("never") {
+        "never" => None,
+        days => Some(
+            days.parse::<u64>()
+                .ok()
+                .filter(|d| views::EXPIRY_DAYS.contains(d))
+                .ok_or_else(|| AppError::BadRequest("choose an expiry from the list".into()))?
+                * 86_400,
+        ),
+    };
+    Ok(NewToken {
+        name: field("name").unwrap_or("").to_owned(),
+        scopes: pairs
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        expires_in_secs,
+    })
+}
+
+/// `POST /tokens`: makes a token and shows it, once; a refused form is the page again with
+/// why, and the status the API would send.
+async fn create_from_form(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let session = session.0.ok_or_else(not_logged_in)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.as_str());
+    session
+        .check_csrf(csrf)
+        .map_err(|e| PageError::new(e, Some(&session)))?;
+    let created = match new_token_of(&pairs) {
+        Ok(new) => tokens::create(&state.db, &session.user_id, new).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(created) => Ok(html(
+            StatusCode::CREATED,
+            views::token_created_page(&session, &created),
+        )),
+        Err(e) if actix_web::ResponseError::status_code(&e).is_client_error() => {
+            let list = tokens::list(&state.db, &session.user_id)
+                .await
+                .map_err(|e| PageError::new(e, Some(&session)))?;
+            let status = actix_web::ResponseError::status_code(&e);
+            Ok(html(
+                status,
+                views::tokens_page(&session, &list, Some(&e.to_string())),
+            ))
+        }
+        Err(e) => Err(PageError::new(e, Some(&session))),
+    }
+}
+
+/// `POST /tokens/{id}/revoke`.
+async fn revoke_from_form(
+    state: web::Data<AppState>,
+    session: MaybeSession,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let session = session.0.ok_or_else(not_logged_in)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.as_str());
+    let page_error = |e| PageError::new(e, Some(&session));
+    session.check_csrf(csrf).map_err(page_error)?;
+    let id = TokenId::parse(&id).map_err(page_error)?;
+    tokens::revoke(&state.db, &session.user_id, &id)
+        .await
+        .map_err(page_error)?;
+    Ok(see_other("/tokens"))
+}

@@ -1,0 +1,258 @@
+//! `burnlink` run as a process against live servers started in this test process (port 0,
+//! their own data dir): what a script sees on stdout, stderr and in the exit code.
+
+use std::path::Path;
+use std::process::Output;
+
+use burnlink_tests::{ALICE, TestApp, User, sample_bytes, services, spawn};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+const ALL: [&str; 4] = ["files:read", "files:write", "shares:write", "links:mint"];
+
+/// Runs `burnlink ARGS` against `app` with `token`, `stdin` on its standard input.
+async fn burnlink(app: &TestApp, token: Option<&str>, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnlink"));
+    cmd.arg("--url").arg(&app.app_url).args(args);
+    cmd.env_remove("BURNLINK_TOKEN").env_remove("BURNLINK_URL");
+    if let Some(token) = token {
+        cmd.env("BURNLINK_TOKEN", token);
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("burnlink starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("stdin written");
+    drop(input);
+    child.wait_with_output().await.expect("burnlink ran")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs and expects exit 0; returns stdout.
+async fn ok(app: &TestApp, token: &str, args: &[&str]) -> String {
+    let out = burnlink(app, Some(token), args, "").await;
+    assert!(out.status.success(), "burnlink {args:?}: {out:?}");
+    stdout(&out)
+}
+
+async fn alice_with_token(app: &TestApp) -> (User, String) {
+    let alice = app.login(ALICE).await;
+    let token = alice.create_token(&ALL).await;
+    (alice, token)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_share_get_gives_back_the_same_bytes() {
+    let app = spawn().await;
+    let (_alice, token) = alice_with_token(&app).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes = sample_bytes(300_000);
+    let src = dir.path().join("report.bin");
+    std::fs::write(&src, &bytes).expect("write");
+
+    let id = ok(&app, &token, &["upload", path(&src)]).await;
+    assert!(
+        !id.is_empty() && !id.contains(char::is_whitespace),
+        "{id:?}"
+    );
+    let ls = ok(&app, &token, &["ls"]).await;
+    assert_eq!(ls, format!("{id}\t300000\treport.bin"));
+    let listed: Value =
+        serde_json::from_str(&ok(&app, &token, &["--json", "ls"]).await).expect("JSON");
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    let share = ok(
+        &app,
+        &token,
+        &["share", &id, "--expires", "7d", "--downloads", "3"],
+    )
+    .await;
+    assert!(share.starts_with(&format!("{}/s/", app.app_url)), "{share}");
+    let out = dir.path().join("out.bin");
+    let got = burnlink(&app, None, &["get", &share, "-o", path(&out)], "").await;
+    assert!(got.status.success(), "{got:?}");
+    assert_eq!(std::fs::read(&out).expect("downloaded"), bytes);
+    assert!(!dir.path().join("out.bin.part").exists());
+
+    // A one-time link, as JSON, works once.
+    let link: Value =
+        serde_json::from_str(&ok(&app, &token, &["--json", "link", &id]).await).expect("JSON");
+    let url = link["url"].as_str().expect("url");
+    let once = dir.path().join("once.bin");
+    let got = burnlink(&app, None, &["get", url, "-o", path(&once)], "").await;
+    assert!(got.status.success(), "{got:?}");
+    assert_eq!(std::fs::read(&once).expect("downloaded"), bytes);
+
+    ok(&app, &token, &["rm", &id]).await;
+    assert_eq!(ok(&app, &token, &["ls"]).await, "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_of_a_used_link_exits_non_zero_with_the_servers_message() {
+    let app = spawn().await;
+    let (alice, token) = alice_with_token(&app).await;
+    let file = alice.upload_ok("a.txt", b"hello".to_vec()).await;
+    let url = ok(&app, &token, &["link", &file.id]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("a.txt");
+    assert!(
+        burnlink(&app, None, &["get", &url, "-o", path(&out)], "")
+            .await
+            .status
+            .success()
+    );
+
+    let again = burnlink(&app, None, &["get", &url, "-o", path(&out)], "").await;
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    // What the download server says about a used link, word for word.
+    let said: Value = app
+        .anon
+        .get(&url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let message = said["message"].as_str().expect("message");
+    let err = stderr(&again);
+    assert!(
+        err.contains(message) && err.contains("410 token_used"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&out).expect("first download kept"), b"hello");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_share_takes_its_password_from_stdin() {
+    let app = spawn().await;
+    let (alice, token) = alice_with_token(&app).await;
+    let file = alice.upload_ok("a.txt", b"secret".to_vec()).await;
+    let out = burnlink(
+        &app,
+        Some(&token),
+        &["share", &file.id, "--password-stdin"],
+        "open sesame\n",
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let share = stdout(&out);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dest = dir.path().join("a.txt");
+    let wrong = burnlink(
+        &app,
+        None,
+        &["get", &share, "-o", path(&dest), "--password-stdin"],
+        "nope\n",
+    )
+    .await;
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    assert!(stderr(&wrong).contains("wrong password"), "{wrong:?}");
+    let right = burnlink(
+        &app,
+        None,
+        &["get", &share, "-o", path(&dest), "--password-stdin"],
+        "open sesame\n",
+    )
+    .await;
+    assert!(right.status.success(), "{right:?}");
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), b"secret");
+    // One download allowed by default: the next is refused, as the share page would.
+    let gone = burnlink(
+        &app,
+        None,
+        &["get", &share, "-o", path(&dest), "--password-stdin"],
+        "open sesame\n",
+    )
+    .await;
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+    assert!(stderr(&gone).contains("410 gone"), "{gone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_download_is_resumed_with_the_first_responses_cookie() {
+    let app = spawn().await;
+    let (alice, token) = alice_with_token(&app).await;
+    let bytes = sample_bytes(3 * 1024 * 1024);
+    let file = alice.upload_ok("big.bin", bytes.clone()).await;
+    let url = ok(&app, &token, &["link", &file.id]).await;
+    let upstream = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("http URL")
+        .to_owned();
+    let proxy = services::cutting_proxy(&upstream, 200_000).await;
+    let url = proxy.url_for(&url);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("big.bin");
+    let got = burnlink(&app, None, &["--json", "get", &url, "-o", path(&out)], "").await;
+    assert!(got.status.success(), "{got:?}");
+    let summary: Value = serde_json::from_str(&stdout(&got)).expect("JSON");
+    assert!(
+        summary["resumed"].as_u64().expect("resumed") >= 1,
+        "{summary}"
+    );
+    assert_eq!(std::fs::read(&out).expect("downloaded"), bytes);
+    let heads = proxy.requests();
+    assert!(heads.len() >= 2, "{heads:?}");
+    assert!(
+        heads[1].to_ascii_lowercase().contains("cookie: blr_"),
+        "{}",
+        heads[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_tell_usage_refusal_and_unreachable_apart() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let no_token = burnlink(&app, None, &["ls"], "").await;
+    assert_eq!(no_token.status.code(), Some(2), "{no_token:?}");
+    assert!(stderr(&no_token).contains("BURNLINK_TOKEN"));
+
+    let read_only = alice.create_token(&["files:read"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = dir.path().join("x.txt");
+    std::fs::write(&src, b"x").expect("write");
+    let refused = burnlink(&app, Some(&read_only), &["upload", path(&src)], "").await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        stderr(&refused).contains("403 insufficient_scope"),
+        "{refused:?}"
+    );
+
+    let bad = burnlink(&app, Some("blpat_unknown"), &["ls"], "").await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("401 invalid_token"), "{bad:?}");
+
+    let missing = burnlink(
+        &app,
+        Some(&read_only),
+        &["upload", path(&dir.path().join("nope"))],
+        "",
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(4), "{missing:?}");
+
+    let unreachable = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnlink"))
+        .args(["--url", "http://127.0.0.1:9", "--token", "blpat_x", "ls"])
+        .output()
+        .await
+        .expect("ran");
+    assert_eq!(unreachable.status.code(), Some(3), "{unreachable:?}");
+}

@@ -1,0 +1,217 @@
+//! `/api/openapi.json`: it lists every `/api` route the app registers, and every error code it
+//! documents is what the route answers when that error is driven.
+
+use std::collections::BTreeSet;
+
+use burnlink_tests::{ALICE, User, spawn};
+use reqwest::{Client, Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+
+async fn document(app_url: &str) -> Value {
+    let res = Client::new()
+        .get(format!("{app_url}/api/openapi.json"))
+        .send()
+        .await
+        .expect("document");
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.expect("JSON")
+}
+
+/// `(METHOD, pattern)` of every `/api` route in `app-server/src/routes/*.rs`, read from each
+/// file's `configure`: a `"/api/…"` pattern followed by the `web::get()`/`web::post()`/…
+/// that serve it, up to the next pattern.
+fn registered_routes() -> BTreeSet<(String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../app-server/src/routes");
+    let mut routes = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("routes dir") {
+        let source = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+        let Some(start) = source.find("pub fn configure(") else {
+            continue;
+        };
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").expect("end of configure")];
+        let mut rest = body;
+        while let Some(at) = rest.find("\"/") {
+            let after = &rest[at + 1..];
+            let end = after.find('"').expect("closing quote");
+            let pattern = &after[..end];
+            let tail = &after[end + 1..];
+            let span = &tail[..tail.find("\"/").unwrap_or(tail.len())];
+            if pattern.starts_with("/api/") {
+                for method in ["get", "post", "put", "patch", "delete"] {
+                    if span.contains(&format!("web::{method}()")) {
+                        routes.insert((method.to_uppercase(), pattern.to_owned()));
+                    }
+                }
+            }
+            rest = tail;
+        }
+    }
+    routes
+}
+
+fn documented_routes(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            routes.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn every_registered_api_route_is_in_the_openapi_document() {
+    let app = spawn().await;
+    let doc = document(&app.app_url).await;
+    assert!(
+        doc["openapi"].as_str().expect("version").starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let registered = registered_routes();
+    assert!(registered.len() >= 17, "{registered:?}");
+    assert!(registered.contains(&("POST".into(), "/api/tokens".into())));
+    let documented = documented_routes(&doc);
+    let missing: Vec<_> = registered.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "registered but not documented: {missing:?}"
+    );
+    let extra: Vec<_> = documented.difference(&registered).collect();
+    assert!(extra.is_empty(), "documented but not registered: {extra:?}");
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+}
+
+/// What each request is sent with.
+struct Fixture {
+    app_url: String,
+    alice: User,
+    /// One token per scope.
+    tokens: Vec<String>,
+}
+
+impl Fixture {
+    fn request(
+        &self,
+        client: &Client,
+        method: &str,
+        path: &str,
+        multipart: bool,
+    ) -> RequestBuilder {
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let path = path.replace("{id}", "unknown-id");
+        let req = client.request(method, format!("{}{path}", self.app_url));
+        if multipart {
+            let part = reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt");
+            req.multipart(reqwest::multipart::Form::new().part("file", part))
+        } else {
+            req.json(&json!({}))
+        }
+    }
+
+    /// Drives `code` on `method path` and returns the statuses and codes seen.
+    async fn drive(
+        &self,
+        method: &str,
+        path: &str,
+        multipart: bool,
+        code: &str,
+    ) -> Vec<(u16, String)> {
+        let anon = Client::new();
+        let session = &self.alice.client;
+        let csrf = &self.alice.csrf;
+        let requests: Vec<RequestBuilder> = match code {
+            "unauthorized" => vec![self.request(&anon, method, path, multipart)],
+            "invalid_token" => vec![
+                self.request(&anon, method, path, multipart)
+                    .bearer_auth("blpat_unknown"),
+            ],
+            "insufficient_scope" => self
+                .tokens
+                .iter()
+                .map(|t| self.request(&anon, method, path, multipart).bearer_auth(t))
+                .collect(),
+            "csrf" => vec![self.request(session, method, path, multipart)],
+            "not_found" => vec![
+                self.request(session, method, path, multipart)
+                    .header("X-CSRF-Token", csrf),
+            ],
+            "bad_request" => vec![
+                self.request(session, method, path, multipart)
+                    .header("X-CSRF-Token", csrf)
+                    .header("Content-Type", "application/json")
+                    .body("{"),
+            ],
+            "invalid_credentials" => vec![
+                self.request(&anon, method, path, multipart)
+                    .json(&json!({"username": ALICE.0, "password": "wrong-password"})),
+            ],
+            "cross_site" => vec![
+                self.request(&anon, method, path, multipart)
+                    .header("Origin", "https://evil.example")
+                    .json(&json!({"username": ALICE.0, "password": ALICE.1})),
+            ],
+            other => panic!("{method} {path} documents {other:?}, which this test cannot drive"),
+        };
+        let mut seen = Vec::new();
+        for req in requests {
+            let res = req.send().await.expect("request");
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            seen.push((status, body["error"].as_str().unwrap_or("").to_owned()));
+        }
+        seen
+    }
+}
+
+/// The codes a response's description names in backticks.
+fn codes(description: &str) -> Vec<&str> {
+    description.split('`').skip(1).step_by(2).collect()
+}
+
+#[tokio::test]
+async fn each_documented_error_code_is_what_the_route_returns() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let mut tokens = Vec::new();
+    for scope in ["files:read", "files:write", "shares:write", "links:mint"] {
+        tokens.push(alice.create_token(&[scope]).await);
+    }
+    let fixture = Fixture {
+        app_url: app.app_url.clone(),
+        alice,
+        tokens,
+    };
+    let doc = document(&app.app_url).await;
+    let mut driven = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let multipart = op["requestBody"]["content"]["multipart/form-data"].is_object();
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                let status: u16 = status.parse().expect("numeric status");
+                if status < 400 {
+                    continue;
+                }
+                let description = response["description"].as_str().expect("description");
+                let listed = codes(description);
+                assert!(!listed.is_empty(), "{method} {path} {status} names no code");
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+                for code in listed {
+                    let seen = fixture.drive(method, path, multipart, code).await;
+                    assert!(
+                        seen.iter().any(|(s, c)| *s == status && c == code),
+                        "{method} {path}: documented {status} `{code}`, got {seen:?}"
+                    );
+                    driven += 1;
+                }
+            }
+        }
+    }
+    assert!(driven >= 40, "only {driven} error cases driven");
+}
