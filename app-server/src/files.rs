@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use actix_multipart::{Field, Multipart};
 use futures_util::StreamExt;
 use serde::Serialize;
-use shared::{Claims, DownloadName, StorageKey};
+use shared::{DownloadName, StorageKey};
 use sqlx::AnyPool;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::AppError;
+pub use crate::minter::Link;
 use crate::sessions::{CSRF_FIELD, Session};
-use crate::state::{AppState, LinkMinter};
+use crate::state::AppState;
 
 /// A file id as it appears in URLs: 1 to 64 characters of `A-Z a-z 0-9 - _`. Anything else
 /// cannot name a file, so it is `NotFound`.
@@ -113,46 +114,6 @@ pub async fn delete(state: &AppState, user_id: &str, id: &FileId) -> Result<(), 
     }
     tracing::info!(file = id.as_str(), user = user_id, "file deleted");
     Ok(())
-}
-
-/// A freshly minted download link.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Link {
-    pub url: String,
-    pub expires_at: u64,
-    /// Seconds the link lives from now (its `exp - iat`): what a page counts down from, with
-    /// no clock to compare (the `Date` header has whole seconds and actix caches it for
-    /// 500 ms, so `expires_at - Date` can read a second more than the link's lifetime).
-    pub expires_in: u64,
-    pub jti: String,
-}
-
-impl LinkMinter {
-    /// A single-use link to the stored file `key`. The jti is logged; the token never is.
-    pub fn mint(
-        &self,
-        user_id: &str,
-        key: &StorageKey,
-        name: &DownloadName,
-    ) -> Result<Link, AppError> {
-        let claims = Claims::new(
-            &self.issuer,
-            &self.audience,
-            user_id,
-            key,
-            name,
-            shared::unix_now(),
-            self.ttl,
-        );
-        let token = self.signing_key.mint(&claims)?;
-        tracing::info!(jti = %claims.jti, user = user_id, exp = claims.exp, "download link minted");
-        Ok(Link {
-            url: format!("{}/d/{token}", self.download_url),
-            expires_at: claims.exp,
-            expires_in: claims.exp.saturating_sub(claims.iat),
-            jti: claims.jti,
-        })
-    }
 }
 
 /// A download link for one of the user's files.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod keys;
 pub mod metrics;
+pub mod minter;
 pub mod outcomes;
 pub mod routes;
 pub mod sessions;

@@ -12,8 +12,9 @@ use sqlx::AnyPool;
 
 use crate::config::{Config, trim_base};
 use crate::error::{AppError, StartupError};
+use crate::minter::LinkMinter;
 use crate::sessions::SessionPolicy;
-use crate::state::{AppState, LinkMinter};
+use crate::state::AppState;
 use crate::users::{self, Password, Username};
 use crate::{db, keys, routes};
 use server_kit::metrics::MetricsServer;
@@ -206,7 +207,6 @@ impl Application {
                 config.max_pending_logins as usize,
             ),
             form_key,
-            keys: signing_key.clone(),
         });
         let body_timeouts = server_kit::body_timeout::BodyTimeouts {
             deadline: Duration::from_secs(config.body_timeout_secs),

@@ -1,10 +1,10 @@
 //! What every handler shares, built once in [`crate::Application::build`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use sqlx::AnyPool;
 
+use crate::minter::LinkMinter;
 use crate::sessions::SessionPolicy;
 
 /// Shared by all handlers through `web::Data<AppState>`.
@@ -16,6 +16,8 @@ pub struct AppState {
     pub public_origin: String,
     /// Argon2 hash of a random password: what unknown users are verified against.
     pub dummy_hash: String,
+    /// Mints download links, with the signing keys in force (also what `/.well-known/jwks.json`
+    /// publishes).
     pub links: LinkMinter,
     /// `<data>/files`: stored files under their storage keys.
     pub files_dir: PathBuf,
@@ -34,17 +36,4 @@ pub struct AppState {
     pub share_throttle: crate::throttle::LoginThrottle,
     /// Signs the share page's form token.
     pub form_key: crate::share_form::FormKey,
-    /// The signing key and the public JWK Set in force, swapped on rotation.
-    pub keys: Arc<crate::keys::LiveKeys>,
-}
-
-/// Everything needed to turn a stored file into a download link.
-pub struct LinkMinter {
-    /// The active signing key (follows `keys rotate`).
-    pub signing_key: Arc<crate::keys::LiveKeys>,
-    pub issuer: String,
-    pub audience: String,
-    pub ttl: u64,
-    /// Public base URL of the download server, without a trailing slash.
-    pub download_url: String,
 }
