@@ -1,0 +1,574 @@
+//! The local directory: `<data dir>/files/<key>`. Opening is the download fast path: on
+//! Linux a cached file is opened, stat'ed and its head read on the async worker with calls that
+//! fail rather than wait (no blocking-pool hop); anything else takes one hop. Reads then grow
+//! for a fast client and stay small for a slow one ([`Pace`]).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use shared::StorageKey;
+use tokio::io::AsyncWriteExt;
+
+use crate::{ByteRange, FileStore, FileVersion, Source, StoredFile, Upload, UploadInner};
+
+/// Mode of an uploaded file: its owner's alone.
+const FILE_MODE: u32 = 0o600;
+
+/// Files in one directory, by storage key.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    root: Arc<Path>,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> LocalStore {
+        LocalStore {
+            root: Arc::from(root.into()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl FileStore for LocalStore {
+    fn open(
+        &self,
+        key: &StorageKey,
+        head: usize,
+    ) -> impl Future<Output = std::io::Result<Option<StoredFile>>> + Send {
+        open(&self.root, key, head)
+    }
+
+    async fn create(&self, key: &StorageKey) -> std::io::Result<Upload> {
+        let temp = self
+            .root
+            .join(format!(".tmp-{}", shared::random_token(16)));
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(FILE_MODE);
+        let file = options.open(&temp).await?;
+        Ok(Upload {
+            inner: UploadInner::Local(LocalUpload {
+                file: Some(file),
+                temp: Some(temp),
+                target: self.root.join(key.as_str()),
+            }),
+        })
+    }
+
+    async fn delete(&self, key: &StorageKey) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.root.join(key.as_str())).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn check(&self) -> std::io::Result<()> {
+        let meta = tokio::fs::metadata(&self.root).await?;
+        if meta.is_dir() {
+            Ok(())
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", self.root.display()),
+            ))
+        }
+    }
+}
+
+/// An upload into `<root>/.tmp-<random>`, renamed to its key when finished; the temporary
+/// file is removed when the upload is dropped or aborted first.
+pub(crate) struct LocalUpload {
+    file: Option<tokio::fs::File>,
+    temp: Option<PathBuf>,
+    target: PathBuf,
+}
+
+impl LocalUpload {
+    pub(crate) async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.write_all(chunk).await,
+            None => Err(std::io::Error::other("upload already finished")),
+        }
+    }
+
+    pub(crate) async fn finish(mut self) -> std::io::Result<()> {
+        if let Some(mut file) = self.file.take() {
+            file.flush().await?;
+            file.sync_all().await?;
+        }
+        if let Some(temp) = &self.temp {
+            tokio::fs::rename(temp, &self.target).await?;
+            self.temp = None;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn abort(mut self) {
+        self.file = None;
+        if let Some(temp) = self.temp.take() {
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        let Some(temp) = self.temp.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = tokio::fs::remove_file(&temp).await;
+                });
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&temp);
+            }
+        }
+    }
+}
+
+/// An open local file and the bytes of its head already read.
+pub(crate) struct Opened {
+    file: std::fs::File,
+    /// The file's first bytes, read in the same hop as the open when asked (see [`open`]).
+    buf: BytesMut,
+}
+
+impl FileVersion {
+    fn new(ino: u64, size: u64, mtime: i64, mtime_nsec: u32) -> FileVersion {
+        let fields = [ino, size, mtime as u64, u64::from(mtime_nsec)];
+        FileVersion {
+            tag: FileVersion::fingerprint(fields.iter().flat_map(|f| f.to_le_bytes())),
+            modified: mtime,
+        }
+    }
+
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> FileVersion {
+        use std::os::unix::fs::MetadataExt;
+        FileVersion::new(
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec() as u32,
+        )
+    }
+
+    #[cfg(not(unix))]
+    fn of(meta: &std::fs::Metadata) -> FileVersion {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        FileVersion::new(0, meta.len(), mtime.as_secs() as i64, mtime.subsec_nanos())
+    }
+}
+
+/// Opens `<root>/<key>`. `None` when there is no such regular file. The key cannot name
+/// anything outside `root` ([`StorageKey`] has no separator, no dot, no NUL). Open, stat and,
+/// when `head` > 0, the read of the first `head` bytes happen together: on the worker when
+/// none of them has to wait ([`open_without_waiting`]), else in one blocking-pool hop. A small
+/// file is then sent with no further hop (each hop is two thread wake-ups, which profiling
+/// showed to be the largest cost of a small download).
+async fn open(
+    root: &Path,
+    key: &StorageKey,
+    head: usize,
+) -> std::io::Result<Option<StoredFile>> {
+    let path = root.join(key.as_str());
+    #[cfg(target_os = "linux")]
+    if let Some(stored) = open_without_waiting(&path, head) {
+        return Ok(Some(stored));
+    }
+    open_in_pool(path, head).await
+}
+
+/// [`open`] through the blocking pool: open, stat and read in one hop.
+async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<StoredFile>> {
+    // Allocated here, on the worker thread that frees it, not in a blocking thread's arena.
+    let mut buf = BytesMut::with_capacity(head);
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        // As in `open_without_waiting`: a FIFO in the directory must not hold this thread.
+        #[cfg(target_os = "linux")]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        );
+        let file = options.open(path)?;
+        let meta = file.metadata()?;
+        if meta.is_file() && head > 0 {
+            read_chunk(&file, 0, head.min(meta.len() as usize), &mut buf)?;
+        }
+        Ok::<_, std::io::Error>((file, meta, buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    match opened {
+        Ok((file, meta, buf)) if meta.is_file() => Ok(Some(StoredFile {
+            size: meta.len(),
+            version: FileVersion::of(&meta),
+            source: Source::Local(Opened { file, buf }),
+        })),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Open, stat and read with Linux calls that fail with `EAGAIN` rather than wait, so they
+/// may run on the async worker: `openat2` with `RESOLVE_CACHED` (the path is in the dentry
+/// cache), `statx` with `AT_STATX_DONT_SYNC` (no network round trip on NFS), `preadv2` with
+/// `RWF_NOWAIT` (the bytes are in the page cache). `None` when the open or stat would wait,
+/// fails for any reason, or finds no regular file: the blocking path then answers, with its
+/// errors. A head that would wait is left for the stream, which reads it in the pool.
+#[cfg(target_os = "linux")]
+fn open_without_waiting(path: &Path, head: usize) -> Option<StoredFile> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
+    use rustix::io::ReadWriteFlags;
+    // NONBLOCK: opening a FIFO planted in the directory must not wait for a writer (it has
+    // no effect on reading regular files).
+    let fd = rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+        ResolveFlags::CACHED,
+    )
+    .ok()?;
+    let stat = rustix::fs::statx(
+        &fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::INO | StatxFlags::MTIME,
+    )
+    .ok()?;
+    if FileType::from_raw_mode(stat.stx_mode.into()) != FileType::RegularFile {
+        return None;
+    }
+    let mut buf = BytesMut::new();
+    let want = head.min(usize::try_from(stat.stx_size).unwrap_or(usize::MAX));
+    if want > 0 {
+        buf.resize(want, 0);
+        let mut slices = [std::io::IoSliceMut::new(&mut buf[..])];
+        let read = rustix::io::preadv2(&fd, &mut slices, 0, ReadWriteFlags::NOWAIT);
+        buf.truncate(read.unwrap_or(0));
+    }
+    Some(StoredFile {
+        source: Source::Local(Opened {
+            file: std::fs::File::from(fd),
+            buf,
+        }),
+        size: stat.stx_size,
+        version: FileVersion::new(
+            stat.stx_ino,
+            stat.stx_size,
+            stat.stx_mtime.tv_sec,
+            stat.stx_mtime.tv_nsec,
+        ),
+    })
+}
+
+impl Opened {
+    /// The bytes of `range`, read `chunk` bytes at a time while the client is slow and up to
+    /// [`MAX_CHUNK`] while it keeps up (see [`LocalStream`]).
+    pub(crate) fn stream(mut self, range: ByteRange, chunk: usize) -> LocalStream {
+        // Bytes already read at open serve the start of the range.
+        let head = self.buf.split().freeze();
+        let mut first = Bytes::new();
+        if (range.start as usize) < head.len() {
+            let end = (range.end as usize).min(head.len());
+            first = head.slice(range.start as usize..end);
+        }
+        let skip = first.len() as u64;
+        LocalStream {
+            first,
+            state: ReadState::Idle(self.file, self.buf),
+            pos: range.start + skip,
+            remaining: range.len() - skip,
+            pace: Pace::new(chunk),
+        }
+    }
+}
+
+/// The largest read, for a client that takes bytes as fast as we read them: a 1 GiB download
+/// then costs 2,048 blocking-pool hops, not 32,768.
+pub(crate) const MAX_CHUNK: usize = 512 * 1024;
+
+/// How much to read next: the configured read size, or what the client took per
+/// [`Pace::TARGET`] over the last [`Pace::WINDOW`] when that is more (up to [`MAX_CHUNK`]). A
+/// slow client never leaves the configured size, so it holds little memory; a fast one
+/// moves to large reads after the first window.
+struct Pace {
+    base: usize,
+    chunk: usize,
+    window_start: Instant,
+    window_sent: u64,
+}
+
+impl Pace {
+    const WINDOW: Duration = Duration::from_millis(50);
+    const TARGET: Duration = Duration::from_millis(1);
+
+    fn new(base: usize) -> Pace {
+        Pace {
+            base,
+            chunk: base,
+            window_start: Instant::now(),
+            window_sent: 0,
+        }
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.window_sent += n as u64;
+    }
+
+    /// Reads above the configured size: worth keeping the buffer between them.
+    fn is_fast(&self) -> bool {
+        self.chunk > self.base
+    }
+
+    fn next_chunk(&mut self) -> usize {
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= Self::WINDOW {
+            let per_target =
+                self.window_sent as u128 * Self::TARGET.as_nanos() / elapsed.as_nanos();
+            // Whole pages, never below the configured size.
+            let pages = (per_target as usize).min(MAX_CHUNK) & !4095;
+            self.chunk = pages.max(self.base);
+            self.window_start = Instant::now();
+            self.window_sent = 0;
+        }
+        self.chunk
+    }
+}
+
+type Read = (std::fs::File, BytesMut, std::io::Result<()>);
+
+enum ReadState {
+    Idle(std::fs::File, BytesMut),
+    Reading(tokio::task::JoinHandle<Read>),
+    Done,
+}
+
+/// The body: positional reads, each in one blocking-pool hop straight into the buffer that
+/// is sent (one copy from the page cache). The server copies each chunk into its write
+/// buffer and drops it before asking for the next, so a fast client's stream reuses one
+/// buffer for every read, and a slow client's keeps none between reads.
+pub(crate) struct LocalStream {
+    /// Bytes to send before reading (read at open).
+    first: Bytes,
+    state: ReadState,
+    pos: u64,
+    remaining: u64,
+    pace: Pace,
+}
+
+/// Reads up to `len` bytes at `pos` into `buf` (emptied first); short only at end of file.
+fn read_chunk(
+    file: &std::fs::File,
+    pos: u64,
+    len: usize,
+    buf: &mut BytesMut,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    buf.clear();
+    buf.resize(len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(())
+}
+
+impl Stream for LocalStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if !this.first.is_empty() {
+            let first = std::mem::take(&mut this.first);
+            this.pace.sent(first.len());
+            return Poll::Ready(Some(Ok(first)));
+        }
+        loop {
+            match std::mem::replace(&mut this.state, ReadState::Done) {
+                ReadState::Done => return Poll::Ready(None),
+                ReadState::Idle(..) if this.remaining == 0 => return Poll::Ready(None),
+                ReadState::Idle(file, mut buf) => {
+                    let len = this.remaining.min(this.pace.next_chunk() as u64) as usize;
+                    let pos = this.pos;
+                    // Takes back the allocation of the last chunk, which the server has
+                    // copied and dropped by now; allocates only when the read size grew.
+                    buf.reserve(len);
+                    this.state = ReadState::Reading(tokio::task::spawn_blocking(move || {
+                        let read = read_chunk(&file, pos, len, &mut buf);
+                        (file, buf, read)
+                    }));
+                }
+                ReadState::Reading(mut task) => match Pin::new(&mut task).poll(cx) {
+                    Poll::Pending => {
+                        this.state = ReadState::Reading(task);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
+                    Poll::Ready(Ok((_, _, Err(e)))) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Ok((file, mut buf, Ok(())))) => {
+                        if buf.is_empty() {
+                            // The file shrank under us: the promised length cannot be met, so
+                            // the connection must be cut rather than end short and look whole.
+                            return Poll::Ready(Some(Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "file shrank while being sent",
+                            ))));
+                        }
+                        let chunk = if this.pace.is_fast() {
+                            buf.split().freeze()
+                        } else {
+                            // A slow client keeps no buffer between reads: the chunk is its
+                            // only owner and is freed once the server has copied it.
+                            std::mem::take(&mut buf).freeze()
+                        };
+                        let n = chunk.len();
+                        this.pos += n as u64;
+                        this.remaining -= n as u64;
+                        this.pace.sent(n);
+                        this.state = ReadState::Idle(file, buf);
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened(stored: &StoredFile) -> &Opened {
+        match &stored.source {
+            Source::Local(opened) => opened,
+            Source::S3(_) => unreachable!("a local open"),
+        }
+    }
+
+
+    /// Both ways of opening agree: a file with its size and first bytes, nothing for a
+    /// directory or a missing name.
+    #[tokio::test]
+    async fn opening_with_and_without_the_pool_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("file"), &bytes).unwrap();
+        std::fs::create_dir(dir.path().join("dir")).unwrap();
+
+        let pooled = open_in_pool(dir.path().join("file"), 4096)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(pooled.size, 100_000);
+        assert_eq!(opened(&pooled).buf[..], bytes[..4096]);
+        assert!(
+            open_in_pool(dir.path().join("dir"), 4096)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            open_in_pool(dir.path().join("missing"), 4096)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        #[cfg(target_os = "linux")]
+        {
+            // A FIFO with no writer is no file, and is answered at once rather than waited on.
+            let fifo = dir.path().join("fifo");
+            rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR).unwrap();
+            let opened =
+                tokio::time::timeout(Duration::from_secs(5), open_in_pool(fifo.clone(), 4096));
+            assert!(opened.await.expect("not waited on").unwrap().is_none());
+            assert!(open_without_waiting(&fifo, 4096).is_none());
+        }
+
+        #[cfg(target_os = "linux")]
+        {
+            // Just written, so cached: opened and read without the pool (where the kernel
+            // has openat2 with RESOLVE_CACHED, Linux 5.12, and no seccomp filter refuses it).
+            match open_without_waiting(&dir.path().join("file"), 4096) {
+                Some(direct) => {
+                    assert_eq!(direct.size, 100_000);
+                    assert_eq!(opened(&direct).buf[..], bytes[..4096]);
+                }
+                None => eprintln!("skipped: this kernel cannot open without waiting"),
+            }
+            assert!(open_without_waiting(&dir.path().join("dir"), 4096).is_none());
+            assert!(open_without_waiting(&dir.path().join("missing"), 4096).is_none());
+        }
+
+        let key = StorageKey::generate();
+        std::fs::write(dir.path().join(key.as_str()), &bytes).unwrap();
+        let whole = open(dir.path(), &key, 0).await.unwrap().unwrap();
+        let mut stream = whole.stream(
+            ByteRange {
+                start: 10,
+                end: 100_000,
+            },
+            4096,
+        );
+        let mut got = Vec::new();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got[..], bytes[10..]);
+    }
+
+    #[test]
+    fn reads_grow_for_a_fast_client_and_shrink_for_a_slow_one() {
+        let base = 32 * 1024;
+        let mut pace = Pace::new(base);
+        assert_eq!(
+            pace.next_chunk(),
+            base,
+            "every stream starts at the configured size"
+        );
+        // 100 MB in a window: a client far faster than one MAX_CHUNK per millisecond.
+        pace.sent(100_000_000);
+        std::thread::sleep(Pace::WINDOW);
+        assert_eq!(pace.next_chunk(), MAX_CHUNK);
+        // 16 KiB in a window: a slow client goes back to the configured size.
+        pace.sent(16 * 1024);
+        std::thread::sleep(Pace::WINDOW);
+        assert_eq!(pace.next_chunk(), base);
+        // In between: what the client took per millisecond, in whole pages.
+        pace.sent(20_000_000);
+        std::thread::sleep(Pace::WINDOW);
+        let chunk = pace.next_chunk();
+        assert!(
+            chunk > base && chunk < MAX_CHUNK && chunk.is_multiple_of(4096),
+            "{chunk}"
+        );
+    }
+
+}
