@@ -1,7 +1,6 @@
 //! `app-server user …`: user management from the command line, against the same database
 //! and data directory as the server, without starting it.
 
-use std::path::PathBuf;
 
 use sqlx::AnyPool;
 
@@ -12,7 +11,7 @@ use crate::users::{self, Password, Username};
 /// A connection to the app's database for administration.
 pub struct Admin {
     db: AnyPool,
-    files_dir: PathBuf,
+    files: file_store::Files,
 }
 
 impl Admin {
@@ -28,7 +27,7 @@ impl Admin {
         let db = crate::db::connect(&config.database_url()).await?;
         Ok(Admin {
             db,
-            files_dir: config.data_dir.join("files"),
+            files: config.file_store.open(config.data_dir.join("files")).await?,
         })
     }
 
@@ -63,7 +62,7 @@ impl Admin {
             }
             UserCommand::Del { name } => {
                 let username = Username::parse(name)?;
-                let removed = users::delete(&self.db, &self.files_dir, &username)
+                let removed = users::delete(&self.db, &self.files, &username)
                     .await
                     .map_err(|e| unknown_user(e, &username))?;
                 Ok(format!(

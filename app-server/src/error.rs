@@ -159,6 +159,8 @@ pub enum StartupError {
     Tls(#[from] download_server::tls::TlsError),
     #[error("{0}")]
     App(#[from] AppError),
+    #[error("{0}")]
+    FileStore(#[from] file_store::SettingError),
 }
 
 #[cfg(test)]

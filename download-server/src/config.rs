@@ -245,6 +245,9 @@ pub struct Config {
     #[arg(long, env = "OUTCOMES_STREAM_MAXLEN", default_value_t = 100_000)]
     pub outcomes_stream_maxlen: u64,
 
+    #[command(flatten)]
+    pub file_store: file_store::FileStoreArgs,
+
     /// An outcome sink handed over in-process (the app server's all-in-one mode).
     #[arg(skip)]
     pub outcome_sink: Option<crate::outcome::SinkHandle>,
