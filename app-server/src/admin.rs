@@ -1,7 +1,6 @@
 //! `app-server user …`: user management from the command line, against the same database
 //! and data directory as the server, without starting it.
 
-
 use sqlx::AnyPool;
 
 use crate::config::{Config, UserCommand};
@@ -27,7 +26,10 @@ impl Admin {
         let db = crate::db::connect(&config.database_url()).await?;
         Ok(Admin {
             db,
-            files: config.file_store.open(config.data_dir.join("files")).await?,
+            files: config
+                .file_store
+                .open(config.data_dir.join("files"))
+                .await?,
         })
     }
 

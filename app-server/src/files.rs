@@ -347,7 +347,9 @@ async fn commit(
         size,
     } = received;
     if stored.is_none() {
-        return Err(AppError::Internal("an upload without its stored file".into()));
+        return Err(AppError::Internal(
+            "an upload without its stored file".into(),
+        ));
     }
 
     let id = FileId::generate();

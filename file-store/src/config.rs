@@ -154,10 +154,12 @@ impl FileStoreArgs {
     pub async fn open(&self, local_dir: PathBuf) -> Result<Files, SettingError> {
         let files = self.build(local_dir)?;
         if let Files::S3(_) = &files {
-            files
-                .check()
-                .await
-                .map_err(|e| bad(FILE_STORE, format!("{} cannot be used: {e}", files.describe())))?;
+            files.check().await.map_err(|e| {
+                bad(
+                    FILE_STORE,
+                    format!("{} cannot be used: {e}", files.describe()),
+                )
+            })?;
         }
         Ok(files)
     }
@@ -184,9 +186,19 @@ mod tests {
                 prefix: String::new()
             }
         );
-        for bad in ["", "s3://", "s3://A_B/x", "gs://bucket", "s3://bucket/../x", "/srv/files"] {
+        for bad in [
+            "",
+            "s3://",
+            "s3://A_B/x",
+            "gs://bucket",
+            "s3://bucket/../x",
+            "/srv/files",
+        ] {
             let e = Location::parse(bad).unwrap_err();
-            assert!(e.to_string().starts_with("--file-store (FILE_STORE)"), "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("--file-store (FILE_STORE)"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -48,9 +48,7 @@ impl FileStore for LocalStore {
     }
 
     async fn create(&self, key: &StorageKey) -> std::io::Result<Upload> {
-        let temp = self
-            .root
-            .join(format!(".tmp-{}", shared::random_token(16)));
+        let temp = self.root.join(format!(".tmp-{}", shared::random_token(16)));
         let mut options = tokio::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -183,11 +181,7 @@ impl FileVersion {
 /// none of them has to wait ([`open_without_waiting`]), else in one blocking-pool hop. A small
 /// file is then sent with no further hop (each hop is two thread wake-ups, which profiling
 /// showed to be the largest cost of a small download).
-async fn open(
-    root: &Path,
-    key: &StorageKey,
-    head: usize,
-) -> std::io::Result<Option<StoredFile>> {
+async fn open(root: &Path, key: &StorageKey, head: usize) -> std::io::Result<Option<StoredFile>> {
     let path = root.join(key.as_str());
     #[cfg(target_os = "linux")]
     if let Some(stored) = open_without_waiting(&path, head) {
@@ -473,7 +467,6 @@ mod tests {
         }
     }
 
-
     /// Both ways of opening agree: a file with its size and first bytes, nothing for a
     /// directory or a missing name.
     #[tokio::test]
@@ -570,5 +563,4 @@ mod tests {
             "{chunk}"
         );
     }
-
 }

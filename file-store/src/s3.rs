@@ -96,7 +96,11 @@ impl FileStore for S3Store {
         };
         // The version id where the bucket keeps versions, else the ETag: either changes when
         // the object is rewritten.
-        let validator = meta.version.clone().or(meta.e_tag.clone()).unwrap_or_default();
+        let validator = meta
+            .version
+            .clone()
+            .or(meta.e_tag.clone())
+            .unwrap_or_default();
         let version = FileVersion {
             tag: FileVersion::fingerprint(
                 validator
