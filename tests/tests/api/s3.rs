@@ -1,0 +1,204 @@
+//! Files in S3-compatible storage (a private moto server): a fleet that shares no directory,
+//! and start-up refusing storage it cannot use. The file, download and resume tests also run
+//! over S3 as a whole (`TEST_FILE_STORE=s3`, see `.ci/run`).
+
+use std::path::Path;
+
+use burnlink_tests::postgres::database;
+use burnlink_tests::s3::moto;
+use burnlink_tests::services::{redis, start_download_server};
+use burnlink_tests::{ALICE, User, sample_bytes, start, test_config};
+use reqwest::StatusCode;
+use shared::{Algorithm, SigningKey};
+
+/// `user`'s session presented to another app server (sessions live in the shared database).
+fn on(app_url: &str, user: &User) -> User {
+    User {
+        client: user.client.clone(),
+        csrf: user.csrf.clone(),
+        app_url: app_url.to_owned(),
+    }
+}
+
+/// Nothing but the database and keys in a data dir: no `files/` entries.
+fn no_local_files(dir: &Path) {
+    let files = burnlink_tests::stored_files(&dir.join("files"));
+    assert!(files.is_empty(), "{}: {files:?}", dir.display());
+}
+
+/// Two app servers on PostgreSQL, two download servers on Redis taking keys from the JWKS URL,
+/// files in S3, and four data dirs of their own: a link minted anywhere is served once,
+/// anywhere.
+#[tokio::test]
+async fn a_fleet_with_no_shared_directory_serves_each_link_once() {
+    let Some(moto) = moto() else { return };
+    let Some(pg) = database().await else { return };
+    let Some(redis) = redis().await else { return };
+    let bucket = moto.bucket();
+    let store = moto.settings(&bucket, "fleet");
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+
+    // One signing key, deployed to each app host as a secret (not a shared directory).
+    let key_file = |dir: &Path| dir.join("signing.pem");
+    SigningKey::load_or_generate(&key_file(dirs[0].path()), Algorithm::EdDSA).unwrap();
+    std::fs::copy(key_file(dirs[0].path()), key_file(dirs[1].path())).unwrap();
+
+    let mut apps = Vec::new();
+    for dir in &dirs[..2] {
+        let data = dir.path().join("data");
+        let mut config = test_config(&data);
+        config.database_url = Some(pg.url().to_owned());
+        config.signing_key = Some(key_file(dir.path()));
+        config.file_store = store.clone();
+        // Links name the download servers' public address; the test sends each to one.
+        config.download_url = Some("http://downloads.invalid".into());
+        apps.push(start(config).await);
+    }
+    let (a, b) = (&apps[0], &apps[1]);
+
+    let mut downloads = Vec::new();
+    for dir in &dirs[2..] {
+        let mut config = download_server::Config::from_defaults();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.data_dir = dir.path().join("data");
+        config.issuer = a.config.issuer.clone();
+        config.audience = a.config.audience.clone();
+        config.jwks_url = Some(format!("{}/.well-known/jwks.json", a.app_url));
+        config.burn_store = redis.url().to_owned();
+        config.burn_store_timeout_ms = 5_000;
+        config.file_store = store.clone();
+        downloads.push(start_download_server(config).await);
+    }
+    let on_dl = |url: &str, n: usize| url.replacen("http://downloads.invalid", &downloads[n], 1);
+
+    // Login on A, upload on B, link on A, download on 1, replay on 2.
+    let alice_a = a.login(ALICE).await;
+    let alice_b = on(&b.app_url, &alice_a);
+    let bytes = sample_bytes(300_000);
+    let file = alice_b.upload_ok("fleet.bin", bytes.clone()).await;
+    assert_eq!(
+        moto.list(&bucket, "fleet").len(),
+        1,
+        "the upload is an object"
+    );
+    let url = alice_a.link_url(&file.id).await;
+
+    let res = a.anon.get(on_dl(&url, 0)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap() == bytes[..], "byte for byte");
+    let res = a.anon.get(on_dl(&url, 1)).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::GONE,
+        "replayed on the other server"
+    );
+
+    // 100 concurrent uses of one link, spread over both download servers: exactly one 200.
+    let url = alice_b.link_url(&file.id).await;
+    let mut uses = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (client, url) = (a.anon.clone(), on_dl(&url, i % 2));
+        uses.spawn(async move {
+            let res = client.get(url).send().await.expect("download request");
+            let status = res.status();
+            let body = res.bytes().await.unwrap_or_default();
+            (status, body.len())
+        });
+    }
+    let (mut ok, mut gone) = (0, 0);
+    while let Some(result) = uses.join_next().await {
+        match result.unwrap() {
+            (StatusCode::OK, len) => {
+                assert_eq!(len, bytes.len(), "the one 200 is whole");
+                ok += 1;
+            }
+            (StatusCode::GONE, _) => gone += 1,
+            (status, _) => panic!("unexpected {status}"),
+        }
+    }
+    assert_eq!((ok, gone), (1, 99));
+
+    // Deleting on A removes the object; the next link's download is a 404 (nothing burned).
+    let url = alice_a.link_url(&file.id).await;
+    assert_eq!(
+        alice_a.delete(&file.id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(moto.list(&bucket, "fleet").is_empty(), "the object is gone");
+    let res = a.anon.get(on_dl(&url, 1)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    for dir in &dirs {
+        no_local_files(&dir.path().join("data"));
+    }
+}
+
+/// An object that vanished between the link and the download: 404, and the token is not
+/// burned (it works once the object is back).
+#[tokio::test]
+async fn a_missing_object_is_404_and_burns_nothing() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.file_store = moto.settings(&bucket, "files");
+    let app = start(config).await;
+    let alice = app.login(ALICE).await;
+    let file = alice.upload_ok("a.txt", b"kept".to_vec()).await;
+    let url = alice.link_url(&file.id).await;
+    let key = app.only_stored_file();
+    app.remove_stored(&key).await;
+    assert_eq!(
+        app.anon.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    app.put_stored(&key, b"kept").await;
+    let res = app.anon.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the 404 burned nothing");
+    assert_eq!(res.text().await.unwrap(), "kept");
+}
+
+/// A bucket that does not exist, or an endpoint nobody answers on, stops start-up of both
+/// servers with the setting's name, and never prints the secret.
+#[tokio::test]
+async fn unusable_storage_stops_start_up_with_the_setting_name() {
+    let Some(moto) = moto() else { return };
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut unreachable = moto.settings("burnlink-files", "x");
+    unreachable.aws_endpoint_url = Some(format!("http://127.0.0.1:{closed_port}"));
+    for (case, settings) in [
+        ("no such bucket", moto.settings("no-such-bucket-here", "x")),
+        ("unreachable", unreachable),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.file_store = settings.clone();
+        let e = app_server::Application::build(config)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{case}: the app server started"))
+            .to_string();
+        assert!(e.contains("--file-store (FILE_STORE)"), "{case}: {e}");
+        assert!(!e.contains("testing"), "{case}: the secret is printed: {e}");
+
+        let mut config = download_server::Config::from_defaults();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.data_dir = dir.path().to_owned();
+        config.keys = vec![
+            SigningKey::generate(Algorithm::EdDSA)
+                .verifying_key()
+                .clone(),
+        ];
+        config.file_store = settings;
+        let e = download_server::Application::build(config)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{case}: the download server started"))
+            .to_string();
+        assert!(e.contains("--file-store (FILE_STORE)"), "{case}: {e}");
+    }
+}
