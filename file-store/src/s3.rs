@@ -197,8 +197,9 @@ impl Stream for S3Stream {
 }
 
 /// A streaming upload: parts are sent as they fill, the object exists only once completed.
-/// Dropped unfinished, the multipart upload is never completed, so no object appears (a
-/// bucket lifecycle rule for incomplete uploads reclaims the parts; see docs/DEPLOY.md).
+/// Dropped unfinished (the client went away), the multipart upload is aborted in the
+/// background; after a crash it is never completed, so no object appears either (a bucket
+/// lifecycle rule for incomplete uploads reclaims the parts; see docs/DEPLOY.md).
 pub(crate) struct S3Upload {
     writer: Option<BufWriter>,
 }
@@ -227,6 +228,19 @@ impl S3Upload {
     pub(crate) async fn abort(mut self) {
         if let Some(mut writer) = self.writer.take() {
             let _ = writer.abort().await;
+        }
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        let Some(mut writer) = self.writer.take() else {
+            return;
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = writer.abort().await;
+            });
         }
     }
 }

@@ -167,6 +167,13 @@ impl Moto {
         keys
     }
 
+    /// Multipart uploads begun and neither completed nor aborted.
+    pub fn open_uploads(&self, bucket: &str) -> usize {
+        let (status, body) = self.request("GET", &format!("/{bucket}?uploads"), &[]);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        String::from_utf8_lossy(&body).matches("<Upload>").count()
+    }
+
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let (status, body) = self.request("GET", &format!("/{bucket}/{key}"), &[]);
         (status == 200).then_some(body)

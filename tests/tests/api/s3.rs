@@ -202,3 +202,74 @@ async fn unusable_storage_stops_start_up_with_the_setting_name() {
         assert!(e.contains("--file-store (FILE_STORE)"), "{case}: {e}");
     }
 }
+
+/// The bytes streamed are those of the version described at open: an object replaced in
+/// between fails the ranged GET (`If-Match`), so the stream ends with an error before any
+/// byte, never with the other version's bytes.
+#[tokio::test]
+async fn an_object_replaced_after_open_ends_the_stream_without_other_bytes() {
+    use file_store::{ByteRange, FileStore};
+    use futures_util::StreamExt;
+    let Some(moto) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let files = moto
+        .settings(&moto.bucket(), "v")
+        .build(dir.path().to_owned())
+        .unwrap();
+    let key = shared::StorageKey::generate();
+    for byte in [1u8, 2] {
+        let mut upload = files.create(&key).await.unwrap();
+        upload.write(vec![byte; 1000].into()).await.unwrap();
+        upload.finish().await.unwrap();
+        if byte == 2 {
+            break;
+        }
+        let stored = files.open(&key, 0).await.unwrap().expect("the object");
+        assert_eq!(stored.size, 1000);
+        // Replaced now, between this open and its stream.
+        let mut upload = files.create(&key).await.unwrap();
+        upload.write(vec![9u8; 1000].into()).await.unwrap();
+        upload.finish().await.unwrap();
+        let mut stream = stored.stream(ByteRange::whole(1000), 4096);
+        let first = stream.next().await.expect("an item");
+        assert!(first.is_err(), "{first:?}");
+        assert_eq!(stream.sent, 0);
+    }
+    // A fresh open reads the current version whole.
+    let stored = files.open(&key, 0).await.unwrap().expect("the object");
+    let mut stream = stored.stream(ByteRange::whole(1000), 4096);
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(got, vec![2u8; 1000]);
+}
+
+/// An upload large enough to be sent as a multipart upload, refused past the limit: no
+/// object, no row, and no multipart upload left open.
+#[tokio::test]
+async fn a_large_upload_refused_midway_leaves_no_object_and_no_open_upload() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.file_store = moto.settings(&bucket, "files");
+    config.max_upload_bytes = 24 << 20;
+    let app = start(config).await;
+    let alice = app.login(ALICE).await;
+    let res = alice.upload("big.bin", sample_bytes((24 << 20) + 1)).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(moto.list(&bucket, "files").is_empty());
+    assert_eq!(
+        moto.open_uploads(&bucket),
+        0,
+        "the multipart upload was aborted"
+    );
+    assert_eq!(app.count_rows("files").await, 0);
+
+    // Under the limit, the same path completes: one object of the right size.
+    let file = alice.upload_ok("fits.bin", sample_bytes(24 << 20)).await;
+    assert_eq!(file.size, 24 << 20);
+    assert_eq!(moto.list(&bucket, "files").len(), 1);
+    assert_eq!(moto.open_uploads(&bucket), 0);
+}
