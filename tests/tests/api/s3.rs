@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burnlink_tests::postgres::database;
 use burnlink_tests::s3::moto;
-use burnlink_tests::services::{redis, start_download_server};
+use burnlink_tests::services::{private_redis, start_download_server};
 use burnlink_tests::{ALICE, User, sample_bytes, start, test_config};
 use reqwest::StatusCode;
 use shared::{Algorithm, SigningKey};
@@ -28,12 +28,16 @@ fn no_local_files(dir: &Path) {
 
 /// Two app servers on PostgreSQL, two download servers on Redis taking keys from the JWKS URL,
 /// files in S3, and four data dirs of their own: a link minted anywhere is served once,
-/// anywhere.
+/// anywhere; a share made on one app server is taken through the other and its download's
+/// outcome reaches the owner.
 #[tokio::test]
-async fn a_fleet_with_no_shared_directory_serves_each_link_once() {
+async fn a_fleet_with_no_shared_directory_serves_each_link_once_and_shares_across_it() {
     let Some(moto) = moto() else { return };
     let Some(pg) = database().await else { return };
-    let Some(redis) = redis().await else { return };
+    // A private Redis: the outcome stream and its consumer group belong to this test alone.
+    let Some(redis) = private_redis().await else {
+        return;
+    };
     let bucket = moto.bucket();
     let store = moto.settings(&bucket, "fleet");
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -52,6 +56,7 @@ async fn a_fleet_with_no_shared_directory_serves_each_link_once() {
         config.file_store = store.clone();
         // Links name the download servers' public address; the test sends each to one.
         config.download_url = Some("http://downloads.invalid".into());
+        config.outcomes_redis = Some(redis.url().to_owned());
         apps.push(start(config).await);
     }
     let (a, b) = (&apps[0], &apps[1]);
@@ -117,6 +122,54 @@ async fn a_fleet_with_no_shared_directory_serves_each_link_once() {
         }
     }
     assert_eq!((ok, gone), (1, 99));
+
+    // A share made on A, taken through B, downloaded from 2: its outcome reaches the owner.
+    let res = alice_a
+        .client
+        .post(format!("{}/api/files/{}/shares", a.app_url, file.id))
+        .header("X-CSRF-Token", &alice_a.csrf)
+        .json(&serde_json::json!({ "max_downloads": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let share: serde_json::Value = res.json().await.unwrap();
+    let share_id = share["id"].as_str().unwrap().to_owned();
+    let on_b = share["url"]
+        .as_str()
+        .unwrap()
+        .replacen(&a.app_url, &b.app_url, 1);
+    let res = a
+        .anon
+        .post(&on_b)
+        .header("User-Agent", "curl/8.5.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let link = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = a.anon.get(on_dl(&link, 1)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap() == bytes[..]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let seen = loop {
+        let list: Vec<serde_json::Value> = alice_a
+            .client
+            .get(format!("{}/api/shares/{share_id}/downloads", a.app_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !list.is_empty() || std::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["complete"], true);
+    assert_eq!(seen[0]["bytes"], bytes.len());
 
     // Deleting on A removes the object; the next link's download is a 404 (nothing burned).
     let url = alice_a.link_url(&file.id).await;
