@@ -202,6 +202,20 @@ pub trait FileStore: Send + Sync {
         head: usize,
     ) -> impl Future<Output = std::io::Result<Option<StoredFile>>> + Send;
 
+    /// The size and version of the file under `key`, without reading it; `None` when there
+    /// is none. (For S3 this is the HEAD that [`FileStore::open`] makes.)
+    fn metadata(
+        &self,
+        key: &StorageKey,
+    ) -> impl Future<Output = std::io::Result<Option<(u64, FileVersion)>>> + Send {
+        async move {
+            Ok(self
+                .open(key, 0)
+                .await?
+                .map(|stored| (stored.size, stored.version)))
+        }
+    }
+
     /// Starts writing a new file under `key`.
     fn create(&self, key: &StorageKey) -> impl Future<Output = std::io::Result<Upload>> + Send;
 
