@@ -170,6 +170,15 @@ mod tests {
     }
 
     #[test]
+    fn the_file_store_settings_come_from_the_file_too() {
+        let f = file("file-store = \"s3://burnlink/files\"\ns3_path_style = true\n");
+        let path = f.path().to_str().unwrap();
+        let config: Config = parse_from(["download-server", "--config", path]).unwrap();
+        assert_eq!(config.file_store.file_store, "s3://burnlink/files");
+        assert!(config.file_store.s3_path_style);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_setting() {
         let f = file("leeway = 5\nbind_adress = \"0.0.0.0:1\"\n");
         let arg = format!("--config={}", f.path().display());
