@@ -51,8 +51,9 @@ pub struct Config {
     #[arg(long, env = "DOWNLOAD_BIND", default_value = "127.0.0.1:8081")]
     pub bind: SocketAddr,
 
-    /// Data directory shared with the app server: files are read from `<dir>/files/<key>`,
-    /// keys from `<dir>/keys/jwks.json` unless a key option is given.
+    /// Data directory shared with the app server: files are read from `<dir>/files/<key>`
+    /// (unless `--file-store` names a bucket), keys from `<dir>/keys/jwks.json` unless a key
+    /// option is given.
     #[arg(long, env = "BURNLINK_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
