@@ -11,7 +11,7 @@ use crate::{FileStore, Files, LocalStore, S3Store};
 
 /// Where files live, and how to reach an S3-compatible store. The AWS variables are the
 /// standard ones, so a deployment's existing environment works unchanged.
-#[derive(clap::Args, Clone, Default)]
+#[derive(clap::Args, Clone)]
 pub struct FileStoreArgs {
     /// Where uploaded files live: `local` (`<data dir>/files`) or `s3://bucket/prefix`.
     #[arg(long = "file-store", env = "FILE_STORE", default_value = "local")]
@@ -36,6 +36,20 @@ pub struct FileStoreArgs {
     /// S3-compatible servers need this).
     #[arg(long = "s3-path-style", env = "S3_PATH_STYLE")]
     pub s3_path_style: bool,
+}
+
+/// The local directory, as with no flags.
+impl Default for FileStoreArgs {
+    fn default() -> FileStoreArgs {
+        FileStoreArgs {
+            file_store: "local".into(),
+            aws_endpoint_url: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_region: None,
+            s3_path_style: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for FileStoreArgs {
@@ -172,6 +186,10 @@ mod tests {
     #[test]
     fn locations_parse_or_name_the_setting() {
         assert_eq!(Location::parse("local").unwrap(), Location::Local);
+        assert_eq!(
+            Location::parse(&FileStoreArgs::default().file_store).unwrap(),
+            Location::Local
+        );
         assert_eq!(
             Location::parse("s3://burnlink-files/prod/").unwrap(),
             Location::S3 {
