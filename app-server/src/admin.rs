@@ -1,8 +1,6 @@
 //! `app-server user …`: user management from the command line, against the same database
 //! and data directory as the server, without starting it.
 
-use std::path::PathBuf;
-
 use sqlx::AnyPool;
 
 use crate::config::{Config, UserCommand};
@@ -12,7 +10,7 @@ use crate::users::{self, Password, Username};
 /// A connection to the app's database for administration.
 pub struct Admin {
     db: AnyPool,
-    files_dir: PathBuf,
+    files: file_store::Files,
 }
 
 impl Admin {
@@ -28,7 +26,10 @@ impl Admin {
         let db = crate::db::connect(&config.database_url()).await?;
         Ok(Admin {
             db,
-            files_dir: shared::DataDir::new(&config.data_dir).files(),
+            files: config
+                .file_store
+                .open(shared::DataDir::new(&config.data_dir).files())
+                .await?,
         })
     }
 
@@ -63,7 +64,7 @@ impl Admin {
             }
             UserCommand::Del { name } => {
                 let username = Username::parse(name)?;
-                let removed = users::delete(&self.db, &self.files_dir, &username)
+                let removed = users::delete(&self.db, &self.files, &username)
                     .await
                     .map_err(|e| unknown_user(e, &username))?;
                 Ok(format!(

@@ -220,6 +220,10 @@ pub struct Config {
     /// Log format on standard error: `text` or `json` (one JSON object per line).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Where uploaded files live (the same settings as the download server's).
+    #[command(flatten)]
+    pub file_store: file_store::FileStoreArgs,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -382,6 +386,7 @@ impl fmt::Debug for Config {
             .field("config_file", &self.config_file)
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
+            .field("file_store", &self.file_store)
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_url_password),

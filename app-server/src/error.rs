@@ -184,6 +184,8 @@ pub enum StartupError {
     Tls(#[from] server_kit::tls::TlsError),
     #[error("{0}")]
     App(#[from] AppError),
+    #[error("{0}")]
+    FileStore(#[from] file_store::SettingError),
 }
 
 #[cfg(test)]

@@ -3,14 +3,12 @@
 //! Every query is scoped to the caller's user id, so another user's file is indistinguishable
 //! from a missing one (`NotFound`).
 
-use std::path::{Path, PathBuf};
-
 use actix_multipart::{Field, Multipart};
+use file_store::{FileStore, Files, Upload};
 use futures_util::StreamExt;
 use serde::Serialize;
 use shared::{DownloadName, StorageKey};
 use sqlx::AnyPool;
-use tokio::io::AsyncWriteExt;
 
 use crate::error::AppError;
 pub use crate::minter::Link;
@@ -107,9 +105,8 @@ pub async fn delete(state: &AppState, user_id: &str, id: &FileId) -> Result<(), 
         .bind(user_id)
         .execute(&state.db)
         .await?;
-    match tokio::fs::remove_file(state.files_dir.join(key.as_str())).await {
+    match state.files.delete(&key).await {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(error = %e, file = id.as_str(), "stored file not removed"),
     }
     tracing::info!(file = id.as_str(), user = user_id, "file deleted");
@@ -137,11 +134,12 @@ pub enum Csrf {
     ExpectField,
 }
 
-/// Streams the `file` field of a multipart body to disk and records it. The body is never held
-/// in memory; it is written to `<files>/.tmp-<random>`, counted against `--max-upload-bytes`
-/// as it arrives, renamed to its storage key when the whole body has been read, and only then
-/// given a row. On any failure no file and no row are left: on an error the temporary file is
-/// removed before the answer goes out; when the client goes away, on drop.
+/// Streams the `file` field of a multipart body into the file store and records it. The body
+/// is never held in memory; it is written under a new storage key (locally through
+/// `<files>/.tmp-<random>`, renamed when whole; in S3 as a multipart upload, completed when
+/// whole), counted against `--max-upload-bytes` as it arrives, and only then given a row. On
+/// any failure no file and no row are left: on an error the upload is aborted (or the stored
+/// file deleted) before the answer goes out; when the client goes away, on drop.
 ///
 /// Exactly one `file` field: a second one is refused (400) rather than silently dropped, so a
 /// client never believes two files were stored. A user at `--max-files-per-user` is refused
@@ -153,12 +151,12 @@ pub async fn upload(
     csrf: Csrf,
 ) -> Result<FileInfo, AppError> {
     check_quota(state, &session.user_id, false).await?;
-    let mut temp = None;
-    let result = match receive(state, session, multipart, csrf, &mut temp).await {
-        Ok(received) => commit(state, &session.user_id, received, &mut temp).await,
+    let mut stored = None;
+    let result = match receive(state, session, multipart, csrf, &mut stored).await {
+        Ok(received) => commit(state, &session.user_id, received, &mut stored).await,
         Err(e) => Err(e),
     };
-    if let Some(guard) = temp.take() {
+    if let Some(guard) = stored.take() {
         guard.remove_now().await;
     }
     result
@@ -181,21 +179,22 @@ async fn check_quota(state: &AppState, user_id: &str, inserted: bool) -> Result<
     Ok(())
 }
 
-/// A file read to its end into a temporary file, not yet recorded.
+/// A file read to its end into the store, not yet recorded.
 struct Received {
+    key: StorageKey,
     name: DownloadName,
     content_type: String,
     size: u64,
 }
 
-/// Reads the whole multipart body; the one `file` field goes to a temporary file whose guard
-/// is left in `temp`.
+/// Reads the whole multipart body; the one `file` field goes into the store, with a guard
+/// that deletes it left in `stored`.
 async fn receive(
     state: &AppState,
     session: &Session,
     mut multipart: Multipart,
     mut csrf: Csrf,
-    temp: &mut Option<RemoveOnDrop>,
+    stored: &mut Option<DeleteOnDrop>,
 ) -> Result<Received, AppError> {
     let mut other_bytes: u64 = 0;
     let mut received = None;
@@ -211,7 +210,7 @@ async fn receive(
                         "one file per upload: the body has more than one {FILE_FIELD:?} field"
                     )));
                 }
-                received = Some(write_temp(state, field, temp).await?);
+                received = Some(write_file(state, field, stored).await?);
             }
             Some(CSRF_FIELD) => {
                 let value = read_small(&mut field, MAX_CSRF_FIELD_BYTES).await?;
@@ -260,10 +259,10 @@ async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {
     String::from_utf8(bytes).map_err(|_| AppError::Csrf)
 }
 
-async fn write_temp(
+async fn write_file(
     state: &AppState,
     field: Field,
-    temp: &mut Option<RemoveOnDrop>,
+    stored: &mut Option<DeleteOnDrop>,
 ) -> Result<Received, AppError> {
     let raw_name = field
         .content_disposition()
@@ -274,40 +273,43 @@ async fn write_temp(
     let content_type = mime_guess::from_path(name.as_str())
         .first_or_octet_stream()
         .to_string();
-    let path = state
-        .files_dir
-        .join(format!(".tmp-{}", shared::random_token(16)));
-    let guard = temp.insert(RemoveOnDrop::new(path));
-    let size = write_field(guard.path(), field, state.max_upload_bytes).await?;
+    let key = StorageKey::generate();
+    let mut upload = state.files.create(&key).await.map_err(storage_error)?;
+    let size = match write_field(&mut upload, field, state.max_upload_bytes).await {
+        Ok(size) => size,
+        Err(e) => {
+            upload.abort().await;
+            return Err(e);
+        }
+    };
+    upload.finish().await.map_err(storage_error)?;
+    *stored = Some(DeleteOnDrop::new(state.files.clone(), key.clone()));
     Ok(Received {
+        key,
         name,
         content_type,
         size,
     })
 }
 
-/// Moves the temporary file to its storage key and records it; the guard follows the file, so
-/// a failed insert leaves nothing.
+/// Records the stored file; the guard follows the file, so a failed insert leaves nothing.
 async fn commit(
     state: &AppState,
     user_id: &str,
     received: Received,
-    temp: &mut Option<RemoveOnDrop>,
+    stored: &mut Option<DeleteOnDrop>,
 ) -> Result<FileInfo, AppError> {
     let Received {
+        key,
         name,
         content_type,
         size,
     } = received;
-    let guard = temp
-        .as_mut()
-        .ok_or_else(|| AppError::Internal("an upload without its temporary file".into()))?;
-    let key = StorageKey::generate();
-    let final_path = state.files_dir.join(key.as_str());
-    tokio::fs::rename(guard.path(), &final_path)
-        .await
-        .map_err(storage_error)?;
-    guard.set_path(final_path);
+    if stored.is_none() {
+        return Err(AppError::Internal(
+            "an upload without its stored file".into(),
+        ));
+    }
 
     let id = FileId::generate();
     let created_at = crate::now();
@@ -336,7 +338,7 @@ async fn commit(
             .await?;
         return Err(e);
     }
-    if let Some(guard) = temp.as_mut() {
+    if let Some(guard) = stored.as_mut() {
         guard.keep();
     }
     tracing::info!(file = id.as_str(), user = user_id, size, "file uploaded");
@@ -362,16 +364,8 @@ fn storage_error(e: std::io::Error) -> AppError {
     }
 }
 
-/// Copies the field into a new file at `path`, refusing more than `max` bytes.
-async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, AppError> {
-    // 0600: an uploaded file is its owner's alone (server_kit::permissions).
-    let mut options: tokio::fs::OpenOptions =
-        server_kit::permissions::create_options(server_kit::permissions::FILE_MODE).into();
-    let mut file = options
-        .create_new(true)
-        .open(path)
-        .await
-        .map_err(storage_error)?;
+/// Copies the field into `upload`, refusing more than `max` bytes.
+async fn write_field(upload: &mut Upload, mut field: Field, max: u64) -> Result<u64, AppError> {
     let mut size: u64 = 0;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(malformed)?;
@@ -379,57 +373,58 @@ async fn write_field(path: &Path, mut field: Field, max: u64) -> Result<u64, App
         if size > max {
             return Err(AppError::TooLarge(max));
         }
-        file.write_all(&chunk).await.map_err(storage_error)?;
+        upload.write(chunk).await.map_err(storage_error)?;
     }
-    file.flush().await.map_err(storage_error)?;
-    file.sync_all().await.map_err(storage_error)?;
     Ok(size)
 }
 
-/// Removes a file when dropped unless [`RemoveOnDrop::keep`] was called: covers errors and a
-/// cancelled request alike.
-struct RemoveOnDrop {
-    path: Option<PathBuf>,
+/// Deletes a stored file when dropped unless [`DeleteOnDrop::keep`] was called: covers errors
+/// and a cancelled request alike.
+struct DeleteOnDrop {
+    files: Files,
+    key: Option<StorageKey>,
 }
 
-impl RemoveOnDrop {
-    fn new(path: PathBuf) -> RemoveOnDrop {
-        RemoveOnDrop { path: Some(path) }
-    }
-
-    fn path(&self) -> &Path {
-        self.path.as_deref().unwrap_or(Path::new(""))
-    }
-
-    fn set_path(&mut self, path: PathBuf) {
-        self.path = Some(path);
+impl DeleteOnDrop {
+    fn new(files: Files, key: StorageKey) -> DeleteOnDrop {
+        DeleteOnDrop {
+            files,
+            key: Some(key),
+        }
     }
 
     fn keep(&mut self) {
-        self.path = None;
+        self.key = None;
     }
 
-    /// Removes the file now, so it is gone before the response is sent.
+    /// Deletes the file now, so it is gone before the response is sent.
     async fn remove_now(mut self) {
-        if let Some(path) = self.path.take() {
-            let _ = tokio::fs::remove_file(&path).await;
+        if let Some(key) = self.key.take() {
+            remove(&self.files, &key).await;
         }
     }
 }
 
-impl Drop for RemoveOnDrop {
+async fn remove(files: &Files, key: &StorageKey) {
+    if let Err(e) = files.delete(key).await {
+        tracing::warn!(error = %e, "a failed upload's stored file was not removed");
+    }
+}
+
+impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
-        let Some(path) = self.path.take() else {
+        let Some(key) = self.key.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(async move {
-                    let _ = tokio::fs::remove_file(&path).await;
-                });
+                let files = self.files.clone();
+                handle.spawn(async move { remove(&files, &key).await });
             }
             Err(_) => {
-                let _ = std::fs::remove_file(&path);
+                if let Some(dir) = self.files.local_dir() {
+                    let _ = std::fs::remove_file(dir.join(key.as_str()));
+                }
             }
         }
     }
@@ -453,12 +448,14 @@ mod tests {
     #[tokio::test]
     async fn guard_removes_unless_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let removed = dir.path().join("a");
-        let kept = dir.path().join("b");
+        let files = Files::Local(file_store::LocalStore::new(dir.path()));
+        let (a, b) = (StorageKey::generate(), StorageKey::generate());
+        let removed = dir.path().join(a.as_str());
+        let kept = dir.path().join(b.as_str());
         std::fs::write(&removed, b"x").unwrap();
         std::fs::write(&kept, b"x").unwrap();
-        drop(RemoveOnDrop::new(removed.clone()));
-        let mut guard = RemoveOnDrop::new(kept.clone());
+        drop(DeleteOnDrop::new(files.clone(), a));
+        let mut guard = DeleteOnDrop::new(files, b);
         guard.keep();
         drop(guard);
         // The removal runs on the runtime; give it a turn.

@@ -68,6 +68,8 @@ impl Application {
         create_dir(&files_dir).await?;
         create_dir(&keys_dir).await?;
         remove_stale_uploads(&files_dir).await;
+        let files = config.file_store.open(files_dir).await?;
+        tracing::info!(store = %files.describe(), "file store");
 
         let key_source = keys::KeySource::new(config.signing_key.as_deref(), &keys_dir, config.alg);
         let key_watch = keys::KeyWatch::new(
@@ -115,6 +117,7 @@ impl Application {
                 let mut dl = download_server::Config::from_defaults();
                 dl.bind = config.download_bind;
                 dl.data_dir = config.data_dir.clone();
+                dl.file_store = config.file_store.clone();
                 dl.issuer = config.issuer.clone();
                 dl.audience = config.audience.clone();
                 // Its error pages link back here.
@@ -186,7 +189,7 @@ impl Application {
                 ttl: config.token_ttl,
                 download_url: download_url.clone(),
             },
-            files_dir,
+            files,
             max_upload_bytes: config.max_upload_bytes,
             max_files_per_user: config.max_files_per_user,
             login_throttle: crate::throttle::LoginThrottle::new(
@@ -289,9 +292,9 @@ impl Application {
         &self.state.db
     }
 
-    /// Where stored files live: `<data>/files`.
-    pub fn files_dir(&self) -> &Path {
-        &self.state.files_dir
+    /// Where stored files live: `<data>/files` or the S3 bucket.
+    pub fn files(&self) -> &file_store::Files {
+        &self.state.files
     }
 
     /// Stops the app server gracefully when called.
@@ -317,7 +320,7 @@ impl Application {
     /// Deletes a user, their sessions, file rows and stored files (`app-server user del`).
     pub async fn delete_user(&self, username: &str) -> Result<(), AppError> {
         let username = Username::parse(username)?;
-        users::delete(&self.state.db, &self.state.files_dir, &username).await?;
+        users::delete(&self.state.db, &self.state.files, &username).await?;
         Ok(())
     }
 

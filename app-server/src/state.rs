@@ -20,7 +20,7 @@ pub struct AppState {
     /// publishes).
     pub links: LinkMinter,
     /// `<data>/files`: stored files under their storage keys.
-    pub files_dir: PathBuf,
+    pub files: file_store::Files,
     pub max_upload_bytes: u64,
     /// Most files one user may keep (`--max-files-per-user`); 0: no limit.
     pub max_files_per_user: u64,

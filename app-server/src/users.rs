@@ -280,7 +280,7 @@ pub async fn change_password(
 /// files were removed from disk. `NotFound` for an unknown user.
 pub async fn delete(
     db: &AnyPool,
-    files_dir: &std::path::Path,
+    files: &file_store::Files,
     username: &Username,
 ) -> Result<usize, AppError> {
     let (id, _) = find(db, username).await?.ok_or(AppError::NotFound)?;
@@ -308,9 +308,8 @@ pub async fn delete(
         let Ok(key) = shared::StorageKey::parse(&key) else {
             continue;
         };
-        match tokio::fs::remove_file(files_dir.join(key.as_str())).await {
+        match file_store::FileStore::delete(files, &key).await {
             Ok(()) => removed += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(error = %e, "could not remove a deleted user's file"),
         }
     }

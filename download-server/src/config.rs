@@ -51,8 +51,9 @@ pub struct Config {
     #[arg(long, env = "DOWNLOAD_BIND", default_value = "127.0.0.1:8081")]
     pub bind: SocketAddr,
 
-    /// Data directory shared with the app server: files are read from `<dir>/files/<key>`,
-    /// keys from `<dir>/keys/jwks.json` unless a key option is given.
+    /// Data directory shared with the app server: files are read from `<dir>/files/<key>`
+    /// (unless `--file-store` names a bucket), keys from `<dir>/keys/jwks.json` unless a key
+    /// option is given.
     #[arg(long, env = "BURNLINK_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
@@ -244,6 +245,9 @@ pub struct Config {
     /// Entries the outcome stream keeps, about (`XADD MAXLEN ~`).
     #[arg(long, env = "OUTCOMES_STREAM_MAXLEN", default_value_t = 100_000)]
     pub outcomes_stream_maxlen: u64,
+
+    #[command(flatten)]
+    pub file_store: file_store::FileStoreArgs,
 
     /// An outcome sink handed over in-process (the app server's all-in-one mode).
     #[arg(skip)]
@@ -623,6 +627,15 @@ mod config_file_tests {
         assert_eq!(config.read_buffer_kib, 128, "file beats default");
         assert_eq!(config.public_keys.len(), 2);
         assert_eq!(config.shutdown_grace_secs, 30, "default");
+    }
+
+    #[test]
+    fn the_file_store_settings_come_from_the_file_too() {
+        let f = file("file-store = \"s3://burnlink/files\"\ns3_path_style = true\n");
+        let path = f.path().to_str().unwrap();
+        let config: Config = parse_from(["download-server", "--config", path]).unwrap();
+        assert_eq!(config.file_store.file_store, "s3://burnlink/files");
+        assert!(config.file_store.s3_path_style);
     }
 
     #[test]

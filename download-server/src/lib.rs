@@ -45,6 +45,8 @@ pub enum StartupError {
     Audit(String),
     #[error("{0}")]
     Tls(#[from] server_kit::tls::TlsError),
+    #[error("{0}")]
+    FileStore(#[from] file_store::SettingError),
     #[error("--bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -304,10 +306,11 @@ async fn start<S: BurnStore>(
     tls: Option<rustls::ServerConfig>,
     recorders: (metrics::Metrics, audit::AuditLog),
 ) -> Result<(Server, Arc<Keys>), StartupError> {
+    let files = config.file_store.open(config.files_dir()).await?;
     let not_before = restart_boundary(&store, config).await;
     let keys = load_keys(config, not_before).await?;
     let server =
-        serve(config, keys.clone(), store, listener, tls, recorders).map_err(|source| {
+        serve(config, keys.clone(), store, files, listener, tls, recorders).map_err(|source| {
             StartupError::Bind {
                 addr: config.bind,
                 source,
@@ -320,6 +323,7 @@ fn serve<S: BurnStore>(
     config: &Config,
     keys: Arc<Keys>,
     store: S,
+    files: file_store::Files,
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     (metrics, audit): (metrics::Metrics, audit::AuditLog),
@@ -332,7 +336,7 @@ fn serve<S: BurnStore>(
         resume_window_ms: config.resume_window_secs.saturating_mul(1000),
         resume_min_bytes: config.resume_min_bytes,
         secure_cookies: hsts,
-        files: config.files_dir(),
+        files,
         read_buffer: config.read_buffer_kib as usize * 1024,
         app_url: config.app_url().ok().flatten(),
         metrics,

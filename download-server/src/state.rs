@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::keys::Keys;
@@ -18,8 +17,8 @@ pub struct AppState<S> {
     pub resume_min_bytes: u64,
     /// Whether cookies are set `Secure` (served over TLS).
     pub secure_cookies: bool,
-    /// `<data dir>/files`: the only directory files are read from.
-    pub files: PathBuf,
+    /// Where files are read from: `<data dir>/files` or the S3 bucket (`--file-store`).
+    pub files: file_store::Files,
     /// Bytes per read when streaming.
     pub read_buffer: usize,
     /// The app's public URL, for the "go back" link of error pages.

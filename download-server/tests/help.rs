@@ -41,3 +41,10 @@ fn help_hides_the_burn_store_password_from_the_config_file() {
         "other file values still show: {text}"
     );
 }
+
+#[test]
+fn help_hides_the_s3_secret_access_key_from_the_environment() {
+    let text = help(&[("AWS_SECRET_ACCESS_KEY", SECRET)]);
+    assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+}

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod postgres;
 pub mod process;
+pub mod s3;
 pub mod services;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ pub fn test_config(data_dir: &Path) -> app_server::Config {
     config.alg = Algorithm::EdDSA;
     config.issuer = "burnlink-app".into();
     config.audience = "burnlink-download".into();
+    if s3::s3_under_test() {
+        let moto = s3::moto().expect("TEST_FILE_STORE=s3 needs moto (.ci/install-deps)");
+        config.file_store = moto.settings(&moto.bucket(), "files");
+    }
     config
 }
 
@@ -212,10 +217,70 @@ impl TestApp {
             .expect("request")
     }
 
-    /// The storage key of the only file in the data dir (uploaded files are never named by
+    /// The bucket and prefix of the app's files when they are in S3.
+    fn bucket(&self) -> Option<(&'static s3::Moto, String, String)> {
+        match file_store::Location::parse(&self.config.file_store.file_store).ok()? {
+            file_store::Location::S3 { bucket, prefix } => {
+                Some((s3::moto().expect("moto runs"), bucket, prefix))
+            }
+            file_store::Location::Local => None,
+        }
+    }
+
+    /// Everything in the app's file store, sorted: entries of `<data>/files` (temporary files
+    /// included) or the objects under the bucket's prefix.
+    pub fn stored_objects(&self) -> Vec<String> {
+        match self.bucket() {
+            Some((moto, bucket, prefix)) => moto.list(&bucket, &prefix),
+            None => stored_files(&self.files_dir()),
+        }
+    }
+
+    /// The app's S3 store, signed as the servers sign (moto refuses unsigned overwrites and
+    /// deletes).
+    fn s3_store(&self) -> Option<file_store::S3Store> {
+        match self.config.file_store.build(self.files_dir()) {
+            Ok(file_store::Files::S3(store)) => Some(store),
+            _ => None,
+        }
+    }
+
+    /// Writes (or replaces, as a new version) the stored file `key`, behind the servers' back.
+    pub async fn put_stored(&self, key: &str, bytes: &[u8]) {
+        match self.s3_store() {
+            Some(s3) => {
+                let key = shared::StorageKey::parse(key).expect("a storage key");
+                s3.object_store()
+                    .put(&s3.object_path(&key), bytes.to_vec().into())
+                    .await
+                    .expect("put");
+            }
+            None => {
+                let temp = self.files_dir().join(".test-replacement");
+                std::fs::write(&temp, bytes).expect("write");
+                std::fs::rename(&temp, self.files_dir().join(key)).expect("replace");
+            }
+        }
+    }
+
+    /// Removes the stored file `key`, behind the servers' back.
+    pub async fn remove_stored(&self, key: &str) {
+        match self.s3_store() {
+            Some(s3) => {
+                let key = shared::StorageKey::parse(key).expect("a storage key");
+                s3.object_store()
+                    .delete(&s3.object_path(&key))
+                    .await
+                    .expect("delete");
+            }
+            None => std::fs::remove_file(self.files_dir().join(key)).expect("remove"),
+        }
+    }
+
+    /// The storage key of the only file in the store (uploaded files are never named by
     /// their user name, so the test finds them by listing).
     pub fn only_stored_file(&self) -> String {
-        let names = stored_files(&self.files_dir());
+        let names = self.stored_objects();
         assert_eq!(names.len(), 1, "expected one stored file, found {names:?}");
         names.into_iter().next().expect("one file")
     }

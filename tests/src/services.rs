@@ -323,6 +323,8 @@ pub fn download_config(app: &TestApp, burn_store: &str) -> download_server::Conf
     config.hs256_secret_file = None;
     config.keys = vec![app.signing_key().verifying_key().clone()];
     config.burn_store = burn_store.to_owned();
+    // The app's files, wherever they are.
+    config.file_store = app.config.file_store.clone();
     config.metrics_bind = None;
     // Many servers share few cores while tests run in parallel: a slow answer there is load,
     // not an outage. Tests about outages set the deadline they mean.

@@ -19,6 +19,8 @@ use shared::{Grant, TokenError};
 
 use crate::audit::{Client, Outcome};
 use crate::error::DownloadError;
+use file_store::FileStore as _;
+
 use crate::file::{self, ByteRange, FileStream, RangeRequest};
 use crate::resume::{self, Offer};
 use crate::state::AppState;
@@ -140,7 +142,7 @@ async fn deliver<S: BurnStore>(
         && !req.headers().contains_key(header::RANGE)
         && !is_prefetch(req);
     let head = if plain_get { state.read_buffer } else { 0 };
-    let stored = match file::open(&state.files, &grant.file, head).await {
+    let stored = match state.files.open(&grant.file, head).await {
         Ok(stored) => stored,
         Err(e) => return Err(refused(e.into(), &grant)),
     };

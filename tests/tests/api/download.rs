@@ -209,15 +209,14 @@ async fn missing_file_is_404_and_burns_nothing() {
     let alice = app.login(ALICE).await;
     let file = alice.upload_ok("a.txt", b"kept".to_vec()).await;
     let url = alice.link_url(&file.id).await;
-    let stored = app.files_dir().join(app.only_stored_file());
-    let aside = app.data_dir.join("aside");
-    std::fs::rename(&stored, &aside).unwrap();
+    let stored = app.only_stored_file();
+    app.remove_stored(&stored).await;
 
     let res = app.anon.get(&url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(res).await, "not_found");
 
-    std::fs::rename(&aside, &stored).unwrap();
+    app.put_stored(&stored, b"kept").await;
     let res = app.anon.get(&url).send().await.unwrap();
     assert_eq!(
         res.status(),
@@ -352,7 +351,7 @@ async fn large_file_streams_whole_and_in_ranges() {
     let app = spawn().await;
     let key = shared::StorageKey::generate();
     let bytes = sample_bytes(48 << 20);
-    std::fs::write(app.files_dir().join(key.as_str()), &bytes).unwrap();
+    app.put_stored(key.as_str(), &bytes).await;
 
     let res = app
         .download(&app.mint(&app.claims(key.as_str(), "big.bin")))

@@ -1,6 +1,6 @@
 //! Uploads, listing and deletion, and what one user can do to another's files.
 
-use burnlink_tests::{ALICE, BOB, error_code, spawn, spawn_with, stored_files};
+use burnlink_tests::{ALICE, BOB, error_code, spawn, spawn_with};
 use reqwest::StatusCode;
 
 #[tokio::test]
@@ -57,13 +57,13 @@ async fn delete_removes_row_and_bytes_and_kills_links() {
     let alice = app.login(ALICE).await;
     let file = alice.upload_ok("a.txt", b"bye".to_vec()).await;
     let url = alice.link_url(&file.id).await;
-    assert_eq!(stored_files(&app.files_dir()).len(), 1);
+    assert_eq!(app.stored_objects().len(), 1);
 
     assert_eq!(
         alice.delete(&file.id).await.status(),
         StatusCode::NO_CONTENT
     );
-    assert!(stored_files(&app.files_dir()).is_empty());
+    assert!(app.stored_objects().is_empty());
     let listed: serde_json::Value = alice.list().await.json().await.unwrap();
     assert!(listed.as_array().unwrap().is_empty());
     assert_eq!(
@@ -81,9 +81,9 @@ async fn upload_over_the_limit_is_413_and_leaves_nothing() {
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(res).await, "too_large");
     assert!(
-        stored_files(&app.files_dir()).is_empty(),
+        app.stored_objects().is_empty(),
         "{:?}",
-        stored_files(&app.files_dir())
+        app.stored_objects()
     );
     let listed: serde_json::Value = alice.list().await.json().await.unwrap();
     assert!(listed.as_array().unwrap().is_empty());
@@ -104,7 +104,7 @@ async fn upload_without_a_file_field_is_400() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(stored_files(&app.files_dir()).is_empty());
+    assert!(app.stored_objects().is_empty());
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod pages;
 mod postgres;
 mod resume;
 mod rotation;
+mod s3;
 mod session;
 mod shares;
 mod slow_bodies;

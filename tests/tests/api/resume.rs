@@ -293,14 +293,8 @@ async fn a_resume_after_the_file_changed_is_refused_with_nothing_mixed() {
     let (got, etag, cookie) = cut_after(res, 100_000).await;
 
     // The same storage key now holds other bytes (a restore from backup, say).
-    let path = app.files_dir().join(&key);
-    let replacement = app.files_dir().join("replacement");
-    std::fs::write(
-        &replacement,
-        bytes.iter().rev().copied().collect::<Vec<_>>(),
-    )
-    .expect("write");
-    std::fs::rename(&replacement, &path).expect("replace");
+    app.put_stored(&key, &bytes.iter().rev().copied().collect::<Vec<_>>())
+        .await;
 
     for proof in [
         (COOKIE.as_str(), cookie.as_str()),

@@ -377,7 +377,13 @@ async fn a_password_change_or_the_users_deletion_revokes_their_tokens() {
     let alice = app.login((ALICE.0, "a-new-password")).await;
     let token = alice.create_token(&["files:read"]).await;
     assert_eq!(status(token.clone()).await, StatusCode::OK);
-    app_server::users::delete(&app.db, &app.files_dir(), &alice_name)
+    let files = app
+        .config
+        .file_store
+        .open(app.files_dir())
+        .await
+        .expect("the app's file store");
+    app_server::users::delete(&app.db, &files, &alice_name)
         .await
         .expect("delete");
     assert_eq!(status(token).await, StatusCode::UNAUTHORIZED);

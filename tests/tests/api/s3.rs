@@ -1,0 +1,361 @@
+//! Files in S3-compatible storage (a private moto server): a fleet that shares no directory,
+//! and start-up refusing storage it cannot use. The file, download and resume tests also run
+//! over S3 as a whole (`TEST_FILE_STORE=s3`, see `.ci/run`).
+
+use std::path::Path;
+
+use burnlink_tests::postgres::database;
+use burnlink_tests::s3::moto;
+use burnlink_tests::services::{private_redis, start_download_server};
+use burnlink_tests::{ALICE, User, sample_bytes, start, test_config};
+use reqwest::StatusCode;
+use shared::{Algorithm, SigningKey};
+
+/// `user`'s session presented to another app server (sessions live in the shared database).
+fn on(app_url: &str, user: &User) -> User {
+    User {
+        client: user.client.clone(),
+        csrf: user.csrf.clone(),
+        app_url: app_url.to_owned(),
+    }
+}
+
+/// Nothing but the database and keys in a data dir: no `files/` entries.
+fn no_local_files(dir: &Path) {
+    let files = burnlink_tests::stored_files(&dir.join("files"));
+    assert!(files.is_empty(), "{}: {files:?}", dir.display());
+}
+
+/// Two app servers on PostgreSQL, two download servers on Redis taking keys from the JWKS URL,
+/// files in S3, and four data dirs of their own: a link minted anywhere is served once,
+/// anywhere; a share made on one app server is taken through the other and its download's
+/// outcome reaches the owner.
+#[tokio::test]
+async fn a_fleet_with_no_shared_directory_serves_each_link_once_and_shares_across_it() {
+    let Some(moto) = moto() else { return };
+    let Some(pg) = database().await else { return };
+    // A private Redis: the outcome stream and its consumer group belong to this test alone.
+    let Some(redis) = private_redis().await else {
+        return;
+    };
+    let bucket = moto.bucket();
+    let store = moto.settings(&bucket, "fleet");
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+
+    // One signing key, deployed to each app host as a secret (not a shared directory).
+    let key_file = |dir: &Path| dir.join("signing.pem");
+    SigningKey::load_or_generate(&key_file(dirs[0].path()), Algorithm::EdDSA).unwrap();
+    std::fs::copy(key_file(dirs[0].path()), key_file(dirs[1].path())).unwrap();
+
+    let mut apps = Vec::new();
+    for dir in &dirs[..2] {
+        let data = dir.path().join("data");
+        let mut config = test_config(&data);
+        config.database_url = Some(pg.url().to_owned());
+        config.signing_key = Some(key_file(dir.path()));
+        config.file_store = store.clone();
+        // Links name the download servers' public address; the test sends each to one.
+        config.download_url = Some("http://downloads.invalid".into());
+        config.outcomes_redis = Some(redis.url().to_owned());
+        apps.push(start(config).await);
+    }
+    let (a, b) = (&apps[0], &apps[1]);
+
+    let mut downloads = Vec::new();
+    for dir in &dirs[2..] {
+        let mut config = download_server::Config::from_defaults();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.data_dir = dir.path().join("data");
+        config.issuer = a.config.issuer.clone();
+        config.audience = a.config.audience.clone();
+        config.jwks_url = Some(format!("{}/.well-known/jwks.json", a.app_url));
+        config.burn_store = redis.url().to_owned();
+        config.burn_store_timeout_ms = 5_000;
+        config.file_store = store.clone();
+        downloads.push(start_download_server(config).await);
+    }
+    let on_dl = |url: &str, n: usize| url.replacen("http://downloads.invalid", &downloads[n], 1);
+
+    // Login on A, upload on B, link on A, download on 1, replay on 2.
+    let alice_a = a.login(ALICE).await;
+    let alice_b = on(&b.app_url, &alice_a);
+    let bytes = sample_bytes(300_000);
+    let file = alice_b.upload_ok("fleet.bin", bytes.clone()).await;
+    assert_eq!(
+        moto.list(&bucket, "fleet").len(),
+        1,
+        "the upload is an object"
+    );
+    let url = alice_a.link_url(&file.id).await;
+
+    let res = a.anon.get(on_dl(&url, 0)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap() == bytes[..], "byte for byte");
+    let res = a.anon.get(on_dl(&url, 1)).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::GONE,
+        "replayed on the other server"
+    );
+
+    // 100 concurrent uses of one link, spread over both download servers: exactly one 200.
+    let url = alice_b.link_url(&file.id).await;
+    let mut uses = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (client, url) = (a.anon.clone(), on_dl(&url, i % 2));
+        uses.spawn(async move {
+            let res = client.get(url).send().await.expect("download request");
+            let status = res.status();
+            let body = res.bytes().await.unwrap_or_default();
+            (status, body.len())
+        });
+    }
+    let (mut ok, mut gone) = (0, 0);
+    while let Some(result) = uses.join_next().await {
+        match result.unwrap() {
+            (StatusCode::OK, len) => {
+                assert_eq!(len, bytes.len(), "the one 200 is whole");
+                ok += 1;
+            }
+            (StatusCode::GONE, _) => gone += 1,
+            (status, _) => panic!("unexpected {status}"),
+        }
+    }
+    assert_eq!((ok, gone), (1, 99));
+
+    // A share made on A, taken through B, downloaded from 2: its outcome reaches the owner.
+    let res = alice_a
+        .client
+        .post(format!("{}/api/files/{}/shares", a.app_url, file.id))
+        .header("X-CSRF-Token", &alice_a.csrf)
+        .json(&serde_json::json!({ "max_downloads": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let share: serde_json::Value = res.json().await.unwrap();
+    let share_id = share["id"].as_str().unwrap().to_owned();
+    let on_b = share["url"]
+        .as_str()
+        .unwrap()
+        .replacen(&a.app_url, &b.app_url, 1);
+    let res = a
+        .anon
+        .post(&on_b)
+        .header("User-Agent", "curl/8.5.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let link = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = a.anon.get(on_dl(&link, 1)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap() == bytes[..]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let seen = loop {
+        let list: Vec<serde_json::Value> = alice_a
+            .client
+            .get(format!("{}/api/shares/{share_id}/downloads", a.app_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !list.is_empty() || std::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["complete"], true);
+    assert_eq!(seen[0]["bytes"], bytes.len());
+
+    // Deleting on A removes the object; the next link's download is a 404 (nothing burned).
+    let url = alice_a.link_url(&file.id).await;
+    assert_eq!(
+        alice_a.delete(&file.id).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(moto.list(&bucket, "fleet").is_empty(), "the object is gone");
+    let res = a.anon.get(on_dl(&url, 1)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    for dir in &dirs {
+        no_local_files(&dir.path().join("data"));
+    }
+}
+
+/// An object that vanished between the link and the download: 404, and the token is not
+/// burned (it works once the object is back).
+#[tokio::test]
+async fn a_missing_object_is_404_and_burns_nothing() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.file_store = moto.settings(&bucket, "files");
+    let app = start(config).await;
+    let alice = app.login(ALICE).await;
+    let file = alice.upload_ok("a.txt", b"kept".to_vec()).await;
+    let url = alice.link_url(&file.id).await;
+    let key = app.only_stored_file();
+    app.remove_stored(&key).await;
+    assert_eq!(
+        app.anon.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    app.put_stored(&key, b"kept").await;
+    let res = app.anon.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the 404 burned nothing");
+    assert_eq!(res.text().await.unwrap(), "kept");
+}
+
+/// A bucket that does not exist, or an endpoint nobody answers on, stops start-up of both
+/// servers with the setting's name, and never prints the secret.
+#[tokio::test]
+async fn unusable_storage_stops_start_up_with_the_setting_name() {
+    let Some(moto) = moto() else { return };
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut unreachable = moto.settings("burnlink-files", "x");
+    unreachable.aws_endpoint_url = Some(format!("http://127.0.0.1:{closed_port}"));
+    for (case, settings) in [
+        ("no such bucket", moto.settings("no-such-bucket-here", "x")),
+        ("unreachable", unreachable),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.file_store = settings.clone();
+        let e = app_server::Application::build(config)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{case}: the app server started"))
+            .to_string();
+        assert!(e.contains("--file-store (FILE_STORE)"), "{case}: {e}");
+        assert!(!e.contains("testing"), "{case}: the secret is printed: {e}");
+
+        let mut config = download_server::Config::from_defaults();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.data_dir = dir.path().to_owned();
+        config.keys = vec![
+            SigningKey::generate(Algorithm::EdDSA)
+                .verifying_key()
+                .clone(),
+        ];
+        config.file_store = settings;
+        let e = download_server::Application::build(config)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{case}: the download server started"))
+            .to_string();
+        assert!(e.contains("--file-store (FILE_STORE)"), "{case}: {e}");
+    }
+}
+
+/// The bytes streamed are those of the version described at open: an object replaced in
+/// between fails the ranged GET (`If-Match`), so the stream ends with an error before any
+/// byte, never with the other version's bytes.
+#[tokio::test]
+async fn an_object_replaced_after_open_ends_the_stream_without_other_bytes() {
+    use file_store::{ByteRange, FileStore};
+    use futures_util::StreamExt;
+    let Some(moto) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let files = moto
+        .settings(&moto.bucket(), "v")
+        .build(dir.path().to_owned())
+        .unwrap();
+    let key = shared::StorageKey::generate();
+    for byte in [1u8, 2] {
+        let mut upload = files.create(&key).await.unwrap();
+        upload.write(vec![byte; 1000].into()).await.unwrap();
+        upload.finish().await.unwrap();
+        if byte == 2 {
+            break;
+        }
+        let stored = files.open(&key, 0).await.unwrap().expect("the object");
+        assert_eq!(stored.size, 1000);
+        // Replaced now, between this open and its stream.
+        let mut upload = files.create(&key).await.unwrap();
+        upload.write(vec![9u8; 1000].into()).await.unwrap();
+        upload.finish().await.unwrap();
+        let mut stream = stored.stream(ByteRange::whole(1000), 4096);
+        let first = stream.next().await.expect("an item");
+        assert!(first.is_err(), "{first:?}");
+        assert_eq!(stream.sent, 0);
+    }
+    // A fresh open reads the current version whole.
+    let stored = files.open(&key, 0).await.unwrap().expect("the object");
+    let mut stream = stored.stream(ByteRange::whole(1000), 4096);
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(got, vec![2u8; 1000]);
+}
+
+/// An upload large enough to be sent as a multipart upload, refused past the limit: no
+/// object, no row, and no multipart upload left open.
+#[tokio::test]
+async fn a_large_upload_refused_midway_leaves_no_object_and_no_open_upload() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.file_store = moto.settings(&bucket, "files");
+    config.max_upload_bytes = 24 << 20;
+    let app = start(config).await;
+    let alice = app.login(ALICE).await;
+    let res = alice.upload("big.bin", sample_bytes((24 << 20) + 1)).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(moto.list(&bucket, "files").is_empty());
+    assert_eq!(
+        moto.open_uploads(&bucket),
+        0,
+        "the multipart upload was aborted"
+    );
+    assert_eq!(app.count_rows("files").await, 0);
+
+    // Under the limit, the same path completes: one object of the right size.
+    let file = alice.upload_ok("fits.bin", sample_bytes(24 << 20)).await;
+    assert_eq!(file.size, 24 << 20);
+    assert_eq!(moto.list(&bucket, "files").len(), 1);
+    assert_eq!(moto.open_uploads(&bucket), 0);
+}
+
+/// Both stores describe a file the same way: its size, and a version that changes when the
+/// key is rewritten; a missing key has no metadata and deletes without error.
+#[tokio::test]
+async fn both_stores_give_size_and_a_version_that_changes_on_rewrite() {
+    use file_store::{FileStore, Files, LocalStore};
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = vec![Files::Local(LocalStore::new(dir.path()))];
+    if let Some(moto) = moto() {
+        stores.push(
+            moto.settings(&moto.bucket(), "m")
+                .build(dir.path().to_owned())
+                .unwrap(),
+        );
+    }
+    for files in stores {
+        let key = shared::StorageKey::generate();
+        assert!(files.metadata(&key).await.unwrap().is_none());
+        let mut versions = Vec::new();
+        for bytes in [b"first".to_vec(), b"other".to_vec()] {
+            let mut upload = files.create(&key).await.unwrap();
+            upload.write(bytes.into()).await.unwrap();
+            upload.finish().await.unwrap();
+            let (size, version) = files.metadata(&key).await.unwrap().expect("stored");
+            assert_eq!(size, 5, "{}", files.describe());
+            versions.push(version.tag);
+        }
+        assert_ne!(versions[0], versions[1], "{}", files.describe());
+        files.delete(&key).await.unwrap();
+        assert!(files.metadata(&key).await.unwrap().is_none());
+        files.delete(&key).await.unwrap();
+    }
+}
