@@ -191,12 +191,7 @@ async fn a_cut_download_is_resumed_with_the_first_responses_cookie() {
     let bytes = sample_bytes(3 * 1024 * 1024);
     let file = alice.upload_ok("big.bin", bytes.clone()).await;
     let url = ok(&app, &token, &["link", &file.id]).await;
-    let upstream = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .expect("http URL")
-        .to_owned();
-    let proxy = services::cutting_proxy(&upstream, 200_000).await;
+    let proxy = services::cutting_proxy_for(&url, 200_000).await;
     let url = proxy.url_for(&url);
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("big.bin");

@@ -372,6 +372,15 @@ impl CuttingProxy {
     }
 }
 
+/// A [`CuttingProxy`] in front of the server of `url` (an `http://host:port/...` URL).
+pub async fn cutting_proxy_for(url: &str, cut_after: usize) -> CuttingProxy {
+    let upstream = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("an http URL");
+    cutting_proxy(upstream, cut_after).await
+}
+
 pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

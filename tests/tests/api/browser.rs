@@ -343,12 +343,7 @@ async fn chromium_resumes_a_cut_download_by_itself() {
         let bytes = sample_bytes(3 * 1024 * 1024);
         let file = alice.upload_ok("big.bin", bytes.clone()).await;
         let url = alice.link_url(&file.id).await;
-        let upstream = url
-            .strip_prefix("http://")
-            .and_then(|rest| rest.split('/').next())
-            .expect("http URL")
-            .to_owned();
-        let proxy = burnlink_tests::services::cutting_proxy(&upstream, 300_000).await;
+        let proxy = burnlink_tests::services::cutting_proxy_for(&url, 300_000).await;
 
         // The link is opened as a person would; the network breaks after 300 kB. Chromium
         // retries an interrupted download by itself, with `Range` and `If-Range` (the first

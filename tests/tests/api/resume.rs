@@ -90,12 +90,7 @@ async fn a_cut_download_is_resumed_by_curl_with_its_cookie_jar() {
 
     // As docs/TOKEN.md says: the first download keeps its cookies. It breaks: a proxy in front
     // of the download server cuts the connection after about 200 kB.
-    let upstream = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .expect("http URL")
-        .to_owned();
-    let proxy = services::cutting_proxy(&upstream, 200_000).await;
+    let proxy = services::cutting_proxy_for(&url, 200_000).await;
     let url = proxy.url_for(&url);
     let first = curl_async(&["-sS", "-c", path(&jar), "-o", path(&out)], &url).await;
     assert_eq!(first.status.code(), Some(18), "curl saw the cut: {first:?}");
@@ -155,12 +150,7 @@ async fn wget_resumes_a_cut_download_by_itself() {
     }
     let (app, bytes, _) = app_with_file().await;
     let url = link(&app).await;
-    let upstream = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .expect("http URL")
-        .to_owned();
-    let proxy = services::cutting_proxy(&upstream, 200_000).await;
+    let proxy = services::cutting_proxy_for(&url, 200_000).await;
     let url = proxy.url_for(&url);
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("big.bin");
