@@ -184,6 +184,11 @@ impl Verifier {
         self.keys.keys().map(String::as_str)
     }
 
+    /// Whether any key is Ed25519, the only kind worth verifying in batches.
+    pub fn has_ed25519(&self) -> bool {
+        self.keys.values().any(|e| e.key.ed25519.is_some())
+    }
+
     /// Checks a token and returns what it grants. Refuses, in order: oversized or malformed
     /// input, a wrong `typ`, `crit` headers, an unknown `kid`, an `alg` other than the key's,
     /// a bad signature, wrong `aud`/`iss`, expiry/`nbf` beyond the leeway, a missing or
@@ -218,22 +223,21 @@ impl Verifier {
         self.check_payload(token, claims, entry, now)
     }
 
-    /// [`Verifier::verify_allowing_expiry_at`] for each of `tokens`, with the same answer for
-    /// each, but the Ed25519 signatures checked together (`ed25519_dalek::verify_batch`, about
+    /// [`Verifier::verify_allowing_expiry_at`] for each of `tokens` (each with its own reading
+    /// of the clock), with the same answer for each, but the Ed25519 signatures checked together (`ed25519_dalek::verify_batch`, about
     /// half the cost per signature from a few dozen on). When the batch fails, every one of its
     /// tokens is checked again on its own, so a forged token never passes and costs one
     /// extra single check. HS256 tokens, and a batch of one, take the single path.
     pub fn verify_batch_allowing_expiry_at(
         &self,
-        tokens: &[&str],
-        now: u64,
+        tokens: &[(&str, u64)],
     ) -> Vec<Result<(Grant, bool), TokenError>> {
         let mut out: Vec<Option<Result<(Grant, bool), TokenError>>> = vec![None; tokens.len()];
         let mut batch: Vec<(usize, &KeyEntry)> = Vec::with_capacity(tokens.len());
         let mut messages: Vec<&[u8]> = Vec::with_capacity(tokens.len());
         let mut signatures = Vec::with_capacity(tokens.len());
         let mut keys = Vec::with_capacity(tokens.len());
-        for (i, token) in tokens.iter().enumerate() {
+        for (i, &(token, now)) in tokens.iter().enumerate() {
             match self.batchable(token) {
                 Ok(Some((entry, message, signature, key))) => {
                     batch.push((i, entry));
@@ -248,7 +252,7 @@ impl Verifier {
         let together =
             batch.len() > 1 && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
         for (i, entry) in batch {
-            let token = tokens[i];
+            let (token, now) = tokens[i];
             out[i] = Some(if together {
                 self.after_signature(token, entry, now)
             } else {
