@@ -246,8 +246,46 @@ fn verify_bound(backend: CryptoBackend, workers: usize) -> anyhow::Result<()> {
             "{alg} {:.0}",
             verified as f64 / start.elapsed().as_secs_f64()
         );
+        if alg == Algorithm::EdDSA {
+            batch_bound(&verifier, &tokens, workers);
+        }
     }
     Ok(())
+}
+
+/// The EdDSA bound through `Verifier::verify_batch_allowing_expiry_at` in batches of 32, the
+/// download server's batch path under load; printed for the reader (issue 18), not charted.
+fn batch_bound(verifier: &Verifier, tokens: &[String], workers: usize) {
+    const BATCH: usize = 32;
+    let now = shared::unix_now();
+    let items: Vec<(&str, u64)> = tokens.iter().map(|t| (t.as_str(), now)).collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let start = Instant::now();
+    let verified: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        for chunk in items[..320].chunks(BATCH) {
+                            let answers = verifier.verify_batch_allowing_expiry_at(chunk);
+                            assert!(answers.iter().all(Result::is_ok));
+                        }
+                        n += 320;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("verify thread"))
+            .sum()
+    });
+    eprintln!(
+        "   EdDSA: verify {:.0}/s on {workers} cores in batches of {BATCH}",
+        verified as f64 / start.elapsed().as_secs_f64()
+    );
 }
 
 /// Bare actix-web with the download server's settings (workers, `TCP_NODELAY`) answering

@@ -292,6 +292,8 @@ pub struct VerifyingKey {
     public_jwk: Option<Jwk>,
     /// When the key stopped signing (Unix seconds): tokens it signed later are refused.
     pub(crate) retired_at: Option<u64>,
+    /// The Ed25519 point, decompressed once here, for the verifier's batch path.
+    pub(crate) ed25519: Option<ed25519_dalek::VerifyingKey>,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -329,6 +331,7 @@ impl VerifyingKey {
             decoding: DecodingKey::from_ed_der(key.as_bytes()),
             public_jwk: Some(jwk),
             retired_at: None,
+            ed25519: Some(key),
         }
     }
 
@@ -357,6 +360,7 @@ impl VerifyingKey {
             decoding: DecodingKey::from_secret(secret),
             public_jwk: None,
             retired_at: None,
+            ed25519: None,
         })
     }
 

@@ -529,3 +529,113 @@ fn a_signed_token_is_accepted_exactly_when_valid() {
         "too one-sided to test anything: {accepted} accepted, {refused} refused"
     );
 }
+
+fn valid_token(key: &ed25519_dalek::SigningKey, kid: &str, now: i64, jti: usize) -> String {
+    let header = format!(r#"{{"alg":"EdDSA","typ":"dl+jwt","kid":"{kid}"}}"#);
+    let payload = format!(
+        r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","jti":"batch-{jti:016}","iat":{now},"nbf":{now},"exp":{},"file":"f","name":"a.txt"}}"#,
+        now + 60
+    );
+    sign(key, &header, &payload)
+}
+
+/// Batch verification changes the cost, never the answer: every token of a batch (any shape
+/// from the generators above, valid ones, another key's forgeries, HS256 tokens) gets what
+/// `verify_allowing_expiry_at` alone says, refusal reason included.
+#[test]
+fn a_batch_answers_for_each_token_what_it_alone_gets() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let batched = AtomicU32::new(0);
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let hs = SigningKey::generate(shared::Algorithm::HS256);
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    let cases = (
+        header(),
+        payload(),
+        0usize..5,
+        0u8..4,
+        any::<prop::sample::Index>(),
+    );
+    let result = runner.run(&cases, |(header, payload, valid, extra, at)| {
+        let k = keys();
+        let now = now();
+        let header = object_text(&header, now, &k.kid);
+        let payload = object_text(&payload, now, &k.kid);
+        let mut tokens: Vec<String> = (0..valid)
+            .map(|i| valid_token(&k.ours, &k.kid, now, i))
+            .collect();
+        match extra {
+            0 => tokens.push(valid_token(&stranger, &k.kid, now, 99)),
+            1 => {
+                let c = shared::Claims::new(
+                    ISS,
+                    AUD,
+                    "u",
+                    &shared::StorageKey::parse("f").expect("a key"),
+                    &shared::DownloadName::parse("a.txt").expect("a name"),
+                    now as u64,
+                    60,
+                );
+                tokens.push(hs.mint(&c).expect("mints"));
+            }
+            _ => {}
+        }
+        let i = at.index(tokens.len() + 1);
+        tokens.insert(i, sign(&k.ours, &header, &payload));
+        // Each token with its own clock reading, one of them a second later.
+        let refs: Vec<(&str, u64)> = tokens
+            .iter()
+            .enumerate()
+            .map(|(n, t)| (t.as_str(), now as u64 + u64::from(n == i)))
+            .collect();
+        let alone: Vec<_> = refs
+            .iter()
+            .map(|&(t, now)| k.verifier.verify_allowing_expiry_at(t, now))
+            .collect();
+        let together = k.verifier.verify_batch_allowing_expiry_at(&refs);
+        if valid > 0 {
+            batched.fetch_add(1, Ordering::Relaxed);
+        }
+        prop_assert_eq!(together, alone, "{} {}", header, payload);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(batched.into_inner() > 0, "no case had a batch to check");
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A damaged or forged token in a batch of good ones is refused, and the good ones still
+    /// pass (the failed batch is checked again token by token).
+    #[test]
+    fn a_damaged_token_in_a_batch_is_refused_alone(
+        at in any::<prop::sample::Index>(),
+        with in any::<char>(),
+        how in 0u8..3,
+        size in 1usize..8,
+    ) {
+        let k = keys();
+        let now = now();
+        let mut tokens: Vec<String> =
+            (0..size).map(|i| valid_token(&k.ours, &k.kid, now, i)).collect();
+        let victim = at.index(size);
+        let mut chars: Vec<char> = tokens[victim].chars().collect();
+        let i = at.index(chars.len());
+        match how {
+            0 => { chars.remove(i); }
+            1 => chars.insert(i, with),
+            _ => chars[i] = with,
+        }
+        let damaged: String = chars.into_iter().collect();
+        let unchanged = damaged == tokens[victim];
+        tokens[victim] = damaged;
+        let refs: Vec<(&str, u64)> = tokens.iter().map(|t| (t.as_str(), now as u64)).collect();
+        let results = k.verifier.verify_batch_allowing_expiry_at(&refs);
+        for (n, r) in results.iter().enumerate() {
+            prop_assert_eq!(r.is_ok(), n != victim || unchanged, "{}: {:?}", n, r);
+        }
+    }
+}
