@@ -72,9 +72,9 @@ async fn answer<S: BurnStore>(
     };
     // An expired token goes further only to resume, with a secret its first response carried.
     let verified = verified.and_then(|(grant, expired)| {
-        let offer = (state.resume_window_ms > 0)
-            .then(|| Offer::of(req, &grant.jti))
-            .flatten();
+        // Only a range request can resume: a plain GET does not look for a secret at all.
+        let resuming = state.resume_window_ms > 0 && req.headers().contains_key(header::RANGE);
+        let offer = resuming.then(|| Offer::of(req, &grant.jti)).flatten();
         match (expired, offer) {
             (true, None) => Err(DownloadError::Token(TokenError::Expired)),
             (expired, offer) => Ok((grant, expired, offer)),
