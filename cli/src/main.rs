@@ -53,9 +53,15 @@ enum Command {
     /// List your files: id, size in bytes, name (scope files:read).
     Ls,
     /// Mint a one-time download URL for a file (scope links:mint).
-    Link { id: String },
+    Link {
+        /// The file's id (base64url: it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Create a share link; prints its URL (scope shares:write).
     Share {
+        /// The file's id (base64url: it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Lifetime: seconds, or a number with s, m, h, d or w (`7d`).
         #[arg(long, value_parser = parse_duration)]
@@ -78,7 +84,11 @@ enum Command {
         password_stdin: bool,
     },
     /// Delete a file and its shares (scope files:write).
-    Rm { id: String },
+    Rm {
+        /// The file's id (base64url: it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 /// `7d` → 604800. A bare number is seconds.
