@@ -292,8 +292,16 @@ pub struct VerifyingKey {
     public_jwk: Option<Jwk>,
     /// When the key stopped signing (Unix seconds): tokens it signed later are refused.
     pub(crate) retired_at: Option<u64>,
-    /// The Ed25519 point, decompressed once here, for the verifier's batch path.
-    pub(crate) ed25519: Option<ed25519_dalek::VerifyingKey>,
+    /// What checks a signature, made once here: the Ed25519 point decompressed, the HMAC
+    /// keyed (cloned per token).
+    pub(crate) check: SignatureCheck,
+}
+
+/// A key's signature check, ready to run.
+#[derive(Clone)]
+pub(crate) enum SignatureCheck {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Hs256(Hmac<Sha256>),
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -331,7 +339,7 @@ impl VerifyingKey {
             decoding: DecodingKey::from_ed_der(key.as_bytes()),
             public_jwk: Some(jwk),
             retired_at: None,
-            ed25519: Some(key),
+            check: SignatureCheck::Ed25519(key),
         }
     }
 
@@ -360,7 +368,10 @@ impl VerifyingKey {
             decoding: DecodingKey::from_secret(secret),
             public_jwk: None,
             retired_at: None,
-            ed25519: None,
+            check: SignatureCheck::Hs256(
+                Hmac::<Sha256>::new_from_slice(secret)
+                    .map_err(|e| KeyError::Invalid(e.to_string()))?,
+            ),
         })
     }
 

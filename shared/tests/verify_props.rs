@@ -639,3 +639,171 @@ proptest! {
         }
     }
 }
+
+/// The verifier checks each token itself (each part decoded once, the HMAC keyed and the
+/// Ed25519 point decompressed at load) instead of through `jsonwebtoken::decode`: issue 18's
+/// cost. This holds it to the old path, answer for answer and refusal reason for reason, over
+/// every shape the generators make (signed with Ed25519, and the same shapes as HS256), random
+/// damage of good tokens of both kinds, arbitrary strings, and the fuzzing corpus.
+mod the_fast_path_answers_as_jsonwebtoken_does {
+    use super::*;
+    use hmac::Mac;
+
+    const HS_SECRET: [u8; 32] = [5u8; 32];
+
+    struct Both {
+        hs_kid: String,
+        verifier: Verifier,
+    }
+
+    fn both() -> &'static Both {
+        static BOTH: std::sync::OnceLock<Both> = std::sync::OnceLock::new();
+        BOTH.get_or_init(|| {
+            let hs = shared::VerifyingKey::hs256(&HS_SECRET).expect("a 32-byte secret");
+            let ed = SigningKey::ed25519_from_pem(
+                &keys()
+                    .ours
+                    .to_pkcs8_pem(Default::default())
+                    .expect("encodes"),
+            )
+            .expect("our key");
+            Both {
+                hs_kid: hs.kid().to_owned(),
+                verifier: Verifier::new(
+                    [ed.verifying_key().clone(), hs],
+                    Policy::new(ISS, AUD),
+                ),
+            }
+        })
+    }
+
+    fn hs_sign(header: &str, payload: &str) -> String {
+        let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&HS_SECRET).expect("any size");
+        mac.update(signing_input.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("{signing_input}.{}", B64.encode(tag))
+    }
+
+    /// The same answer from both paths, at `now` and on either side of an expiry.
+    fn same(token: &str, now: u64) -> Result<(), TestCaseError> {
+        let v = &both().verifier;
+        for at in [now, now + 61, now + 70] {
+            prop_assert_eq!(
+                v.verify_allowing_expiry_at(token, at),
+                v.verify_with_jsonwebtoken_at(token, at),
+                "{}",
+                token
+            );
+        }
+        Ok(())
+    }
+
+    fn damage(token: &str, at: prop::sample::Index, with: char, how: u8) -> String {
+        let mut chars: Vec<char> = token.chars().collect();
+        let i = at.index(chars.len());
+        match how {
+            0 => {
+                chars.remove(i);
+            }
+            1 => chars.insert(i, with),
+            _ => chars[i] = with,
+        }
+        chars.into_iter().collect()
+    }
+
+    #[test]
+    fn over_generated_shapes_of_both_algorithms() {
+        let mut runner = proptest::test_runner::TestRunner::new(config());
+        // Header members jsonwebtoken types (and so refuses ill-typed) where ours ignores them.
+        let typed = prop::option::of(prop::sample::select(vec![
+            r#""jwk":5"#,
+            r#""jwk":{"kty":"OKP"}"#,
+            r#""x5c":"one""#,
+            r#""x5c":[1]"#,
+            r#""cty":1"#,
+            r#""jku":null"#,
+            r#""enc":"A1""#,
+            r#""x5t#S256":[]"#,
+        ]));
+        // A member the claims type ignores, twice: only the duplicate-member check sees it.
+        let twice = prop::option::of(prop::sample::select(vec![
+            r#""x":1,"x":2"#,
+            r#""x":1,"\u0078":1"#,
+        ]));
+        let cases = (header(), payload(), typed, twice);
+        let result = runner.run(&cases, |(header, payload, typed, twice)| {
+            let (k, b) = (keys(), both());
+            let now = now();
+            let with_typed = |text: String| match typed {
+                Some(member) if text.len() > 2 => text.replacen('{', &format!("{{{member},"), 1),
+                Some(member) => format!("{{{member}}}"),
+                None => text,
+            };
+            let header_text = with_typed(object_text(&header, now, &k.kid));
+            let payload_text = match (object_text(&payload, now, &k.kid), twice) {
+                (text, Some(members)) if text.len() > 2 => {
+                    text.replacen('{', &format!("{{{members},"), 1)
+                }
+                (text, _) => text,
+            };
+            same(&sign(&k.ours, &header_text, &payload_text), now as u64)?;
+            // The same shape as an HS256 token under the HS256 key.
+            let hs_header = with_typed(object_text(&header, now, &b.hs_kid))
+                .replace("\"EdDSA\"", "\"HS256\"");
+            same(&hs_sign(&hs_header, &payload_text), now as u64)?;
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn over_damaged_tokens(
+            at in any::<prop::sample::Index>(),
+            with in any::<char>(),
+            how in 0u8..3,
+            hs in any::<bool>(),
+        ) {
+            let (k, b) = (keys(), both());
+            let now = now();
+            let payload = format!(
+                r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","jti":"abcdefghijklmnopqrstuv","iat":{now},"nbf":{now},"exp":{},"file":"f","name":"a.txt"}}"#,
+                now + 60
+            );
+            let token = if hs {
+                hs_sign(&format!(r#"{{"alg":"HS256","typ":"dl+jwt","kid":"{}"}}"#, b.hs_kid), &payload)
+            } else {
+                sign(&k.ours, &format!(r#"{{"alg":"EdDSA","typ":"dl+jwt","kid":"{}"}}"#, k.kid), &payload)
+            };
+            prop_assert!(b.verifier.verify(&token).is_ok());
+            same(&damage(&token, at, with, how), now as u64)?;
+        }
+
+        #[test]
+        fn over_arbitrary_strings(
+            s in proptest::string::string_regex("[A-Za-z0-9_=+/. -]{0,300}").expect("regex"),
+        ) {
+            same(&s, now() as u64)?;
+        }
+    }
+
+    #[test]
+    fn over_the_fuzzing_corpus() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/verify_token");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus is in the repository") {
+            let bytes = std::fs::read(entry.expect("an entry").path()).expect("readable");
+            let token = String::from_utf8_lossy(&bytes);
+            if let Err(e) = same(token.trim(), now() as u64) {
+                panic!("{e}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 9, "only {seen} corpus entries");
+    }
+}
