@@ -12,6 +12,8 @@ use sqlx::AnyPool;
 
 use crate::config::{Config, trim_base};
 use crate::error::{AppError, StartupError};
+use crate::files::UploadLimits;
+use crate::login::LoginGate;
 use crate::minter::LinkMinter;
 use crate::sessions::SessionPolicy;
 use crate::state::AppState;
@@ -78,7 +80,7 @@ impl Application {
             &keys_dir,
             config.retired_key_publish_secs,
         );
-        let (signing_key, published) = key_watch.start().await?;
+        let (live_keys, published) = key_watch.start().await?;
 
         let tls = server_kit::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -147,7 +149,7 @@ impl Application {
 
         // Rotations reach the embedded download server in-process.
         let embedded_keys = download.as_ref().map(|dl| dl.keys());
-        key_watch.spawn(&signing_key, published, move |keys| {
+        key_watch.spawn(&live_keys, published, move |keys| {
             if let Some(dl) = &embedded_keys {
                 dl.replace_in_process(keys);
             }
@@ -172,6 +174,7 @@ impl Application {
             None
         };
 
+        let metrics = crate::metrics::Metrics::new();
         let state = web::Data::new(AppState {
             db,
             sessions: SessionPolicy {
@@ -181,22 +184,27 @@ impl Application {
                 secure_cookies: config.secure_cookies || tls.is_some(),
             },
             public_origin: origin_of(&public_url),
-            dummy_hash,
+            login: LoginGate {
+                throttle: crate::throttle::LoginThrottle::new(
+                    config.login_attempts_per_minute,
+                    usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
+                ),
+                dummy_hash,
+            },
             links: LinkMinter {
-                signing_key: signing_key.clone(),
+                keys: live_keys,
                 issuer: config.issuer.clone(),
                 audience: config.audience.clone(),
                 ttl: config.token_ttl,
                 download_url: download_url.clone(),
+                minted: metrics.tokens_minted.clone(),
             },
             files,
-            max_upload_bytes: config.max_upload_bytes,
-            max_files_per_user: config.max_files_per_user,
-            login_throttle: crate::throttle::LoginThrottle::new(
-                config.login_attempts_per_minute,
-                usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
-            ),
-            metrics: crate::metrics::Metrics::new(),
+            uploads: UploadLimits {
+                max_upload_bytes: config.max_upload_bytes,
+                max_files_per_user: config.max_files_per_user,
+            },
+            metrics,
             audit_dir: shared::DataDir::new(&config.data_dir).audit(),
             shares: crate::shares::SharePolicy {
                 max_secs: config.share_max_secs,
@@ -240,8 +248,8 @@ impl Application {
             %public_url,
             %download_url,
             metrics = ?metrics.as_ref().map(MetricsServer::address),
-            kid = signing_key.kid(),
-            alg = %signing_key.algorithm(),
+            kid = state.links.keys.kid(),
+            alg = %state.links.keys.algorithm(),
             "app server bound"
         );
         Ok(Application {
@@ -348,6 +356,9 @@ fn serve(
     body_timeouts: server_kit::body_timeout::BodyTimeouts,
 ) -> std::io::Result<Server> {
     let hsts = tls.is_some();
+    // The session extractor's two pieces, apart from the handlers' state.
+    let db = web::Data::new(state.db.clone());
+    let session_policy = web::Data::new(state.sessions);
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
         let headers = server_kit::headers::defaults(hsts)
@@ -363,6 +374,8 @@ fn serve(
             .wrap(from_fn(crate::telemetry::request_span))
             .app_data(body_timeouts)
             .app_data(state.clone())
+            .app_data(db.clone())
+            .app_data(session_policy.clone())
             .configure(routes::configure)
     })
     // Small responses go out at once rather than after the client's delayed ACK (Nagle).
