@@ -162,14 +162,11 @@ pub enum Csrf {
 /// client never believes two files were stored. A user at `--max-files-per-user` is refused
 /// (409 `too_many_files`) before a byte is written; a full disk answers 507.
 pub async fn upload(
-    db: &AnyPool,
-    files: &Files,
-    limits: UploadLimits,
+    to: Destination<'_>,
     session: &Session,
     multipart: Multipart,
     csrf: Csrf,
 ) -> Result<FileInfo, AppError> {
-    let to = Destination { db, files, limits };
     check_quota(&to, &session.user_id, false).await?;
     let mut stored = None;
     let result = match receive(&to, session, multipart, csrf, &mut stored).await {
@@ -182,11 +179,11 @@ pub async fn upload(
     result
 }
 
-/// Where one upload goes, and its limits.
-struct Destination<'a> {
-    db: &'a AnyPool,
-    files: &'a Files,
-    limits: UploadLimits,
+/// Where an upload goes (its row, its bytes), and its limits.
+pub struct Destination<'a> {
+    pub db: &'a AnyPool,
+    pub files: &'a Files,
+    pub limits: UploadLimits,
 }
 
 /// `TooManyFiles` when the user would keep more than `--max-files-per-user` files with the new

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use sqlx::AnyPool;
 
-use crate::files::UploadLimits;
+use crate::files::{Destination, UploadLimits};
 use crate::login::LoginGate;
 use crate::minter::LinkMinter;
 use crate::sessions::SessionPolicy;
@@ -40,4 +40,15 @@ pub struct AppState {
     pub share_throttle: LoginThrottle,
     /// Signs the share page's form token.
     pub form_key: crate::share_form::FormKey,
+}
+
+impl AppState {
+    /// Where uploads go: [`crate::files::upload`]'s first argument.
+    pub fn uploads_to(&self) -> Destination<'_> {
+        Destination {
+            db: &self.db,
+            files: &self.files,
+            limits: self.uploads,
+        }
+    }
 }

@@ -50,15 +50,7 @@ async fn upload(
     multipart: Multipart,
 ) -> Result<HttpResponse, AppError> {
     let csrf = upload_csrf(&req, state.uploads, &session)?;
-    let file = files::upload(
-        &state.db,
-        &state.files,
-        state.uploads,
-        &session,
-        multipart,
-        csrf,
-    )
-    .await?;
+    let file = files::upload(state.uploads_to(), &session, multipart, csrf).await?;
     Ok(HttpResponse::Created().json(file))
 }
 

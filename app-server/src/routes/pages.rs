@@ -296,16 +296,9 @@ async fn upload(
         .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
     let page_error = |e| PageError::new(e, Some(&session));
     let csrf = super::files::upload_csrf(&req, state.uploads, &session).map_err(page_error)?;
-    files::upload(
-        &state.db,
-        &state.files,
-        state.uploads,
-        &session,
-        multipart,
-        csrf,
-    )
-    .await
-    .map_err(page_error)?;
+    files::upload(state.uploads_to(), &session, multipart, csrf)
+        .await
+        .map_err(page_error)?;
     Ok(see_other("/"))
 }
 
