@@ -15,7 +15,6 @@ use std::pin::Pin;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 use subtle::ConstantTimeEq;
 
@@ -30,15 +29,9 @@ pub const CSRF_FIELD: &str = "csrf_token";
 /// `last_seen` is written at most this often, so reads do not all become writes.
 const TOUCH_INTERVAL: i64 = 60;
 
-/// What the database stores for a session id: hex SHA-256. Looking a session up by this hash
-/// leaks nothing useful through timing, as the id itself never reaches the comparison.
+/// What the database stores for a session id ([`crate::db::stored_hash`]).
 pub fn hash_session_id(id: &str) -> String {
-    let digest = Sha256::digest(id.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    crate::db::stored_hash(id)
 }
 
 /// Constant-time comparison of a presented CSRF token with the session's.

@@ -21,12 +21,16 @@ use serde::{Deserialize, Serialize};
 use shared::{DownloadName, StorageKey};
 use sqlx::AnyPool;
 
+use crate::db::stored_hash;
 use crate::error::AppError;
 use crate::files::{FileId, Link};
 use crate::minter::LinkMinter;
-use crate::sessions::hash_session_id;
+use crate::outcomes::SERVED_OUTCOMES;
 use crate::throttle::LoginThrottle;
 use crate::users::{self, Password};
+
+/// Downloads listed per share or file, at most.
+pub const DOWNLOADS_SHOWN: i64 = 50;
 
 /// A share's lifetime when the owner asks for none: 7 days (or `--share-max-secs` if shorter).
 pub const DEFAULT_SHARE_SECS: u64 = 7 * 24 * 3600;
@@ -88,7 +92,7 @@ impl ShareSecret {
     }
 
     fn hash(&self) -> String {
-        hash_session_id(&self.0)
+        stored_hash(&self.0)
     }
 }
 
@@ -383,14 +387,7 @@ pub async fn downloads(
     .fetch_optional(db)
     .await?;
     let (key,) = found.ok_or(AppError::NotFound)?;
-    crate::outcomes::for_file(
-        db,
-        user_id,
-        &key,
-        Some(id.as_str()),
-        crate::routes::shares::DOWNLOADS_SHOWN,
-    )
-    .await
+    crate::outcomes::for_file(db, user_id, &key, Some(id.as_str()), DOWNLOADS_SHOWN).await
 }
 
 /// The user's shares the file list shows: not revoked and not expired (live or used up),
@@ -399,7 +396,7 @@ pub async fn for_file_list(
     db: &AnyPool,
     policy: &SharePolicy,
     user_id: &str,
-) -> Result<Vec<crate::views::OwnerShare>, AppError> {
+) -> Result<Vec<OwnerShare>, AppError> {
     let now = crate::now();
     let rows: Vec<ShareRow> = sqlx::query_as(&format!(
         "SELECT {SHARE_COLUMNS} FROM shares WHERE user_id = $1 AND revoked_at IS NULL \
@@ -414,9 +411,15 @@ pub async fn for_file_list(
     for info in reread(db, user_id, rows).await? {
         let id = ShareId(info.id.clone());
         let downloads = downloads(db, user_id, &id).await?;
-        out.push(crate::views::OwnerShare { info, downloads });
+        out.push(OwnerShare { info, downloads });
     }
     Ok(out)
+}
+
+/// A share as its owner's file list shows it, with the downloads made through it.
+pub struct OwnerShare {
+    pub info: ShareInfo,
+    pub downloads: Vec<crate::outcomes::ShareDownload>,
 }
 
 /// What a visitor's page shows of a live share.
@@ -552,17 +555,6 @@ pub async fn take(
     .await?;
     tracing::info!(share = %share_id, jti = %link.jti, "share download taken");
     Ok(link)
-}
-
-/// Outcomes that mean bytes went out (or may have): such a link's download is never given
-/// back. A partial download counts, or all-but-the-last-byte could be taken forever; a
-/// server error after the burn counts too (it may have been mid-transfer). SQL, for `IN`.
-pub const SERVED_OUTCOMES: &str = "('ok', 'partial', 'error')";
-
-/// [`SERVED_OUTCOMES`] as a test on one outcome.
-pub fn served(outcome: shared::record::Outcome) -> bool {
-    use shared::record::Outcome;
-    matches!(outcome, Outcome::Ok | Outcome::Partial | Outcome::Error)
 }
 
 /// Gives back to share `share_id` each download whose link expired more than

@@ -22,13 +22,6 @@ use crate::{db, keys, routes};
 use server_kit::metrics::MetricsServer;
 use server_kit::settings::BaseUrl;
 
-/// Content-Security-Policy of every response: script, style, images and requests only from
-/// this origin (`/static/…`; nothing inline, so an injected tag or attribute cannot run);
-/// forms post only to us; never framed; no `<base>` rewriting links.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
-     frame-ancestors 'none'; base-uri 'none'";
-
 /// The name and password of the user created on first start in all-in-one mode.
 #[derive(Clone)]
 pub struct DemoUser {
@@ -349,7 +342,7 @@ fn serve(
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
         let headers = server_kit::headers::defaults(hsts)
-            .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+            .add(("Content-Security-Policy", routes::CONTENT_SECURITY_POLICY))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"))
             .add(("X-Frame-Options", "DENY"));

@@ -8,18 +8,15 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use maud::Markup;
 use serde::Deserialize;
 
+use super::CONTENT_SECURITY_POLICY;
 use crate::error::AppError;
 use crate::files::FileId;
 use crate::outcomes;
 use crate::sessions::{self, Session};
 use crate::share_form::{self, Caller};
-use crate::shares::{self, NewShare, ShareId, ShareSecret};
-use crate::startup::CONTENT_SECURITY_POLICY;
+use crate::shares::{self, DOWNLOADS_SHOWN, NewShare, ShareId, ShareSecret};
 use crate::state::AppState;
 use crate::views;
-
-/// Downloads listed per share or file, at most.
-pub const DOWNLOADS_SHOWN: i64 = 50;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
