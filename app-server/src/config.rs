@@ -199,8 +199,7 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 pub const MAX_TOKEN_TTL: u64 = 300;
 
 /// The settings that need more than clap's parsing, each checked once, at start, by
-/// [`Config::check`].
-#[derive(Debug, Clone)]
+/// [`Config::check`]. No `Debug`: the Redis connection may hold a password.
 pub struct Settings {
     /// `--public-url`.
     pub public_url: Option<BaseUrl>,
