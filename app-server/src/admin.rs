@@ -17,10 +17,10 @@ impl Admin {
     /// Validates `config`, creates the data directory and connects (migrating if needed).
     pub async fn connect(config: &Config) -> Result<Admin, StartupError> {
         config.validate()?;
-        tokio::fs::create_dir_all(&config.data_dir)
+        tokio::fs::create_dir_all(&config.service.data_dir)
             .await
             .map_err(|source| StartupError::Io {
-                what: format!("creating {}", config.data_dir.display()),
+                what: format!("creating {}", config.service.data_dir.display()),
                 source,
             })?;
         let db = crate::db::connect(&config.database_url()).await?;
@@ -28,7 +28,7 @@ impl Admin {
             db,
             files: config
                 .file_store
-                .open(shared::DataDir::new(&config.data_dir).files())
+                .open(config.service.data().files())
                 .await?,
         })
     }

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shared::Algorithm;
+use server_kit::settings::{BaseUrl, ServiceArgs};
+use shared::{Algorithm, TokenArgs};
 
 use crate::error::StartupError;
-use crate::telemetry::LogFormat;
 
 /// `app-server [OPTIONS] [COMMAND]`. Options go before the command; every option can also come
 /// from its environment variable.
@@ -62,18 +62,14 @@ pub enum UserCommand {
 /// The app server's settings. `Debug` hides the password of `database_url`.
 #[derive(Parser, Clone)]
 pub struct Config {
-    /// A TOML file of settings (keys are the long flag names); flags and environment
-    /// variables override it. See docs/OPERATIONS.md, "Configuration".
-    #[arg(long = "config", env = "BURNLINK_CONFIG", value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-
     /// Address the app server listens on (port 0 picks a free port).
     #[arg(long, env = "APP_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
-    /// Data directory: uploaded files in `<dir>/files/`, keys in `<dir>/keys/`.
-    #[arg(long, env = "BURNLINK_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
+    /// `--config`, `--data-dir`, TLS, logs, metrics and the body deadline, as on the download
+    /// server (all-in-one, the embedded one takes the app's).
+    #[command(flatten)]
+    pub service: ServiceArgs,
 
     /// Database URL (`sqlite://…` or `postgres://…`); default `sqlite://<data-dir>/app.db?mode=rwc`.
     // `hide_env_values`: the URL may carry a password, and `--help` must not print it.
@@ -93,13 +89,9 @@ pub struct Config {
     #[arg(long, env = "DOWNLOAD_BIND", default_value = "127.0.0.1:8081")]
     pub download_bind: SocketAddr,
 
-    /// `iss` of every minted token.
-    #[arg(long, env = "BURNLINK_ISSUER", default_value = "burnlink-app")]
-    pub issuer: String,
-
-    /// `aud` of every minted token: what the download server expects.
-    #[arg(long, env = "BURNLINK_AUDIENCE", default_value = "burnlink-download")]
-    pub audience: String,
+    /// `--issuer` and `--audience` of every minted token: what the download server expects.
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     /// Lifetime of a download link in seconds (1 to 300).
     #[arg(long, env = "TOKEN_TTL", default_value_t = 60)]
@@ -178,36 +170,12 @@ pub struct Config {
     #[arg(long, env = "SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     pub secure_cookies: bool,
 
-    /// TLS certificate chain (PEM, leaf first): serve https on `--bind` (and, all-in-one, on
-    /// `--download-bind`), with `Strict-Transport-Security` and `Secure` cookies. Needs
-    /// `--tls-key`.
-    #[arg(long, env = "TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Seconds a request body other than an upload (a login, a form) may take to arrive whole
-    /// (1 to 3600); past it the request fails with 408 `timeout` and the connection closes.
-    /// All-in-one, the embedded download server takes the same. The headers have actix's 5 s.
-    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub body_timeout_secs: u64,
-
     /// Seconds an upload may go without receiving a byte (1 to 3600); past it the upload fails
     /// with 408 `timeout`, its partial file is removed and nothing is recorded. A slow upload
     /// that keeps moving is never cut.
     #[arg(long, env = "UPLOAD_IDLE_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_idle_secs: u64,
-
-    /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
-    /// `127.0.0.1:9100`; in all-in-one mode it also serves the embedded download server's
-    /// series. Unset: no metrics listener. Never the public port: the counters show each
-    /// download's size and outcome as it happens.
-    #[arg(long, env = "METRICS_BIND")]
-    pub metrics_bind: Option<SocketAddr>,
 
     /// HTTP worker threads of the app server (0: one per core).
     #[arg(long, env = "APP_WORKERS", default_value_t = 0)]
@@ -216,10 +184,6 @@ pub struct Config {
     /// In all-in-one mode, create user `demo` with a random password when there are no users.
     #[arg(long, env = "DEMO_USER", default_value_t = true, action = clap::ArgAction::Set)]
     pub demo_user: bool,
-
-    /// Log format on standard error: `text` or `json` (one JSON object per line).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
 
     /// Where uploaded files live (the same settings as the download server's).
     #[command(flatten)]
@@ -234,14 +198,32 @@ fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
 /// (`shared::Policy::DEFAULT_MAX_LIFETIME`).
 pub const MAX_TOKEN_TTL: u64 = 300;
 
+/// The settings that need more than clap's parsing, each checked once, at start, by
+/// [`Config::check`]. No `Debug`: the Redis connection may hold a password.
+pub struct Settings {
+    /// `--public-url`.
+    pub public_url: Option<BaseUrl>,
+    /// `--download-url` (`None`: all-in-one).
+    pub download_url: Option<BaseUrl>,
+    /// `--outcomes-redis`.
+    pub outcomes_redis: Option<redis::ConnectionInfo>,
+}
+
 impl Config {
     /// The defaults, overridden by whatever environment variables are set.
     pub fn from_defaults() -> Config {
         Config::parse_from(["app-server"])
     }
 
-    /// Refuses settings that cannot work, naming the setting.
+    /// Refuses settings that cannot work, naming the setting ([`Config::check`], for the
+    /// commands that need no more).
     pub fn validate(&self) -> Result<(), StartupError> {
+        self.check().map(|_| ())
+    }
+
+    /// Raw flags to checked settings, once: a bad value stops start-up with its setting's
+    /// name. Connects to nothing.
+    pub fn check(&self) -> Result<Settings, StartupError> {
         let bad =
             |setting: &'static str, reason: String| Err(StartupError::Config { setting, reason });
         if !(1..=MAX_TOKEN_TTL).contains(&self.token_ttl) {
@@ -299,21 +281,25 @@ impl Config {
                 "is too large".into(),
             );
         }
-        if let Some(url) = &self.outcomes_redis
-            && redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err()
-        {
-            return bad(
-                "--outcomes-redis (OUTCOMES_REDIS)",
-                "not a usable redis:// URL".into(),
-            );
-        }
-        if self.issuer.is_empty() {
+        let outcomes_redis = match &self.outcomes_redis {
+            Some(url) => match redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+                Ok(info) => Some(info),
+                Err(_) => {
+                    return bad(
+                        "--outcomes-redis (OUTCOMES_REDIS)",
+                        "not a usable redis:// URL".into(),
+                    );
+                }
+            },
+            None => None,
+        };
+        if self.token.issuer.is_empty() {
             return bad("--issuer (BURNLINK_ISSUER)", "must not be empty".into());
         }
-        if self.audience.is_empty() {
+        if self.token.audience.is_empty() {
             return bad("--audience (BURNLINK_AUDIENCE)", "must not be empty".into());
         }
-        if self.data_dir.as_os_str().is_empty() {
+        if self.service.data_dir.as_os_str().is_empty() {
             return bad("--data-dir (BURNLINK_DATA_DIR)", "must not be empty".into());
         }
         if self
@@ -326,12 +312,15 @@ impl Config {
                 "must not be empty".into(),
             );
         }
-        if let Some(url) = &self.public_url {
-            check_base_url(url).or_else(|reason| bad("--public-url (APP_PUBLIC_URL)", reason))?;
-        }
-        if let Some(url) = &self.download_url {
-            check_base_url(url).or_else(|reason| bad("--download-url (DOWNLOAD_URL)", reason))?;
-        }
+        let base_url = |setting: &'static str, url: &Option<String>| {
+            url.as_deref()
+                .map(|url| {
+                    BaseUrl::parse(url).map_err(|reason| StartupError::Config { setting, reason })
+                })
+                .transpose()
+        };
+        let public_url = base_url("--public-url (APP_PUBLIC_URL)", &self.public_url)?;
+        let download_url = base_url("--download-url (DOWNLOAD_URL)", &self.download_url)?;
         if let Some(url) = &self.database_url
             && !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
@@ -342,14 +331,21 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql://".into(),
             );
         }
-        Ok(())
+        Ok(Settings {
+            public_url,
+            download_url,
+            outcomes_redis,
+        })
     }
 
     /// The database URL in force: the configured one or SQLite in the data directory.
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}/app.db?mode=rwc", self.data_dir.display()),
+            None => format!(
+                "sqlite://{}/app.db?mode=rwc",
+                self.service.data_dir.display()
+            ),
         }
     }
 
@@ -359,33 +355,12 @@ impl Config {
     }
 }
 
-/// An `http(s)://host[...]` URL without query or fragment; the trailing slash is dropped
-/// where it is used.
-fn check_base_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{url:?} has no host"));
-    }
-    if rest.contains(['?', '#', ' ']) {
-        return Err(format!("{url:?} must not have a query, fragment or space"));
-    }
-    Ok(())
-}
-
-/// `url` without trailing slashes, so `format!("{base}/d/…")` never doubles one.
-pub(crate) fn trim_base(url: &str) -> String {
-    url.trim_end_matches('/').to_owned()
-}
-
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("config_file", &self.config_file)
             .field("bind", &self.bind)
-            .field("data_dir", &self.data_dir)
+            .field("service", &self.service)
+            .field("token", &self.token)
             .field("file_store", &self.file_store)
             .field(
                 "database_url",
@@ -394,8 +369,6 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("download_url", &self.download_url)
             .field("download_bind", &self.download_bind)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
             .field("token_ttl", &self.token_ttl)
             .field("signing_key", &self.signing_key)
             .field("retired_key_publish_secs", &self.retired_key_publish_secs)
@@ -414,14 +387,9 @@ impl fmt::Debug for Config {
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
             .field("secure_cookies", &self.secure_cookies)
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .field("body_timeout_secs", &self.body_timeout_secs)
             .field("upload_idle_secs", &self.upload_idle_secs)
-            .field("metrics_bind", &self.metrics_bind)
             .field("workers", &self.workers)
             .field("demo_user", &self.demo_user)
-            .field("log_format", &self.log_format)
             .finish()
     }
 }

@@ -12,8 +12,17 @@ use sqlx::AnyPool;
 
 use crate::error::AppError;
 pub use crate::minter::Link;
+use crate::minter::LinkMinter;
 use crate::sessions::{CSRF_FIELD, Session};
-use crate::state::AppState;
+
+/// How much one upload and one user may store, set once at start.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// `--max-upload-bytes`.
+    pub max_upload_bytes: u64,
+    /// `--max-files-per-user`; 0: no limit.
+    pub max_files_per_user: u64,
+}
 
 /// A file id as it appears in URLs: 1 to 64 characters of `A-Z a-z 0-9 - _`. Anything else
 /// cannot name a file, so it is `NotFound`.
@@ -98,14 +107,19 @@ async fn find(
 
 /// Deletes the row, then the stored file (a file left behind is harmless; a row without its
 /// file would be a broken link).
-pub async fn delete(state: &AppState, user_id: &str, id: &FileId) -> Result<(), AppError> {
-    let (key, _) = find(&state.db, user_id, id).await?;
+pub async fn delete(
+    db: &AnyPool,
+    files: &Files,
+    user_id: &str,
+    id: &FileId,
+) -> Result<(), AppError> {
+    let (key, _) = find(db, user_id, id).await?;
     sqlx::query("DELETE FROM files WHERE id = $1 AND user_id = $2")
         .bind(id.as_str())
         .bind(user_id)
-        .execute(&state.db)
+        .execute(db)
         .await?;
-    match state.files.delete(&key).await {
+    match files.delete(&key).await {
         Ok(()) => {}
         Err(e) => tracing::warn!(error = %e, file = id.as_str(), "stored file not removed"),
     }
@@ -114,11 +128,14 @@ pub async fn delete(state: &AppState, user_id: &str, id: &FileId) -> Result<(), 
 }
 
 /// A download link for one of the user's files.
-pub async fn link(state: &AppState, user_id: &str, id: &FileId) -> Result<Link, AppError> {
-    let (key, name) = find(&state.db, user_id, id).await?;
-    let link = state.links.mint(user_id, &key, &name)?;
-    state.metrics.tokens_minted.inc();
-    Ok(link)
+pub async fn link(
+    db: &AnyPool,
+    links: &LinkMinter,
+    user_id: &str,
+    id: &FileId,
+) -> Result<Link, AppError> {
+    let (key, name) = find(db, user_id, id).await?;
+    links.mint(user_id, &key, &name)
 }
 
 /// The multipart field holding the upload.
@@ -145,15 +162,15 @@ pub enum Csrf {
 /// client never believes two files were stored. A user at `--max-files-per-user` is refused
 /// (409 `too_many_files`) before a byte is written; a full disk answers 507.
 pub async fn upload(
-    state: &AppState,
+    to: Destination<'_>,
     session: &Session,
     multipart: Multipart,
     csrf: Csrf,
 ) -> Result<FileInfo, AppError> {
-    check_quota(state, &session.user_id, false).await?;
+    check_quota(&to, &session.user_id, false).await?;
     let mut stored = None;
-    let result = match receive(state, session, multipart, csrf, &mut stored).await {
-        Ok(received) => commit(state, &session.user_id, received, &mut stored).await,
+    let result = match receive(&to, session, multipart, csrf, &mut stored).await {
+        Ok(received) => commit(&to, &session.user_id, received, &mut stored).await,
         Err(e) => Err(e),
     };
     if let Some(guard) = stored.take() {
@@ -162,16 +179,23 @@ pub async fn upload(
     result
 }
 
+/// Where an upload goes (its row, its bytes), and its limits.
+pub struct Destination<'a> {
+    pub db: &'a AnyPool,
+    pub files: &'a Files,
+    pub limits: UploadLimits,
+}
+
 /// `TooManyFiles` when the user would keep more than `--max-files-per-user` files with the new
 /// one (whose row is already counted when `inserted`).
-async fn check_quota(state: &AppState, user_id: &str, inserted: bool) -> Result<(), AppError> {
-    let max = state.max_files_per_user;
+async fn check_quota(to: &Destination<'_>, user_id: &str, inserted: bool) -> Result<(), AppError> {
+    let max = to.limits.max_files_per_user;
     if max == 0 {
         return Ok(());
     }
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files WHERE user_id = $1")
         .bind(user_id)
-        .fetch_one(&state.db)
+        .fetch_one(to.db)
         .await?;
     if u64::try_from(count).unwrap_or(0) + u64::from(!inserted) > max {
         return Err(AppError::TooManyFiles(max));
@@ -190,7 +214,7 @@ struct Received {
 /// Reads the whole multipart body; the one `file` field goes into the store, with a guard
 /// that deletes it left in `stored`.
 async fn receive(
-    state: &AppState,
+    to: &Destination<'_>,
     session: &Session,
     mut multipart: Multipart,
     mut csrf: Csrf,
@@ -210,7 +234,7 @@ async fn receive(
                         "one file per upload: the body has more than one {FILE_FIELD:?} field"
                     )));
                 }
-                received = Some(write_file(state, field, stored).await?);
+                received = Some(write_file(to, field, stored).await?);
             }
             Some(CSRF_FIELD) => {
                 let value = read_small(&mut field, MAX_CSRF_FIELD_BYTES).await?;
@@ -223,8 +247,8 @@ async fn receive(
                 // Other fields are skipped, but still count against the limit.
                 while let Some(chunk) = field.next().await {
                     other_bytes += chunk.map_err(malformed)?.len() as u64;
-                    if other_bytes > state.max_upload_bytes {
-                        return Err(AppError::TooLarge(state.max_upload_bytes));
+                    if other_bytes > to.limits.max_upload_bytes {
+                        return Err(AppError::TooLarge(to.limits.max_upload_bytes));
                     }
                 }
             }
@@ -260,7 +284,7 @@ async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {
 }
 
 async fn write_file(
-    state: &AppState,
+    to: &Destination<'_>,
     field: Field,
     stored: &mut Option<DeleteOnDrop>,
 ) -> Result<Received, AppError> {
@@ -274,8 +298,8 @@ async fn write_file(
         .first_or_octet_stream()
         .to_string();
     let key = StorageKey::generate();
-    let mut upload = state.files.create(&key).await.map_err(storage_error)?;
-    let size = match write_field(&mut upload, field, state.max_upload_bytes).await {
+    let mut upload = to.files.create(&key).await.map_err(storage_error)?;
+    let size = match write_field(&mut upload, field, to.limits.max_upload_bytes).await {
         Ok(size) => size,
         Err(e) => {
             upload.abort().await;
@@ -283,7 +307,7 @@ async fn write_file(
         }
     };
     upload.finish().await.map_err(storage_error)?;
-    *stored = Some(DeleteOnDrop::new(state.files.clone(), key.clone()));
+    *stored = Some(DeleteOnDrop::new(to.files.clone(), key.clone()));
     Ok(Received {
         key,
         name,
@@ -294,7 +318,7 @@ async fn write_file(
 
 /// Records the stored file; the guard follows the file, so a failed insert leaves nothing.
 async fn commit(
-    state: &AppState,
+    to: &Destination<'_>,
     user_id: &str,
     received: Received,
     stored: &mut Option<DeleteOnDrop>,
@@ -313,7 +337,7 @@ async fn commit(
 
     let id = FileId::generate();
     let created_at = crate::now();
-    let size = i64::try_from(size).map_err(|_| AppError::TooLarge(state.max_upload_bytes))?;
+    let size = i64::try_from(size).map_err(|_| AppError::TooLarge(to.limits.max_upload_bytes))?;
     sqlx::query(
         "INSERT INTO files \
          (id, user_id, name, storage_key, size, content_type, created_at, created_us) \
@@ -327,14 +351,14 @@ async fn commit(
     .bind(&content_type)
     .bind(created_at)
     .bind(crate::now_micros())
-    .execute(&state.db)
+    .execute(to.db)
     .await?;
     // Concurrent uploads may all have passed the first check: the one that went over removes
     // its own row (and, through the guard, its file).
-    if let Err(e) = check_quota(state, user_id, true).await {
+    if let Err(e) = check_quota(to, user_id, true).await {
         sqlx::query("DELETE FROM files WHERE id = $1")
             .bind(id.as_str())
-            .execute(&state.db)
+            .execute(to.db)
             .await?;
         return Err(e);
     }

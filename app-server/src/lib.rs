@@ -11,6 +11,7 @@ pub mod downloads;
 pub mod error;
 pub mod files;
 pub mod keys;
+pub mod login;
 pub mod metrics;
 pub mod minter;
 pub mod outcomes;

@@ -9,7 +9,7 @@ use app_server::{Application, Cli, Command, KeysCommand, UserCommand};
 async fn main() -> ExitCode {
     // Flags, then environment, then `--config FILE`, then defaults.
     let cli: Cli = server_kit::config_file::parse().unwrap_or_else(|e| e.exit());
-    app_server::telemetry::init(cli.config.log_format);
+    app_server::telemetry::init(cli.config.service.log_format);
     let result = match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::User(command)) => user(cli.config, command).await,

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the app server, served at `GET /metrics` (text format 0.0.4). Series
 //! are resolved once at start, so counting is one atomic add; the registry lives in
-//! [`crate::state::AppState`], not in a global.
+//! [`crate::state::AppState`] (the minted-links counter also in the minter), not in a global.
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 

@@ -9,13 +9,16 @@ use crate::error::AppError;
 
 /// Everything needed to turn a stored file into a download link.
 pub struct LinkMinter {
-    /// The active signing key (follows `keys rotate`).
-    pub signing_key: Arc<crate::keys::LiveKeys>,
+    /// The keys in force (follow `keys rotate`): the one strong `Arc` of them, so the key
+    /// watcher (which holds a `Weak`) stops with the app. The JWKS route publishes from here.
+    pub keys: Arc<crate::keys::LiveKeys>,
     pub issuer: String,
     pub audience: String,
     pub ttl: u64,
     /// Public base URL of the download server, without a trailing slash.
     pub download_url: String,
+    /// `burnlink_tokens_minted_total`, counted here so no caller can forget it.
+    pub minted: prometheus::IntCounter,
 }
 
 /// A freshly minted download link.
@@ -47,7 +50,8 @@ impl LinkMinter {
             shared::unix_now(),
             self.ttl,
         );
-        let token = self.signing_key.mint(&claims)?;
+        let token = self.keys.mint(&claims)?;
+        self.minted.inc();
         tracing::info!(jti = %claims.jti, user = user_id, exp = claims.exp, "download link minted");
         Ok(Link {
             url: format!("{}/d/{token}", self.download_url),

@@ -21,7 +21,17 @@ use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
 use crate::error::AppError;
-use crate::shares::SERVED_OUTCOMES;
+
+/// Outcomes that mean bytes went out (or may have): such a link's download is never given
+/// back to its share ([`crate::shares::settle`]). A partial download counts, or
+/// all-but-the-last-byte could be taken forever; a server error after the burn counts too (it
+/// may have been mid-transfer). SQL, for `IN`.
+pub const SERVED_OUTCOMES: &str = "('ok', 'partial', 'error')";
+
+/// [`SERVED_OUTCOMES`] as a test on one outcome.
+pub fn served(outcome: Outcome) -> bool {
+    matches!(outcome, Outcome::Ok | Outcome::Partial | Outcome::Error)
+}
 
 /// The stream's consumer group, shared by every app server.
 pub const GROUP: &str = "burnlink-app";
@@ -57,7 +67,7 @@ pub async fn store(db: &AnyPool, event_id: &str, event: &OutcomeEvent) -> Result
     .await?
     .rows_affected();
     if inserted == 1
-        && crate::shares::served(event.outcome)
+        && served(event.outcome)
         && let Some(jti) = event.jti.as_deref()
     {
         let mut tx = db.begin().await?;

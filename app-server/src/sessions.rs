@@ -5,6 +5,8 @@
 //! use and `--session-max-secs` after login, whichever comes first (OWASP Session Management
 //! Cheat Sheet, "Session Expiration"). Every state-changing request made with a session must
 //! echo the session's synchronizer token (OWASP CSRF Cheat Sheet).
+//!
+//! Logging in (origin check, throttle, password check, then [`create`]) is [`crate::login`].
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -13,13 +15,10 @@ use std::pin::Pin;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
-use crate::state::AppState;
-use crate::throttle::Refusal;
 use crate::users::{User, Username};
 
 pub const COOKIE_NAME: &str = "burnlink_session";
@@ -30,15 +29,9 @@ pub const CSRF_FIELD: &str = "csrf_token";
 /// `last_seen` is written at most this often, so reads do not all become writes.
 const TOUCH_INTERVAL: i64 = 60;
 
-/// What the database stores for a session id: hex SHA-256. Looking a session up by this hash
-/// leaks nothing useful through timing, as the id itself never reaches the comparison.
+/// What the database stores for a session id ([`crate::db::stored_hash`]).
 pub fn hash_session_id(id: &str) -> String {
-    let digest = Sha256::digest(id.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    crate::db::stored_hash(id)
 }
 
 /// Constant-time comparison of a presented CSRF token with the session's.
@@ -174,57 +167,9 @@ pub async fn create(
     Ok(NewSession { id, csrf_token })
 }
 
-/// Checks credentials and starts a new session, ending the one the request came with.
-/// Throttled first (see [`crate::throttle`]): while the account or the client address has no
-/// attempt left, or too many logins already wait for a password check, answers `Throttled` or
-/// `Busy` without looking at the password.
-pub async fn login(
-    state: &AppState,
-    client: Option<IpAddr>,
-    username: &str,
-    password: &str,
-    previous_id: Option<&str>,
-) -> Result<(User, NewSession), AppError> {
-    let account = Username::parse(username).ok();
-    let attempt = match state
-        .login_throttle
-        .reserve(account.as_ref().map(Username::as_str), client)
-    {
-        Ok(attempt) => attempt,
-        Err(refusal) => {
-            tracing::info!(?client, ?refusal, "login throttled");
-            state.metrics.login(crate::metrics::Login::Throttled);
-            return Err(match refusal {
-                Refusal::Throttled(wait) => AppError::Throttled {
-                    retry_after_secs: wait.as_secs() + 1,
-                },
-                Refusal::Busy => AppError::Busy,
-            });
-        }
-    };
-    // Any other error drops `attempt` unsettled: the check did not happen, nothing is spent.
-    let user =
-        match crate::users::authenticate(&state.db, &state.dummy_hash, username, password).await {
-            Ok(user) => user,
-            Err(AppError::InvalidCredentials) => {
-                attempt.failed();
-                state.metrics.login(crate::metrics::Login::BadCredentials);
-                tracing::info!(?client, "login refused");
-                return Err(AppError::InvalidCredentials);
-            }
-            Err(e) => return Err(e),
-        };
-    attempt.succeeded();
-    state.metrics.login(crate::metrics::Login::Ok);
-    let session = create(&state.db, &user, previous_id).await?;
-    purge_expired(&state.db, &state.sessions).await?;
-    tracing::info!(user = %user.username, "logged in");
-    Ok((user, session))
-}
-
 /// Deletes every expired session, so sessions never presented again do not pile up. Run on
 /// each login: cheap with the table's size bounded by live sessions.
-async fn purge_expired(db: &AnyPool, policy: &SessionPolicy) -> Result<(), AppError> {
+pub(crate) async fn purge_expired(db: &AnyPool, policy: &SessionPolicy) -> Result<(), AppError> {
     let now = crate::now();
     sqlx::query("DELETE FROM sessions WHERE last_seen < $1 OR created_at < $2")
         .bind(now.saturating_sub(policy.idle_secs))
@@ -297,37 +242,6 @@ impl Session {
     }
 }
 
-/// Refuses a login posted from another site: login CSRF, where an attacker's page logs the
-/// victim into the attacker's account and collects what they upload (OWASP CSRF Cheat Sheet,
-/// "Login CSRF"). There is no session yet to hold a token, so the browser's own word on where
-/// the request comes from decides: `Sec-Fetch-Site` (Fetch Metadata) when sent, which must be
-/// `same-origin` or `none` (typed, bookmarked); else `Origin`, which must be this app's
-/// public origin or name the host the request was sent to (RFC 6454 section 7.3). A request
-/// with neither header (curl, scripts) is no browser's cross-site post and is let through:
-/// browsers send `Origin` on every cross-origin POST.
-pub fn check_login_origin(req: &HttpRequest, public_origin: &str) -> Result<(), AppError> {
-    let headers = req.headers();
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => Ok(()),
-            _ => Err(AppError::CrossSite),
-        };
-    }
-    let Some(origin) = headers.get(actix_web::http::header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("");
-    let host = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
-    let same_host = host.is_some_and(|h| h.eq_ignore_ascii_case(req.connection_info().host()));
-    if origin.eq_ignore_ascii_case(public_origin) || same_host {
-        Ok(())
-    } else {
-        Err(AppError::CrossSite)
-    }
-}
-
 /// The address logins are throttled by: the TCP peer. `X-Forwarded-For` is not trusted, as any
 /// client can send it; behind a proxy every login shares the proxy's bucket (see
 /// docs/OPERATIONS.md).
@@ -346,19 +260,23 @@ pub fn cookie_value(req: &HttpRequest) -> Option<String> {
 /// the cookie's place: the token must be live (else 401 `invalid_token`, whatever cookie came
 /// along) and carry the scope the route needs (else 403 `insufficient_scope`).
 pub async fn from_request(req: &HttpRequest) -> Result<Option<Session>, AppError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| AppError::Internal("AppState is not registered".into()))?;
+    // Two narrow pieces registered beside the app's state (`startup::serve`).
+    let db = req
+        .app_data::<web::Data<AnyPool>>()
+        .ok_or_else(|| AppError::Internal("the database pool is not registered".into()))?;
+    let policy = req
+        .app_data::<web::Data<SessionPolicy>>()
+        .ok_or_else(|| AppError::Internal("the session policy is not registered".into()))?;
     if req.path().starts_with("/api/")
         && let Some(presented) = crate::tokens::bearer(req)
     {
-        let grant = crate::tokens::authenticate(&state.db, presented?).await?;
+        let grant = crate::tokens::authenticate(db, presented?).await?;
         let pattern = req.match_pattern().unwrap_or_default();
         grant.allow(req.method(), &pattern)?;
         return Session::from_token(grant).map(Some);
     }
     match cookie_value(req) {
-        Some(id) => lookup(&state.db, &state.sessions, &id).await,
+        Some(id) => lookup(db, policy, &id).await,
         None => Ok(None),
     }
 }

@@ -21,12 +21,16 @@ use serde::{Deserialize, Serialize};
 use shared::{DownloadName, StorageKey};
 use sqlx::AnyPool;
 
+use crate::db::stored_hash;
 use crate::error::AppError;
 use crate::files::{FileId, Link};
-use crate::sessions::hash_session_id;
-use crate::state::AppState;
-use crate::throttle::Refusal;
+use crate::minter::LinkMinter;
+use crate::outcomes::SERVED_OUTCOMES;
+use crate::throttle::LoginThrottle;
 use crate::users::{self, Password};
+
+/// Downloads listed per share or file, at most.
+pub const DOWNLOADS_SHOWN: i64 = 50;
 
 /// A share's lifetime when the owner asks for none: 7 days (or `--share-max-secs` if shorter).
 pub const DEFAULT_SHARE_SECS: u64 = 7 * 24 * 3600;
@@ -88,7 +92,7 @@ impl ShareSecret {
     }
 
     fn hash(&self) -> String {
-        hash_session_id(&self.0)
+        stored_hash(&self.0)
     }
 }
 
@@ -218,13 +222,14 @@ fn check(policy: &SharePolicy, new: NewShare) -> Result<Checked, AppError> {
 
 /// Makes a share of one of the user's files. `NotFound` for another user's file.
 pub async fn create(
-    state: &AppState,
+    db: &AnyPool,
+    policy: &SharePolicy,
     user_id: &str,
     file_id: &FileId,
     new: NewShare,
 ) -> Result<ShareInfo, AppError> {
-    let checked = check(&state.shares, new)?;
-    owned_file(&state.db, user_id, file_id).await?;
+    let checked = check(policy, new)?;
+    owned_file(db, user_id, file_id).await?;
     let password_hash = match checked.password {
         Some(password) => Some(users::blocking(move || users::hash_password(&password)).await?),
         None => None,
@@ -247,11 +252,11 @@ pub async fn create(
     .bind(expires_at)
     .bind(now)
     .bind(crate::now_micros())
-    .execute(&state.db)
+    .execute(db)
     .await?;
     tracing::info!(share = %id, file = file_id.as_str(), user = user_id, "share created");
     Ok(ShareInfo {
-        url: Some(format!("{}/s/{}", state.shares.public_url, secret.0)),
+        url: Some(format!("{}/s/{}", policy.public_url, secret.0)),
         id,
         file_id: file_id.as_str().to_owned(),
         expires_at,
@@ -276,33 +281,38 @@ async fn owned_file(db: &AnyPool, user_id: &str, file_id: &FileId) -> Result<(),
 
 /// Every share of one of the user's files, newest first. `NotFound` for another user's file.
 pub async fn list_for_file(
-    state: &AppState,
+    db: &AnyPool,
+    policy: &SharePolicy,
     user_id: &str,
     file_id: &FileId,
 ) -> Result<Vec<ShareInfo>, AppError> {
-    owned_file(&state.db, user_id, file_id).await?;
+    owned_file(db, user_id, file_id).await?;
     let rows: Vec<ShareRow> = sqlx::query_as(&format!(
         "SELECT {SHARE_COLUMNS} FROM shares WHERE file_id = $1 AND user_id = $2 \
          ORDER BY created_us DESC"
     ))
     .bind(file_id.as_str())
     .bind(user_id)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    settle_rows(state, &rows).await?;
-    reread(state, user_id, rows).await
+    settle_rows(db, policy, &rows).await?;
+    reread(db, user_id, rows).await
 }
 
-async fn settle_rows(state: &AppState, rows: &[ShareRow]) -> Result<(), AppError> {
+async fn settle_rows(
+    db: &AnyPool,
+    policy: &SharePolicy,
+    rows: &[ShareRow],
+) -> Result<(), AppError> {
     for row in rows {
-        settle(state, &row.0).await?;
+        settle(db, policy, &row.0).await?;
     }
     Ok(())
 }
 
 /// The rows again after [`settle`] may have changed their counts.
 async fn reread(
-    state: &AppState,
+    db: &AnyPool,
     user_id: &str,
     rows: Vec<ShareRow>,
 ) -> Result<Vec<ShareInfo>, AppError> {
@@ -314,7 +324,7 @@ async fn reread(
         ))
         .bind(&row.0)
         .bind(user_id)
-        .fetch_optional(&state.db)
+        .fetch_optional(db)
         .await?;
         if let Some(fresh) = fresh {
             out.push(info(fresh, now));
@@ -364,7 +374,7 @@ pub async fn storage_key_of(
 
 /// Served downloads through one of the user's shares, newest first.
 pub async fn downloads(
-    state: &AppState,
+    db: &AnyPool,
     user_id: &str,
     id: &ShareId,
 ) -> Result<Vec<crate::outcomes::ShareDownload>, AppError> {
@@ -374,25 +384,19 @@ pub async fn downloads(
     )
     .bind(id.as_str())
     .bind(user_id)
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?;
     let (key,) = found.ok_or(AppError::NotFound)?;
-    crate::outcomes::for_file(
-        &state.db,
-        user_id,
-        &key,
-        Some(id.as_str()),
-        crate::routes::shares::DOWNLOADS_SHOWN,
-    )
-    .await
+    crate::outcomes::for_file(db, user_id, &key, Some(id.as_str()), DOWNLOADS_SHOWN).await
 }
 
 /// The user's shares the file list shows: not revoked and not expired (live or used up),
 /// newest first, each with its downloads.
 pub async fn for_file_list(
-    state: &AppState,
+    db: &AnyPool,
+    policy: &SharePolicy,
     user_id: &str,
-) -> Result<Vec<crate::views::OwnerShare>, AppError> {
+) -> Result<Vec<OwnerShare>, AppError> {
     let now = crate::now();
     let rows: Vec<ShareRow> = sqlx::query_as(&format!(
         "SELECT {SHARE_COLUMNS} FROM shares WHERE user_id = $1 AND revoked_at IS NULL \
@@ -400,16 +404,22 @@ pub async fn for_file_list(
     ))
     .bind(user_id)
     .bind(now)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    settle_rows(state, &rows).await?;
+    settle_rows(db, policy, &rows).await?;
     let mut out = Vec::new();
-    for info in reread(state, user_id, rows).await? {
+    for info in reread(db, user_id, rows).await? {
         let id = ShareId(info.id.clone());
-        let downloads = downloads(state, user_id, &id).await?;
-        out.push(crate::views::OwnerShare { info, downloads });
+        let downloads = downloads(db, user_id, &id).await?;
+        out.push(OwnerShare { info, downloads });
     }
     Ok(out)
+}
+
+/// A share as its owner's file list shows it, with the downloads made through it.
+pub struct OwnerShare {
+    pub info: ShareInfo,
+    pub downloads: Vec<crate::outcomes::ShareDownload>,
 }
 
 /// What a visitor's page shows of a live share.
@@ -425,13 +435,17 @@ pub struct Visit {
 
 /// The live share behind `secret`: `NotFound` for an unknown secret, `ShareGone` for an
 /// expired, revoked or used-up one. Reads only (after giving back expired untouched links).
-pub async fn visit(state: &AppState, secret: &ShareSecret) -> Result<Visit, AppError> {
+pub async fn visit(
+    db: &AnyPool,
+    policy: &SharePolicy,
+    secret: &ShareSecret,
+) -> Result<Visit, AppError> {
     let row: Option<(String,)> = sqlx::query_as("SELECT id FROM shares WHERE secret_hash = $1")
         .bind(secret.hash())
-        .fetch_optional(&state.db)
+        .fetch_optional(db)
         .await?;
     let (id,) = row.ok_or(AppError::NotFound)?;
-    settle(state, &id).await?;
+    settle(db, policy, &id).await?;
     type VisitRow = (
         String,
         i64,
@@ -448,7 +462,7 @@ pub async fn visit(state: &AppState, secret: &ShareSecret) -> Result<Visit, AppE
          WHERE s.id = $1",
     )
     .bind(&id)
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?;
     let (id, expires_at, max, downloads, password, revoked_at, name, size) =
         row.ok_or(AppError::NotFound)?;
@@ -472,33 +486,28 @@ pub async fn visit(state: &AppState, secret: &ShareSecret) -> Result<Visit, AppE
 /// the download or finds none left. The minted link's jti is recorded so that, if it expires
 /// unused, the download is given back.
 pub async fn take(
-    state: &AppState,
+    db: &AnyPool,
+    policy: &SharePolicy,
+    throttle: &LoginThrottle,
+    links: &LinkMinter,
     secret: &ShareSecret,
     password: Option<&str>,
     client: Option<IpAddr>,
 ) -> Result<Link, AppError> {
-    let visit = visit(state, secret).await?;
+    let visit = visit(db, policy, secret).await?;
     if visit.has_password {
         // Reserved before hashing, as logins are: parallel guesses cannot overspend it.
-        let attempt = match state
-            .share_throttle
-            .reserve(Some(visit.id.as_str()), client)
-        {
+        let attempt = match throttle.reserve(Some(visit.id.as_str()), client) {
             Ok(attempt) => attempt,
             Err(refusal) => {
                 tracing::info!(share = %visit.id, ?client, ?refusal, "share password throttled");
-                return Err(match refusal {
-                    Refusal::Throttled(wait) => AppError::Throttled {
-                        retry_after_secs: wait.as_secs() + 1,
-                    },
-                    Refusal::Busy => AppError::Busy,
-                });
+                return Err(refusal.into());
             }
         };
         let stored: Option<(Option<String>,)> =
             sqlx::query_as("SELECT password_hash FROM shares WHERE id = $1")
                 .bind(&visit.id)
-                .fetch_optional(&state.db)
+                .fetch_optional(db)
                 .await?;
         let phc = stored.and_then(|(p,)| p).ok_or(AppError::ShareGone)?;
         let candidate = password.unwrap_or("").as_bytes().to_vec();
@@ -519,7 +528,7 @@ pub async fn take(
     )
     .bind(secret.hash())
     .bind(now)
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?;
     let Some((share_id, file_id, user_id)) = taken else {
         return Err(AppError::ShareGone);
@@ -527,14 +536,13 @@ pub async fn take(
     let file: Option<(String, String)> =
         sqlx::query_as("SELECT storage_key, name FROM files WHERE id = $1")
             .bind(&file_id)
-            .fetch_optional(&state.db)
+            .fetch_optional(db)
             .await?;
     let (key, name) = file.ok_or(AppError::ShareGone)?;
     let key = StorageKey::parse(&key)
         .map_err(|_| AppError::Internal(format!("file {file_id} has an invalid storage key")))?;
     let name = DownloadName::parse(&name).unwrap_or_else(|_| DownloadName::sanitize(&name));
-    let link = state.links.mint(&user_id, &key, &name)?;
-    state.metrics.tokens_minted.inc();
+    let link = links.mint(&user_id, &key, &name)?;
     sqlx::query(
         "INSERT INTO share_takes (jti, share_id, taken_at, link_expires_at, given_back) \
          VALUES ($1, $2, $3, $4, 0)",
@@ -543,21 +551,10 @@ pub async fn take(
     .bind(&share_id)
     .bind(now)
     .bind(i64::try_from(link.expires_at).unwrap_or(i64::MAX))
-    .execute(&state.db)
+    .execute(db)
     .await?;
     tracing::info!(share = %share_id, jti = %link.jti, "share download taken");
     Ok(link)
-}
-
-/// Outcomes that mean bytes went out (or may have): such a link's download is never given
-/// back. A partial download counts, or all-but-the-last-byte could be taken forever; a
-/// server error after the burn counts too (it may have been mid-transfer). SQL, for `IN`.
-pub const SERVED_OUTCOMES: &str = "('ok', 'partial', 'error')";
-
-/// [`SERVED_OUTCOMES`] as a test on one outcome.
-pub fn served(outcome: shared::record::Outcome) -> bool {
-    use shared::record::Outcome;
-    matches!(outcome, Outcome::Ok | Outcome::Partial | Outcome::Error)
 }
 
 /// Gives back to share `share_id` each download whose link expired more than
@@ -565,11 +562,11 @@ pub fn served(outcome: shared::record::Outcome) -> bool {
 /// most once, whichever app server gets there first (the `given_back = 0` guard); a served
 /// outcome reported later takes it again ([`crate::outcomes`]). Nothing is given back when
 /// this app hears no download outcomes.
-pub async fn settle(state: &AppState, share_id: &str) -> Result<(), AppError> {
-    if !state.shares.outcomes_known {
+pub async fn settle(db: &AnyPool, policy: &SharePolicy, share_id: &str) -> Result<(), AppError> {
+    if !policy.outcomes_known {
         return Ok(());
     }
-    let before = crate::now().saturating_sub(state.shares.give_back_after_secs);
+    let before = crate::now().saturating_sub(policy.give_back_after_secs);
     let open: Vec<(String,)> = sqlx::query_as(&format!(
         "SELECT t.jti FROM share_takes t WHERE t.share_id = $1 AND t.given_back = 0 \
          AND t.link_expires_at < $2 AND NOT EXISTS (SELECT 1 FROM download_events e \
@@ -577,10 +574,10 @@ pub async fn settle(state: &AppState, share_id: &str) -> Result<(), AppError> {
     ))
     .bind(share_id)
     .bind(before)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     for (jti,) in open {
-        let mut tx = state.db.begin().await?;
+        let mut tx = db.begin().await?;
         let claimed =
             sqlx::query("UPDATE share_takes SET given_back = 1 WHERE jti = $1 AND given_back = 0")
                 .bind(&jti)

@@ -10,21 +10,17 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use sqlx::AnyPool;
 
-use crate::config::{Config, trim_base};
+use crate::config::Config;
 use crate::error::{AppError, StartupError};
+use crate::files::UploadLimits;
+use crate::login::LoginGate;
 use crate::minter::LinkMinter;
 use crate::sessions::SessionPolicy;
 use crate::state::AppState;
 use crate::users::{self, Password, Username};
 use crate::{db, keys, routes};
 use server_kit::metrics::MetricsServer;
-
-/// Content-Security-Policy of every response: script, style, images and requests only from
-/// this origin (`/static/…`; nothing inline, so an injected tag or attribute cannot run);
-/// forms post only to us; never framed; no `<base>` rewriting links.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
-     frame-ancestors 'none'; base-uri 'none'";
+use server_kit::settings::BaseUrl;
 
 /// The name and password of the user created on first start in all-in-one mode.
 #[derive(Clone)]
@@ -62,8 +58,8 @@ impl Application {
     /// Serving starts on the current Tokio runtime as soon as this returns;
     /// [`Application::run_until_stopped`] waits for the servers to stop.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        config.validate()?;
-        let data = shared::DataDir::new(&config.data_dir);
+        let settings = config.check()?;
+        let data = config.service.data();
         let (files_dir, keys_dir) = (data.files(), data.keys());
         create_dir(&files_dir).await?;
         create_dir(&keys_dir).await?;
@@ -78,10 +74,9 @@ impl Application {
             &keys_dir,
             config.retired_key_publish_secs,
         );
-        let (signing_key, published) = key_watch.start().await?;
+        let (live_keys, published) = key_watch.start().await?;
 
-        let tls = server_kit::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = config.service.tls()?;
 
         let db = db::connect(&config.database_url()).await?;
         let dummy_hash = users::dummy_hash().await?;
@@ -97,7 +92,7 @@ impl Application {
                 source,
             })?
             .port();
-        let metrics_listener = match config.metrics_bind {
+        let metrics_listener = match config.service.metrics_bind {
             Some(addr) => Some(
                 MetricsServer::bind(addr).map_err(|source| StartupError::Io {
                     what: format!("binding --metrics-bind (METRICS_BIND) {addr}"),
@@ -106,61 +101,48 @@ impl Application {
             ),
             None => None,
         };
-        let public_url = match &config.public_url {
-            Some(url) => trim_base(url),
-            None => format!("{scheme}://{}", reachable(config.bind, port)),
+        let public_url = match settings.public_url {
+            Some(url) => url,
+            None => BaseUrl::for_address(tls.is_some(), reachable(config.bind, port)),
         };
 
-        let (download, download_url) = match &config.download_url {
-            Some(url) => (None, trim_base(url)),
+        let (download, download_url) = match settings.download_url {
+            Some(url) => (None, url),
             None => {
-                let mut dl = download_server::Config::from_defaults();
-                dl.bind = config.download_bind;
-                dl.data_dir = config.data_dir.clone();
-                dl.file_store = config.file_store.clone();
-                dl.issuer = config.issuer.clone();
-                dl.audience = config.audience.clone();
-                // Its error pages link back here.
-                dl.app_url = Some(public_url.clone());
-                // Only the key handed over in-process, whatever the environment says.
-                dl.jwks_file = None;
-                dl.public_keys = Vec::new();
-                dl.hs256_secret_file = None;
-                dl.jwks_url = None;
-                dl.keys = published.clone();
-                // Served over TLS with the app's certificate when the app is.
-                dl.tls_cert = config.tls_cert.clone();
-                dl.tls_key = config.tls_key.clone();
-                // Its series are served on the app's metrics listener, whatever the
-                // environment says.
-                dl.metrics_bind = None;
-                dl.body_timeout_secs = config.body_timeout_secs;
-                // Outcomes come straight to this app's database.
-                dl.outcome_sink = Some(download_server::outcome::SinkHandle(std::sync::Arc::new(
-                    crate::outcomes::InProcessSink::start(db.clone()),
-                )));
-                let dl = download_server::Application::build(dl).await?;
-                let url = format!("{scheme}://{}", reachable(config.download_bind, dl.port()));
+                // The app's own settings for what both servers take (served over TLS with the
+                // app's certificate when the app is); its error pages link back here; outcomes
+                // come straight to this app's database.
+                let embedded = download_server::Embedded {
+                    bind: config.download_bind,
+                    service: config.service.clone(),
+                    token: config.token.clone(),
+                    file_store: config.file_store.clone(),
+                    keys: published.clone(),
+                    app_url: public_url.to_string(),
+                    outcome_sink: download_server::outcome::SinkHandle(std::sync::Arc::new(
+                        crate::outcomes::InProcessSink::start(db.clone()),
+                    )),
+                };
+                let dl = download_server::Application::build(download_server::Config::embedded(
+                    embedded,
+                ))
+                .await?;
+                let url =
+                    BaseUrl::for_address(tls.is_some(), reachable(config.download_bind, dl.port()));
                 (Some(dl), url)
             }
         };
+        let download_url = download_url.to_string();
 
         // Rotations reach the embedded download server in-process.
         let embedded_keys = download.as_ref().map(|dl| dl.keys());
-        key_watch.spawn(&signing_key, published, move |keys| {
+        key_watch.spawn(&live_keys, published, move |keys| {
             if let Some(dl) = &embedded_keys {
                 dl.replace_in_process(keys);
             }
         });
 
-        if let Some(url) = &config.outcomes_redis {
-            let info =
-                redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|e| {
-                    StartupError::Config {
-                        setting: "--outcomes-redis (OUTCOMES_REDIS)",
-                        reason: e.to_string(),
-                    }
-                })?;
+        if let Some(info) = settings.outcomes_redis {
             crate::outcomes::spawn_stream_reader(db.clone(), info)?;
         }
         let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
@@ -172,6 +154,7 @@ impl Application {
             None
         };
 
+        let metrics = crate::metrics::Metrics::new();
         let state = web::Data::new(AppState {
             db,
             sessions: SessionPolicy {
@@ -180,28 +163,33 @@ impl Application {
                 // Over TLS the cookie is always `Secure` (RFC 6265 section 4.1.2.5).
                 secure_cookies: config.secure_cookies || tls.is_some(),
             },
-            public_origin: origin_of(&public_url),
-            dummy_hash,
+            public_origin: public_url.origin().to_owned(),
+            login: LoginGate {
+                throttle: crate::throttle::LoginThrottle::new(
+                    config.login_attempts_per_minute,
+                    usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
+                ),
+                dummy_hash,
+            },
             links: LinkMinter {
-                signing_key: signing_key.clone(),
-                issuer: config.issuer.clone(),
-                audience: config.audience.clone(),
+                keys: live_keys,
+                issuer: config.token.issuer.clone(),
+                audience: config.token.audience.clone(),
                 ttl: config.token_ttl,
                 download_url: download_url.clone(),
+                minted: metrics.tokens_minted.clone(),
             },
             files,
-            max_upload_bytes: config.max_upload_bytes,
-            max_files_per_user: config.max_files_per_user,
-            login_throttle: crate::throttle::LoginThrottle::new(
-                config.login_attempts_per_minute,
-                usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
-            ),
-            metrics: crate::metrics::Metrics::new(),
-            audit_dir: shared::DataDir::new(&config.data_dir).audit(),
+            uploads: UploadLimits {
+                max_upload_bytes: config.max_upload_bytes,
+                max_files_per_user: config.max_files_per_user,
+            },
+            metrics,
+            audit_dir: data.audit(),
             shares: crate::shares::SharePolicy {
                 max_secs: config.share_max_secs,
                 max_downloads: config.share_max_downloads,
-                public_url: public_url.clone(),
+                public_url: public_url.to_string(),
                 give_back_after_secs: secs(config.share_give_back_secs),
                 outcomes_known: download.is_some() || config.outcomes_redis.is_some(),
             },
@@ -212,7 +200,7 @@ impl Application {
             form_key,
         });
         let body_timeouts = server_kit::body_timeout::BodyTimeouts {
-            deadline: Duration::from_secs(config.body_timeout_secs),
+            deadline: config.service.body_timeout(),
             idle: Duration::from_secs(config.upload_idle_secs),
         };
         let server = serve(state.clone(), listener, tls, config.workers, body_timeouts).map_err(
@@ -240,13 +228,13 @@ impl Application {
             %public_url,
             %download_url,
             metrics = ?metrics.as_ref().map(MetricsServer::address),
-            kid = signing_key.kid(),
-            alg = %signing_key.algorithm(),
+            kid = state.links.keys.kid(),
+            alg = %state.links.keys.algorithm(),
             "app server bound"
         );
         Ok(Application {
             port,
-            public_url,
+            public_url: public_url.to_string(),
             download_url,
             state,
             server,
@@ -348,10 +336,13 @@ fn serve(
     body_timeouts: server_kit::body_timeout::BodyTimeouts,
 ) -> std::io::Result<Server> {
     let hsts = tls.is_some();
+    // The session extractor's two pieces, apart from the handlers' state.
+    let db = web::Data::new(state.db.clone());
+    let session_policy = web::Data::new(state.sessions);
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
         let headers = server_kit::headers::defaults(hsts)
-            .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+            .add(("Content-Security-Policy", routes::CONTENT_SECURITY_POLICY))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"))
             .add(("X-Frame-Options", "DENY"));
@@ -363,6 +354,8 @@ fn serve(
             .wrap(from_fn(crate::telemetry::request_span))
             .app_data(body_timeouts)
             .app_data(state.clone())
+            .app_data(db.clone())
+            .app_data(session_policy.clone())
             .configure(routes::configure)
     })
     // Small responses go out at once rather than after the client's delayed ACK (Nagle).
@@ -385,15 +378,6 @@ fn reachable(bound: SocketAddr, port: u16) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, port)
-}
-
-/// `scheme://authority` of a base URL (what `Origin` carries): any path dropped.
-fn origin_of(url: &str) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    match url[scheme_end..].find('/') {
-        Some(i) => url[..scheme_end + i].to_owned(),
-        None => url.to_owned(),
-    }
 }
 
 fn secs(value: u64) -> i64 {

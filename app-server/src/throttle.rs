@@ -42,6 +42,18 @@ pub enum Refusal {
     Busy,
 }
 
+/// What the client is told: 429 `throttled` with when to come back, or 429 `busy`.
+impl From<Refusal> for crate::error::AppError {
+    fn from(refusal: Refusal) -> crate::error::AppError {
+        match refusal {
+            Refusal::Throttled(wait) => crate::error::AppError::Throttled {
+                retry_after_secs: wait.as_secs() + 1,
+            },
+            Refusal::Busy => crate::error::AppError::Busy,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,

@@ -16,8 +16,8 @@ use actix_web::http::Method;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 
+use crate::db::stored_hash;
 use crate::error::AppError;
-use crate::sessions::hash_session_id;
 
 /// What every token starts with.
 pub const TOKEN_PREFIX: &str = "blpat_";
@@ -272,7 +272,7 @@ pub async fn create(db: &AnyPool, user_id: &str, new: NewToken) -> Result<Create
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&id)
-    .bind(hash_session_id(&token))
+    .bind(stored_hash(&token))
     .bind(user_id)
     .bind(name.as_str())
     .bind(join_scopes(&scopes))
@@ -336,7 +336,7 @@ pub async fn authenticate(db: &AnyPool, presented: &str) -> Result<TokenGrant, A
     if !presented.starts_with(TOKEN_PREFIX) || presented.len() > 128 {
         return Err(AppError::InvalidToken);
     }
-    let hash = hash_session_id(presented);
+    let hash = stored_hash(presented);
     type Row = (String, String, String, String, Option<i64>, Option<i64>);
     let row: Option<Row> = sqlx::query_as(
         "SELECT t.id, t.user_id, u.username, t.scopes, t.expires_at, t.last_used_at \

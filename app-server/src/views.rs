@@ -16,7 +16,7 @@ use crate::outcomes::ShareDownload;
 use crate::routes::assets;
 use crate::sessions::{CSRF_FIELD, Session};
 use crate::share_form::FORM_TOKEN_FIELD;
-use crate::shares::{ShareInfo, ShareStatus, Visit};
+use crate::shares::{OwnerShare, ShareInfo, ShareStatus, Visit};
 
 pub mod tokens;
 
@@ -276,12 +276,6 @@ fn file_row(session: &Session, file: &FileInfo) -> Markup {
             }
         }
     }
-}
-
-/// A share as its owner's file list shows it, with the downloads made through it.
-pub struct OwnerShare {
-    pub info: ShareInfo,
-    pub downloads: Vec<ShareDownload>,
 }
 
 /// What the share form offers: lifetimes up to `--share-max-secs`, downloads up to

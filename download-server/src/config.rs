@@ -3,10 +3,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use shared::{Policy, VerifyingKey};
+use file_store::FileStoreArgs;
+use server_kit::settings::{BaseUrl, ServiceArgs};
+use shared::{Policy, TokenArgs, VerifyingKey};
 
 use crate::StartupError;
-use server_kit::telemetry::LogFormat;
 
 /// Where burned ids live, as `--burn-store` names it.
 #[derive(Clone, Debug)]
@@ -42,28 +43,17 @@ impl std::fmt::Display for BurnStoreSetting {
 #[derive(Parser, Clone, Debug)]
 #[command(name = "download-server", version, about)]
 pub struct Config {
-    /// A TOML file of settings (keys are the long flag names); flags and environment
-    /// variables override it. See docs/OPERATIONS.md, "Configuration".
-    #[arg(long = "config", env = "BURNLINK_CONFIG", value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "DOWNLOAD_BIND", default_value = "127.0.0.1:8081")]
     pub bind: SocketAddr,
 
-    /// Data directory shared with the app server: files are read from `<dir>/files/<key>`
-    /// (unless `--file-store` names a bucket), keys from `<dir>/keys/jwks.json` unless a key
-    /// option is given.
-    #[arg(long, env = "BURNLINK_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
+    /// `--config`, `--data-dir`, TLS, logs, metrics and the body deadline, as on the app.
+    #[command(flatten)]
+    pub service: ServiceArgs,
 
-    /// The only accepted `iss` claim.
-    #[arg(long, env = "BURNLINK_ISSUER", default_value = "burnlink-app")]
-    pub issuer: String,
-
-    /// The only accepted `aud` claim.
-    #[arg(long, env = "BURNLINK_AUDIENCE", default_value = "burnlink-download")]
-    pub audience: String,
+    /// `--issuer` and `--audience`: the only accepted `iss` and `aud`.
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (0 to 60).
     #[arg(long, env = "TOKEN_LEEWAY", default_value_t = Policy::DEFAULT_LEEWAY,
@@ -196,19 +186,6 @@ pub struct Config {
     #[arg(long, env = "APP_URL")]
     pub app_url: Option<String>,
 
-    /// TLS certificate chain (PEM, leaf first): serve https on `--bind`, with
-    /// `Strict-Transport-Security`. Needs `--tls-key`.
-    #[arg(long, env = "TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Log format on standard error: `text` or `json` (one JSON object per line).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
     /// This server's name among the download servers sharing the data directory (letters,
     /// digits, `.`, `_`, `-`); names its audit file. Default: the host name.
     #[arg(long, env = "BURNLINK_INSTANCE")]
@@ -219,18 +196,6 @@ pub struct Config {
     /// `<data dir>/audit/downloads-<instance>.jsonl`, where the app server finds it.
     #[arg(long, env = "AUDIT_LOG")]
     pub audit_log: Option<String>,
-
-    /// Seconds a request body may take to arrive whole (1 to 3600); past it the request
-    /// fails with 408 and the connection closes. The headers have actix's 5 s.
-    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub body_timeout_secs: u64,
-
-    /// Address of the metrics listener (`GET /metrics`, Prometheus text), e.g.
-    /// `127.0.0.1:9101`. Unset: no metrics listener. Never the public port: the counters
-    /// show each download's size and outcome as it happens.
-    #[arg(long, env = "METRICS_BIND")]
-    pub metrics_bind: Option<SocketAddr>,
 
     /// Keys handed over in-process (the app server's all-in-one mode), used besides any file.
     #[arg(skip)]
@@ -247,21 +212,88 @@ pub struct Config {
     pub outcomes_stream_maxlen: u64,
 
     #[command(flatten)]
-    pub file_store: file_store::FileStoreArgs,
+    pub file_store: FileStoreArgs,
 
     /// An outcome sink handed over in-process (the app server's all-in-one mode).
     #[arg(skip)]
     pub outcome_sink: Option<crate::outcome::SinkHandle>,
 }
 
+/// The settings the server runs on, each checked once, at start, by [`Config::check`].
+pub struct Settings {
+    /// `--jwks-url`.
+    pub jwks_url: Option<String>,
+    /// `--burn-store`.
+    pub burn_store: BurnStoreSetting,
+    /// `--app-url`.
+    pub app_url: Option<BaseUrl>,
+    /// `--audit-log` (`None`: off).
+    pub audit_log: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key`, loaded (`None`: plain http).
+    pub tls: Option<rustls::ServerConfig>,
+}
+
+/// What an all-in-one app server hands its embedded download server: the settings both
+/// servers take, the app's URL, the keys and the outcome sink.
+pub struct Embedded {
+    /// `--download-bind`.
+    pub bind: SocketAddr,
+    pub service: ServiceArgs,
+    pub token: TokenArgs,
+    pub file_store: FileStoreArgs,
+    /// The app's published verification keys.
+    pub keys: Vec<VerifyingKey>,
+    /// The app's public URL: error pages link back to it.
+    pub app_url: String,
+    /// Outcomes go straight to the app.
+    pub outcome_sink: crate::outcome::SinkHandle,
+}
+
 impl Config {
-    /// The defaults, as if started with no flags and no environment.
+    /// The defaults, overridden by whatever environment variables are set.
     pub fn from_defaults() -> Config {
         Config::parse_from(["download-server"])
     }
 
+    /// The embedded download server of an all-in-one app. The settings both servers take are
+    /// the app's (data directory, TLS certificate, body deadline, issuer, audience, file
+    /// store), except that its series are served on the app's metrics listener; it verifies
+    /// only the keys handed over in-process, whatever the environment says. Its own settings
+    /// (burn store, resume window, …) come from the environment, as a standalone server's do.
+    pub fn embedded(app: Embedded) -> Config {
+        Config {
+            bind: app.bind,
+            service: ServiceArgs {
+                metrics_bind: None,
+                ..app.service
+            },
+            token: app.token,
+            file_store: app.file_store,
+            jwks_file: None,
+            jwks_url: None,
+            public_keys: Vec::new(),
+            hs256_secret_file: None,
+            keys: app.keys,
+            app_url: Some(app.app_url),
+            outcome_sink: Some(app.outcome_sink),
+            ..Config::from_defaults()
+        }
+    }
+
+    /// Raw flags to checked settings, once: a bad value stops start-up with its setting's
+    /// name. Connects to nothing.
+    pub fn check(&self) -> Result<Settings, StartupError> {
+        Ok(Settings {
+            jwks_url: self.jwks_url()?,
+            tls: self.service.tls()?,
+            burn_store: self.burn_store()?,
+            app_url: self.app_url()?,
+            audit_log: self.audit_log()?,
+        })
+    }
+
     pub fn files_dir(&self) -> PathBuf {
-        shared::DataDir::new(&self.data_dir).files()
+        self.service.data().files()
     }
 
     /// `--jwks-url`, checked: an `http(s)://host[/path]` URL; plain http only to a loopback
@@ -361,21 +393,18 @@ impl Config {
         Ok(BurnStoreSetting::RedisCluster(nodes))
     }
 
-    /// `--app-url`, checked, without a trailing slash.
-    pub fn app_url(&self) -> Result<Option<String>, StartupError> {
+    /// `--app-url`, checked, without a trailing slash; nor `"` or `<`, as it is written into
+    /// error pages.
+    pub fn app_url(&self) -> Result<Option<BaseUrl>, StartupError> {
         let Some(url) = &self.app_url else {
             return Ok(None);
         };
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .unwrap_or("");
-        if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ', '"', '<']) {
-            return Err(StartupError::AppUrl(format!(
+        match BaseUrl::parse(url) {
+            Ok(base) if !url.contains(['"', '<']) => Ok(Some(base)),
+            _ => Err(StartupError::AppUrl(format!(
                 "{url:?} is not an http(s)://host[/path] URL"
-            )));
+            ))),
         }
-        Ok(Some(url.trim_end_matches('/').to_owned()))
     }
 
     /// `--instance`, checked, or the host name (made safe for a file name).
@@ -427,9 +456,7 @@ impl Config {
                 "--audit-log (AUDIT_LOG): give a path or `off`".into(),
             )),
             Some(path) => Ok(Some(PathBuf::from(path))),
-            None => Ok(Some(
-                shared::DataDir::new(&self.data_dir).audit_file(&self.instance()?),
-            )),
+            None => Ok(Some(self.service.data().audit_file(&self.instance()?))),
         }
     }
 
@@ -441,7 +468,7 @@ impl Config {
         Policy {
             leeway: self.leeway,
             max_lifetime: self.max_lifetime,
-            ..Policy::new(&self.issuer, &self.audience)
+            ..Policy::new(&self.token.issuer, &self.token.audience)
         }
     }
 }
@@ -540,12 +567,12 @@ mod tests {
 
     #[test]
     fn the_audit_file_is_per_instance_under_the_data_dir_or_off() {
-        let config = Config {
-            data_dir: "/srv/burnlink".into(),
+        let mut config = Config {
             instance: Some("dl-2".into()),
             audit_log: None,
             ..Config::from_defaults()
         };
+        config.service.data_dir = "/srv/burnlink".into();
         assert_eq!(
             config.audit_log().expect("valid"),
             Some(PathBuf::from("/srv/burnlink/audit/downloads-dl-2.jsonl"))

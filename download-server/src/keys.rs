@@ -147,16 +147,21 @@ impl Keys {
     /// Reads the configured key files and the JWKS URL once. A file that cannot be read or
     /// parsed stops start-up; a JWKS URL that does not answer only warns (the app server may
     /// be starting too): its keys arrive on the next refresh. No key source at all is an error.
-    pub async fn load(config: &Config, policy: Policy) -> Result<Arc<Keys>, StartupError> {
+    /// `jwks_url` is `--jwks-url` as [`Config::check`] checked it.
+    pub async fn load(
+        config: &Config,
+        jwks_url: Option<String>,
+        policy: Policy,
+    ) -> Result<Arc<Keys>, StartupError> {
         let mut files = FileSources {
             jwks_file: config.jwks_file.clone(),
             public_keys: config.public_keys.clone(),
             hs256_secret_file: config.hs256_secret_file.clone(),
         };
         if files.is_empty() && config.jwks_url.is_none() && config.keys.is_empty() {
-            files.jwks_file = Some(shared::DataDir::new(&config.data_dir).jwks());
+            files.jwks_file = Some(config.service.data().jwks());
         }
-        let remote = match config.jwks_url()? {
+        let remote = match jwks_url {
             None => None,
             Some(url) => Some(Remote {
                 client: jwks_client(&url, config.jwks_ca_file.as_deref())?,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, guard, web};
 
-pub use config::{BurnStoreSetting, Config};
+pub use config::{BurnStoreSetting, Config, Embedded, Settings};
 use keys::Keys;
 use state::AppState;
 use store::{BurnStore, MemoryStore, RedisStore};
@@ -95,11 +95,11 @@ pub struct Application {
 }
 
 impl Application {
-    /// Loads keys, binds the listener (port 0 picks one: read it back with [`Self::port`])
-    /// and wires the app. Nothing is served until [`Self::run_until_stopped`].
+    /// Checks the configuration ([`Config::check`]), loads keys, binds the listener (port 0
+    /// picks one: read it back with [`Self::port`]) and wires the app. Nothing is served
+    /// until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        config.jwks_url()?;
-        let tls = server_kit::tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+        let settings = config.check()?;
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
@@ -108,24 +108,22 @@ impl Application {
             addr: config.bind,
             source,
         })?;
-        let metrics_listener = match config.metrics_bind {
+        let metrics_listener = match config.service.metrics_bind {
             Some(addr) => Some(
                 server_kit::metrics::MetricsServer::bind(addr)
                     .map_err(|source| StartupError::MetricsBind { addr, source })?,
             ),
             None => None,
         };
-        let burn_store = config.burn_store()?;
-        config.app_url()?;
-        let recorders = recorders(&config)?;
-        let recorders = with_outcomes(&config, &burn_store, recorders)?;
+        let recorders = recorders(&config, &settings)?;
+        let recorders = with_outcomes(&config, &settings.burn_store, recorders)?;
         let registry = recorders.0.registry().clone();
-        let (server, keys) = match burn_store {
+        let (server, keys) = match &settings.burn_store {
             BurnStoreSetting::Memory => {
                 let store = MemoryStore::start(Duration::from_secs(10));
-                start(&config, store, listener, tls.clone(), recorders).await?
+                start(&config, &settings, store, listener, recorders).await?
             }
-            BurnStoreSetting::Redis(ref info) => {
+            BurnStoreSetting::Redis(info) => {
                 let store = RedisStore::new(
                     info.clone(),
                     config.burn_store_timeout(),
@@ -133,20 +131,20 @@ impl Application {
                 )
                 .map_err(|e| StartupError::BurnStore(e.to_string()))?;
                 store.start().await;
-                start(&config, store, listener, tls.clone(), recorders).await?
+                start(&config, &settings, store, listener, recorders).await?
             }
-            BurnStoreSetting::RedisCluster(ref nodes) => {
+            BurnStoreSetting::RedisCluster(nodes) => {
                 let store = RedisStore::cluster(nodes.clone(), config.burn_store_timeout())
                     .map_err(|e| StartupError::BurnStore(e.to_string()))?;
                 store.start().await;
-                start(&config, store, listener, tls.clone(), recorders).await?
+                start(&config, &settings, store, listener, recorders).await?
             }
         };
         let metrics = match metrics_listener {
             Some(listener) => Some(
                 server_kit::metrics::MetricsServer::start(listener, vec![registry.clone()])
                     .map_err(|source| StartupError::MetricsBind {
-                        addr: config.metrics_bind.unwrap_or(config.bind),
+                        addr: config.service.metrics_bind.unwrap_or(config.bind),
                         source,
                     })?,
             ),
@@ -155,12 +153,12 @@ impl Application {
         let metrics_addr = metrics
             .as_ref()
             .map(server_kit::metrics::MetricsServer::address);
-        tracing::info!(%addr, ?metrics_addr, kids = ?keys.kids(), store = %burn_store, "download server bound");
+        tracing::info!(%addr, ?metrics_addr, kids = ?keys.kids(), store = %settings.burn_store, "download server bound");
         Ok(Application {
             addr,
             server,
             keys,
-            tls: tls.is_some(),
+            tls: settings.tls.is_some(),
             registry,
             metrics,
         })
@@ -233,17 +231,21 @@ async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64
 /// The keys, checked against the policy with the restart boundary.
 async fn load_keys(
     config: &Config,
+    settings: &Settings,
     not_issued_before: Option<u64>,
 ) -> Result<Arc<Keys>, StartupError> {
     let mut policy = config.policy();
     policy.not_issued_before = not_issued_before;
-    Keys::load(config, policy).await
+    Keys::load(config, settings.jwks_url.clone(), policy).await
 }
 
 /// The metrics registry and the audit log (its file opened, or refused at start).
-fn recorders(config: &Config) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
+fn recorders(
+    config: &Config,
+    settings: &Settings,
+) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
     let metrics = metrics::Metrics::new();
-    let path = config.audit_log()?;
+    let path = settings.audit_log.clone();
     let dropped = metrics.audit_dropped.clone();
     let audit = match audit::AuditLog::open(path.as_deref(), dropped.clone()) {
         Ok(audit) => audit,
@@ -301,33 +303,40 @@ fn with_outcomes(
 /// Keys (with the restart boundary of a forgetful store) and the server, for any store.
 async fn start<S: BurnStore>(
     config: &Config,
+    settings: &Settings,
     store: S,
     listener: TcpListener,
-    tls: Option<rustls::ServerConfig>,
     recorders: (metrics::Metrics, audit::AuditLog),
 ) -> Result<(Server, Arc<Keys>), StartupError> {
     let files = config.file_store.open(config.files_dir()).await?;
     let not_before = restart_boundary(&store, config).await;
-    let keys = load_keys(config, not_before).await?;
-    let server =
-        serve(config, keys.clone(), store, files, listener, tls, recorders).map_err(|source| {
-            StartupError::Bind {
-                addr: config.bind,
-                source,
-            }
-        })?;
+    let keys = load_keys(config, settings, not_before).await?;
+    let server = serve(
+        config,
+        settings,
+        keys.clone(),
+        store,
+        files,
+        listener,
+        recorders,
+    )
+    .map_err(|source| StartupError::Bind {
+        addr: config.bind,
+        source,
+    })?;
     Ok((server, keys))
 }
 
 fn serve<S: BurnStore>(
     config: &Config,
+    settings: &Settings,
     keys: Arc<Keys>,
     store: S,
     files: file_store::Files,
     listener: TcpListener,
-    tls: Option<rustls::ServerConfig>,
     (metrics, audit): (metrics::Metrics, audit::AuditLog),
 ) -> std::io::Result<Server> {
+    let tls = settings.tls.clone();
     let hsts = tls.is_some();
     let state = web::Data::new(AppState {
         verifier: keys,
@@ -338,14 +347,14 @@ fn serve<S: BurnStore>(
         secure_cookies: hsts,
         files,
         read_buffer: config.read_buffer_kib as usize * 1024,
-        app_url: config.app_url().ok().flatten(),
+        app_url: settings.app_url.as_ref().map(ToString::to_string),
         metrics,
         audit,
     });
     // Nothing here reads a body; one sent anyway must still arrive in time.
     let body_timeouts = server_kit::body_timeout::BodyTimeouts {
-        deadline: Duration::from_secs(config.body_timeout_secs),
-        idle: Duration::from_secs(config.body_timeout_secs),
+        deadline: config.service.body_timeout(),
+        idle: config.service.body_timeout(),
     };
     let server = HttpServer::new(move || {
         let headers = server_kit::headers::defaults(hsts);

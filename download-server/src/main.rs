@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     // Flags, then environment, then `--config FILE`, then defaults.
     let config: Config = config_file::parse().unwrap_or_else(|e| e.exit());
-    telemetry::init(config.log_format);
+    telemetry::init(config.service.log_format);
     let app = Application::build(config).await?;
     println!("burnlink downloads on {}", app.url());
     app.run_until_stopped().await?;

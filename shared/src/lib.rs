@@ -1,5 +1,6 @@
 //! What the app server (which mints download tokens) and the download server (which honours
-//! them) must agree on: the claims, the header, the keys and the one validation function.
+//! them) must agree on: the claims, the header, the keys and the one validation function (and
+//! [`TokenArgs`], the `--issuer` / `--audience` flags both servers take).
 //!
 //! The format is documented for other languages in `docs/TOKEN.md`; anything that changes what
 //! [`Verifier::verify`] accepts must change that document too.
@@ -9,6 +10,7 @@ mod claims;
 mod data_dir;
 mod keys;
 pub mod record;
+mod token_args;
 mod verify;
 
 pub use backend::CryptoBackend;
@@ -18,6 +20,7 @@ pub use keys::{
     Algorithm, KeyError, PublishedJwks, SigningKey, VerifyingKey, jwks, parse_jwks,
     write_private_file,
 };
+pub use token_args::TokenArgs;
 pub use verify::{Grant, Policy, TokenError, Verifier};
 
 /// The `typ` header every download token carries. An explicit type keeps a download token from

@@ -39,19 +39,19 @@ pub fn test_config(data_dir: &Path) -> app_server::Config {
     let mut config = app_server::Config::from_defaults();
     config.bind = "127.0.0.1:0".parse().expect("literal address");
     config.download_bind = "127.0.0.1:0".parse().expect("literal address");
-    config.data_dir = data_dir.to_owned();
+    config.service.data_dir = data_dir.to_owned();
     config.database_url = Some(format!(
         "sqlite://{}?mode=rwc",
         data_dir.join("app.db").display()
     ));
     config.public_url = None;
     config.download_url = None;
-    config.metrics_bind = None;
+    config.service.metrics_bind = None;
     config.demo_user = false;
     config.signing_key = None;
     config.alg = Algorithm::EdDSA;
-    config.issuer = "burnlink-app".into();
-    config.audience = "burnlink-download".into();
+    config.token.issuer = "burnlink-app".into();
+    config.token.audience = "burnlink-download".into();
     if s3::s3_under_test() {
         let moto = s3::moto().expect("TEST_FILE_STORE=s3 needs moto (.ci/install-deps)");
         config.file_store = moto.settings(&moto.bucket(), "files");
@@ -66,7 +66,7 @@ pub async fn spawn() -> TestApp {
 
 /// A configuration change for [`spawn_with`]: a metrics listener on a free loopback port.
 pub fn with_metrics(config: &mut app_server::Config) {
-    config.metrics_bind = Some("127.0.0.1:0".parse().expect("literal address"));
+    config.service.metrics_bind = Some("127.0.0.1:0".parse().expect("literal address"));
 }
 
 /// Like [`spawn`], with the configuration adjusted first.
@@ -97,7 +97,7 @@ pub async fn start(config: app_server::Config) -> TestApp {
         app_url,
         dl_url,
         metrics_url,
-        data_dir: config.data_dir.clone(),
+        data_dir: config.service.data_dir.clone(),
         config,
         anon: client(),
         db,
@@ -169,8 +169,8 @@ impl TestApp {
     pub fn claims(&self, storage_key: &str, name: &str) -> Claims {
         let now = shared::unix_now();
         Claims {
-            iss: self.config.issuer.clone(),
-            aud: self.config.audience.clone(),
+            iss: self.config.token.issuer.clone(),
+            aud: self.config.token.audience.clone(),
             sub: "test".into(),
             jti: shared::Jti::generate().as_str().to_owned(),
             iat: now,

@@ -315,9 +315,9 @@ async fn wait_for_cluster_ok(ports: &[u16]) {
 pub fn download_config(app: &TestApp, burn_store: &str) -> download_server::Config {
     let mut config = download_server::Config::from_defaults();
     config.bind = "127.0.0.1:0".parse().expect("literal address");
-    config.data_dir = app.data_dir.clone();
-    config.issuer = app.config.issuer.clone();
-    config.audience = app.config.audience.clone();
+    config.service.data_dir = app.data_dir.clone();
+    config.token.issuer = app.config.token.issuer.clone();
+    config.token.audience = app.config.token.audience.clone();
     config.jwks_file = None;
     config.public_keys = Vec::new();
     config.hs256_secret_file = None;
@@ -325,7 +325,7 @@ pub fn download_config(app: &TestApp, burn_store: &str) -> download_server::Conf
     config.burn_store = burn_store.to_owned();
     // The app's files, wherever they are.
     config.file_store = app.config.file_store.clone();
-    config.metrics_bind = None;
+    config.service.metrics_bind = None;
     // Many servers share few cores while tests run in parallel: a slow answer there is load,
     // not an outage. Tests about outages set the deadline they mean.
     config.burn_store_timeout_ms = 5_000;

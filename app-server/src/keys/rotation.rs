@@ -247,7 +247,7 @@ pub async fn revoke_configured(
     kid: &str,
 ) -> Result<Revocation, StartupError> {
     data_dir_keys_only(config, "keys revoke")?;
-    let keys_dir = shared::DataDir::new(&config.data_dir).keys();
+    let keys_dir = config.service.data().keys();
     let (alg, publish_secs, owned_kid) =
         (config.alg, config.retired_key_publish_secs, kid.to_owned());
     let dir = keys_dir.clone();
@@ -286,7 +286,7 @@ pub(super) fn data_dir_keys_only(
 /// `--signing-key`: that file belongs to the operator, who rotates it by replacing it.
 pub async fn rotate_configured(config: &crate::Config) -> Result<Rotation, StartupError> {
     data_dir_keys_only(config, "keys rotate")?;
-    let keys_dir = shared::DataDir::new(&config.data_dir).keys();
+    let keys_dir = config.service.data().keys();
     let (alg, publish_secs) = (config.alg, config.retired_key_publish_secs);
     tokio::task::spawn_blocking(move || rotate(&keys_dir, alg, publish_secs))
         .await

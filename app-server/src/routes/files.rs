@@ -49,8 +49,8 @@ async fn upload(
     session: Session,
     multipart: Multipart,
 ) -> Result<HttpResponse, AppError> {
-    let csrf = upload_csrf(&req, &state, &session)?;
-    let file = files::upload(&state, &session, multipart, csrf).await?;
+    let csrf = upload_csrf(&req, state.uploads, &session)?;
+    let file = files::upload(state.uploads_to(), &session, multipart, csrf).await?;
     Ok(HttpResponse::Created().json(file))
 }
 
@@ -59,7 +59,7 @@ async fn upload(
 /// nothing is written for it.
 pub(crate) fn upload_csrf(
     req: &HttpRequest,
-    state: &AppState,
+    limits: files::UploadLimits,
     session: &Session,
 ) -> Result<Csrf, AppError> {
     let mode = if session.token().is_some() || req.headers().contains_key(CSRF_HEADER) {
@@ -74,9 +74,9 @@ pub(crate) fn upload_csrf(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(length) = declared
-        && length > state.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD)
+        && length > limits.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD)
     {
-        return Err(AppError::TooLarge(state.max_upload_bytes));
+        return Err(AppError::TooLarge(limits.max_upload_bytes));
     }
     Ok(mode)
 }
@@ -102,7 +102,7 @@ async fn delete(
 ) -> Result<HttpResponse, AppError> {
     session.check_csrf_header(&req)?;
     let id = FileId::parse(&id)?;
-    files::delete(&state, &session.user_id, &id).await?;
+    files::delete(&state.db, &state.files, &session.user_id, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -124,7 +124,7 @@ async fn link(
 ) -> Result<HttpResponse, AppError> {
     session.check_csrf_header(&req)?;
     let id = FileId::parse(&id)?;
-    let link = files::link(&state, &session.user_id, &id).await?;
+    let link = files::link(&state.db, &state.links, &session.user_id, &id).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(link))

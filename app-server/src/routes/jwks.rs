@@ -9,5 +9,5 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .body(state.links.signing_key.jwks_json().as_str().to_owned())
+        .body(state.links.keys.jwks_json().as_str().to_owned())
 }

@@ -199,7 +199,7 @@ async fn index(
             )
             .await
             .map_err(|e| PageError::new(e, Some(session)))?;
-            let shares = crate::shares::for_file_list(&state, &session.user_id)
+            let shares = crate::shares::for_file_list(&state.db, &state.shares, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(session)))?;
             let file_downloads =
@@ -212,7 +212,7 @@ async fn index(
                 &shares,
                 &file_downloads,
                 &recent,
-                state.max_upload_bytes,
+                state.uploads.max_upload_bytes,
                 &share_choices(&state),
             )
         }
@@ -226,18 +226,23 @@ async fn login(
     state: web::Data<AppState>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
-    if let Err(e) = sessions::check_login_origin(&req, &state.public_origin) {
+    if let Err(e) = crate::login::check_origin(&req, &state.public_origin) {
         let page = views::login_page(Some(&explain(&e).1), &form.username);
         return Ok(html_instead(&e.error_response(), page));
     }
     let previous = sessions::cookie_value(&req);
-    let client = sessions::client_ip(&req);
-    match sessions::login(
-        &state,
-        client,
-        &form.username,
-        &form.password,
-        previous.as_deref(),
+    let credentials = crate::login::Credentials {
+        client: sessions::client_ip(&req),
+        username: &form.username,
+        password: &form.password,
+        previous_session: previous.as_deref(),
+    };
+    match crate::login::login(
+        &state.db,
+        &state.sessions,
+        &state.login,
+        &state.metrics,
+        credentials,
     )
     .await
     {
@@ -290,8 +295,8 @@ async fn upload(
         .0
         .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
     let page_error = |e| PageError::new(e, Some(&session));
-    let csrf = super::files::upload_csrf(&req, &state, &session).map_err(page_error)?;
-    files::upload(&state, &session, multipart, csrf)
+    let csrf = super::files::upload_csrf(&req, state.uploads, &session).map_err(page_error)?;
+    files::upload(state.uploads_to(), &session, multipart, csrf)
         .await
         .map_err(page_error)?;
     Ok(see_other("/"))
@@ -309,7 +314,7 @@ async fn delete(
     let page_error = |e| PageError::new(e, Some(&session));
     session.check_csrf(csrf_of(&form)).map_err(page_error)?;
     let id = FileId::parse(&id).map_err(page_error)?;
-    files::delete(&state, &session.user_id, &id)
+    files::delete(&state.db, &state.files, &session.user_id, &id)
         .await
         .map_err(page_error)?;
     Ok(see_other("/"))
@@ -327,7 +332,7 @@ async fn download(
     };
     let page_error = |e| PageError::new(e, Some(&session));
     let id = FileId::parse(&id).map_err(page_error)?;
-    let link = files::link(&state, &session.user_id, &id)
+    let link = files::link(&state.db, &state.links, &session.user_id, &id)
         .await
         .map_err(page_error)?;
     Ok(see_other(&link.url))
@@ -411,7 +416,7 @@ async fn create_share(
         password: form.password,
     };
     let file_id = FileId::parse(&file.id).map_err(page_error)?;
-    match crate::shares::create(&state, &session.user_id, &file_id, new).await {
+    match crate::shares::create(&state.db, &state.shares, &session.user_id, &file_id, new).await {
         Ok(share) => Ok(html(
             StatusCode::CREATED,
             views::share_created_page(&session, &file.name, &share),

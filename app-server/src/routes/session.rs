@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+use crate::login::{self, Credentials};
 use crate::sessions::{self, Session};
 use crate::state::AppState;
 
@@ -43,15 +44,20 @@ async fn login(
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
-    sessions::check_login_origin(&req, &state.public_origin)?;
+    login::check_origin(&req, &state.public_origin)?;
     let previous = sessions::cookie_value(&req);
-    let client = sessions::client_ip(&req);
-    let (user, session) = sessions::login(
-        &state,
-        client,
-        &body.username,
-        &body.password,
-        previous.as_deref(),
+    let credentials = Credentials {
+        client: sessions::client_ip(&req),
+        username: &body.username,
+        password: &body.password,
+        previous_session: previous.as_deref(),
+    };
+    let (user, session) = login::login(
+        &state.db,
+        &state.sessions,
+        &state.login,
+        &state.metrics,
+        credentials,
     )
     .await?;
     Ok(HttpResponse::Ok()

@@ -8,18 +8,15 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use maud::Markup;
 use serde::Deserialize;
 
+use super::CONTENT_SECURITY_POLICY;
 use crate::error::AppError;
 use crate::files::FileId;
 use crate::outcomes;
 use crate::sessions::{self, Session};
 use crate::share_form::{self, Caller};
-use crate::shares::{self, NewShare, ShareId, ShareSecret};
-use crate::startup::CONTENT_SECURITY_POLICY;
+use crate::shares::{self, DOWNLOADS_SHOWN, NewShare, ShareId, ShareSecret};
 use crate::state::AppState;
 use crate::views;
-
-/// Downloads listed per share or file, at most.
-pub const DOWNLOADS_SHOWN: i64 = 50;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -73,7 +70,7 @@ async fn create(
         serde_json::from_slice(&body)
             .map_err(|e| AppError::BadRequest(format!("share settings: {e}")))?
     };
-    let share = shares::create(&state, &session.user_id, &id, new).await?;
+    let share = shares::create(&state.db, &state.shares, &session.user_id, &id, new).await?;
     Ok(json_no_store(StatusCode::CREATED, &share))
 }
 
@@ -93,7 +90,7 @@ async fn list(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = FileId::parse(&id)?;
-    let list = shares::list_for_file(&state, &session.user_id, &id).await?;
+    let list = shares::list_for_file(&state.db, &state.shares, &session.user_id, &id).await?;
     Ok(json_no_store(StatusCode::OK, &list))
 }
 
@@ -159,7 +156,7 @@ async fn share_downloads(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = ShareId::parse(&id)?;
-    let list = shares::downloads(&state, &session.user_id, &id).await?;
+    let list = shares::downloads(&state.db, &session.user_id, &id).await?;
     Ok(json_no_store(StatusCode::OK, &list))
 }
 
@@ -216,7 +213,7 @@ async fn page(
     let Ok(secret) = ShareSecret::parse(&secret) else {
         return Ok(gone(&state, &AppError::NotFound));
     };
-    match shares::visit(&state, &secret).await {
+    match shares::visit(&state.db, &state.shares, &secret).await {
         Ok(visit) => {
             let token = state.form_key.issue(&visit.id, crate::now());
             Ok(visitor_page(
@@ -277,7 +274,7 @@ async fn take(
             views::share_page(visit, &path, &token, Some(message)),
         )
     };
-    let visit = match shares::visit(&state, &secret).await {
+    let visit = match shares::visit(&state.db, &state.shares, &secret).await {
         Ok(visit) => visit,
         Err(e @ (AppError::NotFound | AppError::ShareGone)) => return Ok(gone(&state, &e)),
         Err(e) => return Ok(failed(&state, &e)),
@@ -296,7 +293,16 @@ async fn take(
         }
     }
     let client = sessions::client_ip(&req);
-    match shares::take(&state, &secret, form.password.as_deref(), client).await {
+    let taken = shares::take(
+        &state.db,
+        &state.shares,
+        &state.share_throttle,
+        &state.links,
+        &secret,
+        form.password.as_deref(),
+        client,
+    );
+    match taken.await {
         Ok(link) => Ok(HttpResponse::SeeOther()
             .insert_header((LOCATION, link.url))
             .insert_header(("Cache-Control", "no-store"))

@@ -446,7 +446,7 @@ async fn metrics_are_served_only_on_their_own_listener() {
 
     // A standalone download server has its own.
     let mut config = burnlink_tests::services::download_config(&app, "memory");
-    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    config.service.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     let dl = download_server::Application::build(config)
         .await
         .expect("starts");

@@ -65,9 +65,9 @@ async fn a_fleet_with_no_shared_directory_serves_each_link_once_and_shares_acros
     for dir in &dirs[2..] {
         let mut config = download_server::Config::from_defaults();
         config.bind = "127.0.0.1:0".parse().unwrap();
-        config.data_dir = dir.path().join("data");
-        config.issuer = a.config.issuer.clone();
-        config.audience = a.config.audience.clone();
+        config.service.data_dir = dir.path().join("data");
+        config.token.issuer = a.config.token.issuer.clone();
+        config.token.audience = a.config.token.audience.clone();
         config.jwks_url = Some(format!("{}/.well-known/jwks.json", a.app_url));
         config.burn_store = redis.url().to_owned();
         config.burn_store_timeout_ms = 5_000;
@@ -240,7 +240,7 @@ async fn unusable_storage_stops_start_up_with_the_setting_name() {
 
         let mut config = download_server::Config::from_defaults();
         config.bind = "127.0.0.1:0".parse().unwrap();
-        config.data_dir = dir.path().to_owned();
+        config.service.data_dir = dir.path().to_owned();
         config.keys = vec![
             SigningKey::generate(Algorithm::EdDSA)
                 .verifying_key()

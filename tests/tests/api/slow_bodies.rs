@@ -57,7 +57,7 @@ fn login_head(len: usize) -> String {
 
 #[tokio::test]
 async fn trickled_login_bodies_are_cut_off_on_both_servers() {
-    let app = spawn_with(|c| c.body_timeout_secs = 1).await;
+    let app = spawn_with(|c| c.service.body_timeout_secs = 1).await;
     // Twenty at once, each one byte every 200 ms of a 100-byte body (20 s to send): each
     // gets 408 after about a second and its connection closed.
     let body = br#"{"username":"alice","password":"guess"}"#.repeat(3)[..100].to_vec();
@@ -128,7 +128,7 @@ async fn raw_upload(app: &TestApp, content: &[u8]) -> (String, Vec<u8>) {
 #[tokio::test]
 async fn a_stalled_upload_fails_cleanly_and_a_slow_one_is_not_cut() {
     let app = spawn_with(|c| {
-        c.body_timeout_secs = 1;
+        c.service.body_timeout_secs = 1;
         c.upload_idle_secs = 1;
     })
     .await;

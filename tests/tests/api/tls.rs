@@ -36,8 +36,8 @@ async fn both_servers_answer_over_https_with_hsts_and_secure_cookies() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cert, key, client) = self_signed(dir.path());
     let mut config = test_config(&dir.path().join("data"));
-    config.tls_cert = Some(cert);
-    config.tls_key = Some(key);
+    config.service.tls_cert = Some(cert);
+    config.service.tls_key = Some(key);
     assert!(!config.secure_cookies, "not asked for: TLS turns it on");
     let app = app_server::Application::build(config)
         .await
@@ -125,7 +125,7 @@ async fn a_certificate_without_its_key_stops_start_up_naming_the_setting() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cert, _, _) = self_signed(dir.path());
     let mut config = test_config(&dir.path().join("data"));
-    config.tls_cert = Some(cert);
+    config.service.tls_cert = Some(cert);
     let err = app_server::Application::build(config)
         .await
         .err()
@@ -135,8 +135,8 @@ async fn a_certificate_without_its_key_stops_start_up_naming_the_setting() {
 
     let mut config = download_server::Config::from_defaults();
     config.bind = "127.0.0.1:0".parse().expect("address");
-    config.tls_cert = Some(dir.path().join("missing.crt"));
-    config.tls_key = Some(dir.path().join("missing.key"));
+    config.service.tls_cert = Some(dir.path().join("missing.crt"));
+    config.service.tls_key = Some(dir.path().join("missing.key"));
     let err = download_server::Application::build(config)
         .await
         .err()
@@ -153,7 +153,7 @@ fn jwks_url_download_config(
 ) -> download_server::Config {
     let mut config = download_server::Config::from_defaults();
     config.bind = "127.0.0.1:0".parse().expect("address");
-    config.data_dir = data_dir.to_owned();
+    config.service.data_dir = data_dir.to_owned();
     config.jwks_url = Some(jwks_url);
     config.jwks_min_refresh_secs = 0;
     config
@@ -165,8 +165,8 @@ async fn a_download_server_fetches_the_jwks_over_https_trusting_the_given_ca() {
     let (cert, key, _) = self_signed(dir.path());
     let data_dir = dir.path().join("data");
     let mut config = test_config(&data_dir);
-    config.tls_cert = Some(cert.clone());
-    config.tls_key = Some(key);
+    config.service.tls_cert = Some(cert.clone());
+    config.service.tls_key = Some(key);
     let app = app_server::Application::build(config)
         .await
         .expect("app server starts with TLS");
