@@ -162,7 +162,7 @@ pub struct Config {
 
     /// First read size per stream, in KiB (4 to 1024): what a slow client holds. Reads grow
     /// to 512 KiB for a client that keeps up, so this bounds memory, not speed.
-    #[arg(long, env = "READ_BUFFER_KIB", default_value_t = 16,
+    #[arg(long, env = "READ_BUFFER_KIB", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(4..=1024))]
     pub read_buffer_kib: u32,
 

@@ -1,11 +1,6 @@
 use download_server::{Application, Config};
 use server_kit::{config_file, telemetry};
 
-/// Every request allocates its header map, token parts and grant: mimalloc's per-thread free
-/// lists make that cheaper than glibc's malloc (docs/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     // Flags, then environment, then `--config FILE`, then defaults.
