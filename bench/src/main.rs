@@ -49,7 +49,7 @@ struct Args {
     /// First read size of the download server, KiB (its default).
     #[arg(long, default_value_t = 16)]
     read_buffer_kib: u32,
-    /// Run only these workloads (comma-separated: crypto, small, streams, memory) and print
+    /// Run only these workloads (comma-separated: crypto, small, streams, memory, s3) and print
     /// the figures without writing the report: for trying a change.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Workload>,
@@ -69,6 +69,7 @@ enum Workload {
     Small,
     Streams,
     Memory,
+    S3,
 }
 
 const ISSUER: &str = "burnlink-app";
@@ -76,6 +77,8 @@ const AUDIENCE: &str = "burnlink-download";
 const SMALL: &str = "small4k";
 const LARGE: &str = "large1g";
 const MEDIUM: &str = "medium256m";
+/// Where the S3 rows' objects live in their bucket.
+const S3_PREFIX: &str = "bench";
 /// Everything after this line of the report is kept across runs.
 const NOTES_MARKER: &str = "<!-- analysis: kept across runs -->";
 
@@ -106,6 +109,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Workload::Memory) {
         memory(&bench, &mut report)?;
+    }
+    if runs(Workload::S3) {
+        s3(&bench, &mut report)?;
     }
     if !args.only.is_empty() {
         return Ok(());
@@ -175,6 +181,98 @@ fn memory(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let ours_rss = bench.slow_readers(&ours)?;
     drop(ours);
     report.memory(args.slow_readers, nginx_rss, ours_rss);
+    Ok(())
+}
+
+/// The files in S3-compatible storage (a private moto server) against the local directory,
+/// both through the download server in this run: 4 KiB req/s and 1 GiB, 1 stream.
+fn s3(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!("== files in S3 (moto) against the local directory");
+    let Some(moto) = burnlink_tests::s3::moto() else {
+        report.note("moto (moto[server]) not installed: S3 rows skipped.".into());
+        return Ok(());
+    };
+    let bucket = moto.bucket();
+    let files = bench.dir.join("files");
+    for key in [SMALL, LARGE] {
+        let start = Instant::now();
+        put_object(
+            moto.port,
+            &format!("/{bucket}/{S3_PREFIX}/{key}"),
+            &files.join(key),
+        )?;
+        eprintln!(
+            "   uploaded {key} to moto in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let ours = bench.download_server("memory")?;
+    let local_small = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-local")?;
+    let local_large = bench.wrk_stream(&ours, 1, "burnlink-local")?;
+    drop(ours);
+    let settings = moto.settings(&bucket, S3_PREFIX);
+    let mut env = vec![
+        ("FILE_STORE", settings.file_store),
+        ("S3_PATH_STYLE", settings.s3_path_style.to_string()),
+    ];
+    for (name, value) in [
+        ("AWS_ENDPOINT_URL", settings.aws_endpoint_url),
+        ("AWS_ACCESS_KEY_ID", settings.aws_access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key),
+        ("AWS_REGION", settings.aws_region),
+    ] {
+        env.extend(value.map(|v| (name, v)));
+    }
+    let ours = Server::download(bench, "memory", &env)?;
+    // moto's CPU over each load (it idles while wrk loads its paths), as for the server.
+    let moto_pid = moto_pid(moto.port);
+    let moto_cpu = || moto_pid.map_or(0.0, cpu_seconds);
+    let before = moto_cpu();
+    let s3_small = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-s3")?;
+    let moto_small = (moto_cpu() - before) / (s3_small.duration_us as f64 / 1e6);
+    let before = moto_cpu();
+    let s3_large = bench.wrk_stream(&ours, 1, "burnlink-s3")?;
+    let moto_large = (moto_cpu() - before) / (s3_large.duration_us as f64 / 1e6);
+    drop(ours);
+    eprintln!("   moto on {moto_small:.2} cores (4 KiB), {moto_large:.2} cores (1 GiB)");
+    report.s3(
+        (&local_small, &s3_small, moto_small),
+        (&local_large, &s3_large, moto_large),
+    );
+    Ok(())
+}
+
+/// The `moto_server` process listening on `port` (its command line names the port).
+fn moto_pid(port: u16) -> Option<u32> {
+    let port = port.to_string();
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_moto = args.contains(&b"moto.server".as_slice())
+            && args.windows(2).any(|w| w == [b"-p", port.as_bytes()]);
+        is_moto.then_some(pid)
+    })
+}
+
+/// One streaming `PUT` of `file` to `path` on the S3 server at `port`: the body goes from the
+/// file to the socket in small reads (never whole in memory). moto checks no signature.
+fn put_object(port: u16, path: &str, file: &Path) -> anyhow::Result<()> {
+    let mut body = std::fs::File::open(file)?;
+    let len = body.metadata()?.len();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\
+         Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+    )?;
+    std::io::copy(&mut body, &mut stream)?;
+    let mut status = String::new();
+    BufReader::new(stream).read_line(&mut status)?;
+    if status.split(' ').nth(1) != Some("200") {
+        bail!("PUT {path}: the S3 server said {:?}", status.trim());
+    }
     Ok(())
 }
 
@@ -357,7 +455,7 @@ impl<'a> Bench<'a> {
     }
 
     fn download_server(&self, burn_store: &str) -> anyhow::Result<Server> {
-        Server::download(self, burn_store)
+        Server::download(self, burn_store, &[])
     }
 
     /// Writes `count` download paths, each with a fresh token, minted on every core.
@@ -695,7 +793,12 @@ impl Server {
         Server::announced(child)
     }
 
-    fn download(bench: &Bench<'_>, burn_store: &str) -> anyhow::Result<Server> {
+    /// The release download server on a free port; `env` adds settings (the file store's).
+    fn download(
+        bench: &Bench<'_>,
+        burn_store: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
         let keys = bench.dir.join("keys");
         let child = Command::new(bench.args.bin_dir.join("download-server"))
             .args(["--bind", "127.0.0.1:0", "--burn-store", burn_store])
@@ -708,6 +811,7 @@ impl Server {
             .args(["--workers", &bench.workers.to_string()])
             .args(["--read-buffer-kib", &bench.args.read_buffer_kib.to_string()])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -1060,6 +1164,48 @@ impl Report {
         ));
     }
 
+    /// Ratios S3/local: no target, what the seam and the store cost.
+    /// Each pair: the local run, the S3 run, and the cores moto used during the S3 run.
+    fn s3(&mut self, small: (&Wrk, &Wrk, f64), large: (&Wrk, &Wrk, f64)) {
+        let ((local_small, s3_small, moto_small), (local_large, s3_large, moto_large)) =
+            (small, large);
+        let rps = |w: &Wrk| {
+            format!(
+                "{:.0} req/s, p99 {} µs, server on {:.2} cores",
+                w.rps(),
+                w.p99_us,
+                w.server_cores
+            )
+        };
+        self.row(
+            "4 KiB, HS256, files in S3 (moto) against the local directory (req/s)",
+            format!("{}, moto on {moto_small:.2}", rps(s3_small)),
+            format!("{} (local)", rps(local_small)),
+            Some(s3_small.rps() / local_small.rps()),
+            "",
+        );
+        let mb = |w: &Wrk| format!("{:.0} MB/s", w.mb_per_s());
+        self.row(
+            "1 GiB, 1 stream, files in S3 (moto) against local (MB/s)",
+            format!(
+                "{}, server on {:.2} cores, moto on {moto_large:.2}",
+                mb(s3_large),
+                s3_large.server_cores
+            ),
+            format!("{} (local)", mb(local_large)),
+            Some(s3_large.mb_per_s() / local_large.mb_per_s()),
+            "",
+        );
+        for (label, w) in [("S3 4 KiB", s3_small), ("S3 1 GiB", s3_large)] {
+            if w.status_errors + w.socket_errors > 0 {
+                self.notes.push(format!(
+                    "{label} run had {} non-2xx and {} socket errors.",
+                    w.status_errors, w.socket_errors
+                ));
+            }
+        }
+    }
+
     fn memory(&mut self, readers: usize, nginx_kib: u64, ours_kib: u64) {
         let per = |k: u64| k as f64 / readers as f64;
         self.row(
@@ -1161,7 +1307,13 @@ impl Report {
              Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
              every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers). \
              Minting: `SigningKey::mint` in a loop on one thread for 2 s. Verify bound: `Verifier::verify` on the same \
-             2,000 tokens on every core for 3 s, once per jsonwebtoken backend, each in a process of its own.",
+             2,000 tokens on every core for 3 s, once per jsonwebtoken backend, each in a process of its own. \
+             Files in S3: a private `moto_server` (moto from PyPI, as the tests start it) gets a bucket, and the 4 KiB and 1 GiB \
+             files are uploaded to it with one streaming `PUT` each; the download server is then started with \
+             `--file-store s3://<bucket>/bench --s3-path-style` and the endpoint and dummy credentials in `AWS_*`, and loaded \
+             as above (4 KiB HS256; 1 GiB, 1 stream), right after the same two loads on the local directory, and the rows are \
+             S3/local. moto is a Python test server, one process, so those figures bound from above what the file-store seam \
+             and a ranged GET per download cost; they say nothing of what AWS S3 would do.",
             args.connections, args.duration, args.stream_duration, args.slow_readers
         )?;
         // Hand-written analysis below the marker survives a new run.
