@@ -184,62 +184,179 @@ fn memory(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The files in S3-compatible storage (a private moto server) against the local directory,
-/// both through the download server in this run: 4 KiB req/s and 1 GiB, 1 stream.
+/// The files in S3-compatible storage against the local directory, all through the download
+/// server in this run: 4 KiB req/s and 1 GiB, 1 stream. Two stores: a private moto server
+/// (Python, the tests' S3 server) and `s3s-fs` (Rust, objects as files), each skipped with a
+/// note when not installed.
 fn s3(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
-    eprintln!("== files in S3 (moto) against the local directory");
-    let Some(moto) = burnlink_tests::s3::moto() else {
-        report.note("moto (moto[server]) not installed: S3 rows skipped.".into());
+    eprintln!("== files in S3 (moto, s3s-fs) against the local directory");
+    let mut peers = Vec::new();
+    match burnlink_tests::s3::moto() {
+        Some(moto) => peers.push(S3Peer::moto(moto)),
+        None => skipped(report, "moto (moto[server]) is not installed"),
+    }
+    match S3Peer::s3s_fs(bench.dir) {
+        Ok(peer) => peers.push(peer),
+        Err(e) => skipped(report, &format!("s3s-fs did not start ({e:#})")),
+    }
+    if peers.is_empty() {
         return Ok(());
-    };
-    let bucket = moto.bucket();
+    }
     let files = bench.dir.join("files");
-    for key in [SMALL, LARGE] {
-        let start = Instant::now();
-        put_object(
-            moto.port,
-            &format!("/{bucket}/{S3_PREFIX}/{key}"),
-            &files.join(key),
-        )?;
-        eprintln!(
-            "   uploaded {key} to moto in {:.1} s",
-            start.elapsed().as_secs_f64()
-        );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    for peer in &peers {
+        for key in [SMALL, LARGE] {
+            let start = Instant::now();
+            runtime.block_on(peer.upload(key, &files.join(key)))?;
+            eprintln!(
+                "   uploaded {key} to {} in {:.1} s",
+                peer.label,
+                start.elapsed().as_secs_f64()
+            );
+        }
     }
     let ours = bench.download_server("memory")?;
     let local_small = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-local")?;
     let local_large = bench.wrk_stream(&ours, 1, "burnlink-local")?;
     drop(ours);
-    let settings = moto.settings(&bucket, S3_PREFIX);
-    let mut env = vec![
-        ("FILE_STORE", settings.file_store),
-        ("S3_PATH_STYLE", settings.s3_path_style.to_string()),
-    ];
-    for (name, value) in [
-        ("AWS_ENDPOINT_URL", settings.aws_endpoint_url),
-        ("AWS_ACCESS_KEY_ID", settings.aws_access_key_id),
-        ("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key),
-        ("AWS_REGION", settings.aws_region),
-    ] {
-        env.extend(value.map(|v| (name, v)));
+    for peer in &peers {
+        let ours = Server::download(bench, "memory", &peer.env())?;
+        // The store's CPU over each load (it idles while wrk loads its paths), as for ours.
+        let cpu = || peer.pid.map_or(0.0, cpu_seconds);
+        let before = cpu();
+        let small =
+            bench.wrk_small(&ours, Algorithm::HS256, &format!("burnlink-{}", peer.label))?;
+        let small_cores = (cpu() - before) / (small.duration_us as f64 / 1e6);
+        let before = cpu();
+        let large = bench.wrk_stream(&ours, 1, &format!("burnlink-{}", peer.label))?;
+        let large_cores = (cpu() - before) / (large.duration_us as f64 / 1e6);
+        drop(ours);
+        eprintln!(
+            "   {} on {small_cores:.2} cores (4 KiB), {large_cores:.2} cores (1 GiB)",
+            peer.label
+        );
+        report.s3(
+            peer.label,
+            (&local_small, &small, small_cores),
+            (&local_large, &large, large_cores),
+        );
     }
-    let ours = Server::download(bench, "memory", &env)?;
-    // moto's CPU over each load (it idles while wrk loads its paths), as for the server.
-    let moto_pid = moto_pid(moto.port);
-    let moto_cpu = || moto_pid.map_or(0.0, cpu_seconds);
-    let before = moto_cpu();
-    let s3_small = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-s3")?;
-    let moto_small = (moto_cpu() - before) / (s3_small.duration_us as f64 / 1e6);
-    let before = moto_cpu();
-    let s3_large = bench.wrk_stream(&ours, 1, "burnlink-s3")?;
-    let moto_large = (moto_cpu() - before) / (s3_large.duration_us as f64 / 1e6);
-    drop(ours);
-    eprintln!("   moto on {moto_small:.2} cores (4 KiB), {moto_large:.2} cores (1 GiB)");
-    report.s3(
-        (&local_small, &s3_small, moto_small),
-        (&local_large, &s3_large, moto_large),
-    );
     Ok(())
+}
+
+/// A store's rows are left out, with a note in the report.
+fn skipped(report: &mut Report, why: &str) {
+    eprintln!("   {why}: its S3 rows skipped");
+    report.note(format!("{why}: its S3 rows skipped."));
+}
+
+/// An S3-compatible server the S3 rows load: one bucket on it, objects under [`S3_PREFIX`].
+struct S3Peer {
+    label: &'static str,
+    /// How the download server (and the upload) reach the bucket.
+    settings: file_store::FileStoreArgs,
+    /// The process doing its work, for its CPU time.
+    pid: Option<u32>,
+    /// Held to stop the server when the workload ends (moto lives as long as the process).
+    _server: Option<Server>,
+}
+
+impl S3Peer {
+    fn moto(moto: &burnlink_tests::s3::Moto) -> S3Peer {
+        S3Peer {
+            label: "moto",
+            settings: moto.settings(&moto.bucket(), S3_PREFIX),
+            pid: moto_pid(moto.port),
+            _server: None,
+        }
+    }
+
+    /// `s3s-fs` (crates.io, installed by bench/run) on a free port, keeping its objects as
+    /// files under `dir`, with dummy keys: it refuses unsigned requests.
+    fn s3s_fs(dir: &Path) -> anyhow::Result<S3Peer> {
+        let root = dir.join("s3s-fs");
+        let bucket = "burnlink-bench";
+        // A bucket is a directory to s3s-fs.
+        std::fs::create_dir_all(root.join(bucket))?;
+        let mut child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--access-key", "testing", "--secret-key", "testing"])
+            .arg(&root)
+            // Its info lines at start say where it listens.
+            .env("RUST_LOG", "s3s_fs=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("is it installed? bench/run installs it")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let addr = BufReader::new(stdout).lines().find_map(|line| {
+            let line = line.ok()?;
+            line.split_once("running at http://")?.1.trim().parse().ok()
+        });
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("s3s-fs exited before it listened");
+        };
+        let server = Server { child, addr };
+        Ok(S3Peer {
+            label: "s3s-fs",
+            settings: file_store::FileStoreArgs {
+                file_store: format!("s3://{bucket}/{S3_PREFIX}"),
+                aws_endpoint_url: Some(server.base()),
+                aws_access_key_id: Some("testing".into()),
+                aws_secret_access_key: Some("testing".into()),
+                aws_region: Some("us-east-1".into()),
+                s3_path_style: true,
+            },
+            pid: Some(server.child.id()),
+            _server: Some(server),
+        })
+    }
+
+    /// `file` under `key`, the way the app server uploads: a streaming multipart upload
+    /// through the file store, 1 MiB at a time (never whole in memory).
+    async fn upload(&self, key: &str, file: &Path) -> anyhow::Result<()> {
+        use file_store::FileStore;
+        use tokio::io::AsyncReadExt;
+        let files = self.settings.build(PathBuf::new())?;
+        let mut upload = files.create(&StorageKey::parse(key)?).await?;
+        let mut file = tokio::fs::File::open(file).await?;
+        loop {
+            let mut chunk = bytes::BytesMut::with_capacity(1 << 20);
+            while chunk.len() < chunk.capacity() {
+                if file.read_buf(&mut chunk).await? == 0 {
+                    break;
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            upload.write(chunk.freeze()).await?;
+        }
+        upload.finish().await?;
+        Ok(())
+    }
+
+    /// The download server's settings for this store, as environment variables.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let s = &self.settings;
+        let mut env = vec![
+            ("FILE_STORE", s.file_store.clone()),
+            ("S3_PATH_STYLE", s.s3_path_style.to_string()),
+        ];
+        for (name, value) in [
+            ("AWS_ENDPOINT_URL", &s.aws_endpoint_url),
+            ("AWS_ACCESS_KEY_ID", &s.aws_access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", &s.aws_secret_access_key),
+            ("AWS_REGION", &s.aws_region),
+        ] {
+            env.extend(value.clone().map(|v| (name, v)));
+        }
+        env
+    }
 }
 
 /// The `moto_server` process listening on `port` (its command line names the port).
@@ -253,27 +370,6 @@ fn moto_pid(port: u16) -> Option<u32> {
             && args.windows(2).any(|w| w == [b"-p", port.as_bytes()]);
         is_moto.then_some(pid)
     })
-}
-
-/// One streaming `PUT` of `file` to `path` on the S3 server at `port`: the body goes from the
-/// file to the socket in small reads (never whole in memory). moto checks no signature.
-fn put_object(port: u16, path: &str, file: &Path) -> anyhow::Result<()> {
-    let mut body = std::fs::File::open(file)?;
-    let len = body.metadata()?.len();
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-    write!(
-        stream,
-        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\
-         Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
-    )?;
-    std::io::copy(&mut body, &mut stream)?;
-    let mut status = String::new();
-    BufReader::new(stream).read_line(&mut status)?;
-    if status.split(' ').nth(1) != Some("200") {
-        bail!("PUT {path}: the S3 server said {:?}", status.trim());
-    }
-    Ok(())
 }
 
 /// What the minting loop and the verify bound sign: minute-long claims on the small file,
@@ -1165,9 +1261,9 @@ impl Report {
     }
 
     /// Ratios S3/local: no target, what the seam and the store cost.
-    /// Each pair: the local run, the S3 run, and the cores moto used during the S3 run.
-    fn s3(&mut self, small: (&Wrk, &Wrk, f64), large: (&Wrk, &Wrk, f64)) {
-        let ((local_small, s3_small, moto_small), (local_large, s3_large, moto_large)) =
+    /// Each pair: the local run, the run on `store`, and the cores the store used during it.
+    fn s3(&mut self, store: &str, small: (&Wrk, &Wrk, f64), large: (&Wrk, &Wrk, f64)) {
+        let ((local_small, s3_small, store_small), (local_large, s3_large, store_large)) =
             (small, large);
         let rps = |w: &Wrk| {
             format!(
@@ -1178,28 +1274,32 @@ impl Report {
             )
         };
         self.row(
-            "4 KiB, HS256, files in S3 (moto) against the local directory (req/s)",
-            format!("{}, moto on {moto_small:.2}", rps(s3_small)),
+            &format!("4 KiB, HS256, files in S3 ({store}) against the local directory (req/s)"),
+            format!("{}, {store} on {store_small:.2}", rps(s3_small)),
             format!("{} (local)", rps(local_small)),
             Some(s3_small.rps() / local_small.rps()),
             "",
         );
         let mb = |w: &Wrk| format!("{:.0} MB/s", w.mb_per_s());
         self.row(
-            "1 GiB, 1 stream, files in S3 (moto) against local (MB/s)",
+            &format!("1 GiB, 1 stream, files in S3 ({store}) against local (MB/s)"),
             format!(
-                "{}, server on {:.2} cores, moto on {moto_large:.2}",
+                "{}, server on {:.2} cores, {store} on {store_large:.2}",
                 mb(s3_large),
                 s3_large.server_cores
             ),
-            format!("{} (local)", mb(local_large)),
+            format!(
+                "{}, server on {:.2} cores (local)",
+                mb(local_large),
+                local_large.server_cores
+            ),
             Some(s3_large.mb_per_s() / local_large.mb_per_s()),
             "",
         );
-        for (label, w) in [("S3 4 KiB", s3_small), ("S3 1 GiB", s3_large)] {
+        for (label, w) in [("4 KiB", s3_small), ("1 GiB", s3_large)] {
             if w.status_errors + w.socket_errors > 0 {
                 self.notes.push(format!(
-                    "{label} run had {} non-2xx and {} socket errors.",
+                    "{label} run on {store} had {} non-2xx and {} socket errors.",
                     w.status_errors, w.socket_errors
                 ));
             }
@@ -1308,12 +1408,15 @@ impl Report {
              every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers). \
              Minting: `SigningKey::mint` in a loop on one thread for 2 s. Verify bound: `Verifier::verify` on the same \
              2,000 tokens on every core for 3 s, once per jsonwebtoken backend, each in a process of its own. \
-             Files in S3: a private `moto_server` (moto from PyPI, as the tests start it) gets a bucket, and the 4 KiB and 1 GiB \
-             files are uploaded to it with one streaming `PUT` each; the download server is then started with \
-             `--file-store s3://<bucket>/bench --s3-path-style` and the endpoint and dummy credentials in `AWS_*`, and loaded \
-             as above (4 KiB HS256; 1 GiB, 1 stream), right after the same two loads on the local directory, and the rows are \
-             S3/local. moto is a Python test server, one process, so those figures bound from above what the file-store seam \
-             and a ranged GET per download cost; they say nothing of what AWS S3 would do.",
+             Files in S3: two S3-compatible servers, each started here on a bucket of its own: a private `moto_server` \
+             (moto from PyPI, the tests' S3 server) and `s3s-fs` (crates.io, a Rust server keeping objects as files); the \
+             4 KiB and 1 GiB files are uploaded to each as the app server uploads (streaming multipart through the file \
+             store), the download server is started with `--file-store s3://<bucket>/bench --s3-path-style` and the \
+             endpoint and dummy credentials in `AWS_*`, and loaded as above (4 KiB HS256; 1 GiB, 1 stream) right after \
+             the same two loads on the local directory; the rows are S3/local, with the store's cores beside the \
+             server's. moto is a Python test server and s3s-fs an experimental one, so those figures bound from above \
+             what the file-store seam (a HEAD and a ranged GET per download) costs here; they say nothing of what AWS \
+             S3 would do.",
             args.connections, args.duration, args.stream_duration, args.slow_readers
         )?;
         // Hand-written analysis below the marker survives a new run.
