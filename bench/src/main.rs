@@ -49,7 +49,7 @@ struct Args {
     /// First read size of the download server, KiB (its default).
     #[arg(long, default_value_t = 8)]
     read_buffer_kib: u32,
-    /// Run only these workloads (comma-separated: crypto, small, streams, memory) and print
+    /// Run only these workloads (comma-separated: crypto, small, streams, memory, s3) and print
     /// the figures without writing the report: for trying a change.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Workload>,
@@ -69,6 +69,7 @@ enum Workload {
     Small,
     Streams,
     Memory,
+    S3,
 }
 
 const ISSUER: &str = "burnlink-app";
@@ -76,6 +77,8 @@ const AUDIENCE: &str = "burnlink-download";
 const SMALL: &str = "small4k";
 const LARGE: &str = "large1g";
 const MEDIUM: &str = "medium256m";
+/// Where the S3 rows' objects live in their bucket.
+const S3_PREFIX: &str = "bench";
 /// Everything after this line of the report is kept across runs.
 const NOTES_MARKER: &str = "<!-- analysis: kept across runs -->";
 
@@ -106,6 +109,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Workload::Memory) {
         memory(&bench, &mut report)?;
+    }
+    if runs(Workload::S3) {
+        s3(&bench, &mut report)?;
     }
     if !args.only.is_empty() {
         return Ok(());
@@ -181,6 +187,194 @@ fn memory(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     drop(ours);
     report.memory(args.slow_readers, nginx_rss, ours_rss);
     Ok(())
+}
+
+/// The files in S3-compatible storage against the local directory, all through the download
+/// server in this run: 4 KiB req/s and 1 GiB, 1 stream. Two stores: a private moto server
+/// (Python, the tests' S3 server) and `s3s-fs` (Rust, objects as files), each skipped with a
+/// note when not installed.
+fn s3(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
+    eprintln!("== files in S3 (moto, s3s-fs) against the local directory");
+    let mut peers = Vec::new();
+    match burnlink_tests::s3::moto() {
+        Some(moto) => peers.push(S3Peer::moto(moto)),
+        None => skipped(report, "moto (moto[server]) is not installed"),
+    }
+    match S3Peer::s3s_fs(bench.dir) {
+        Ok(peer) => peers.push(peer),
+        Err(e) => skipped(report, &format!("s3s-fs did not start ({e:#})")),
+    }
+    if peers.is_empty() {
+        return Ok(());
+    }
+    let files = bench.dir.join("files");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    for peer in &peers {
+        for key in [SMALL, LARGE] {
+            let start = Instant::now();
+            runtime.block_on(peer.upload(key, &files.join(key)))?;
+            eprintln!(
+                "   uploaded {key} to {} in {:.1} s",
+                peer.label,
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let ours = bench.download_server("memory")?;
+    let local_small = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-local")?;
+    let local_large = bench.wrk_stream(&ours, 1, "burnlink-local")?;
+    drop(ours);
+    for peer in &peers {
+        let ours = Server::download(bench, "memory", &peer.env())?;
+        // The store's CPU over each load (it idles while wrk loads its paths), as for ours.
+        let cpu = || peer.pid.map_or(0.0, cpu_seconds);
+        let before = cpu();
+        let small =
+            bench.wrk_small(&ours, Algorithm::HS256, &format!("burnlink-{}", peer.label))?;
+        let small_cores = (cpu() - before) / (small.duration_us as f64 / 1e6);
+        let before = cpu();
+        let large = bench.wrk_stream(&ours, 1, &format!("burnlink-{}", peer.label))?;
+        let large_cores = (cpu() - before) / (large.duration_us as f64 / 1e6);
+        drop(ours);
+        eprintln!(
+            "   {} on {small_cores:.2} cores (4 KiB), {large_cores:.2} cores (1 GiB)",
+            peer.label
+        );
+        report.s3(
+            peer.label,
+            (&local_small, &small, small_cores),
+            (&local_large, &large, large_cores),
+        );
+    }
+    Ok(())
+}
+
+/// A store's rows are left out, with a note in the report.
+fn skipped(report: &mut Report, why: &str) {
+    eprintln!("   {why}: its S3 rows skipped");
+    report.note(format!("{why}: its S3 rows skipped."));
+}
+
+/// An S3-compatible server the S3 rows load: one bucket on it, objects under [`S3_PREFIX`].
+struct S3Peer {
+    label: &'static str,
+    /// How the download server (and the upload) reach the bucket.
+    settings: file_store::FileStoreArgs,
+    /// The process doing its work, for its CPU time.
+    pid: Option<u32>,
+    /// Held to stop the server when the workload ends (moto lives as long as the process).
+    _server: Option<Server>,
+}
+
+impl S3Peer {
+    fn moto(moto: &burnlink_tests::s3::Moto) -> S3Peer {
+        S3Peer {
+            label: "moto",
+            settings: moto.settings(&moto.bucket(), S3_PREFIX),
+            pid: moto_pid(moto.port),
+            _server: None,
+        }
+    }
+
+    /// `s3s-fs` (crates.io, installed by bench/run) on a free port, keeping its objects as
+    /// files under `dir`, with dummy keys: it refuses unsigned requests.
+    fn s3s_fs(dir: &Path) -> anyhow::Result<S3Peer> {
+        let root = dir.join("s3s-fs");
+        let bucket = "burnlink-bench";
+        // A bucket is a directory to s3s-fs.
+        std::fs::create_dir_all(root.join(bucket))?;
+        let mut child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--access-key", "testing", "--secret-key", "testing"])
+            .arg(&root)
+            // Its info lines at start say where it listens.
+            .env("RUST_LOG", "s3s_fs=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("is it installed? bench/run installs it")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let addr = BufReader::new(stdout).lines().find_map(|line| {
+            let line = line.ok()?;
+            line.split_once("running at http://")?.1.trim().parse().ok()
+        });
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("s3s-fs exited before it listened");
+        };
+        let server = Server { child, addr };
+        Ok(S3Peer {
+            label: "s3s-fs",
+            settings: file_store::FileStoreArgs {
+                file_store: format!("s3://{bucket}/{S3_PREFIX}"),
+                aws_endpoint_url: Some(server.base()),
+                aws_access_key_id: Some("testing".into()),
+                aws_secret_access_key: Some("testing".into()),
+                aws_region: Some("us-east-1".into()),
+                s3_path_style: true,
+            },
+            pid: Some(server.child.id()),
+            _server: Some(server),
+        })
+    }
+
+    /// `file` under `key`, the way the app server uploads: a streaming multipart upload
+    /// through the file store, 1 MiB at a time (never whole in memory).
+    async fn upload(&self, key: &str, file: &Path) -> anyhow::Result<()> {
+        use file_store::FileStore;
+        use tokio::io::AsyncReadExt;
+        let files = self.settings.build(PathBuf::new())?;
+        let mut upload = files.create(&StorageKey::parse(key)?).await?;
+        let mut file = tokio::fs::File::open(file).await?;
+        loop {
+            let mut chunk = bytes::BytesMut::with_capacity(1 << 20);
+            while chunk.len() < chunk.capacity() {
+                if file.read_buf(&mut chunk).await? == 0 {
+                    break;
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            upload.write(chunk.freeze()).await?;
+        }
+        upload.finish().await?;
+        Ok(())
+    }
+
+    /// The download server's settings for this store, as environment variables.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let s = &self.settings;
+        let mut env = vec![
+            ("FILE_STORE", s.file_store.clone()),
+            ("S3_PATH_STYLE", s.s3_path_style.to_string()),
+        ];
+        for (name, value) in [
+            ("AWS_ENDPOINT_URL", &s.aws_endpoint_url),
+            ("AWS_ACCESS_KEY_ID", &s.aws_access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", &s.aws_secret_access_key),
+            ("AWS_REGION", &s.aws_region),
+        ] {
+            env.extend(value.clone().map(|v| (name, v)));
+        }
+        env
+    }
+}
+
+/// The `moto_server` process listening on `port` (its command line names the port).
+fn moto_pid(port: u16) -> Option<u32> {
+    let port = port.to_string();
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_moto = args.contains(&b"moto.server".as_slice())
+            && args.windows(2).any(|w| w == [b"-p", port.as_bytes()]);
+        is_moto.then_some(pid)
+    })
 }
 
 /// What the minting loop and the verify bound sign: minute-long claims on the small file,
@@ -376,7 +570,7 @@ impl<'a> Bench<'a> {
     }
 
     fn download_server(&self, burn_store: &str) -> anyhow::Result<Server> {
-        Server::download(self, burn_store)
+        Server::download(self, burn_store, &[])
     }
 
     /// Writes `count` download paths, each with a fresh token, minted on every core.
@@ -759,7 +953,12 @@ impl Server {
         Server::announced(child)
     }
 
-    fn download(bench: &Bench<'_>, burn_store: &str) -> anyhow::Result<Server> {
+    /// The release download server on a free port; `env` adds settings (the file store's).
+    fn download(
+        bench: &Bench<'_>,
+        burn_store: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
         let keys = bench.dir.join("keys");
         let child = Command::new(bench.args.bin_dir.join("download-server"))
             .args(["--bind", "127.0.0.1:0", "--burn-store", burn_store])
@@ -772,6 +971,7 @@ impl Server {
             .args(["--workers", &bench.workers.to_string()])
             .args(["--read-buffer-kib", &bench.args.read_buffer_kib.to_string()])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -1144,6 +1344,52 @@ impl Report {
         ));
     }
 
+    /// Ratios S3/local: no target, what the seam and the store cost.
+    /// Each pair: the local run, the run on `store`, and the cores the store used during it.
+    fn s3(&mut self, store: &str, small: (&Wrk, &Wrk, f64), large: (&Wrk, &Wrk, f64)) {
+        let ((local_small, s3_small, store_small), (local_large, s3_large, store_large)) =
+            (small, large);
+        let rps = |w: &Wrk| {
+            format!(
+                "{:.0} req/s, p99 {} µs, server on {:.2} cores",
+                w.rps(),
+                w.p99_us,
+                w.server_cores
+            )
+        };
+        self.row(
+            &format!("4 KiB, HS256, files in S3 ({store}) against the local directory (req/s)"),
+            format!("{}, {store} on {store_small:.2}", rps(s3_small)),
+            format!("{} (local)", rps(local_small)),
+            Some(s3_small.rps() / local_small.rps()),
+            "",
+        );
+        let mb = |w: &Wrk| format!("{:.0} MB/s", w.mb_per_s());
+        self.row(
+            &format!("1 GiB, 1 stream, files in S3 ({store}) against local (MB/s)"),
+            format!(
+                "{}, server on {:.2} cores, {store} on {store_large:.2}",
+                mb(s3_large),
+                s3_large.server_cores
+            ),
+            format!(
+                "{}, server on {:.2} cores (local)",
+                mb(local_large),
+                local_large.server_cores
+            ),
+            Some(s3_large.mb_per_s() / local_large.mb_per_s()),
+            "",
+        );
+        for (label, w) in [("4 KiB", s3_small), ("1 GiB", s3_large)] {
+            if w.status_errors + w.socket_errors > 0 {
+                self.notes.push(format!(
+                    "{label} run on {store} had {} non-2xx and {} socket errors.",
+                    w.status_errors, w.socket_errors
+                ));
+            }
+        }
+    }
+
     fn memory(&mut self, readers: usize, nginx_kib: u64, ours_kib: u64) {
         let per = |k: u64| k as f64 / readers as f64;
         self.row(
@@ -1245,7 +1491,16 @@ impl Report {
              Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
              every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers). \
              Minting: `SigningKey::mint` in a loop on one thread for 2 s. Verify bound: `Verifier::verify` on the same \
-             2,000 tokens on every core for 3 s, once per jsonwebtoken backend, each in a process of its own.",
+             2,000 tokens on every core for 3 s, once per jsonwebtoken backend, each in a process of its own. \
+             Files in S3: two S3-compatible servers, each started here on a bucket of its own: a private `moto_server` \
+             (moto from PyPI, the tests' S3 server) and `s3s-fs` (crates.io, a Rust server keeping objects as files); the \
+             4 KiB and 1 GiB files are uploaded to each as the app server uploads (streaming multipart through the file \
+             store), the download server is started with `--file-store s3://<bucket>/bench --s3-path-style` and the \
+             endpoint and dummy credentials in `AWS_*`, and loaded as above (4 KiB HS256; 1 GiB, 1 stream) right after \
+             the same two loads on the local directory; the rows are S3/local, with the store's cores beside the \
+             server's. moto is a Python test server and s3s-fs an experimental one, so those figures bound from above \
+             what the file-store seam (a HEAD and a ranged GET per download) costs here; they say nothing of what AWS \
+             S3 would do.",
             args.connections, args.duration, args.stream_duration, args.slow_readers
         )?;
         // Hand-written analysis below the marker survives a new run.
