@@ -653,7 +653,10 @@ impl<'a> Bench<'a> {
                     }
                     _ => format!("jsonwebtoken::decode, {}", backend.name()),
                 };
-                eprintln!("   {alg}: verify {rate:.0}/s on {} cores, {path}", self.workers);
+                eprintln!(
+                    "   {alg}: verify {rate:.0}/s on {} cores, {path}",
+                    self.workers
+                );
                 report.verify_bound(alg, &path, rate);
             }
         }
@@ -1277,11 +1280,8 @@ impl Report {
             nginx.p99_us as f64 / hs.p99_us as f64,
             1.0 / 1.5,
         ));
-        self.ratios.push((
-            "4 KiB EdDSA req/s".into(),
-            eddsa.rps() / nginx.rps(),
-            0.6,
-        ));
+        self.ratios
+            .push(("4 KiB EdDSA req/s".into(), eddsa.rps() / nginx.rps(), 0.6));
         for (label, w) in [
             ("nginx", nginx),
             ("actix-web", floor),

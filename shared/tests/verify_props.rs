@@ -669,10 +669,7 @@ mod the_fast_path_answers_as_jsonwebtoken_does {
             .expect("our key");
             Both {
                 hs_kid: hs.kid().to_owned(),
-                verifier: Verifier::new(
-                    [ed.verifying_key().clone(), hs],
-                    Policy::new(ISS, AUD),
-                ),
+                verifier: Verifier::new([ed.verifying_key().clone(), hs], Policy::new(ISS, AUD)),
             }
         })
     }
@@ -749,8 +746,8 @@ mod the_fast_path_answers_as_jsonwebtoken_does {
             };
             same(&sign(&k.ours, &header_text, &payload_text), now as u64)?;
             // The same shape as an HS256 token under the HS256 key.
-            let hs_header = with_typed(object_text(&header, now, &b.hs_kid))
-                .replace("\"EdDSA\"", "\"HS256\"");
+            let hs_header =
+                with_typed(object_text(&header, now, &b.hs_kid)).replace("\"EdDSA\"", "\"HS256\"");
             same(&hs_sign(&hs_header, &payload_text), now as u64)?;
             Ok(())
         });
@@ -794,7 +791,8 @@ mod the_fast_path_answers_as_jsonwebtoken_does {
 
     #[test]
     fn over_the_fuzzing_corpus() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/verify_token");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/verify_token");
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).expect("the corpus is in the repository") {
             let bytes = std::fs::read(entry.expect("an entry").path()).expect("readable");
