@@ -274,7 +274,10 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<Claims>(token, &entry.key.decoding, &entry.validation)
             .map_err(token_error)?
             .claims;
-        self.check_payload(token, claims, entry, now)
+        if !unique_members(&decoded_payload(token)?) {
+            return Err(TokenError::BadClaims("duplicate member"));
+        }
+        self.check_claims(claims, entry.key.retired_at, now)
     }
 
     /// [`Verifier::verify_allowing_expiry_at`] for each of `tokens` (each with its own reading
@@ -404,10 +407,7 @@ impl Verifier {
         entry: &KeyEntry,
         now: u64,
     ) -> Result<(Grant, bool), TokenError> {
-        let payload = token.split('.').nth(1).unwrap_or_default();
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Malformed)?;
+        let payload = decoded_payload(token)?;
         let claims: Claims = serde_json::from_slice(&payload)
             .map_err(|_| TokenError::BadClaims("missing or ill-typed"))?;
         if claims.iss != self.policy.issuer {
@@ -416,27 +416,6 @@ impl Verifier {
         if claims.aud != self.policy.audience {
             return Err(TokenError::WrongAudience);
         }
-        if !unique_members(&payload) {
-            return Err(TokenError::BadClaims("duplicate member"));
-        }
-        self.check_claims(claims, entry.key.retired_at, now)
-    }
-
-    /// The reference path's payload checks: the duplicate-member check, then
-    /// [`Verifier::check_claims`].
-    fn check_payload(
-        &self,
-        token: &str,
-        claims: Claims,
-        entry: &KeyEntry,
-        now: u64,
-    ) -> Result<(Grant, bool), TokenError> {
-        // Only for a token whose signature held: decoding the payload twice is then cheap
-        // next to the signature check.
-        let payload = token.split('.').nth(1).unwrap_or_default();
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Malformed)?;
         if !unique_members(&payload) {
             return Err(TokenError::BadClaims("duplicate member"));
         }
@@ -490,6 +469,15 @@ fn signed_parts<'t>(token: &'t str, header: &[u8]) -> Result<(&'t [u8], Vec<u8>)
         .decode(&token[dot + 1..])
         .map_err(|_| TokenError::Malformed)?;
     Ok((&token.as_bytes()[..dot], signature))
+}
+
+/// The payload of a token that has passed [`Verifier::check_header`] (so it has three parts),
+/// base64-decoded.
+fn decoded_payload(token: &str) -> Result<Vec<u8>, TokenError> {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)
 }
 
 fn ed25519_signature(bytes: &[u8]) -> Result<ed25519_dalek::Signature, TokenError> {
