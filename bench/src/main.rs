@@ -762,26 +762,21 @@ fn write_file(path: &Path, size: usize) -> std::io::Result<()> {
     file.flush()
 }
 
+/// A connection to the Redis at `url` (`redis://[creds@]host:port[/db]`), within a second.
+fn redis_connect(url: &str) -> Option<std::net::TcpStream> {
+    let hostport = url.strip_prefix("redis://")?.split(['/', '?']).next()?;
+    let addr: SocketAddr = hostport.rsplit('@').next()?.parse().ok()?;
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()
+}
+
 fn redis_reachable(url: &str) -> bool {
-    let Some(hostport) = url
-        .strip_prefix("redis://")
-        .map(|r| r.split(['/', '?']).next().unwrap_or(r))
-    else {
-        return false;
-    };
-    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-    hostport
-        .parse::<SocketAddr>()
-        .ok()
-        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+    redis_connect(url).is_some()
 }
 
 /// The process id Redis at `url` reports (`INFO server`), when it runs on this machine.
 fn redis_pid(url: &str) -> Option<u32> {
     use std::io::Read as _;
-    let hostport = url.strip_prefix("redis://")?.split(['/', '?']).next()?;
-    let addr: SocketAddr = hostport.rsplit('@').next()?.parse().ok()?;
-    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    let mut conn = redis_connect(url)?;
     conn.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     conn.write_all(b"INFO server\r\n").ok()?;
     let mut reply = vec![0u8; 16 * 1024];
