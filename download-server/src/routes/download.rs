@@ -141,9 +141,9 @@ async fn deliver<S: BurnStore>(
         keep_until_ms: keep_until_ms(grant.exp, state.verifier.policy().leeway, state.clock_skew),
     };
     // A whole-file GET reads its first chunk with the open: one blocking hop for a small file.
-    let plain_get = req.method() == Method::GET
-        && !req.headers().contains_key(header::RANGE)
-        && !is_prefetch(req);
+    let prefetch = is_prefetch(req);
+    let plain_get =
+        req.method() == Method::GET && !req.headers().contains_key(header::RANGE) && !prefetch;
     let head = if plain_get { state.read_buffer } else { 0 };
     let stored = match state.files.open(&grant.file, head).await {
         Ok(stored) => stored,
@@ -244,7 +244,7 @@ async fn deliver<S: BurnStore>(
     // Link scanners send HEAD and browsers prefetch: neither may consume the download, but
     // both learn whether it has been consumed.
     let head = req.method() == Method::HEAD;
-    if head || is_prefetch(req) {
+    if head || prefetch {
         match state.store.is_burned(&ticket).await {
             Ok(false) => {}
             Ok(true) => return Err(refused(DownloadError::Used, &grant)),
@@ -262,7 +262,7 @@ async fn deliver<S: BurnStore>(
             futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
         )));
     }
-    if is_prefetch(req) {
+    if prefetch {
         return Err(refused(DownloadError::PrefetchDeclined, &grant));
     }
 
