@@ -329,6 +329,18 @@ impl User {
         }
     }
 
+    /// `GET url` with this user's session, its JSON body read as `T`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, url: impl reqwest::IntoUrl) -> T {
+        self.client
+            .get(url)
+            .send()
+            .await
+            .expect("GET request")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     pub async fn list(&self) -> Response {
         self.client
             .get(self.url("/api/files"))

@@ -375,15 +375,7 @@ async fn access_tokens_work_on_postgres() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(res).await, "insufficient_scope");
-    let list: Value = alice
-        .client
-        .get(format!("{}/api/tokens", app.app_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = alice.get_json(format!("{}/api/tokens", app.app_url)).await;
     assert!(list[0]["last_used_at"].as_i64().is_some(), "{list}");
     assert!(list[0]["expires_at"].is_null(), "{list}");
     let id = list[0]["id"].as_str().unwrap();

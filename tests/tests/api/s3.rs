@@ -154,14 +154,8 @@ async fn a_fleet_with_no_shared_directory_serves_each_link_once_and_shares_acros
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let seen = loop {
         let list: Vec<serde_json::Value> = alice_a
-            .client
-            .get(format!("{}/api/shares/{share_id}/downloads", a.app_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(format!("{}/api/shares/{share_id}/downloads", a.app_url))
+            .await;
         if !list.is_empty() || std::time::Instant::now() > deadline {
             break list;
         }

@@ -147,15 +147,7 @@ async fn logout_revokes_the_session_server_side_not_just_the_cookie() {
 async fn login_rotates_the_session_id() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let first: serde_json::Value = alice
-        .client
-        .get(format!("{}/api/me", app.app_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: serde_json::Value = alice.get_json(format!("{}/api/me", app.app_url)).await;
     let again = alice
         .client
         .post(format!("{}/api/login", app.app_url))

@@ -244,14 +244,8 @@ async fn post_downloads_the_exact_bytes_once_and_its_link_is_single_use() {
     assert_eq!(seen[0]["client"], "127.0.0.1");
     assert!(seen[0]["time_ms"].as_i64().unwrap() > 1_700_000_000_000);
     let file_list: Vec<Value> = alice
-        .client
-        .get(format!("{}/api/files/{file}/downloads", app.app_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(format!("{}/api/files/{file}/downloads", app.app_url))
+        .await;
     assert_eq!(file_list.len(), 1);
     assert_eq!(file_list[0]["share_id"], id);
     // And on the file list, per share and per file.
@@ -986,14 +980,8 @@ async fn fleet_outcomes_reach_two_app_servers_database_once_each() {
         app_url: b.app_url.clone(),
     };
     let seen: Vec<Value> = alice_b
-        .client
-        .get(format!("{}/api/shares/{id}/downloads", b.app_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(format!("{}/api/shares/{id}/downloads", b.app_url))
+        .await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(
         seen.iter()
