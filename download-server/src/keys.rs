@@ -126,8 +126,8 @@ struct Remote {
 /// The verification keys in force, behind one swappable [`Verifier`].
 pub struct Keys {
     verifier: ArcSwap<Verifier>,
-    /// Gathers Ed25519 tokens under load (see [`batch`]).
-    batcher: batch::Batcher,
+    /// Gathers Ed25519 tokens under load (see [`batch`]), one batcher per worker thread.
+    batcher: thread_local::ThreadLocal<batch::Batcher>,
     policy: Policy,
     parts: Mutex<Parts>,
     files: FileSources,
@@ -182,7 +182,7 @@ impl Keys {
         }
         let keys = Arc::new(Keys {
             verifier: ArcSwap::from_pointee(Verifier::new(parts.all(), policy.clone())),
-            batcher: batch::Batcher::default(),
+            batcher: thread_local::ThreadLocal::new(),
             policy,
             parts: Mutex::new(parts),
             files,
@@ -228,11 +228,14 @@ impl Keys {
         now: u64,
     ) -> Result<(Grant, bool), TokenError> {
         // An HS256 token (or one refused by its header) is answered here and now; an Ed25519
-        // one waits one scheduler turn for others to share its batch.
+        // one joins its worker's batch (see [`batch`]).
         let single = self.verifier.load().verify_unless_batchable_at(token, now);
         let first = match single {
             Some(answer) => answer,
-            None => self.batcher.verify(&self.verifier, token, now).await,
+            None => {
+                let batcher = self.batcher.get_or_default();
+                batcher.verify(&self.verifier, token, now).await
+            }
         };
         match first {
             Err(TokenError::UnknownKey) if self.fetch_for_unknown_kid().await => {
