@@ -1,4 +1,4 @@
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -6,6 +6,7 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, Pipeline, RedisFuture, Script, Value};
 use shared::Jti;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 
@@ -27,6 +28,12 @@ use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 /// **Replicas.** With `--burn-store-replicas N`, a burn is served only once `WAIT N` says that
 /// many replicas have it (standalone Redis), so a failover cannot forget it.
 ///
+/// **Group commit.** On one Redis, burns go out in batches: one task sends every burn queued
+/// while the previous batch was on its way as one script call ([`BURN_MANY`]) and, with
+/// replicas, one `WAIT` for the whole batch. A lone burn goes at once; under load Redis runs
+/// one script per batch instead of one per download (issue 18). A cluster takes one script per
+/// burn, as a script may only touch the keys of one slot.
+///
 /// The connection is made on first use and remade after any failure, so a server starts while
 /// Redis is down (unready, refusing downloads with 503) and recovers on its own when Redis is
 /// back. Every command is bounded by the `--burn-store-timeout-ms` deadline: past it the
@@ -37,6 +44,26 @@ pub struct RedisStore {
     timeout: Duration,
     replicas: u32,
     epochs: Arc<Epochs>,
+    /// Where burns queue for the batching task (one Redis only).
+    burns: Option<mpsc::Sender<Queued>>,
+}
+
+/// Burns queued for one batch, at most: a script this long runs in well under a millisecond.
+const MAX_BURNS: usize = 128;
+/// Burns waiting for a batch, at most; past it a burn fails closed (503) at once.
+const BURN_QUEUE: usize = 8192;
+
+/// One burn waiting for its batch.
+struct Queued {
+    bucket: usize,
+    key: String,
+    /// The bucket's epoch as the caller knew it.
+    epoch: String,
+    life_ms: u64,
+    value: String,
+    /// The script's answer for this burn (1, 0 or -1), once replicated when replicas are
+    /// asked for.
+    reply: oneshot::Sender<Result<i64, StoreError>>,
 }
 
 /// Buckets of ids, each with its own epoch. A power of two, and enough for a cluster of
@@ -111,6 +138,9 @@ impl Epoch {
 struct Epochs {
     known: Vec<RwLock<Option<Epoch>>>,
     burn: Script,
+    burn_many: Script,
+    /// The batching task's end of the burn queue, until [`RedisStore::start`] takes it.
+    queued: Mutex<Option<mpsc::Receiver<Queued>>>,
     grant: Script,
     is_burned: Script,
     get_or_create: Script,
@@ -124,6 +154,23 @@ const BURN: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
+";
+
+/// [`BURN`] for many ids at once: `KEYS` holds each burn's epoch key and id in turn, `ARGV`
+/// each burn's known epoch, life and value; one answer per burn, in order.
+const BURN_MANY: &str = r"
+local out = {}
+for i = 1, #KEYS / 2 do
+  local a = 3 * i - 2
+  if redis.call('GET', KEYS[2 * i - 1]) ~= ARGV[a] then
+    out[i] = -1
+  elseif redis.call('SET', KEYS[2 * i], ARGV[a + 2], 'NX', 'PX', ARGV[a + 1]) then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
 ";
 
 /// The record's value (a resume grant, or `1`), 0 when there is none, -1 on an epoch change.
@@ -174,6 +221,28 @@ enum Answer {
     EpochChanged,
 }
 
+/// What a script runs for.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    /// Record the id for `life_ms`, with `value` (`1`, or a resume grant).
+    Burn {
+        life_ms: u64,
+        value: &'a str,
+    },
+    Grant,
+    IsBurned,
+}
+
+impl Op<'_> {
+    fn script(self, epochs: &Epochs) -> &Script {
+        match self {
+            Op::Burn { .. } => &epochs.burn,
+            Op::Grant => &epochs.grant,
+            Op::IsBurned => &epochs.is_burned,
+        }
+    }
+}
+
 impl RedisStore {
     /// A store for one Redis that has not connected yet (no I/O happens here).
     pub fn new(
@@ -192,7 +261,15 @@ impl RedisStore {
             .set_number_of_retries(10);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StoreError(e.to_string()))?;
-        Ok(RedisStore::with(Conn::Single(conn), timeout, replicas))
+        let (burns, queued) = mpsc::channel(BURN_QUEUE);
+        let mut store = RedisStore::with(Conn::Single(conn), timeout, replicas);
+        store.burns = Some(burns);
+        *store
+            .epochs
+            .queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(queued);
+        Ok(store)
     }
 
     /// A store for a Redis Cluster reached through any of `nodes` (it learns the rest), not
@@ -219,9 +296,12 @@ impl RedisStore {
             conn,
             timeout,
             replicas,
+            burns: None,
             epochs: Arc::new(Epochs {
                 known: (0..BUCKETS).map(|_| RwLock::new(None)).collect(),
                 burn: Script::new(BURN),
+                burn_many: Script::new(BURN_MANY),
+                queued: Mutex::new(None),
                 grant: Script::new(GRANT),
                 is_burned: Script::new(IS_BURNED),
                 get_or_create: Script::new(GET_OR_CREATE),
@@ -232,8 +312,18 @@ impl RedisStore {
     /// Learns every bucket's epoch now (creating those that are missing) and, if that created
     /// any, waits out the seconds it refuses, so that no token minted after the server starts
     /// serving is refused. A Redis that is down is only logged: downloads are refused (503)
-    /// until it answers. Then checks the epochs every second while the store lives.
+    /// until it answers. Then checks the epochs every second while the store lives, and (one
+    /// Redis) sends the queued burns.
     pub async fn start(&self) {
+        let queued = self
+            .epochs
+            .queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(queued) = queued {
+            tokio::spawn(self.clone().send_burns(queued));
+        }
         match self.check_epochs().await {
             Ok(boundary) => {
                 let now = std::time::SystemTime::now()
@@ -257,6 +347,7 @@ impl RedisStore {
                     timeout,
                     replicas,
                     epochs,
+                    burns: None,
                 };
                 // Failures show in `/readyz` and in the downloads they refuse.
                 let _ = store.check_epochs().await;
@@ -309,14 +400,12 @@ impl RedisStore {
         }
     }
 
-    /// Runs `script` for the request under the bucket's known epoch (with `args` after the
-    /// epoch); on an epoch change (`-1`), learns the new one and decides again. `None`: issued
-    /// before the loss.
+    /// Runs `op`'s script for the request under the bucket's known epoch; on an epoch change
+    /// (`-1`), learns the new one and decides again. `None`: issued before the loss.
     async fn run_script(
         &self,
-        script: &Script,
+        op: Op<'_>,
         req: &BurnRequest<'_>,
-        args: &[&str],
     ) -> Result<Option<Answer>, StoreError> {
         let bucket = bucket(req.jti);
         let mut epoch = self.epoch(bucket).await?;
@@ -326,15 +415,32 @@ impl RedisStore {
             if req.iat < epoch.boundary {
                 return Ok(None);
             }
-            let mut call = script.prepare_invoke();
-            call.key(epoch_key(bucket))
-                .key(burn_key(bucket, req.jti))
-                .arg(&epoch.value);
-            for arg in args {
-                call.arg(*arg);
-            }
-            let mut conn = self.conn.clone();
-            let answer: Value = (self.within(self.timeout, call.invoke_async(&mut conn))).await?;
+            let answer = match (op, &self.burns) {
+                (Op::Burn { life_ms, value }, Some(burns)) => {
+                    let (reply, answer) = oneshot::channel();
+                    let burn = Queued {
+                        bucket,
+                        key: burn_key(bucket, req.jti),
+                        epoch: epoch.value.clone(),
+                        life_ms,
+                        value: value.to_owned(),
+                        reply,
+                    };
+                    Value::Int(self.queue_burn(burns, burn, answer).await?)
+                }
+                _ => {
+                    let mut call = op.script(&self.epochs).prepare_invoke();
+                    call.key(epoch_key(bucket))
+                        .key(burn_key(bucket, req.jti))
+                        .arg(&epoch.value);
+                    if let Op::Burn { life_ms, value } = op {
+                        call.arg(life_ms).arg(value);
+                    }
+                    let mut conn = self.conn.clone();
+                    self.within(self.timeout, call.invoke_async(&mut conn))
+                        .await?
+                }
+            };
             match answer {
                 Value::Int(1) => return Ok(Some(Answer::Yes(None))),
                 Value::Int(0) => return Ok(Some(Answer::No)),
@@ -348,6 +454,89 @@ impl RedisStore {
             }
         }
         Ok(Some(Answer::EpochChanged))
+    }
+
+    /// Queues `burn` for the batching task and waits for its answer: within the deadline for
+    /// the script, and the `WAIT` one beside it when replicas are asked for. A burn whose
+    /// caller stopped waiting before its batch left is not sent.
+    async fn queue_burn(
+        &self,
+        burns: &mpsc::Sender<Queued>,
+        burn: Queued,
+        answer: oneshot::Receiver<Result<i64, StoreError>>,
+    ) -> Result<i64, StoreError> {
+        burns
+            .try_send(burn)
+            .map_err(|e| StoreError(format!("burn queue: {e}")))?;
+        let deadline = match self.replicas {
+            0 => self.timeout,
+            _ => self.timeout * 3,
+        };
+        match tokio::time::timeout(deadline, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(StoreError("the burn batching task stopped".into())),
+            Err(_) => Err(StoreError(format!(
+                "no answer within {} ms",
+                deadline.as_millis()
+            ))),
+        }
+    }
+
+    /// The batching task: sends every burn queued meanwhile as one [`BURN_MANY`] call (and one
+    /// `WAIT` when replicas are asked for), hands each burn its answer, and goes again, until
+    /// every store holding the queue is gone.
+    async fn send_burns(self, mut queued: mpsc::Receiver<Queued>) {
+        // Only the queue's other ends may keep it open.
+        let store = RedisStore {
+            burns: None,
+            ..self
+        };
+        let mut batch = Vec::with_capacity(MAX_BURNS);
+        while queued.recv_many(&mut batch, MAX_BURNS).await > 0 {
+            batch.retain(|burn| !burn.reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
+            let mut call = store.epochs.burn_many.prepare_invoke();
+            for burn in &batch {
+                call.key(epoch_key(burn.bucket))
+                    .key(&burn.key)
+                    .arg(&burn.epoch)
+                    .arg(burn.life_ms)
+                    .arg(&burn.value);
+            }
+            let mut conn = store.conn.clone();
+            let answers: Result<Vec<i64>, StoreError> = store
+                .within(store.timeout, call.invoke_async(&mut conn))
+                .await;
+            let answers = match answers {
+                Ok(a) if a.len() == batch.len() => {
+                    if a.contains(&1) {
+                        store.replicated().await.map(|()| a)
+                    } else {
+                        Ok(a)
+                    }
+                }
+                Ok(a) => Err(StoreError(format!(
+                    "{} answers for {} burns",
+                    a.len(),
+                    batch.len()
+                ))),
+                Err(e) => Err(e),
+            };
+            match answers {
+                Ok(answers) => {
+                    for (burn, answer) in batch.drain(..).zip(answers) {
+                        let _ = burn.reply.send(Ok(answer));
+                    }
+                }
+                Err(e) => {
+                    for burn in batch.drain(..) {
+                        let _ = burn.reply.send(Err(StoreError(e.0.clone())));
+                    }
+                }
+            }
+        }
     }
 
     /// Waits for `WAIT replicas timeout` to report enough replicas holding this connection's
@@ -407,14 +596,14 @@ impl BurnStore for RedisStore {
         }
         let life_ms = ttl_ms.max(grant.map_or(0, |g| g.until_ms.saturating_sub(req.now_ms)));
         let value = grant.map_or_else(|| "1".to_owned(), ResumeGrant::encode);
-        let args = [life_ms.to_string(), value];
-        let args = [args[0].as_str(), args[1].as_str()];
-        let answer = self.run_script(&self.epochs.burn, req, &args).await;
+        let op = Op::Burn {
+            life_ms,
+            value: &value,
+        };
+        let answer = self.run_script(op, req).await;
+        // Replicated before it answers yes, when replicas are asked for (one Redis only).
         Ok(match answer.inspect_err(warn(req.jti))? {
-            Some(Answer::Yes(_)) => {
-                self.replicated().await.inspect_err(warn(req.jti))?;
-                Burn::Fresh
-            }
+            Some(Answer::Yes(_)) => Burn::Fresh,
             Some(Answer::No) => Burn::AlreadyUsed,
             None => Burn::IssuedBeforeLoss,
             Some(Answer::EpochChanged) => {
@@ -424,7 +613,7 @@ impl BurnStore for RedisStore {
     }
 
     async fn resume_grant(&self, req: &BurnRequest<'_>) -> Result<Option<ResumeGrant>, StoreError> {
-        let answer = self.run_script(&self.epochs.grant, req, &[]).await;
+        let answer = self.run_script(Op::Grant, req).await;
         Ok(match answer.inspect_err(warn(req.jti))? {
             Some(Answer::Yes(Some(value))) => ResumeGrant::decode(&value),
             Some(Answer::Yes(None) | Answer::No) | None => None,
@@ -435,7 +624,7 @@ impl BurnStore for RedisStore {
     }
 
     async fn is_burned(&self, req: &BurnRequest<'_>) -> Result<bool, StoreError> {
-        let answer = self.run_script(&self.epochs.is_burned, req, &[]).await;
+        let answer = self.run_script(Op::IsBurned, req).await;
         Ok(match answer.inspect_err(warn(req.jti))? {
             Some(Answer::No) => false,
             Some(Answer::Yes(_)) | None => true,

@@ -136,6 +136,51 @@ async fn concurrent_uses_have_one_winner(store: &str) {
     );
 }
 
+/// One Redis takes the burns that arrive together in one script call (`BURN_MANY` in
+/// download-server/src/store/redis.rs): each answer must reach its own download. Used and fresh
+/// tokens sent at once, interleaved, are told apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn used_and_fresh_tokens_sent_together_are_told_apart() {
+    let Some(redis) = services::redis().await else {
+        return;
+    };
+    let (app, bytes, key) = app_with_file().await;
+    let server = spawn_download_server(&app, redis.url()).await;
+    let mint = || {
+        app.signing_key()
+            .mint(&app.claims(&key, "x.txt"))
+            .expect("mint")
+    };
+    let used: Vec<String> = (0..24).map(|_| mint()).collect();
+    for token in &used {
+        assert_eq!(get(&app, &server, token).await.status(), StatusCode::OK);
+    }
+    let fresh: Vec<String> = (0..24).map(|_| mint()).collect();
+    let tokens = used
+        .iter()
+        .map(|t| (false, t))
+        .zip(fresh.iter().map(|t| (true, t)))
+        .flat_map(|(u, f)| [u, f]);
+
+    let attempts = tokens.map(|(is_fresh, token)| {
+        let (app, server) = (&app, &server);
+        async move {
+            let res = get(app, server, token).await;
+            let status = res.status();
+            let body = res.bytes().await.expect("body");
+            (is_fresh, status, body)
+        }
+    });
+    for (is_fresh, status, body) in futures_util::future::join_all(attempts).await {
+        if is_fresh {
+            assert_eq!(status, StatusCode::OK, "a fresh token is served");
+            assert_eq!(body, bytes);
+        } else {
+            assert_eq!(status, StatusCode::GONE, "a used token is refused");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_burned_id_is_kept_until_its_token_expires() {
     let Some(redis) = services::redis().await else {
