@@ -359,8 +359,9 @@ enum ReadState {
     Done,
 }
 
-/// The body: positional reads, each in one blocking-pool hop straight into the buffer that
-/// is sent (one copy from the page cache). The server copies each chunk into its write
+/// The body: positional reads straight into the buffer that is sent (one copy from the page
+/// cache): on the worker with `RWF_NOWAIT` when the bytes are cached, as at open, otherwise
+/// in one blocking-pool hop. The server copies each chunk into its write
 /// buffer and drops it before asking for the next, so a fast client's stream reuses one
 /// buffer for every read, and a slow client's keeps none between reads.
 pub(crate) struct LocalStream {
@@ -415,6 +416,10 @@ impl Stream for LocalStream {
                     // Takes back the allocation of the last chunk, which the server has
                     // copied and dropped by now; allocates only when the read size grew.
                     buf.reserve(len);
+                    #[cfg(target_os = "linux")]
+                    if read_without_waiting(&file, pos, len, &mut buf) {
+                        return this.deliver(file, buf);
+                    }
                     this.state = ReadState::Reading(tokio::task::spawn_blocking(move || {
                         let read = read_chunk(&file, pos, len, &mut buf);
                         (file, buf, read)
@@ -427,33 +432,55 @@ impl Stream for LocalStream {
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
                     Poll::Ready(Ok((_, _, Err(e)))) => return Poll::Ready(Some(Err(e))),
-                    Poll::Ready(Ok((file, mut buf, Ok(())))) => {
-                        if buf.is_empty() {
-                            // The file shrank under us: the promised length cannot be met, so
-                            // the connection must be cut rather than end short and look whole.
-                            return Poll::Ready(Some(Err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "file shrank while being sent",
-                            ))));
-                        }
-                        let chunk = if this.pace.is_fast() {
-                            buf.split().freeze()
-                        } else {
-                            // A slow client keeps no buffer between reads: the chunk is its
-                            // only owner and is freed once the server has copied it.
-                            std::mem::take(&mut buf).freeze()
-                        };
-                        let n = chunk.len();
-                        this.pos += n as u64;
-                        this.remaining -= n as u64;
-                        this.pace.sent(n);
-                        this.state = ReadState::Idle(file, buf);
-                        return Poll::Ready(Some(Ok(chunk)));
-                    }
+                    Poll::Ready(Ok((file, buf, Ok(())))) => return this.deliver(file, buf),
                 },
             }
         }
     }
+}
+
+impl LocalStream {
+    /// Hands out what a read put in `buf`, and goes idle.
+    fn deliver(
+        &mut self,
+        file: std::fs::File,
+        mut buf: BytesMut,
+    ) -> Poll<Option<std::io::Result<Bytes>>> {
+        if buf.is_empty() {
+            // The file shrank under us: the promised length cannot be met, so the connection
+            // must be cut rather than end short and look whole.
+            return Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ))));
+        }
+        let chunk = if self.pace.is_fast() {
+            buf.split().freeze()
+        } else {
+            // A slow client keeps no buffer between reads: the chunk is its only owner and is
+            // freed once the server has copied it.
+            std::mem::take(&mut buf).freeze()
+        };
+        let n = chunk.len();
+        self.pos += n as u64;
+        self.remaining -= n as u64;
+        self.pace.sent(n);
+        self.state = ReadState::Idle(file, buf);
+        Poll::Ready(Some(Ok(chunk)))
+    }
+}
+
+/// Reads `len` bytes at `pos` into `buf` with `RWF_NOWAIT`, on the calling (async) thread:
+/// true only when all of them were in the page cache. Otherwise the read is left to the
+/// blocking pool, which starts it again (a short read here may be the end of the file, and
+/// the pool's read tells that apart).
+#[cfg(target_os = "linux")]
+fn read_without_waiting(file: &std::fs::File, pos: u64, len: usize, buf: &mut BytesMut) -> bool {
+    buf.clear();
+    buf.resize(len, 0);
+    let mut slices = [std::io::IoSliceMut::new(&mut buf[..])];
+    let read = rustix::io::preadv2(file, &mut slices, pos, rustix::io::ReadWriteFlags::NOWAIT);
+    matches!(read, Ok(n) if n == len)
 }
 
 #[cfg(test)]
