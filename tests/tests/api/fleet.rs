@@ -19,6 +19,13 @@ async fn app_with_file() -> (TestApp, Vec<u8>, String) {
     (app, bytes, key)
 }
 
+/// A fresh link to the file of [`app_with_file`].
+fn mint(app: &TestApp, key: &str) -> String {
+    app.signing_key()
+        .mint(&app.claims(key, "x.txt"))
+        .expect("mint")
+}
+
 async fn get(app: &TestApp, server: &str, token: &str) -> Response {
     app.anon
         .get(format!("{server}/d/{token}"))
@@ -65,10 +72,7 @@ async fn used_on_one_server_gone_on_another(store: &str) {
     let (app, bytes, key) = app_with_file().await;
     let a = spawn_download_server(&app, store).await;
     let b = spawn_download_server(&app, store).await;
-    let token = app
-        .signing_key()
-        .mint(&app.claims(&key, "x.txt"))
-        .expect("mint");
+    let token = mint(&app, &key);
 
     assert_eq!(
         head(&app, &b, &token).await,
@@ -107,10 +111,7 @@ async fn concurrent_uses_have_one_winner(store: &str) {
         spawn_download_server(&app, store).await,
         spawn_download_server(&app, store).await,
     ];
-    let token = app
-        .signing_key()
-        .mint(&app.claims(&key, "x.txt"))
-        .expect("mint");
+    let token = mint(&app, &key);
 
     let attempts = (0..100).map(|i| {
         let (client, url) = (app.anon.clone(), format!("{}/d/{token}", servers[i % 2]));
@@ -146,16 +147,11 @@ async fn used_and_fresh_tokens_sent_together_are_told_apart() {
     };
     let (app, bytes, key) = app_with_file().await;
     let server = spawn_download_server(&app, redis.url()).await;
-    let mint = || {
-        app.signing_key()
-            .mint(&app.claims(&key, "x.txt"))
-            .expect("mint")
-    };
-    let used: Vec<String> = (0..24).map(|_| mint()).collect();
+    let used: Vec<String> = (0..24).map(|_| mint(&app, &key)).collect();
     for token in &used {
         assert_eq!(get(&app, &server, token).await.status(), StatusCode::OK);
     }
-    let fresh: Vec<String> = (0..24).map(|_| mint()).collect();
+    let fresh: Vec<String> = (0..24).map(|_| mint(&app, &key)).collect();
     let tokens = used
         .iter()
         .map(|t| (false, t))
@@ -229,17 +225,12 @@ async fn downloads_fail_closed_while_redis_is_down_and_recover_after() {
     let mut config = download_config(&app, redis.url());
     config.burn_store_timeout_ms = 250; // the default: what a request waits while Redis is down
     let server = start_download_server(config).await;
-    let mint = || {
-        app.signing_key()
-            .mint(&app.claims(&key, "x.txt"))
-            .expect("mint")
-    };
-    let first = mint();
+    let first = mint(&app, &key);
     assert_eq!(get(&app, &server, &first).await.status(), StatusCode::OK);
     assert_eq!(readyz(&app, &server).await, StatusCode::OK);
 
     redis.stop();
-    let token = mint();
+    let token = mint(&app, &key);
     let res = get(&app, &server, &token).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key(header::RETRY_AFTER));
@@ -267,7 +258,7 @@ async fn downloads_fail_closed_while_redis_is_down_and_recover_after() {
         StatusCode::UNAUTHORIZED,
         "nor one minted before it: it may have been used"
     );
-    let fresh = mint();
+    let fresh = mint(&app, &key);
     let res = get(&app, &server, &fresh).await;
     assert_eq!(res.status(), StatusCode::OK, "a fresh link works");
     assert_eq!(res.bytes().await.expect("body"), bytes);
@@ -413,12 +404,7 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
     };
     let (app, bytes, key) = app_with_file().await;
     let server = spawn_download_server(&app, redis.url()).await;
-    let mint = || {
-        app.signing_key()
-            .mint(&app.claims(&key, "x.txt"))
-            .expect("mint")
-    };
-    let used = mint();
+    let used = mint(&app, &key);
     assert_eq!(get(&app, &server, &used).await.status(), StatusCode::OK);
 
     // As a failover to a replica that had not caught up, or an operator's mistake: every
@@ -436,7 +422,7 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
     assert_eq!(error_code(replay).await, "invalid_token");
 
     wait_until_ready(&app, &server).await;
-    let fresh = mint();
+    let fresh = mint(&app, &key);
     let res = get(&app, &server, &fresh).await;
     assert_eq!(res.status(), StatusCode::OK, "fresh links work");
     assert_eq!(res.bytes().await.expect("body"), bytes);
@@ -457,10 +443,7 @@ async fn a_burn_is_served_only_once_the_replicas_asked_for_have_it() {
     config.burn_store_replicas = 1; // and the private Redis has none
     config.burn_store_timeout_ms = 200;
     let server = start_download_server(config).await;
-    let token = app
-        .signing_key()
-        .mint(&app.claims(&key, "x.txt"))
-        .expect("mint");
+    let token = mint(&app, &key);
 
     let res = get(&app, &server, &token).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
