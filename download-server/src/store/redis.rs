@@ -244,7 +244,8 @@ impl Op<'_> {
 }
 
 impl RedisStore {
-    /// A store for one Redis that has not connected yet (no I/O happens here).
+    /// A store for one Redis that has not connected yet (no I/O happens here). Burns are sent
+    /// once [`RedisStore::start`] has run.
     pub fn new(
         info: ConnectionInfo,
         timeout: Duration,
