@@ -128,6 +128,8 @@ pub struct Keys {
     verifier: ArcSwap<Verifier>,
     /// Gathers Ed25519 tokens under load (see [`batch`]), one batcher per worker thread.
     batcher: thread_local::ThreadLocal<batch::Batcher>,
+    /// Where each batch's size is counted, once the server's metrics exist.
+    batch_sizes: std::sync::OnceLock<prometheus::Histogram>,
     policy: Policy,
     parts: Mutex<Parts>,
     files: FileSources,
@@ -183,6 +185,7 @@ impl Keys {
         let keys = Arc::new(Keys {
             verifier: ArcSwap::from_pointee(Verifier::new(parts.all(), policy.clone())),
             batcher: thread_local::ThreadLocal::new(),
+            batch_sizes: std::sync::OnceLock::new(),
             policy,
             parts: Mutex::new(parts),
             files,
@@ -198,6 +201,11 @@ impl Keys {
     /// The policy every token is checked against.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Counts each batch's size in `sizes` from now on (the first call wins).
+    pub fn count_batches_in(&self, sizes: prometheus::Histogram) {
+        let _ = self.batch_sizes.set(sizes);
     }
 
     /// The key ids in force now.
@@ -234,7 +242,8 @@ impl Keys {
             Some(answer) => answer,
             None => {
                 let batcher = self.batcher.get_or_default();
-                batcher.verify(&self.verifier, token, now).await
+                let sizes = self.batch_sizes.get();
+                batcher.verify(&self.verifier, sizes, token, now).await
             }
         };
         match first {

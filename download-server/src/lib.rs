@@ -311,6 +311,7 @@ async fn start<S: BurnStore>(
     let files = config.file_store.open(config.files_dir()).await?;
     let not_before = restart_boundary(&store, config).await;
     let keys = load_keys(config, settings, not_before).await?;
+    keys.count_batches_in(recorders.0.verify_batch_tokens.clone());
     let server = serve(
         config,
         settings,

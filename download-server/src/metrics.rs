@@ -20,6 +20,9 @@ pub struct Metrics {
     pub active_streams: IntGauge,
     /// `burnlink_burn_store_seconds`: how long `burn` took, whatever it answered.
     pub burn_seconds: Histogram,
+    /// `burnlink_verify_batch_tokens`: Ed25519 tokens checked together, one observation per
+    /// batch (see [`crate::keys`]).
+    pub verify_batch_tokens: Histogram,
     /// `burnlink_audit_dropped_total`: audit lines lost because the writer fell behind.
     pub audit_dropped: IntCounter,
     /// `burnlink_outcomes_dropped_total`: outcome events not published to the stream.
@@ -65,6 +68,14 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(burn_seconds.clone()))?;
+        let verify_batch_tokens = Histogram::with_opts(
+            HistogramOpts::new(
+                "burnlink_verify_batch_tokens",
+                "Ed25519 tokens whose signatures were verified together, per batch.",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )?;
+        registry.register(Box::new(verify_batch_tokens.clone()))?;
         let audit_dropped = IntCounter::new(
             "burnlink_audit_dropped_total",
             "Audit lines not written because the audit writer fell behind or failed.",
@@ -81,6 +92,7 @@ impl Metrics {
             bytes_sent,
             active_streams,
             burn_seconds,
+            verify_batch_tokens,
             audit_dropped,
             outcomes_dropped,
         })

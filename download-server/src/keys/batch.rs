@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use prometheus::Histogram;
 
 use shared::{Grant, TokenError, Verifier};
 use tokio::sync::{Notify, oneshot};
@@ -90,7 +91,14 @@ impl Default for Batcher {
 impl Batcher {
     /// The answer of the verifier in force for `token` at `now`, verified with whatever else
     /// is pending.
-    pub async fn verify(&self, verifier: &ArcSwap<Verifier>, token: &str, now: u64) -> Answer {
+    /// Each batch's size goes to `sizes`, when given.
+    pub async fn verify(
+        &self,
+        verifier: &ArcSwap<Verifier>,
+        sizes: Option<&Histogram>,
+        token: &str,
+        now: u64,
+    ) -> Answer {
         let under_load = self.arrive();
         let (reply, answer) = oneshot::channel();
         let (leads, full) = {
@@ -111,6 +119,7 @@ impl Batcher {
             let lead = Lead {
                 batcher: self,
                 verifier,
+                sizes,
             };
             if under_load {
                 let mut filled = pin!(self.full.notified());
@@ -153,11 +162,15 @@ impl Batcher {
 struct Lead<'a> {
     batcher: &'a Batcher,
     verifier: &'a ArcSwap<Verifier>,
+    sizes: Option<&'a Histogram>,
 }
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
         let pending = std::mem::take(&mut *self.batcher.lock());
+        if let Some(sizes) = self.sizes {
+            sizes.observe(pending.len() as f64);
+        }
         #[cfg(test)]
         {
             let mut seen = self.batcher.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,7 +236,7 @@ mod tests {
         let batcher = Batcher::default();
         let now = shared::unix_now();
         let t = token(&key, now);
-        assert!(batcher.verify(&verifier, &t, now).await.is_ok());
+        assert!(batcher.verify(&verifier, None, &t, now).await.is_ok());
         assert_eq!(*batcher.seen.lock().unwrap(), (1, 1));
         assert!(batcher.pending.lock().unwrap().is_empty());
     }
@@ -235,8 +248,11 @@ mod tests {
         let now = shared::unix_now();
         let mut tokens: Vec<String> = (0..20).map(|_| token(&key, now)).collect();
         tokens[7] = forged(&key, &stranger, now);
+        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "test")).unwrap();
         let answers = futures_util::future::join_all(
-            tokens.iter().map(|t| batcher.verify(&verifier, t, now)),
+            tokens
+                .iter()
+                .map(|t| batcher.verify(&verifier, Some(&sizes), t, now)),
         )
         .await;
         for (i, a) in answers.iter().enumerate() {
@@ -248,6 +264,10 @@ mod tests {
         }
         let (batches, largest) = *batcher.seen.lock().unwrap();
         assert_eq!((batches, largest), (1, 20));
+        assert_eq!(
+            (sizes.get_sample_count(), sizes.get_sample_sum()),
+            (1, 20.0)
+        );
     }
 
     /// Makes the batcher see load: arrivals with no gap between them.
@@ -264,7 +284,7 @@ mod tests {
         now: u64,
     ) -> tokio::task::JoinHandle<Answer> {
         let (b, v) = (batcher.clone(), verifier.clone());
-        tokio::spawn(async move { b.verify(&v, &token, now).await })
+        tokio::spawn(async move { b.verify(&v, None, &token, now).await })
     }
 
     async fn all_ok(tasks: Vec<tokio::task::JoinHandle<Answer>>) {
@@ -283,7 +303,9 @@ mod tests {
         let now = shared::unix_now();
         let answered_at_once = async || {
             let start = Instant::now();
-            let answer = batcher.verify(&verifier, &token(&key, now), now).await;
+            let answer = batcher
+                .verify(&verifier, None, &token(&key, now), now)
+                .await;
             assert!(answer.is_ok());
             assert_eq!(Instant::now(), start, "no timer was waited on");
         };
@@ -345,10 +367,10 @@ mod tests {
         let now = shared::unix_now();
         let t = token(&key, now);
         // The leader yields once and is dropped there; the follower joined meanwhile.
-        let mut leader = Box::pin(batcher.verify(&verifier, &t, now));
+        let mut leader = Box::pin(batcher.verify(&verifier, None, &t, now));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(leader.as_mut().poll(&mut cx).is_pending());
-        let follower = batcher.verify(&verifier, &t, now);
+        let follower = batcher.verify(&verifier, None, &t, now);
         drop(leader);
         let answer = tokio::time::timeout(std::time::Duration::from_secs(10), follower).await;
         assert!(answer.expect("the follower is answered").is_ok());

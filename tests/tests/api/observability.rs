@@ -107,6 +107,13 @@ async fn download_metrics_count_each_outcome_and_the_bytes() {
         series(&text, "burnlink_burn_store_seconds_count"),
         Some(2.0)
     );
+    // Both EdDSA tokens went through the batcher, one batch each; the forged one was refused
+    // by its header before it.
+    assert_eq!(
+        series(&text, "burnlink_verify_batch_tokens_count"),
+        Some(2.0)
+    );
+    assert_eq!(series(&text, "burnlink_verify_batch_tokens_sum"), Some(2.0));
     assert!(!text.contains(token_of(&url)), "no token in metrics");
 }
 
