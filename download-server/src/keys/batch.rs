@@ -277,6 +277,14 @@ mod tests {
         }
     }
 
+    /// A key, and a batcher that has seen load, with its verifier.
+    fn under_load() -> (SigningKey, Arc<Batcher>, Arc<ArcSwap<Verifier>>) {
+        let (key, _, verifier) = setup();
+        let batcher = Arc::new(Batcher::default());
+        load(&batcher);
+        (key, batcher, Arc::new(verifier))
+    }
+
     fn spawn_verify(
         batcher: &Arc<Batcher>,
         verifier: &Arc<ArcSwap<Verifier>>,
@@ -319,9 +327,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn under_load_a_leader_waits_for_tokens_arriving_after_its_turn() {
-        let (key, _, verifier) = setup();
-        let (batcher, verifier) = (Arc::new(Batcher::default()), Arc::new(verifier));
-        load(&batcher);
+        let (key, batcher, verifier) = under_load();
         let now = shared::unix_now();
         let start = Instant::now();
         let mut tasks = vec![spawn_verify(&batcher, &verifier, token(&key, now), now)];
@@ -341,9 +347,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn under_load_a_full_batch_goes_without_waiting_out_the_timer() {
-        let (key, _, verifier) = setup();
-        let (batcher, verifier) = (Arc::new(Batcher::default()), Arc::new(verifier));
-        load(&batcher);
+        let (key, batcher, verifier) = under_load();
         let now = shared::unix_now();
         let start = Instant::now();
         let mut tasks = vec![spawn_verify(&batcher, &verifier, token(&key, now), now)];
