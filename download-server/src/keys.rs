@@ -128,8 +128,8 @@ pub struct Keys {
     verifier: ArcSwap<Verifier>,
     /// Gathers Ed25519 tokens under load (see [`batch`]), one batcher per worker thread.
     batcher: thread_local::ThreadLocal<batch::Batcher>,
-    /// Where each batch's size is counted, once the server's metrics exist.
-    batch_sizes: std::sync::OnceLock<prometheus::Histogram>,
+    /// Where each batch's size is counted (`burnlink_verify_batch_tokens`).
+    batch_sizes: prometheus::Histogram,
     policy: Policy,
     parts: Mutex<Parts>,
     files: FileSources,
@@ -149,11 +149,13 @@ impl Keys {
     /// Reads the configured key files and the JWKS URL once. A file that cannot be read or
     /// parsed stops start-up; a JWKS URL that does not answer only warns (the app server may
     /// be starting too): its keys arrive on the next refresh. No key source at all is an error.
-    /// `jwks_url` is `--jwks-url` as [`Config::check`] checked it.
+    /// `jwks_url` is `--jwks-url` as [`Config::check`] checked it; each Ed25519 batch's size
+    /// goes to `batch_sizes`.
     pub async fn load(
         config: &Config,
         jwks_url: Option<String>,
         policy: Policy,
+        batch_sizes: prometheus::Histogram,
     ) -> Result<Arc<Keys>, StartupError> {
         let mut files = FileSources {
             jwks_file: config.jwks_file.clone(),
@@ -185,7 +187,7 @@ impl Keys {
         let keys = Arc::new(Keys {
             verifier: ArcSwap::from_pointee(Verifier::new(parts.all(), policy.clone())),
             batcher: thread_local::ThreadLocal::new(),
-            batch_sizes: std::sync::OnceLock::new(),
+            batch_sizes,
             policy,
             parts: Mutex::new(parts),
             files,
@@ -201,11 +203,6 @@ impl Keys {
     /// The policy every token is checked against.
     pub fn policy(&self) -> &Policy {
         &self.policy
-    }
-
-    /// Counts each batch's size in `sizes` from now on (the first call wins).
-    pub fn count_batches_in(&self, sizes: prometheus::Histogram) {
-        let _ = self.batch_sizes.set(sizes);
     }
 
     /// The key ids in force now.
@@ -242,7 +239,7 @@ impl Keys {
             Some(answer) => answer,
             None => {
                 let batcher = self.batcher.get_or_default();
-                let sizes = self.batch_sizes.get();
+                let sizes = Some(&self.batch_sizes);
                 batcher.verify(&self.verifier, sizes, token, now).await
             }
         };

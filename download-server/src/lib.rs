@@ -233,10 +233,11 @@ async fn load_keys(
     config: &Config,
     settings: &Settings,
     not_issued_before: Option<u64>,
+    batch_sizes: prometheus::Histogram,
 ) -> Result<Arc<Keys>, StartupError> {
     let mut policy = config.policy();
     policy.not_issued_before = not_issued_before;
-    Keys::load(config, settings.jwks_url.clone(), policy).await
+    Keys::load(config, settings.jwks_url.clone(), policy, batch_sizes).await
 }
 
 /// The metrics registry and the audit log (its file opened, or refused at start).
@@ -310,8 +311,8 @@ async fn start<S: BurnStore>(
 ) -> Result<(Server, Arc<Keys>), StartupError> {
     let files = config.file_store.open(config.files_dir()).await?;
     let not_before = restart_boundary(&store, config).await;
-    let keys = load_keys(config, settings, not_before).await?;
-    keys.count_batches_in(recorders.0.verify_batch_tokens.clone());
+    let batch_sizes = recorders.0.verify_batch_tokens.clone();
+    let keys = load_keys(config, settings, not_before, batch_sizes).await?;
     let server = serve(
         config,
         settings,
