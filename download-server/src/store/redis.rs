@@ -511,19 +511,14 @@ impl RedisStore {
                 .within(store.timeout, call.invoke_async(&mut conn))
                 .await;
             let answers = match answers {
-                Ok(a) if a.len() == batch.len() => {
-                    if a.contains(&1) {
-                        store.replicated().await.map(|()| a)
-                    } else {
-                        Ok(a)
-                    }
-                }
-                Ok(a) => Err(StoreError(format!(
+                Ok(a) if a.len() != batch.len() => Err(StoreError(format!(
                     "{} answers for {} burns",
                     a.len(),
                     batch.len()
                 ))),
-                Err(e) => Err(e),
+                // Something was burned: served only once the replicas asked for have it.
+                Ok(a) if a.contains(&1) => store.replicated().await.map(|()| a),
+                other => other,
             };
             match answers {
                 Ok(answers) => {
