@@ -233,7 +233,6 @@ async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Stor
 #[cfg(target_os = "linux")]
 fn open_without_waiting(path: &Path, head: usize) -> Option<StoredFile> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
-    use rustix::io::ReadWriteFlags;
     // NONBLOCK: opening a FIFO planted in the directory must not wait for a writer (it has
     // no effect on reading regular files).
     let fd = rustix::fs::openat2(
@@ -257,10 +256,7 @@ fn open_without_waiting(path: &Path, head: usize) -> Option<StoredFile> {
     let mut buf = BytesMut::new();
     let want = head.min(usize::try_from(stat.stx_size).unwrap_or(usize::MAX));
     if want > 0 {
-        buf.resize(want, 0);
-        let mut slices = [std::io::IoSliceMut::new(&mut buf[..])];
-        let read = rustix::io::preadv2(&fd, &mut slices, 0, ReadWriteFlags::NOWAIT);
-        buf.truncate(read.unwrap_or(0));
+        read_cached(&fd, 0, want, &mut buf);
     }
     Some(StoredFile {
         source: Source::Local(Opened {
@@ -417,7 +413,9 @@ impl Stream for LocalStream {
                     // copied and dropped by now; allocates only when the read size grew.
                     buf.reserve(len);
                     #[cfg(target_os = "linux")]
-                    if read_without_waiting(&file, pos, len, &mut buf) {
+                    // Short: not all cached, or the end of the file, which the pool's read
+                    // tells apart (it starts the read again).
+                    if read_cached(&file, pos, len, &mut buf) == len {
                         return this.deliver(file, buf);
                     }
                     this.state = ReadState::Reading(tokio::task::spawn_blocking(move || {
@@ -470,17 +468,17 @@ impl LocalStream {
     }
 }
 
-/// Reads `len` bytes at `pos` into `buf` with `RWF_NOWAIT`, on the calling (async) thread:
-/// true only when all of them were in the page cache. Otherwise the read is left to the
-/// blocking pool, which starts it again (a short read here may be the end of the file, and
-/// the pool's read tells that apart).
+/// Reads up to `len` bytes at `pos` into `buf` (emptied first) with `RWF_NOWAIT`, so on the
+/// calling (async) thread: only what is in the page cache, none if the read would wait. The
+/// bytes read.
 #[cfg(target_os = "linux")]
-fn read_without_waiting(file: &std::fs::File, pos: u64, len: usize, buf: &mut BytesMut) -> bool {
+fn read_cached(fd: impl rustix::fd::AsFd, pos: u64, len: usize, buf: &mut BytesMut) -> usize {
     buf.clear();
     buf.resize(len, 0);
     let mut slices = [std::io::IoSliceMut::new(&mut buf[..])];
-    let read = rustix::io::preadv2(file, &mut slices, pos, rustix::io::ReadWriteFlags::NOWAIT);
-    matches!(read, Ok(n) if n == len)
+    let read = rustix::io::preadv2(fd, &mut slices, pos, rustix::io::ReadWriteFlags::NOWAIT);
+    buf.truncate(read.unwrap_or(0));
+    buf.len()
 }
 
 #[cfg(test)]
