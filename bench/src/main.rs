@@ -1515,7 +1515,8 @@ impl Report {
              server's workers and `TCP_NODELAY`, answers any `/d/*` with the same bytes from memory). \
              `server on N cores`: the server processes' CPU time over the load's duration. \
              Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
-             every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers). \
+             every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers), \
+             on {MEMORY_LOADS} fresh processes of each server: the median, with the range. \
              Minting: `SigningKey::mint` in a loop on one thread for 2 s. Verify bound: `Verifier::verify` on the same \
              2,000 tokens on every core for 3 s, once per jsonwebtoken backend, each in a process of its own. \
              Files in S3: two S3-compatible servers, each started here on a bucket of its own: a private `moto_server` \
