@@ -239,8 +239,9 @@ impl Keys {
             Some(answer) => answer,
             None => {
                 let batcher = self.batcher.get_or_default();
-                let sizes = Some(&self.batch_sizes);
-                batcher.verify(&self.verifier, sizes, token, now).await
+                batcher
+                    .verify(&self.verifier, &self.batch_sizes, token, now)
+                    .await
             }
         };
         match first {

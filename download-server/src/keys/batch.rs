@@ -91,11 +91,11 @@ impl Default for Batcher {
 impl Batcher {
     /// The answer of the verifier in force for `token` at `now`, verified with whatever else
     /// is pending.
-    /// Each batch's size goes to `sizes`, when given.
+    /// Each batch's size goes to `sizes`.
     pub async fn verify(
         &self,
         verifier: &ArcSwap<Verifier>,
-        sizes: Option<&Histogram>,
+        sizes: &Histogram,
         token: &str,
         now: u64,
     ) -> Answer {
@@ -162,15 +162,13 @@ impl Batcher {
 struct Lead<'a> {
     batcher: &'a Batcher,
     verifier: &'a ArcSwap<Verifier>,
-    sizes: Option<&'a Histogram>,
+    sizes: &'a Histogram,
 }
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
         let pending = std::mem::take(&mut *self.batcher.lock());
-        if let Some(sizes) = self.sizes {
-            sizes.observe(pending.len() as f64);
-        }
+        self.sizes.observe(pending.len() as f64);
         #[cfg(test)]
         {
             let mut seen = self.batcher.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,6 +206,11 @@ mod tests {
         (key, stranger, ArcSwap::from_pointee(verifier))
     }
 
+    /// A histogram for the batch sizes, as the server's metrics keep one.
+    fn sizes() -> Histogram {
+        Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "test")).unwrap()
+    }
+
     fn token(key: &SigningKey, now: u64) -> String {
         let c = Claims::new(
             "app",
@@ -236,7 +239,7 @@ mod tests {
         let batcher = Batcher::default();
         let now = shared::unix_now();
         let t = token(&key, now);
-        assert!(batcher.verify(&verifier, None, &t, now).await.is_ok());
+        assert!(batcher.verify(&verifier, &sizes(), &t, now).await.is_ok());
         assert_eq!(*batcher.seen.lock().unwrap(), (1, 1));
         assert!(batcher.pending.lock().unwrap().is_empty());
     }
@@ -248,11 +251,11 @@ mod tests {
         let now = shared::unix_now();
         let mut tokens: Vec<String> = (0..20).map(|_| token(&key, now)).collect();
         tokens[7] = forged(&key, &stranger, now);
-        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "test")).unwrap();
+        let sizes = sizes();
         let answers = futures_util::future::join_all(
             tokens
                 .iter()
-                .map(|t| batcher.verify(&verifier, Some(&sizes), t, now)),
+                .map(|t| batcher.verify(&verifier, &sizes, t, now)),
         )
         .await;
         for (i, a) in answers.iter().enumerate() {
@@ -292,7 +295,7 @@ mod tests {
         now: u64,
     ) -> tokio::task::JoinHandle<Answer> {
         let (b, v) = (batcher.clone(), verifier.clone());
-        tokio::spawn(async move { b.verify(&v, None, &token, now).await })
+        tokio::spawn(async move { b.verify(&v, &sizes(), &token, now).await })
     }
 
     async fn all_ok(tasks: Vec<tokio::task::JoinHandle<Answer>>) {
@@ -312,7 +315,7 @@ mod tests {
         let answered_at_once = async || {
             let start = Instant::now();
             let answer = batcher
-                .verify(&verifier, None, &token(&key, now), now)
+                .verify(&verifier, &sizes(), &token(&key, now), now)
                 .await;
             assert!(answer.is_ok());
             assert_eq!(Instant::now(), start, "no timer was waited on");
@@ -371,10 +374,11 @@ mod tests {
         let now = shared::unix_now();
         let t = token(&key, now);
         // The leader yields once and is dropped there; the follower joined meanwhile.
-        let mut leader = Box::pin(batcher.verify(&verifier, None, &t, now));
+        let sizes = sizes();
+        let mut leader = Box::pin(batcher.verify(&verifier, &sizes, &t, now));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(leader.as_mut().poll(&mut cx).is_pending());
-        let follower = batcher.verify(&verifier, None, &t, now);
+        let follower = batcher.verify(&verifier, &sizes, &t, now);
         drop(leader);
         let answer = tokio::time::timeout(std::time::Duration::from_secs(10), follower).await;
         assert!(answer.expect("the follower is answered").is_ok());
