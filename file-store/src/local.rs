@@ -302,17 +302,27 @@ pub(crate) const MAX_CHUNK: usize = 512 * 1024;
 /// How much to read next: the configured read size, or what the client took per
 /// [`Pace::TARGET`] over the last [`Pace::WINDOW`] when that is more (up to [`MAX_CHUNK`]). A
 /// slow client never leaves the configured size, so it holds little memory; a fast one
-/// moves to large reads after the first window.
+/// moves to large reads after [`Pace::FILL`].
 struct Pace {
     base: usize,
     chunk: usize,
     window_start: Instant,
     window_sent: u64,
+    /// Bytes handed out since the stream began, up to [`Pace::FILL`].
+    total_sent: u64,
 }
 
 impl Pace {
     const WINDOW: Duration = Duration::from_millis(50);
     const TARGET: Duration = Duration::from_millis(1);
+    /// Reads grow only past this much of a stream. Every stream starts by filling the socket
+    /// buffers at the speed of memory, and the slowest reader looks fast while they fill: on
+    /// loopback here 1–2 MiB a window, for two windows and more when 200 streams start at
+    /// once. Reads grown for that burst were held by every slow stream together (200 slow
+    /// readers: 41–62 KiB of RSS per stream, against 30 KiB with reads that never grow;
+    /// docs/BENCHMARKS.md). Linux lets a socket's send buffer grow to 4 MiB (`tcp_wmem`),
+    /// so this is four times that; a fast client gets here in about 10 ms.
+    const FILL: u64 = 16 << 20;
 
     fn new(base: usize) -> Pace {
         Pace {
@@ -320,11 +330,13 @@ impl Pace {
             chunk: base,
             window_start: Instant::now(),
             window_sent: 0,
+            total_sent: 0,
         }
     }
 
     fn sent(&mut self, n: usize) {
         self.window_sent += n as u64;
+        self.total_sent = (self.total_sent + n as u64).min(Self::FILL);
     }
 
     /// Reads above the configured size: worth keeping the buffer between them.
@@ -338,7 +350,10 @@ impl Pace {
             let per_target =
                 self.window_sent as u128 * Self::TARGET.as_nanos() / elapsed.as_nanos();
             // Whole pages, never below the configured size.
-            let pages = (per_target as usize).min(MAX_CHUNK) & !4095;
+            let mut pages = (per_target as usize).min(MAX_CHUNK) & !4095;
+            if self.total_sent < Self::FILL {
+                pages = 0;
+            }
             self.chunk = pages.max(self.base);
             self.window_start = Instant::now();
             self.window_sent = 0;
@@ -560,6 +575,35 @@ mod tests {
             got.extend_from_slice(&chunk.unwrap());
         }
         assert_eq!(got[..], bytes[10..]);
+    }
+
+    /// One window of `sent` bytes, then the next read's size.
+    fn window(pace: &mut Pace, sent: usize) -> usize {
+        pace.sent(sent);
+        std::thread::sleep(Pace::WINDOW);
+        pace.next_chunk()
+    }
+
+    /// A slow reader's stream starts by filling the socket buffers at memory speed: that
+    /// burst must not make its reads (and the memory each one holds) grow.
+    #[test]
+    fn the_burst_that_fills_the_socket_buffers_does_not_grow_reads() {
+        let base = 8 * 1024;
+        let mut pace = Pace::new(base);
+        for _ in 0..3 {
+            assert_eq!(
+                window(&mut pace, 4 << 20),
+                base,
+                "4 MiB a window, 12 in all"
+            );
+        }
+        for _ in 0..3 {
+            assert_eq!(
+                window(&mut pace, 8 * 1024),
+                base,
+                "then the client's own pace"
+            );
+        }
     }
 
     #[test]
