@@ -61,6 +61,22 @@ struct Args {
     /// no burn, no disk) and print the address: the framework's own ceiling.
     #[arg(long, hide = true)]
     serve_floor: Option<PathBuf>,
+    /// Internal, with `--serve-floor`: how the floor answers.
+    #[arg(long, hide = true, value_enum, default_value_t = Floor::Memory)]
+    floor: Floor,
+}
+
+/// How bare actix-web answers in [`serve_floor`].
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Floor {
+    /// The file's bytes from memory, as one body.
+    Memory,
+    /// The file opened, stat'ed, read and closed for every request, as nginx does: the ceiling
+    /// of a server that reads files.
+    Disk,
+    /// The file's bytes from memory in chunks of the download server's first read, with its
+    /// write buffer: what a slow stream costs actix-web itself.
+    Stream,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +106,12 @@ fn main() -> anyhow::Result<()> {
         return verify_bound(backend, workers);
     }
     if let Some(file) = &args.serve_floor {
-        return serve_floor(file, workers);
+        return serve_floor(
+            file,
+            args.floor,
+            args.read_buffer_kib as usize * 1024,
+            workers,
+        );
     }
     let dir = tempfile::tempdir()?;
     let bench = Bench::prepare(&args, dir.path(), workers)?;
@@ -132,14 +153,18 @@ fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let nginx = Nginx::start(dir, SMALL, workers)?;
     let nginx_small = bench.wrk_small(&nginx, Algorithm::HS256, "nginx")?;
     drop(nginx);
-    let floor = Server::floor(&dir.join("files").join(SMALL))?;
+    let small_file = dir.join("files").join(SMALL);
+    let floor = Server::floor(&small_file, Floor::Memory, bench)?;
     let floor_small = bench.wrk_small(&floor, Algorithm::HS256, "actix-floor")?;
+    drop(floor);
+    let floor = Server::floor(&small_file, Floor::Disk, bench)?;
+    let disk_floor = bench.wrk_small(&floor, Algorithm::HS256, "actix-floor-disk")?;
     drop(floor);
     let ours = bench.download_server("memory")?;
     let eddsa = bench.wrk_small(&ours, Algorithm::EdDSA, "burnlink-eddsa")?;
     let hs = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-hs256")?;
     drop(ours);
-    report.small(&nginx_small, &floor_small, &eddsa, &hs);
+    report.small(&nginx_small, [&floor_small, &disk_floor], &eddsa, &hs);
 
     if redis_reachable(&args.redis_url) {
         let ours = bench.download_server(&args.redis_url)?;
@@ -195,18 +220,22 @@ fn memory(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
         args.slow_readers
     );
     let mut nginx = Vec::new();
+    let mut floor = Vec::new();
     let mut ours = Vec::new();
+    let medium = dir.join("files").join(MEDIUM);
     for _ in 0..MEMORY_LOADS {
         nginx.push(bench.slow_readers(&Nginx::start(dir, MEDIUM, workers)?)?);
+        floor.push(bench.slow_readers(&Server::floor(&medium, Floor::Stream, bench)?)?);
         ours.push(bench.slow_readers(&bench.download_server("memory")?)?);
     }
     let per_stream = |loads: &[u64]| median(loads) as f64 / args.slow_readers as f64;
     eprintln!(
-        "   median per stream: nginx {:.1} KiB, burnlink {:.1} KiB",
+        "   median per stream: nginx {:.1} KiB, bare actix-web {:.1} KiB, burnlink {:.1} KiB",
         per_stream(&nginx),
+        per_stream(&floor),
         per_stream(&ours)
     );
-    report.memory(args.slow_readers, &nginx, &ours);
+    report.memory(args.slow_readers, [&nginx, &floor], &ours);
     Ok(())
 }
 
@@ -513,29 +542,53 @@ fn batch_bound(verifier: &Verifier, tokens: &[String], workers: usize) {
 
 /// Bare actix-web with the download server's settings (workers, `TCP_NODELAY`) answering
 /// every `/d/*` with the same bytes from memory: what any actix-web server can reach here.
-fn serve_floor(file: &Path, workers: usize) -> anyhow::Result<()> {
+fn serve_floor(file: &Path, floor: Floor, chunk: usize, workers: usize) -> anyhow::Result<()> {
     use actix_web::{App, HttpResponse, HttpServer, web};
     let body = bytes::Bytes::from(std::fs::read(file)?);
+    let file = file.to_owned();
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
-            let body = body.clone();
+            let (body, file) = (body.clone(), file.clone());
             App::new().service(web::scope("/d").default_service(web::to(move || {
-                let body = body.clone();
-                async move {
-                    HttpResponse::Ok()
-                        .content_type("application/octet-stream")
-                        .insert_header(("cache-control", "no-store"))
-                        .body(body)
-                }
+                let mut res = HttpResponse::Ok();
+                res.content_type("application/octet-stream")
+                    .insert_header(("cache-control", "no-store"));
+                let res = match floor {
+                    Floor::Memory => Ok(res.body(body.clone())),
+                    // On the worker, as nginx does: the file is in the page cache.
+                    Floor::Disk => read_whole(&file).map(|bytes| res.body(bytes)),
+                    Floor::Stream => {
+                        let (body, size) = (body.clone(), body.len());
+                        let chunks = (0..size).step_by(chunk).map(move |at| {
+                            Ok::<_, std::io::Error>(body.slice(at..size.min(at + chunk)))
+                        });
+                        let size = size as u64;
+                        let stream = futures_util::stream::iter(chunks);
+                        Ok(res.body(actix_web::body::SizedStream::new(size, stream)))
+                    }
+                };
+                async move { res.map_err(actix_web::Error::from) }
             })))
         })
         .workers(workers)
         .tcp_nodelay(true)
+        // The download server's (`download-server/src/lib.rs`).
+        .h1_write_buffer_size(8 * 1024)
         .bind("127.0.0.1:0")?;
         println!("http://{}", server.addrs()[0]);
         server.run().await
     })?;
     Ok(())
+}
+
+/// The file in one read after its size: `openat`, `statx`, `read`, `close`, the system calls
+/// the download server makes for a small file.
+fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = vec![0; file.metadata()?.len() as usize];
+    file.read_exact(&mut bytes)?;
+    Ok(bytes)
 }
 
 struct Bench<'a> {
@@ -780,7 +833,9 @@ fn write_file(path: &Path, size: usize) -> std::io::Result<()> {
         file.write_all(&block[..n])?;
         left -= n;
     }
-    file.flush()
+    file.flush()?;
+    // Written back before any load, not while the first ones run (1.3 GiB in all).
+    file.get_ref().sync_all()
 }
 
 /// A connection to the Redis at `url` (`redis://[creds@]host:port[/db]`), within a second.
@@ -950,11 +1005,14 @@ struct Server {
 }
 
 impl Server {
-    /// The framework ceiling ([`serve_floor`]) serving `file`.
-    fn floor(file: &Path) -> anyhow::Result<Server> {
+    /// The framework ceiling ([`serve_floor`]) serving `file` as `floor` says.
+    fn floor(file: &Path, floor: Floor, bench: &Bench<'_>) -> anyhow::Result<Server> {
+        let floor = clap::ValueEnum::to_possible_value(&floor).context("floor")?;
         let child = Command::new(std::env::current_exe()?)
             .arg("--serve-floor")
             .arg(file)
+            .args(["--floor", floor.get_name()])
+            .args(["--read-buffer-kib", &bench.args.read_buffer_kib.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -1210,7 +1268,9 @@ impl Report {
         }
     }
 
-    fn small(&mut self, nginx: &Wrk, floor: &Wrk, eddsa: &Wrk, hs: &Wrk) {
+    /// `floors`: bare actix-web from memory, then reading the file per request.
+    fn small(&mut self, nginx: &Wrk, floors: [&Wrk; 2], eddsa: &Wrk, hs: &Wrk) {
+        let [floor, disk_floor] = floors;
         let bound = self.eddsa_bound;
         let req_s = |w: &Wrk| format!("{:.0} req/s", w.rps());
         let rps = |w: &Wrk| {
@@ -1241,6 +1301,20 @@ impl Report {
             req_s(hs),
             req_s(floor),
             Some(hs.rps() / floor.rps()),
+            "",
+        );
+        self.row(
+            "4 KiB from disk, bare actix-web: open, stat, read and close per request (req/s)",
+            rps(disk_floor),
+            rps(nginx),
+            Some(disk_floor.rps() / nginx.rps()),
+            "",
+        );
+        self.row(
+            "4 KiB, HS256, against the ceiling from disk: token, burn and headers (req/s)",
+            req_s(hs),
+            req_s(disk_floor),
+            Some(hs.rps() / disk_floor.rps()),
             "",
         );
         self.row(
@@ -1290,6 +1364,7 @@ impl Report {
         for (label, w) in [
             ("nginx", nginx),
             ("actix-web", floor),
+            ("actix-web from disk", disk_floor),
             ("EdDSA", eddsa),
             ("HS256", hs),
         ] {
@@ -1401,7 +1476,9 @@ impl Report {
     }
 
     /// The median of each server's loads, with their range.
-    fn memory(&mut self, readers: usize, nginx_kib: &[u64], ours_kib: &[u64]) {
+    /// `peers`: nginx, then bare actix-web streaming from memory.
+    fn memory(&mut self, readers: usize, peers: [&[u64]; 2], ours_kib: &[u64]) {
+        let [nginx_kib, floor_kib] = peers;
         let per = |k: u64| k as f64 / readers as f64;
         let figure = |loads: &[u64]| {
             let median = median(loads);
@@ -1418,12 +1495,23 @@ impl Report {
         };
         let (ours, ours_text) = figure(ours_kib);
         let (_, nginx_text) = figure(nginx_kib);
+        let (_, floor_text) = figure(floor_kib);
         self.row(
             &format!("{readers} slow readers of 256 MiB: extra RSS per stream (median)"),
-            ours_text,
+            ours_text.clone(),
             nginx_text,
             None,
             "≤ 32 KiB",
+        );
+        self.row(
+            &format!(
+                "{readers} slow readers, against bare actix-web streaming the file from memory \
+                 (chunks of the first read, the server's write buffer): extra RSS per stream (median)"
+            ),
+            ours_text,
+            floor_text,
+            None,
+            "",
         );
         self.ratios.push((
             "RSS/stream: 32 KiB / ours".into(),
@@ -1512,7 +1600,9 @@ impl Report {
             "```sh\nbench/run        # installs nginx + wrk if missing, builds, runs, rewrites this file\n```\n\n\
              Small files: `wrk -t{workers} -c{} -d{}s --latency -s bench/walk.lua <base> -- <paths> {workers}` \
              against a file of pre-minted `/d/<token>` paths (nginx gets the same paths and serves any `/d/*` as the file; bare actix-web, with the \
-             server's workers and `TCP_NODELAY`, answers any `/d/*` with the same bytes from memory). \
+             server's workers and `TCP_NODELAY`, answers any `/d/*` with the same bytes from memory, \
+             and once more reading the file for every request on its worker: `openat`, `statx`, `read`, `close`, \
+             the system calls the download server makes for a small file). \
              `server on N cores`: the server processes' CPU time over the load's duration. \
              Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
              every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers), \
