@@ -57,8 +57,8 @@ struct Args {
     /// `aws_lc_rs`) for each algorithm, then exit.
     #[arg(long, hide = true)]
     verify_bound: Option<String>,
-    /// Internal: serve this file from memory with bare actix-web on every `/d/*` (no token,
-    /// no burn, no disk) and print the address: the framework's own ceiling.
+    /// Internal: serve this file with bare actix-web on every `/d/*` (no token, no burn), as
+    /// `--floor` says, and print the address: the framework's own ceiling.
     #[arg(long, hide = true)]
     serve_floor: Option<PathBuf>,
     /// Internal, with `--serve-floor`: how the floor answers.
@@ -540,8 +540,9 @@ fn batch_bound(verifier: &Verifier, tokens: &[String], workers: usize) {
     println!("EdDSA batch{BATCH} {rate:.0}");
 }
 
-/// Bare actix-web with the download server's settings (workers, `TCP_NODELAY`) answering
-/// every `/d/*` with the same bytes from memory: what any actix-web server can reach here.
+/// Bare actix-web with the download server's settings (workers, `TCP_NODELAY`, write buffer)
+/// answering every `/d/*` with the file, as `floor` says: what any actix-web server can reach
+/// here.
 fn serve_floor(file: &Path, floor: Floor, chunk: usize, workers: usize) -> anyhow::Result<()> {
     use actix_web::{App, HttpResponse, HttpServer, web};
     let body = bytes::Bytes::from(std::fs::read(file)?);
