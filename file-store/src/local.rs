@@ -308,7 +308,7 @@ struct Pace {
     chunk: usize,
     window_start: Instant,
     window_sent: u64,
-    /// Bytes handed out since the stream began, up to [`Pace::FILL`].
+    /// Bytes handed out since the stream began.
     total_sent: u64,
 }
 
@@ -336,7 +336,7 @@ impl Pace {
 
     fn sent(&mut self, n: usize) {
         self.window_sent += n as u64;
-        self.total_sent = (self.total_sent + n as u64).min(Self::FILL);
+        self.total_sent += n as u64;
     }
 
     /// Reads above the configured size: worth keeping the buffer between them.
@@ -350,10 +350,11 @@ impl Pace {
             let per_target =
                 self.window_sent as u128 * Self::TARGET.as_nanos() / elapsed.as_nanos();
             // Whole pages, never below the configured size.
-            let mut pages = (per_target as usize).min(MAX_CHUNK) & !4095;
-            if self.total_sent < Self::FILL {
-                pages = 0;
-            }
+            let pages = if self.total_sent < Self::FILL {
+                0
+            } else {
+                (per_target as usize).min(MAX_CHUNK) & !4095
+            };
             self.chunk = pages.max(self.base);
             self.window_start = Instant::now();
             self.window_sent = 0;
@@ -616,17 +617,11 @@ mod tests {
             "every stream starts at the configured size"
         );
         // 100 MB in a window: a client far faster than one MAX_CHUNK per millisecond.
-        pace.sent(100_000_000);
-        std::thread::sleep(Pace::WINDOW);
-        assert_eq!(pace.next_chunk(), MAX_CHUNK);
+        assert_eq!(window(&mut pace, 100_000_000), MAX_CHUNK);
         // 16 KiB in a window: a slow client goes back to the configured size.
-        pace.sent(16 * 1024);
-        std::thread::sleep(Pace::WINDOW);
-        assert_eq!(pace.next_chunk(), base);
+        assert_eq!(window(&mut pace, 16 * 1024), base);
         // In between: what the client took per millisecond, in whole pages.
-        pace.sent(20_000_000);
-        std::thread::sleep(Pace::WINDOW);
-        let chunk = pace.next_chunk();
+        let chunk = window(&mut pace, 20_000_000);
         assert!(
             chunk > base && chunk < MAX_CHUNK && chunk.is_multiple_of(4096),
             "{chunk}"
