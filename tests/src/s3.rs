@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::services::skip;
+use crate::services::{skip, tool_installed};
 
 /// Whether this test process runs the file tests over S3 (`TEST_FILE_STORE=s3`).
 pub fn s3_under_test() -> bool {
@@ -39,15 +39,8 @@ pub fn moto() -> Option<&'static Moto> {
 }
 
 fn start() -> Option<Moto> {
-    let importable = Command::new("python3")
-        .args(["-c", "import moto.server, flask"])
-        .env("PYTHONPATH", python_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
-        skip("moto (moto[server]) is not installed: run .ci/install-deps");
+    if !tool_installed("moto") {
+        skip("moto (moto[server]) is not installed in tests/s3/python: run .ci/install-deps");
         return None;
     }
     for _ in 0..5 {

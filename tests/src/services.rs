@@ -55,6 +55,25 @@ pub async fn private_redis() -> Option<RedisServer> {
     Some(server)
 }
 
+/// Whether the test tool `name` (a row of `.ci/install-deps`'s TOOLS table: `pyjwt`, `moto`,
+/// `jose`) is installed into `tests/`. The script that installs the tools decides, so the tests
+/// and the install step never disagree (a copy importable only system-wide does not count).
+pub fn tool_installed(name: &str) -> bool {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/install-deps");
+    let status = Command::new("bash")
+        .arg(&script)
+        .args(["--check", name])
+        .env_remove("BURNLINK_TESTS_DIR")
+        .stdin(Stdio::null())
+        .status()
+        .expect("bash runs .ci/install-deps");
+    match status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!("{} --check {name}: {status}", script.display()),
+    }
+}
+
 /// Prints why a test does nothing, or fails it under `CI=true`, where every service must be
 /// there.
 pub fn skip(why: &str) {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use burnlink_tests::services::skip;
+use burnlink_tests::services::{skip, tool_installed};
 use burnlink_tests::{ALICE, TestApp, sample_bytes, spawn};
 use reqwest::StatusCode;
 
@@ -110,7 +110,7 @@ async fn assert_downloads(app: &TestApp, token: &str, bytes: &[u8], who: &str) {
 #[tokio::test]
 async fn token_md_python_recipe_mints_with_the_generated_key() {
     let python = interop_dir().join("python");
-    if !python.join("jwt").is_dir() {
+    if !tool_installed("pyjwt") {
         return skip("PyJWT not installed in tests/interop/python (.ci/install-deps)");
     }
     let (app, storage_key, bytes) = app_with_a_file().await;
@@ -133,7 +133,7 @@ async fn token_md_python_recipe_mints_with_the_generated_key() {
 #[tokio::test]
 async fn token_md_node_recipe_mints_with_the_generated_key() {
     let modules = interop_dir().join("node_modules");
-    if !modules.join("jose/package.json").is_file() {
+    if !tool_installed("jose") {
         return skip("jose not installed in tests/interop/node_modules (.ci/install-deps)");
     }
     let (app, storage_key, bytes) = app_with_a_file().await;

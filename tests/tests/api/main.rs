@@ -8,6 +8,7 @@ mod faults;
 mod files;
 mod fleet;
 mod hardening;
+mod install_deps;
 mod interop;
 mod observability;
 mod openapi;
