@@ -4,12 +4,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use server_kit::settings::{BaseUrl, ServiceArgs};
 use shared::{Algorithm, TokenArgs};
 
 use crate::error::StartupError;
+use crate::webhooks::delivery::DeliverySettings;
+use crate::webhooks::ssrf::Reach;
 
 /// `app-server [OPTIONS] [COMMAND]`. Options go before the command; every option can also come
 /// from its environment variable.
@@ -157,6 +160,51 @@ pub struct Config {
     #[arg(long, env = "OUTCOMES_REDIS")]
     pub outcomes_redis: Option<String>,
 
+    /// Accept `http://` webhook URLs; without it a webhook URL must be `https://`. Plain http
+    /// shows every event to whoever is on the path: only on a network you trust.
+    #[arg(long, env = "WEBHOOKS_ALLOW_HTTP")]
+    pub webhooks_allow_http: bool,
+
+    /// Let webhooks reach loopback, private (RFC 1918, unique local), link-local and
+    /// carrier-grade NAT addresses: receivers on this host or its network. Without it such a
+    /// URL is refused (422 `url_refused`), and so is a delivery whose host resolves there
+    /// later. Metadata services and other special addresses are refused either way.
+    #[arg(long, env = "WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
+
+    /// The delay before each webhook delivery attempt, comma-separated: the first attempt,
+    /// then each retry's (the Standard Webhooks schedule, about a day in all).
+    #[arg(long, env = "WEBHOOKS_RETRY_SCHEDULE", value_delimiter = ',',
+          value_parser = humantime::parse_duration, default_value = "0s,5s,5m,30m,2h,5h,10h,10h")]
+    pub webhooks_retry_schedule: Vec<Duration>,
+
+    /// How long a webhook receiver has to answer 2xx (100ms to 60s).
+    #[arg(long, env = "WEBHOOKS_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = "10s")]
+    pub webhooks_timeout: Duration,
+
+    /// An endpoint whose deliveries fail for this long without one success is disabled until
+    /// its owner re-enables it.
+    #[arg(long, env = "WEBHOOKS_DISABLE_AFTER", value_parser = humantime::parse_duration,
+          default_value = "5d")]
+    pub webhooks_disable_after: Duration,
+
+    /// How often an app server looks for webhook events other app servers wrote and for
+    /// shares that expired (10ms to 1h); its own events go out at once.
+    #[arg(long, env = "WEBHOOKS_POLL", value_parser = humantime::parse_duration,
+          default_value = "5s")]
+    pub webhooks_poll: Duration,
+
+    /// Webhook attempts in flight at once from this app server.
+    #[arg(long, env = "WEBHOOKS_MAX_IN_FLIGHT", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub webhooks_max_in_flight: u64,
+
+    /// Webhook attempts in flight at once to one endpoint from this app server.
+    #[arg(long, env = "WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub webhooks_max_in_flight_per_endpoint: u64,
+
     /// A session unused for this many seconds ends.
     #[arg(long, env = "SESSION_IDLE_SECS", default_value_t = 1800)]
     pub session_idle_secs: u64,
@@ -207,6 +255,8 @@ pub struct Settings {
     pub download_url: Option<BaseUrl>,
     /// `--outcomes-redis`.
     pub outcomes_redis: Option<redis::ConnectionInfo>,
+    /// The `--webhooks-*` settings.
+    pub webhooks: DeliverySettings,
 }
 
 impl Config {
@@ -335,6 +385,53 @@ impl Config {
             public_url,
             download_url,
             outcomes_redis,
+            webhooks: self.webhooks()?,
+        })
+    }
+
+    /// The `--webhooks-*` settings, checked.
+    fn webhooks(&self) -> Result<DeliverySettings, StartupError> {
+        let bad =
+            |setting: &'static str, reason: String| Err(StartupError::Config { setting, reason });
+        const WEEK: Duration = Duration::from_secs(7 * 86_400);
+        let schedule = &self.webhooks_retry_schedule;
+        if schedule.is_empty() || schedule.len() > 20 || schedule.iter().any(|d| *d > WEEK) {
+            return bad(
+                "--webhooks-retry-schedule (WEBHOOKS_RETRY_SCHEDULE)",
+                "1 to 20 delays, each at most 7 days".into(),
+            );
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.webhooks_timeout)
+        {
+            return bad(
+                "--webhooks-timeout (WEBHOOKS_TIMEOUT)",
+                "must be 100ms to 60s".into(),
+            );
+        }
+        if self.webhooks_disable_after.is_zero() || self.webhooks_disable_after > 52 * WEEK {
+            return bad(
+                "--webhooks-disable-after (WEBHOOKS_DISABLE_AFTER)",
+                "must be more than 0 and at most a year".into(),
+            );
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&self.webhooks_poll) {
+            return bad(
+                "--webhooks-poll (WEBHOOKS_POLL)",
+                "must be 10ms to 1h".into(),
+            );
+        }
+        Ok(DeliverySettings {
+            schedule: schedule.clone(),
+            timeout: self.webhooks_timeout,
+            disable_after: self.webhooks_disable_after,
+            max_in_flight: usize::try_from(self.webhooks_max_in_flight).unwrap_or(32),
+            max_in_flight_per_endpoint: usize::try_from(self.webhooks_max_in_flight_per_endpoint)
+                .unwrap_or(4),
+            poll: self.webhooks_poll,
+            reach: Reach {
+                allow_private: self.webhooks_allow_private,
+            },
+            allow_http: self.webhooks_allow_http,
         })
     }
 
@@ -383,6 +480,17 @@ impl fmt::Debug for Config {
             .field(
                 "outcomes_redis",
                 &self.outcomes_redis.as_deref().map(redact_url_password),
+            )
+            .field("webhooks_allow_http", &self.webhooks_allow_http)
+            .field("webhooks_allow_private", &self.webhooks_allow_private)
+            .field("webhooks_retry_schedule", &self.webhooks_retry_schedule)
+            .field("webhooks_timeout", &self.webhooks_timeout)
+            .field("webhooks_disable_after", &self.webhooks_disable_after)
+            .field("webhooks_poll", &self.webhooks_poll)
+            .field("webhooks_max_in_flight", &self.webhooks_max_in_flight)
+            .field(
+                "webhooks_max_in_flight_per_endpoint",
+                &self.webhooks_max_in_flight_per_endpoint,
             )
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
@@ -488,6 +596,43 @@ mod tests {
             "the flag wins over the file"
         );
         assert_eq!(cli.config.session_idle_secs, 1800, "default");
+    }
+
+    #[test]
+    fn webhook_settings_parse_and_are_checked() {
+        let settings = parse(&[]).check().unwrap().webhooks;
+        let secs = |s: &[u64]| {
+            s.iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            settings.schedule,
+            secs(&[0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000])
+        );
+        assert_eq!(settings.timeout, Duration::from_secs(10));
+        assert_eq!(settings.disable_after, Duration::from_secs(5 * 86_400));
+        assert!(!settings.reach.allow_private && !settings.allow_http);
+        let quick = parse(&[
+            "--webhooks-retry-schedule",
+            "0ms,50ms,1s",
+            "--webhooks-allow-private",
+        ])
+        .check()
+        .unwrap()
+        .webhooks;
+        assert_eq!(quick.schedule[1], Duration::from_millis(50));
+        assert!(quick.reach.allow_private);
+        for args in [
+            ["--webhooks-timeout", "61s"],
+            ["--webhooks-retry-schedule", "8d"],
+            ["--webhooks-disable-after", "0s"],
+            ["--webhooks-poll", "2h"],
+        ] {
+            let err = parse(&args).validate().unwrap_err();
+            assert!(err.to_string().contains("WEBHOOKS_"), "{err}");
+        }
+        assert!(Config::try_parse_from(["app-server", "--webhooks-timeout", "soon"]).is_err());
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub async fn connect(url: &str) -> Result<AnyPool, StartupError> {
     Ok(pool)
 }
 
+/// Whether `url` names a PostgreSQL database (else SQLite).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// The file of a `sqlite:` URL (`sqlite://data/app.db?mode=rwc`, `sqlite:app.db`); `None` for an
 /// in-memory database or another scheme.
 fn sqlite_file(url: &str) -> Option<&str> {

@@ -55,6 +55,13 @@ pub enum AppError {
     InsufficientScope(&'static str),
     #[error("you already hold {0} access tokens, the most allowed; revoke one first")]
     TooManyTokens(u64),
+    /// A webhook URL whose host is, or resolves to, an address deliveries may not reach.
+    #[error("{0}")]
+    UrlRefused(String),
+    #[error("you already have {0} webhooks, the most allowed; delete one first")]
+    TooManyWebhooks(u64),
+    #[error("this webhook is disabled after failing for too long; re-enable it first")]
+    WebhookDisabled,
     /// A known `/api` path asked with a method it does not take; carries the `Allow` value.
     #[error("this URL does not take that method")]
     MethodNotAllowed(HeaderValue),
@@ -238,6 +245,16 @@ impl AppError {
             AppError::InsufficientScope(_) => refused(S::FORBIDDEN, "insufficient_scope")
                 .header(WWW_AUTHENTICATE, INSUFFICIENT_SCOPE),
             AppError::TooManyTokens(_) => refused(S::CONFLICT, "too_many_tokens"),
+            // RFC 9110 section 15.5.21: the request is well-formed, but where it points is
+            // not a place this server will send to.
+            AppError::UrlRefused(why) => row(
+                S::UNPROCESSABLE_ENTITY,
+                "url_refused",
+                "Address refused",
+                format!("That webhook URL was refused: {why}.").into(),
+            ),
+            AppError::TooManyWebhooks(_) => refused(S::CONFLICT, "too_many_webhooks"),
+            AppError::WebhookDisabled => refused(S::CONFLICT, "webhook_disabled"),
             // RFC 9110 section 15.5.6: a 405 lists the methods the resource takes.
             AppError::MethodNotAllowed(allow) => {
                 refused(S::METHOD_NOT_ALLOWED, "method_not_allowed").header(ALLOW, allow.clone())
@@ -381,6 +398,9 @@ mod tests {
             AppError::InvalidToken,
             AppError::InsufficientScope("files:read"),
             AppError::TooManyTokens(50),
+            AppError::UrlRefused("127.0.0.1 is a loopback address".into()),
+            AppError::TooManyWebhooks(20),
+            AppError::WebhookDisabled,
             AppError::MethodNotAllowed(HeaderValue::from_static("GET")),
             AppError::Database(sqlx::Error::PoolTimedOut),
             AppError::Io(std::io::Error::other("secret /var/x")),

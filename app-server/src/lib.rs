@@ -26,6 +26,7 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 pub mod views;
+pub mod webhooks;
 
 pub use config::{Cli, Command, Config, KeysCommand, UserCommand};
 pub use error::{AppError, StartupError};
@@ -42,4 +43,9 @@ pub(crate) fn now_micros() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Unix milliseconds: webhook retries run to the second and below.
+pub(crate) fn now_millis() -> i64 {
+    now_micros() / 1000
 }

@@ -21,6 +21,7 @@ use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
 use crate::error::AppError;
+use crate::webhooks::Wake;
 
 /// Outcomes that mean bytes went out (or may have): such a link's download is never given
 /// back to its share ([`crate::shares::settle`]). A partial download counts, or
@@ -47,7 +48,15 @@ const CLAIM_IDLE_MS: u64 = 60_000;
 
 /// Stores one event under `event_id` (once: a second delivery is a no-op). A served outcome
 /// for a link whose download had been given back takes it again: the download did happen.
-pub async fn store(db: &AnyPool, event_id: &str, event: &OutcomeEvent) -> Result<(), AppError> {
+/// The webhook events the outcome makes are written in the same transaction
+/// ([`crate::webhooks::outbox::for_outcome`]): stored with its events, or not at all.
+pub async fn store(
+    db: &AnyPool,
+    wake: &Wake,
+    event_id: &str,
+    event: &OutcomeEvent,
+) -> Result<(), AppError> {
+    let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO download_events (event_id, jti, user_id, storage_key, outcome, status, \
          bytes, time_ms, client, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -63,14 +72,13 @@ pub async fn store(db: &AnyPool, event_id: &str, event: &OutcomeEvent) -> Result
     .bind(i64::try_from(event.time_ms).unwrap_or(i64::MAX))
     .bind(event.client.map(|ip| ip.to_string()))
     .bind(event.user_agent.as_deref().map(str::to_owned))
-    .execute(db)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if inserted == 1
         && served(event.outcome)
         && let Some(jti) = event.jti.as_deref()
     {
-        let mut tx = db.begin().await?;
         let retaken =
             sqlx::query("UPDATE share_takes SET given_back = 0 WHERE jti = $1 AND given_back = 1")
                 .bind(jti)
@@ -86,7 +94,15 @@ pub async fn store(db: &AnyPool, event_id: &str, event: &OutcomeEvent) -> Result
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+    }
+    let events = if inserted == 1 {
+        crate::webhooks::outbox::for_outcome(&mut tx, event).await?
+    } else {
+        0
+    };
+    tx.commit().await?;
+    if events > 0 {
+        wake.notify();
     }
     Ok(())
 }
@@ -99,12 +115,12 @@ pub struct InProcessSink {
 
 impl InProcessSink {
     /// Starts the storing task on the current runtime.
-    pub fn start(db: AnyPool) -> InProcessSink {
+    pub fn start(db: AnyPool, wake: Wake) -> InProcessSink {
         let (tx, mut rx) = mpsc::channel::<OutcomeEvent>(QUEUE);
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 let id = format!("local-{}", shared::random_token(12));
-                if let Err(e) = store(&db, &id, &event).await {
+                if let Err(e) = store(&db, &wake, &id, &event).await {
                     tracing::warn!(error = %e, jti = ?event.jti, "download outcome not stored");
                 }
             }
@@ -123,13 +139,17 @@ impl OutcomeSink for InProcessSink {
 
 /// Reads the outcome stream in the consumer group for as long as the process runs; Redis
 /// down means retrying every second, not failing.
-pub fn spawn_stream_reader(db: AnyPool, info: redis::ConnectionInfo) -> Result<(), AppError> {
+pub fn spawn_stream_reader(
+    db: AnyPool,
+    wake: Wake,
+    info: redis::ConnectionInfo,
+) -> Result<(), AppError> {
     let client = redis::Client::open(info)
         .map_err(|e| AppError::Internal(format!("outcomes Redis: {e}")))?;
     let consumer = format!("app-{}", shared::random_token(6));
     tokio::spawn(async move {
         loop {
-            if let Err(e) = read_stream(&db, &client, &consumer).await {
+            if let Err(e) = read_stream(&db, &wake, &client, &consumer).await {
                 tracing::warn!(error = %e, "outcome stream: retrying in 1 s");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -140,6 +160,7 @@ pub fn spawn_stream_reader(db: AnyPool, info: redis::ConnectionInfo) -> Result<(
 
 async fn read_stream(
     db: &AnyPool,
+    wake: &Wake,
     client: &redis::Client,
     consumer: &str,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -173,7 +194,7 @@ async fn read_stream(
             .arg(100)
             .query_async(&mut conn)
             .await?;
-        handle(db, &mut conn, &claimed.claimed).await?;
+        handle(db, wake, &mut conn, &claimed.claimed).await?;
         let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
@@ -188,7 +209,7 @@ async fn read_stream(
             .query_async(&mut conn)
             .await?;
         for key in read.map(|r| r.keys).unwrap_or_default() {
-            handle(db, &mut conn, &key.ids).await?;
+            handle(db, wake, &mut conn, &key.ids).await?;
         }
     }
 }
@@ -196,6 +217,7 @@ async fn read_stream(
 /// Stores then acks each entry; an entry that is not an event is acked and skipped.
 async fn handle(
     db: &AnyPool,
+    wake: &Wake,
     conn: &mut redis::aio::MultiplexedConnection,
     entries: &[StreamId],
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -204,7 +226,7 @@ async fn handle(
             .get::<String>("e")
             .and_then(|json| serde_json::from_str::<OutcomeEvent>(&json).ok());
         match event {
-            Some(event) => store(db, &entry.id, &event).await?,
+            Some(event) => store(db, wake, &entry.id, &event).await?,
             None => tracing::warn!(id = %entry.id, "outcome stream entry unreadable: skipped"),
         }
         let _: i64 = redis::cmd("XACK")

@@ -48,6 +48,7 @@ pub struct Application {
     download: Option<download_server::Application>,
     demo_user: Option<DemoUser>,
     metrics: Option<MetricsServer>,
+    delivery: crate::webhooks::delivery::Delivery,
 }
 
 impl Application {
@@ -80,6 +81,7 @@ impl Application {
         let tls = config.service.tls()?;
 
         let db = db::connect(&config.database_url()).await?;
+        let wake = crate::webhooks::Wake::default();
         let dummy_hash = users::dummy_hash().await?;
 
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Io {
@@ -121,7 +123,7 @@ impl Application {
                     keys: published.clone(),
                     app_url: public_url.to_string(),
                     outcome_sink: download_server::outcome::SinkHandle(std::sync::Arc::new(
-                        crate::outcomes::InProcessSink::start(db.clone()),
+                        crate::outcomes::InProcessSink::start(db.clone(), wake.clone()),
                     )),
                 };
                 let dl = download_server::Application::build(download_server::Config::embedded(
@@ -144,7 +146,7 @@ impl Application {
         });
 
         if let Some(info) = settings.outcomes_redis {
-            crate::outcomes::spawn_stream_reader(db.clone(), info)?;
+            crate::outcomes::spawn_stream_reader(db.clone(), wake.clone(), info)?;
         }
         let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
         let api = routes::api()?;
@@ -156,6 +158,17 @@ impl Application {
             None
         };
 
+        let webhooks = crate::webhooks::WebhookPolicy {
+            allow_http: settings.webhooks.allow_http,
+            reach: settings.webhooks.reach,
+            wake: wake.clone(),
+        };
+        let delivery = crate::webhooks::delivery::Delivery::start(
+            db.clone(),
+            db::is_postgres(&config.database_url()),
+            settings.webhooks,
+            wake,
+        )?;
         let metrics = crate::metrics::Metrics::new();
         let state = web::Data::new(AppState {
             db,
@@ -200,6 +213,7 @@ impl Application {
                 config.max_pending_logins as usize,
             ),
             form_key,
+            webhooks,
         });
         let body_timeouts = server_kit::body_timeout::BodyTimeouts {
             deadline: config.service.body_timeout(),
@@ -249,6 +263,7 @@ impl Application {
             download,
             demo_user,
             metrics,
+            delivery,
         })
     }
 
@@ -321,7 +336,7 @@ impl Application {
     }
 
     /// Serves until the app server (and the embedded download server) stop; the first error
-    /// stops both.
+    /// stops both. Then webhook delivery stops: the attempts in flight end and are recorded.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = match self.download {
             Some(download) => {
@@ -332,6 +347,7 @@ impl Application {
         if let Some(metrics) = self.metrics {
             metrics.stop().await;
         }
+        self.delivery.stop().await;
         result
     }
 }

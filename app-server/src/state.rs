@@ -40,6 +40,8 @@ pub struct AppState {
     pub share_throttle: LoginThrottle,
     /// Signs the share page's form token.
     pub form_key: crate::share_form::FormKey,
+    /// What webhook URLs may be, and the delivery task's wake-up.
+    pub webhooks: crate::webhooks::WebhookPolicy,
 }
 
 impl AppState {

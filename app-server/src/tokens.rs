@@ -58,14 +58,22 @@ pub enum Scope {
     /// Mint one-time download links.
     #[serde(rename = "links:mint")]
     LinksMint,
+    /// List webhooks and their delivery logs.
+    #[serde(rename = "webhooks:read")]
+    WebhooksRead,
+    /// Add, rotate, test, re-enable and delete webhooks.
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 6] = [
         Scope::FilesRead,
         Scope::FilesWrite,
         Scope::SharesWrite,
         Scope::LinksMint,
+        Scope::WebhooksRead,
+        Scope::WebhooksWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +82,8 @@ impl Scope {
             Scope::FilesWrite => "files:write",
             Scope::SharesWrite => "shares:write",
             Scope::LinksMint => "links:mint",
+            Scope::WebhooksRead => "webhooks:read",
+            Scope::WebhooksWrite => "webhooks:write",
         }
     }
 

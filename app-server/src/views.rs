@@ -20,6 +20,7 @@ use crate::shares::{OwnerShare, ShareInfo, ShareStatus, Visit};
 
 pub mod size;
 pub mod tokens;
+pub mod webhooks;
 
 use size::human_size;
 
@@ -66,6 +67,7 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                         div.who {
                             span { "Signed in as " strong { (session.username.as_str()) } }
                             a href="/tokens" { "Access tokens" }
+                            a href="/webhooks" { "Webhooks" }
                             form method="post" action="/logout" {
                                 (csrf_field(session))
                                 button.btn.secondary type="submit" { "Log out" }

@@ -25,6 +25,7 @@ pub mod render;
 pub mod session;
 pub mod shares;
 pub mod tokens;
+pub mod webhooks;
 
 /// Largest JSON body (a login is a few hundred bytes).
 const MAX_JSON_BYTES: usize = 16 * 1024;
@@ -76,6 +77,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .configure(downloads::configure)
     .configure(shares::configure)
     .configure(tokens::configure)
+    .configure(webhooks::configure)
     .configure(pages::configure)
     .configure(assets::configure)
     .default_service(web::to(not_found));

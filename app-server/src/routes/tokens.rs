@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::extract::FormFields;
 use super::openapi::{ReadRefused, WriteRefused};
 use super::render::{PageError, error_html, html, json_no_store, see_other};
 use crate::error::{AppError, ErrorBody};
@@ -115,15 +116,9 @@ async fn page(
 }
 
 /// The page's form: `name`, one `scope` per ticked box, `expires_days` (a number or
-/// `never`), and the CSRF token. Read as pairs, as `scope` repeats.
-fn new_token_of(pairs: &[(String, String)]) -> Result<NewToken, AppError> {
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let expires_in_secs = match field("expires_days").unwrap_or("never") {
+/// `never`), and the CSRF token.
+fn new_token_of(form: &FormFields) -> Result<NewToken, AppError> {
+    let expires_in_secs = match form.get("expires_days").unwrap_or("never") {
         "never" => None,
         days => Some(
             days.parse::<u64>()
@@ -134,12 +129,8 @@ fn new_token_of(pairs: &[(String, String)]) -> Result<NewToken, AppError> {
         ),
     };
     Ok(NewToken {
-        name: field("name").unwrap_or("").to_owned(),
-        scopes: pairs
-            .iter()
-            .filter(|(k, _)| k == "scope")
-            .map(|(_, v)| v.clone())
-            .collect(),
+        name: form.get("name").unwrap_or("").to_owned(),
+        scopes: form.all("scope").map(str::to_owned).collect(),
         expires_in_secs,
     })
 }
@@ -152,15 +143,11 @@ async fn create_from_form(
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
     let session = session.0.ok_or_else(not_logged_in)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let csrf = pairs
-        .iter()
-        .find(|(k, _)| k == CSRF_FIELD)
-        .map(|(_, v)| v.as_str());
+    let form = FormFields::parse(&body);
     session
-        .check_csrf(csrf)
+        .check_csrf(form.get(CSRF_FIELD))
         .map_err(|e| PageError::new(e, Some(&session)))?;
-    let created = match new_token_of(&pairs) {
+    let created = match new_token_of(&form) {
         Ok(new) => tokens::create(&state.db, &session.user_id, new).await,
         Err(e) => Err(e),
     };
@@ -189,13 +176,11 @@ async fn revoke_from_form(
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
     let session = session.0.ok_or_else(not_logged_in)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let csrf = pairs
-        .iter()
-        .find(|(k, _)| k == CSRF_FIELD)
-        .map(|(_, v)| v.as_str());
+    let form = FormFields::parse(&body);
     let page_error = |e| PageError::new(e, Some(&session));
-    session.check_csrf(csrf).map_err(page_error)?;
+    session
+        .check_csrf(form.get(CSRF_FIELD))
+        .map_err(page_error)?;
     let id = TokenId::parse(&id).map_err(page_error)?;
     tokens::revoke(&state.db, &session.user_id, &id)
         .await

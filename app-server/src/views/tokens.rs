@@ -24,6 +24,8 @@ fn scope_help(scope: Scope) -> &'static str {
         Scope::FilesWrite => "upload and delete files",
         Scope::SharesWrite => "create and revoke share links",
         Scope::LinksMint => "mint one-time download links",
+        Scope::WebhooksRead => "list webhooks and their delivery logs",
+        Scope::WebhooksWrite => "add, rotate, test and delete webhooks",
     }
 }
 
