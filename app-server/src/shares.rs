@@ -28,6 +28,8 @@ use crate::minter::LinkMinter;
 use crate::outcomes::SERVED_OUTCOMES;
 use crate::throttle::LoginThrottle;
 use crate::users::{self, Password};
+use crate::webhooks::outbox::{self, ShareFacts};
+use crate::webhooks::{EventType, Wake};
 
 /// Downloads listed per share or file, at most.
 pub const DOWNLOADS_SHOWN: i64 = 50;
@@ -53,6 +55,8 @@ pub struct SharePolicy {
     /// Whether download outcomes reach this app (all-in-one, or `--outcomes-redis`). Without
     /// them nothing is ever given back: a download not heard of may have been served.
     pub outcomes_known: bool,
+    /// Wakes webhook delivery when a share's event is written.
+    pub webhooks: Wake,
 }
 
 /// A share id as it appears in URLs (same alphabet as file ids); anything else is `NotFound`.
@@ -519,20 +523,40 @@ pub async fn take(
         }
         attempt.succeeded();
     }
-    // The one statement that decides: counts and checks at once, on every database.
+    // The one statement that decides: counts and checks at once, on every database. Taking
+    // the last download announces it (`share.exhausted`) in the same transaction.
     let now = crate::now();
-    let taken: Option<(String, String, String)> = sqlx::query_as(
+    let mut tx = db.begin().await?;
+    let taken: Option<(String, String, String, i64, i64, i64)> = sqlx::query_as(
         "UPDATE shares SET downloads = downloads + 1 \
          WHERE secret_hash = $1 AND downloads < max_downloads AND revoked_at IS NULL \
-         AND expires_at > $2 RETURNING id, file_id, user_id",
+         AND expires_at > $2 \
+         RETURNING id, file_id, user_id, downloads, max_downloads, expires_at",
     )
     .bind(secret.hash())
     .bind(now)
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
-    let Some((share_id, file_id, user_id)) = taken else {
+    let Some((share_id, file_id, user_id, downloads, max_downloads, expires_at)) = taken else {
         return Err(AppError::ShareGone);
     };
+    let announced = if downloads >= max_downloads {
+        let share = ShareFacts {
+            id: &share_id,
+            user_id: &user_id,
+            file_id: &file_id,
+            downloads,
+            max_downloads,
+            expires_at,
+        };
+        outbox::for_share(&mut tx, EventType::ShareExhausted, &share).await?
+    } else {
+        0
+    };
+    tx.commit().await?;
+    if announced > 0 {
+        policy.webhooks.notify();
+    }
     let file: Option<(String, String)> =
         sqlx::query_as("SELECT storage_key, name FROM files WHERE id = $1")
             .bind(&file_id)
@@ -611,6 +635,7 @@ mod tests {
             public_url: "http://x".into(),
             give_back_after_secs: 300,
             outcomes_known: true,
+            webhooks: Wake::default(),
         }
     }
 

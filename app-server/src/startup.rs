@@ -167,7 +167,7 @@ impl Application {
             db.clone(),
             db::is_postgres(&config.database_url()),
             settings.webhooks,
-            wake,
+            wake.clone(),
         )?;
         let metrics = crate::metrics::Metrics::new();
         let state = web::Data::new(AppState {
@@ -207,6 +207,7 @@ impl Application {
                 public_url: public_url.to_string(),
                 give_back_after_secs: secs(config.share_give_back_secs),
                 outcomes_known: download.is_some() || config.outcomes_redis.is_some(),
+                webhooks: wake.clone(),
             },
             share_throttle: crate::throttle::LoginThrottle::new(
                 config.login_attempts_per_minute,

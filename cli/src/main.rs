@@ -89,6 +89,38 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         id: String,
     },
+    /// Webhooks: your app hears of downloads and shares, signed (docs/WEBHOOKS.md).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Add an endpoint; prints its id and its signing secret, shown only now (scope
+    /// webhooks:write).
+    Add {
+        /// Where events are sent: `https://…`.
+        url: String,
+        /// Events to send, comma-separated: download.completed, download.partial,
+        /// share.exhausted, share.expired.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List your endpoints: id, status, events, URL (scope webhooks:read).
+    Ls,
+    /// Delete an endpoint (scope webhooks:write).
+    Rm {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Send a `webhook.test` event to an endpoint; prints its webhook-id (scope
+    /// webhooks:write).
+    Test {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 /// `7d` → 604800. A bare number is seconds.
@@ -219,6 +251,68 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .delete(&format!("/api/files/{}", api::segment(id)))
                 .await?;
             print(&json!({ "id": id, "deleted": true }), String::new());
+        }
+        Command::Webhook(command) => webhook(&api()?, command, print).await?,
+    }
+    Ok(())
+}
+
+async fn webhook(
+    api: &Api,
+    command: &WebhookCommand,
+    print: impl Fn(&Value, String),
+) -> Result<(), Failure> {
+    match command {
+        WebhookCommand::Add {
+            url,
+            events,
+            description,
+        } => {
+            let body = json!({ "url": url, "events": events, "description": description });
+            let created = api.post_json("/api/webhooks", Some(body)).await?;
+            let plain = format!(
+                "{}\t{}",
+                str_field(&created, "id"),
+                str_field(&created, "secret")
+            );
+            print(&created, plain);
+            eprintln!("burnlink: the secret is shown only now; your receiver verifies with it");
+        }
+        WebhookCommand::Ls => {
+            let list = api.get_json("/api/webhooks").await?;
+            let lines: Vec<String> = list
+                .as_array()
+                .map(|hooks| {
+                    hooks
+                        .iter()
+                        .map(|h| {
+                            let events: Vec<&str> = h["events"]
+                                .as_array()
+                                .map(|e| e.iter().filter_map(Value::as_str).collect())
+                                .unwrap_or_default();
+                            format!(
+                                "{}\t{}\t{}\t{}",
+                                str_field(h, "id"),
+                                str_field(h, "status"),
+                                events.join(","),
+                                str_field(h, "url")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            print(&list, lines.join("\n"));
+        }
+        WebhookCommand::Rm { id } => {
+            api.delete(&format!("/api/webhooks/{}", api::segment(id)))
+                .await?;
+            print(&json!({ "id": id, "deleted": true }), String::new());
+        }
+        WebhookCommand::Test { id } => {
+            let sent = api
+                .post_json(&format!("/api/webhooks/{}/test", api::segment(id)), None)
+                .await?;
+            print(&sent, str_field(&sent, "event_id"));
         }
     }
     Ok(())

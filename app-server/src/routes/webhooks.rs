@@ -2,7 +2,7 @@
 //! [`crate::webhooks`] for the rules and docs/WEBHOOKS.md for what a receiver gets.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::extract::FormFields;
@@ -13,14 +13,15 @@ use crate::sessions::{CSRF_FIELD, MaybeSession, Session};
 use crate::state::AppState;
 use crate::views::webhooks as views;
 use crate::webhooks::{
-    self, CreatedWebhook, NewWebhook, RotatedSecret, TestEvent, WebhookDetail, WebhookId,
-    WebhookInfo,
+    self, CreatedWebhook, NewWebhook, RotatedSecret, TestEvent, WebhookChange, WebhookDetail,
+    WebhookId, WebhookInfo,
 };
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_webhook)
         .service(list_webhooks)
         .service(get_webhook)
+        .service(update_webhook)
         .service(delete_webhook)
         .service(rotate_secret)
         .service(send_test)
@@ -99,6 +100,35 @@ async fn get_webhook(
     let id = WebhookId::parse(&id)?;
     let detail = webhooks::detail(&state.db, &session.user_id, &id).await?;
     Ok(json_no_store(StatusCode::OK, &detail))
+}
+
+/// Changes an endpoint's URL, events or description (the secret stays); absent fields stay.
+#[utoipa::path(tag = "webhooks",
+    request_body = WebhookChange,
+    params(("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    responses(
+        (status = 200, description = "the endpoint as changed", body = WebhookInfo),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        WriteRefused,
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`url_refused`", body = ErrorBody),
+    ),
+    security(("bearer" = ["webhooks:write"]), ("session" = []))
+)]
+#[patch("/api/webhooks/{id}")]
+async fn update_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    session.check_csrf_header(&req)?;
+    let change: WebhookChange = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("webhook settings: {e}")))?;
+    let id = WebhookId::parse(&id)?;
+    let info = webhooks::update(&state.db, &state.webhooks, &session.user_id, &id, change).await?;
+    Ok(json_no_store(StatusCode::OK, &info))
 }
 
 /// Deletes an endpoint: nothing more is sent to it, events waiting included.

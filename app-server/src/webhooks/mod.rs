@@ -100,7 +100,7 @@ impl EventType {
 
 /// Wakes the delivery task when a row is written in this process, so an all-in-one server
 /// sends at once instead of at its next look (`--webhooks-poll`).
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Wake(Arc<Notify>);
 
 impl Wake {
@@ -224,6 +224,16 @@ pub struct NewWebhook {
     pub description: Option<String>,
 }
 
+/// What an owner changes of an endpoint; what is absent stays. The secret stays too (rotate
+/// it apart).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookChange {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+}
+
 /// An endpoint's state as its owner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -308,6 +318,53 @@ pub struct RotatedSecret {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TestEvent {
     pub event_id: String,
+}
+
+/// Changes one of the user's endpoints: the new URL is checked as a new endpoint's is, and
+/// the events waiting go to it.
+pub async fn update(
+    db: &AnyPool,
+    policy: &WebhookPolicy,
+    user_id: &str,
+    id: &WebhookId,
+    change: WebhookChange,
+) -> Result<WebhookInfo, AppError> {
+    // A new URL is checked before anything is looked up: a refused address is refused
+    // whichever endpoint it was meant for.
+    if let Some(url) = &change.url {
+        check_reach(&WebhookUrl::parse(url, policy.allow_http)?, policy.reach).await?;
+    }
+    let current = one(db, user_id, id).await?;
+    let new = NewWebhook {
+        url: change.url.unwrap_or(current.url),
+        events: match change.events {
+            Some(events) => events,
+            None => current
+                .events
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect(),
+        },
+        description: Some(change.description.unwrap_or(current.description)),
+    };
+    let checked = check(policy, new)?;
+    let changed = sqlx::query(
+        "UPDATE webhooks SET url = $1, events = $2, description = $3 \
+         WHERE id = $4 AND user_id = $5",
+    )
+    .bind(checked.url.as_str())
+    .bind(events_text(&checked.events))
+    .bind(&checked.description)
+    .bind(id.as_str())
+    .bind(user_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(AppError::NotFound);
+    }
+    tracing::info!(webhook = id.as_str(), user = user_id, "webhook changed");
+    one(db, user_id, id).await
 }
 
 /// Checked settings of a new endpoint.
@@ -403,6 +460,13 @@ pub async fn create(
     new: NewWebhook,
 ) -> Result<CreatedWebhook, AppError> {
     let checked = check(policy, new)?;
+    let (kept,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webhooks WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await?;
+    if kept >= MAX_WEBHOOKS_PER_USER {
+        return Err(AppError::TooManyWebhooks(MAX_WEBHOOKS_PER_USER as u64));
+    }
     check_reach(&checked.url, policy.reach).await?;
     let secret = Secret::generate();
     let id = shared::random_token(16);

@@ -7,7 +7,13 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const TOOLS: [&str; 3] = ["pyjwt", "moto", "jose"];
+const TOOLS: [&str; 5] = [
+    "pyjwt",
+    "moto",
+    "jose",
+    "standardwebhooks",
+    "standardwebhooks-npm",
+];
 
 /// Stand-in packages for every tool, under `root` (Python modules) and `root/node_modules`.
 fn stand_ins(root: &Path) {
@@ -17,14 +23,21 @@ fn stand_ins(root: &Path) {
         "moto/__init__.py",
         "moto/server.py",
         "flask/__init__.py",
+        "standardwebhooks/__init__.py",
     ] {
         let file = root.join(module);
         std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
         std::fs::write(file, "").expect("write module");
     }
-    let jose = root.join("node_modules/jose");
-    std::fs::create_dir_all(&jose).expect("mkdir");
-    std::fs::write(jose.join("package.json"), r#"{"name":"jose"}"#).expect("write package");
+    for package in ["jose", "standardwebhooks"] {
+        let dir = root.join("node_modules").join(package);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("package.json"),
+            format!(r#"{{"name":"{package}"}}"#),
+        )
+        .expect("write package");
+    }
 }
 
 /// The user site-packages folder of Python under `PYTHONUSERBASE=ambient/userbase`.
@@ -82,7 +95,10 @@ fn a_tool_importable_only_system_wide_is_installed_into_tests() {
         ("PYTHONUSERBASE", ambient.path().join("userbase")),
     ] {
         let import = Command::new("python3")
-            .args(["-c", "import jwt, cryptography, moto.server, flask"])
+            .args([
+                "-c",
+                "import jwt, cryptography, moto.server, flask, standardwebhooks",
+            ])
             .env_remove("PYTHONPATH")
             .env(variable, value)
             .status()
@@ -106,10 +122,19 @@ fn an_absent_tool_is_installed_and_an_installed_one_is_left() {
     stand_ins(&tests.path().join("interop/python"));
     let (installed, plan) = decision(tests.path(), ambient.path());
     assert_eq!(installed, ["pyjwt"]);
-    assert_eq!(plan, ["moto", "jose"]);
+    assert_eq!(
+        plan,
+        ["moto", "jose", "standardwebhooks", "standardwebhooks-npm"]
+    );
 
     stand_ins(&tests.path().join("s3/python"));
     stand_ins(&tests.path().join("interop"));
+    let (installed, plan) = decision(tests.path(), ambient.path());
+    assert_eq!(installed, ["pyjwt", "moto", "jose"]);
+    assert_eq!(plan, ["standardwebhooks", "standardwebhooks-npm"]);
+
+    stand_ins(&tests.path().join("webhooks/python"));
+    stand_ins(&tests.path().join("webhooks"));
     let (installed, plan) = decision(tests.path(), ambient.path());
     assert_eq!(installed, TOOLS);
     assert_eq!(plan, Vec::<String>::new(), "nothing left to install");

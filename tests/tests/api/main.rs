@@ -23,3 +23,4 @@ mod slow_bodies;
 mod tls;
 mod token_format;
 mod tokens;
+mod webhooks;

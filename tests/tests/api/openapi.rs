@@ -108,6 +108,8 @@ struct Fixture {
     alice: User,
     /// One token per scope.
     tokens: Vec<String>,
+    /// The app's database, for the states a request alone cannot reach quickly.
+    db: sqlx::AnyPool,
 }
 
 impl Fixture {
@@ -171,6 +173,14 @@ impl Fixture {
                     .header("Origin", "https://evil.example")
                     .json(&json!({"username": ALICE.0, "password": ALICE.1})),
             ],
+            "url_refused" => vec![
+                self.request(session, method, path, multipart)
+                    .header("X-CSRF-Token", csrf)
+                    .json(&json!({"url": "https://127.0.0.1/hook", "events": ["share.expired"]})),
+            ],
+            "too_many_webhooks" | "webhook_disabled" => {
+                return self.with_webhooks(code, method, path).await;
+            }
             other => panic!("{method} {path} documents {other:?}, which this test cannot drive"),
         };
         let mut seen = Vec::new();
@@ -181,6 +191,50 @@ impl Fixture {
             seen.push((status, body["error"].as_str().unwrap_or("").to_owned()));
         }
         seen
+    }
+}
+
+impl Fixture {
+    /// Drives a webhook state: alice at her most webhooks, or her webhook `unknown-id`
+    /// disabled; the rows are removed again after the one request.
+    async fn with_webhooks(&self, code: &str, method: &str, path: &str) -> Vec<(u16, String)> {
+        let (user,): (String,) = sqlx::query_as("SELECT id FROM users WHERE username = $1")
+            .bind(ALICE.0)
+            .fetch_one(&self.db)
+            .await
+            .expect("alice");
+        let rows: Vec<(String, Option<i64>)> = match code {
+            "too_many_webhooks" => (0..20).map(|i| (format!("full-{i}"), None)).collect(),
+            _ => vec![("unknown-id".into(), Some(1))],
+        };
+        for (id, disabled) in &rows {
+            sqlx::query(
+                "INSERT INTO webhooks (id, user_id, url, description, events, secret, \
+                 created_ms, disabled_ms) VALUES ($1, $2, 'https://hooks.example/', '', \
+                 'share.expired', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 0, $3)",
+            )
+            .bind(id)
+            .bind(&user)
+            .bind(*disabled)
+            .execute(&self.db)
+            .await
+            .expect("insert");
+        }
+        let res = self
+            .request(&self.alice.client, method, path, false)
+            .header("X-CSRF-Token", &self.alice.csrf)
+            .json(&json!({"url": "https://127.0.0.1/hook", "events": ["share.expired"]}))
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        sqlx::query("DELETE FROM webhooks WHERE user_id = $1")
+            .bind(&user)
+            .execute(&self.db)
+            .await
+            .expect("delete");
+        vec![(status, body["error"].as_str().unwrap_or("").to_owned())]
     }
 }
 
@@ -201,6 +255,7 @@ async fn each_documented_error_code_is_what_the_route_returns() {
         app_url: app.app_url.clone(),
         alice,
         tokens,
+        db: app.db.clone(),
     };
     let doc = document(&app.app_url).await;
     let mut driven = 0;
