@@ -119,8 +119,8 @@ impl Application {
                     file_store: config.file_store.clone(),
                     keys: published.clone(),
                     app_url: public_url.to_string(),
-                    outcome_sink: download_server::outcome::SinkHandle(std::sync::Arc::new(
-                        crate::outcomes::InProcessSink::start(db.clone()),
+                    outcome_sink: std::sync::Arc::new(crate::outcomes::InProcessSink::start(
+                        db.clone(),
                     )),
                 };
                 let dl = download_server::Application::build(download_server::Config::embedded(

@@ -246,7 +246,7 @@ pub struct Embedded {
     /// The app's public URL: error pages link back to it.
     pub app_url: String,
     /// Outcomes go straight to the app.
-    pub outcome_sink: crate::outcome::SinkHandle,
+    pub outcome_sink: std::sync::Arc<dyn shared::record::OutcomeSink>,
 }
 
 impl Config {
@@ -275,7 +275,7 @@ impl Config {
             hs256_secret_file: None,
             keys: app.keys,
             app_url: Some(app.app_url),
-            outcome_sink: Some(app.outcome_sink),
+            outcome_sink: Some(crate::outcome::SinkHandle(app.outcome_sink)),
             ..Config::from_defaults()
         }
     }
