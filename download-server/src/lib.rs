@@ -276,7 +276,7 @@ fn with_outcomes(
     (metrics, audit): (metrics::Metrics, audit::AuditLog),
 ) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
     let bad = |why: String| StartupError::BurnStore(format!("--outcomes-redis: {why}"));
-    let info = match (config.outcome_sink.clone(), config.outcomes_redis.as_str()) {
+    let info = match (config.outcome_sink.clone(), config.outcomes_redis.expose()) {
         (Some(sink), _) => return Ok((metrics, audit.with_outcomes(Some(sink)))),
         (None, "off") => None,
         (None, "auto") => match burn_store {
