@@ -341,11 +341,7 @@ fn serve(
     let session_policy = web::Data::new(state.sessions);
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
-        let headers = server_kit::headers::defaults(hsts)
-            .add(("Content-Security-Policy", routes::CONTENT_SECURITY_POLICY))
-            .add(("X-Content-Type-Options", "nosniff"))
-            .add(("Referrer-Policy", "no-referrer"))
-            .add(("X-Frame-Options", "DENY"));
+        let headers = server_kit::headers::defaults(hsts, routes::CONTENT_SECURITY_POLICY);
         App::new()
             .wrap(headers)
             // Every body arrives in time, or the request fails (server_kit::body_timeout).

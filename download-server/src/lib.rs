@@ -359,7 +359,7 @@ fn serve<S: BurnStore>(
         idle: config.service.body_timeout(),
     };
     let server = HttpServer::new(move || {
-        let headers = server_kit::headers::defaults(hsts);
+        let headers = server_kit::headers::defaults(hsts, routes::CONTENT_SECURITY_POLICY);
         App::new()
             .wrap(headers)
             .wrap(actix_web::middleware::from_fn(
