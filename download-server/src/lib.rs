@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod file;
 pub mod keys;
@@ -341,14 +342,19 @@ fn serve<S: BurnStore>(
     let tls = settings.tls.clone();
     let hsts = tls.is_some();
     let state = web::Data::new(AppState {
-        verifier: keys,
-        store,
-        clock_skew: config.clock_skew_secs,
-        resume_window_ms: config.resume_window_secs.saturating_mul(1000),
-        resume_min_bytes: config.resume_min_bytes,
+        gate: delivery::Gate {
+            verifier: keys,
+            store,
+            files,
+            rules: delivery::Rules {
+                clock_skew: config.clock_skew_secs,
+                resume_window_ms: config.resume_window_secs.saturating_mul(1000),
+                resume_min_bytes: config.resume_min_bytes,
+                read_buffer: config.read_buffer_kib as usize * 1024,
+            },
+            burn_seconds: metrics.burn_seconds.clone(),
+        },
         secure_cookies: hsts,
-        files,
-        read_buffer: config.read_buffer_kib as usize * 1024,
         app_url: settings.app_url.as_ref().map(ToString::to_string),
         metrics,
         audit,
