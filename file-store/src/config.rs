@@ -89,8 +89,10 @@ const FILE_STORE: &str = "--file-store (FILE_STORE)";
 const ENDPOINT: &str = "--aws-endpoint-url (AWS_ENDPOINT_URL)";
 
 /// What `--file-store` names: one variant per backend. Adding a backend is its file, a
-/// variant here with its [`Location::parse`] rule, and its arm in [`FileStoreArgs::build`].
+/// variant here with its [`Location::parse`] rule, and its arm in [`FileStoreArgs::build`];
+/// no code outside this crate lists the variants (`non_exhaustive`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Location {
     Local,
     S3 { bucket: String, prefix: String },

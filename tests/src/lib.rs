@@ -224,7 +224,7 @@ impl TestApp {
             file_store::Location::S3 { bucket, prefix } => {
                 Some((s3::moto().expect("moto runs"), bucket, prefix))
             }
-            file_store::Location::Local => None,
+            _ => None,
         }
     }
 
