@@ -377,7 +377,7 @@ mod tests {
         let gate = Gate {
             verifier,
             store: Watched::default(),
-            files: Files::Local(LocalStore::new(dir.path())),
+            files: Files::new(LocalStore::new(dir.path())),
             rules: Rules {
                 clock_skew: 60,
                 resume_window_ms: WINDOW_MS,
