@@ -5,7 +5,7 @@
 //! Two ways in, one store:
 //! - all-in-one: the embedded download server is given an [`InProcessSink`];
 //! - a fleet: download servers append to the Redis Stream `burnlink:outcomes`
-//!   (`download_server::outcome::redis`); each app server reads it in the consumer group
+//!   (the download server's `outcome::redis`); each app server reads it in the consumer group
 //!   `burnlink-app` ([`spawn_stream_reader`]), so each entry is delivered to one app server,
 //!   stored (keyed by its stream id, so a redelivery stores nothing twice) and then acked.
 //!   Entries a crashed app server read but never acked are claimed by another after a minute
@@ -13,25 +13,33 @@
 
 use std::time::Duration;
 
-use download_server::outcome::{OutcomeEvent, OutcomeSink};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use serde::Serialize;
-use shared::record::Outcome;
+use shared::record::{Outcome, OutcomeEvent, OutcomeSink};
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
 use crate::error::AppError;
 use crate::webhooks::Wake;
 
-/// Outcomes that mean bytes went out (or may have): such a link's download is never given
-/// back to its share ([`crate::shares::settle`]). A partial download counts, or
-/// all-but-the-last-byte could be taken forever; a server error after the burn counts too (it
-/// may have been mid-transfer). SQL, for `IN`.
-pub const SERVED_OUTCOMES: &str = "('ok', 'partial', 'error')";
+/// The served outcomes ([`Outcome::served`]) as an SQL list for `IN`, `('ok', 'partial', …)`:
+/// written out from the rule, so the queries and the code cannot disagree.
+pub const SERVED_OUTCOMES: ServedOutcomes = ServedOutcomes;
 
-/// [`SERVED_OUTCOMES`] as a test on one outcome.
-pub fn served(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Ok | Outcome::Partial | Outcome::Error)
+/// See [`SERVED_OUTCOMES`].
+pub struct ServedOutcomes;
+
+impl std::fmt::Display for ServedOutcomes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let served = Outcome::ALL.iter().filter(|o| o.served());
+        for (i, outcome) in served.enumerate() {
+            // The names are `snake_case` identifiers: nothing in them needs quoting.
+            f.write_str(if i == 0 { "('" } else { ", '" })?;
+            f.write_str(outcome.as_str())?;
+            f.write_str("'")?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// The stream's consumer group, shared by every app server.
@@ -76,7 +84,7 @@ pub async fn store(
     .await?
     .rows_affected();
     if inserted == 1
-        && served(event.outcome)
+        && event.outcome.served()
         && let Some(jti) = event.jti.as_deref()
     {
         let retaken =
@@ -335,4 +343,23 @@ pub async fn for_user_files(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL the queries splice in is the rule's list, quoted for `IN`.
+    #[test]
+    fn the_served_sql_list_is_the_served_rule() {
+        assert_eq!(SERVED_OUTCOMES.to_string(), "('ok', 'partial', 'error')");
+        for outcome in Outcome::ALL {
+            let quoted = format!("'{}'", outcome.as_str());
+            assert_eq!(
+                SERVED_OUTCOMES.to_string().contains(&quoted),
+                outcome.served(),
+                "{outcome:?}"
+            );
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod file;
 pub mod keys;
@@ -276,7 +277,7 @@ fn with_outcomes(
     (metrics, audit): (metrics::Metrics, audit::AuditLog),
 ) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
     let bad = |why: String| StartupError::BurnStore(format!("--outcomes-redis: {why}"));
-    let info = match (config.outcome_sink.clone(), config.outcomes_redis.as_str()) {
+    let info = match (config.outcome_sink.clone(), config.outcomes_redis.expose()) {
         (Some(sink), _) => return Ok((metrics, audit.with_outcomes(Some(sink)))),
         (None, "off") => None,
         (None, "auto") => match burn_store {
@@ -341,14 +342,19 @@ fn serve<S: BurnStore>(
     let tls = settings.tls.clone();
     let hsts = tls.is_some();
     let state = web::Data::new(AppState {
-        verifier: keys,
-        store,
-        clock_skew: config.clock_skew_secs,
-        resume_window_ms: config.resume_window_secs.saturating_mul(1000),
-        resume_min_bytes: config.resume_min_bytes,
+        gate: delivery::Gate {
+            verifier: keys,
+            store,
+            files,
+            rules: delivery::Rules {
+                clock_skew: config.clock_skew_secs,
+                resume_window_ms: config.resume_window_secs.saturating_mul(1000),
+                resume_min_bytes: config.resume_min_bytes,
+                read_buffer: config.read_buffer_kib as usize * 1024,
+            },
+            burn_seconds: metrics.burn_seconds.clone(),
+        },
         secure_cookies: hsts,
-        files,
-        read_buffer: config.read_buffer_kib as usize * 1024,
         app_url: settings.app_url.as_ref().map(ToString::to_string),
         metrics,
         audit,
@@ -359,7 +365,7 @@ fn serve<S: BurnStore>(
         idle: config.service.body_timeout(),
     };
     let server = HttpServer::new(move || {
-        let headers = server_kit::headers::defaults(hsts);
+        let headers = server_kit::headers::defaults(hsts, routes::CONTENT_SECURITY_POLICY);
         App::new()
             .wrap(headers)
             .wrap(actix_web::middleware::from_fn(

@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn which_outcomes_make_which_events() {
         use EventType::*;
-        for outcome in Outcome::ALL {
+        for &outcome in Outcome::ALL {
             let expected = match outcome {
                 Outcome::Ok | Outcome::Resumed => Some(DownloadCompleted),
                 Outcome::Partial => Some(DownloadPartial),
