@@ -100,7 +100,8 @@ enum WebhookCommand {
     /// webhooks:write).
     Add {
         /// Where events are sent: `https://…`.
-        url: String,
+        #[arg(value_name = "URL")]
+        endpoint: String,
         /// Events to send, comma-separated: download.completed, download.partial,
         /// share.exhausted, share.expired.
         #[arg(long, value_delimiter = ',', required = true)]
@@ -264,11 +265,11 @@ async fn webhook(
 ) -> Result<(), Failure> {
     match command {
         WebhookCommand::Add {
-            url,
+            endpoint,
             events,
             description,
         } => {
-            let body = json!({ "url": url, "events": events, "description": description });
+            let body = json!({ "url": endpoint, "events": events, "description": description });
             let created = api.post_json("/api/webhooks", Some(body)).await?;
             let plain = format!(
                 "{}\t{}",

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use burnlink_tests::{ALICE, TestApp, User, sample_bytes, services, spawn};
+use burnlink_tests::{ALICE, TestApp, User, sample_bytes, services, spawn, spawn_with};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -250,4 +250,76 @@ async fn exit_codes_tell_usage_refusal_and_unreachable_apart() {
         .await
         .expect("ran");
     assert_eq!(unreachable.status.code(), Some(3), "{unreachable:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_add_ls_test_rm() {
+    // Loopback receivers over plain http are allowed here; nothing listens on port 9, and
+    // only queueing the test event is asked of the app.
+    let app = spawn_with(|config| {
+        config.webhooks_allow_private = true;
+        config.webhooks_allow_http = true;
+    })
+    .await;
+    let alice = app.login(ALICE).await;
+    let token = alice
+        .create_token(&["webhooks:read", "webhooks:write"])
+        .await;
+    let added = ok(
+        &app,
+        &token,
+        &[
+            "webhook",
+            "add",
+            "http://127.0.0.1:9/hook",
+            "--events",
+            "download.completed,share.expired",
+            "--description",
+            "billing",
+        ],
+    )
+    .await;
+    let (id, secret) = added.split_once('\t').expect("id TAB secret");
+    assert!(secret.starts_with("whsec_"), "{added}");
+    let ls = ok(&app, &token, &["webhook", "ls"]).await;
+    assert_eq!(
+        ls,
+        format!("{id}\tactive\tdownload.completed,share.expired\thttp://127.0.0.1:9/hook")
+    );
+    let event = ok(&app, &token, &["webhook", "test", id]).await;
+    assert!(event.starts_with("msg_"), "{event}");
+    ok(&app, &token, &["webhook", "rm", id]).await;
+    assert_eq!(ok(&app, &token, &["webhook", "ls"]).await, "");
+
+    // A refused URL: the server's code and why, exit 1.
+    let refused = burnlink(
+        &app,
+        Some(&token),
+        &[
+            "webhook",
+            "add",
+            "http://169.254.169.254/",
+            "--events",
+            "share.expired",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        stderr(&refused).contains("422 url_refused") && stderr(&refused).contains("metadata"),
+        "{refused:?}"
+    );
+    let usage = burnlink(
+        &app,
+        Some(&token),
+        &["webhook", "add", "https://x.example/"],
+        "",
+    )
+    .await;
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "--events is required: {usage:?}"
+    );
 }
