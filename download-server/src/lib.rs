@@ -100,6 +100,10 @@ impl Application {
     /// until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let settings = config.check()?;
+        // Embedded (handed an outcome sink in-process), the app has checked the directory.
+        if config.outcome_sink.is_none() {
+            server_kit::permissions::warn_if_open(&config.service.data_dir);
+        }
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
