@@ -224,11 +224,8 @@ async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64
     if !store.forgets_on_restart() || config.accept_tokens_issued_before_start {
         return None;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let boundary = now.as_secs() + 1;
-    tokio::time::sleep(Duration::from_secs(boundary).saturating_sub(now)).await;
+    let boundary = shared::unix_now() + 1;
+    store::wait_for_second(boundary).await;
     Some(boundary)
 }
 

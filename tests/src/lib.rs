@@ -106,6 +106,20 @@ pub async fn start(config: app_server::Config) -> TestApp {
     }
 }
 
+/// Waits until the wall clock reads at least `unix_secs` (Unix seconds): for what changes once
+/// a whole second has passed (a token's `exp`, a key's retirement), as tokens and servers
+/// count time in whole seconds.
+pub async fn sleep_until_second(unix_secs: u64) {
+    let at = std::time::Duration::from_secs(unix_secs);
+    loop {
+        let now = std::time::Duration::from_millis(shared::unix_now_ms());
+        if now >= at {
+            return;
+        }
+        tokio::time::sleep(at - now).await;
+    }
+}
+
 /// A client that keeps cookies and never follows redirects (tests look at each hop).
 pub fn client() -> Client {
     Client::builder()

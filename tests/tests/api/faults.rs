@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use burnlink_tests::process::{open_fds, rss_kib};
 use burnlink_tests::services::download_config;
 use burnlink_tests::{
     ALICE, TestApp, error_code, sample_bytes, spawn, start, stored_files, test_config,
@@ -31,14 +32,6 @@ fn fds_on(path: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-fn open_fds() -> usize {
-    burnlink_tests::process::open_fds(std::process::id())
-}
-
-fn rss_kib() -> u64 {
-    burnlink_tests::process::rss_kib(std::process::id())
 }
 
 /// Waits (bounded) until `done` holds: the server closes a stream when it notices the peer
@@ -106,7 +99,9 @@ async fn aborted_downloads_in_this_process() {
         fds_on(&file) == 0
     })
     .await;
-    let (fds_before, rss_before) = (open_fds(), rss_kib());
+    // The servers run in this process.
+    let me = std::process::id();
+    let (fds_before, rss_before) = (open_fds(me), rss_kib(me));
     abort_downloads(&app, &key, 1000).await;
     // Every stream was freed: no descriptor on the file is left open.
     eventually(
@@ -115,7 +110,7 @@ async fn aborted_downloads_in_this_process() {
         || fds_on(&file) == 0,
     )
     .await;
-    let (fds_after, rss_after) = (open_fds(), rss_kib());
+    let (fds_after, rss_after) = (open_fds(me), rss_kib(me));
     eprintln!(
         "1000 aborted downloads: fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB"
     );
