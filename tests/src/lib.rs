@@ -344,6 +344,19 @@ impl User {
         }
     }
 
+    /// The file list page (`GET /`) as HTML, panicking unless 200.
+    pub async fn files_page(&self) -> String {
+        let url = format!("{}/", self.app_url);
+        let res = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .expect("file list request");
+        assert_eq!(res.status(), StatusCode::OK, "file list");
+        res.text().await.expect("file list page")
+    }
+
     /// `GET url` with this user's session, its JSON body read as `T`.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, url: impl reqwest::IntoUrl) -> T {
         self.client

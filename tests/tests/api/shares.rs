@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use burnlink_tests::postgres::database;
+use burnlink_tests::postgres::{database, on_postgres};
 use burnlink_tests::{
     ALICE, BOB, TestApp, User, client, error_code, sample_bytes, spawn, spawn_with, start,
     test_config,
@@ -249,15 +249,7 @@ async fn post_downloads_the_exact_bytes_once_and_its_link_is_single_use() {
     assert_eq!(file_list.len(), 1);
     assert_eq!(file_list[0]["share_id"], id);
     // And on the file list, per share and per file.
-    let page = alice
-        .client
-        .get(&app.app_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = alice.files_page().await;
     assert!(page.contains("1 of 3 downloads used"), "{page}");
     assert!(page.contains("Downloaded 1 time"), "{page}");
     assert!(
@@ -749,15 +741,7 @@ async fn share_pages_work_without_script() {
         StatusCode::OK
     );
 
-    let list = alice
-        .client
-        .get(&app.app_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = alice.files_page().await;
     assert!(list.contains("0 of 4 downloads used"), "{list}");
     assert!(!list.contains("Copy one-time link"));
     let id = shares_of(&alice, &file).await[0]["id"]
@@ -776,15 +760,7 @@ async fn share_pages_work_without_script() {
         app.anon.get(&url).send().await.unwrap().status(),
         StatusCode::GONE
     );
-    let list = alice
-        .client
-        .get(&app.app_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = alice.files_page().await;
     assert!(
         !list.contains("downloads used"),
         "revoked shares leave the list"
@@ -1023,15 +999,7 @@ async fn the_file_list_shows_each_share_its_own_downloads() {
         assert!(Instant::now() < deadline, "the outcomes are stored ({n})");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let page = alice
-        .client
-        .get(&app.app_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = alice.files_page().await;
     // Rows of the downloads table under one share's entry.
     let rows_of = |share: &Value| {
         let at = page
@@ -1102,13 +1070,8 @@ async fn looks_at_once_give_each_download_back_once() {
 async fn looks_at_once_over_two_app_servers_give_each_download_back_once() {
     let Some(pg) = database().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let on_pg = || {
-        let mut config = test_config(dir.path());
-        config.database_url = Some(pg.url().to_owned());
-        config
-    };
-    let a = start(on_pg()).await;
-    let b = start(on_pg()).await;
+    let a = start(on_postgres(dir.path(), &pg)).await;
+    let b = start(on_postgres(dir.path(), &pg)).await;
     looks_at_once_give_back_once(&[&a, &b]).await;
 }
 
@@ -1172,9 +1135,11 @@ async fn list_statements(app: &TestApp, alice: &User, file: &str, ids: &[String]
 /// The bounds of issue 25: a take is at most 4 statements (one of them the atomic `UPDATE`),
 /// and the number of statements listing a user's shares does not depend on how many there
 /// are, whether or not downloads are owed back to them.
-async fn statement_bounds(app: &TestApp, alice: &User, file: &str) {
+async fn statement_bounds(app: &TestApp) {
     use burnlink_tests::logs::{capture_statements, statements_of};
     capture_statements();
+    let alice = &app.login(ALICE).await;
+    let file = &alice.upload_ok("counted.bin", b"counted".to_vec()).await.id;
     let mut shares = vec![share_ok(alice, file, json!({ "max_downloads": 50 })).await];
     let ids = |shares: &[Value]| -> Vec<String> {
         shares
@@ -1242,18 +1207,12 @@ async fn statement_bounds(app: &TestApp, alice: &User, file: &str) {
 
 #[tokio::test]
 async fn a_take_is_four_statements_at_most_and_the_list_does_not_grow_with_shares() {
-    let (app, alice, file) = app_with_file(b"counted").await;
-    statement_bounds(&app, &alice, &file).await;
+    statement_bounds(&spawn().await).await;
 }
 
 #[tokio::test]
 async fn a_take_is_four_statements_at_most_and_the_list_does_not_grow_on_postgres() {
     let Some(pg) = database().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.database_url = Some(pg.url().to_owned());
-    let app = start(config).await;
-    let alice = app.login(ALICE).await;
-    let file = alice.upload_ok("counted.bin", b"counted".to_vec()).await.id;
-    statement_bounds(&app, &alice, &file).await;
+    statement_bounds(&start(on_postgres(dir.path(), &pg)).await).await;
 }
