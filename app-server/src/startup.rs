@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use sqlx::AnyPool;
+use utoipa_actix_web::AppExt;
 
 use crate::config::Config;
 use crate::error::{AppError, StartupError};
@@ -145,6 +146,7 @@ impl Application {
             crate::outcomes::spawn_stream_reader(db.clone(), info)?;
         }
         let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
+        let api = routes::api()?;
 
         let demo_user = if config.all_in_one() && config.demo_user && users::none_exist(&db).await?
         {
@@ -202,12 +204,18 @@ impl Application {
             deadline: config.service.body_timeout(),
             idle: Duration::from_secs(config.upload_idle_secs),
         };
-        let server = serve(state.clone(), listener, tls, config.workers, body_timeouts).map_err(
-            |source| StartupError::Io {
-                what: "starting the HTTP server".into(),
-                source,
-            },
-        )?;
+        let server = serve(
+            state.clone(),
+            api,
+            listener,
+            tls,
+            config.workers,
+            body_timeouts,
+        )
+        .map_err(|source| StartupError::Io {
+            what: "starting the HTTP server".into(),
+            source,
+        })?;
         let metrics = match metrics_listener {
             Some(listener) => {
                 let mut registries = vec![state.metrics.registry().clone()];
@@ -329,6 +337,7 @@ impl Application {
 
 fn serve(
     state: web::Data<AppState>,
+    api: routes::openapi::Api,
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     workers: usize,
@@ -341,7 +350,10 @@ fn serve(
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
         let headers = server_kit::headers::defaults(hsts)
-            .add(("Content-Security-Policy", routes::CONTENT_SECURITY_POLICY))
+            .add((
+                "Content-Security-Policy",
+                routes::render::CONTENT_SECURITY_POLICY,
+            ))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"))
             .add(("X-Frame-Options", "DENY"));
@@ -355,7 +367,11 @@ fn serve(
             .app_data(state.clone())
             .app_data(db.clone())
             .app_data(session_policy.clone())
+            .app_data(api.scopes.clone())
+            .app_data(api.document.clone())
+            .into_utoipa_app()
             .configure(routes::configure)
+            .into_app()
     })
     // Small responses go out at once rather than after the client's delayed ACK (Nagle).
     .tcp_nodelay(true);
