@@ -60,6 +60,11 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_webhook ON webhook_attempts (webhook_id, started_us);
 
--- When a share's expiry was announced (`share.expired`), so each share's is sent once.
+-- When a share's expiry (`share.expired`) and its last download taken (`share.exhausted`)
+-- were announced, so each is sent once. The delivery task finds what is due through these
+-- partial indexes, which hold only what is still to be announced.
 ALTER TABLE shares ADD COLUMN expiry_announced_ms BIGINT;
-CREATE INDEX shares_expiry ON shares (expiry_announced_ms, expires_at);
+ALTER TABLE shares ADD COLUMN exhaustion_announced_ms BIGINT;
+CREATE INDEX shares_expiry_due ON shares (expires_at) WHERE expiry_announced_ms IS NULL;
+CREATE INDEX shares_exhaustion_due ON shares (id)
+    WHERE exhaustion_announced_ms IS NULL AND downloads >= max_downloads;

@@ -345,6 +345,34 @@ pub async fn for_user_files(
         .collect())
 }
 
+/// Served downloads through each of the user's shares live at `now` (neither revoked nor
+/// expired), newest first, at most `per_share` of each: every share history of the file list
+/// in one statement.
+pub async fn for_live_shares(
+    db: &AnyPool,
+    user_id: &str,
+    now: i64,
+    per_share: i64,
+) -> Result<Vec<ShareDownload>, AppError> {
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT time_ms, outcome, bytes, client, user_agent, share_id FROM (\
+         SELECT e.time_ms, e.outcome, e.bytes, e.client, e.user_agent, t.share_id, \
+         ROW_NUMBER() OVER (PARTITION BY t.share_id ORDER BY e.time_ms DESC) AS nth \
+         FROM shares s JOIN files f ON f.id = s.file_id \
+         JOIN share_takes t ON t.share_id = s.id JOIN download_events e ON e.jti = t.jti \
+         WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+         AND e.user_id = $1 AND e.storage_key = f.storage_key \
+         AND e.outcome IN {SERVED_OUTCOMES}) shown \
+         WHERE nth <= $3 ORDER BY time_ms DESC"
+    ))
+    .bind(user_id)
+    .bind(now)
+    .bind(per_share)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(download).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

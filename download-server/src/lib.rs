@@ -101,6 +101,10 @@ impl Application {
     /// until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let settings = config.check()?;
+        // Embedded (handed an outcome sink in-process), the app has checked the directory.
+        if config.outcome_sink.is_none() {
+            server_kit::permissions::warn_if_open(&config.service.data_dir);
+        }
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
@@ -221,11 +225,8 @@ async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64
     if !store.forgets_on_restart() || config.accept_tokens_issued_before_start {
         return None;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let boundary = now.as_secs() + 1;
-    tokio::time::sleep(Duration::from_secs(boundary).saturating_sub(now)).await;
+    let boundary = shared::unix_now() + 1;
+    store::wait_for_second(boundary).await;
     Some(boundary)
 }
 

@@ -262,19 +262,24 @@ async fn take(
     let client = sessions::client_ip(&req);
     let taken = shares::take(
         &state.db,
-        &state.shares,
         &state.share_throttle,
         &state.links,
-        &secret,
+        &visit,
         form.password.as_deref(),
         client,
     );
     match taken.await {
-        Ok(link) => HttpResponse::SeeOther()
-            .insert_header((LOCATION, link.url))
-            .insert_header((CACHE_CONTROL, "no-store"))
-            .insert_header(ROBOTS)
-            .finish(),
+        Ok(link) => {
+            if visit.downloads_left <= 1 {
+                // Likely the last download: `share.exhausted` is announced at once.
+                state.webhooks.wake.notify();
+            }
+            HttpResponse::SeeOther()
+                .insert_header((LOCATION, link.url))
+                .insert_header((CACHE_CONTROL, "no-store"))
+                .insert_header(ROBOTS)
+                .finish()
+        }
         Err(e) => refused(&state, &e, again),
     }
 }

@@ -5,7 +5,8 @@
 //! stops (it claims nothing more and lets the attempts in flight end, each within
 //! `--webhooks-timeout`). It runs a round when woken by a row written in this process
 //! ([`super::Wake`]), when an attempt ends, when the next retry falls due, and at least every
-//! `--webhooks-poll` (rows other app servers wrote, shares that expired). Attempts in flight
+//! `--webhooks-poll` (rows other app servers wrote; shares that ran out of downloads or
+//! expired, announced from their state: [`outbox::announce_shares`]). Attempts in flight
 //! are bounded per app server overall (`--webhooks-max-in-flight`) and per endpoint
 //! (`--webhooks-max-in-flight-per-endpoint`).
 //!
@@ -33,7 +34,7 @@ use crate::error::StartupError;
 
 /// Body bytes of an answer read at most.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// Shares whose expiry is announced per look.
+/// Shares announced (of each kind) per look.
 const SWEEP_BATCH: i64 = 100;
 /// Endpoints with due rows looked at per round.
 const ENDPOINTS_PER_ROUND: i64 = 100;
@@ -144,17 +145,19 @@ impl Worker {
         let lease_id = format!("lease-{}", shared::random_token(9));
         let mut in_flight: JoinSet<String> = JoinSet::new();
         let mut per_endpoint: HashMap<String, usize> = HashMap::new();
-        let mut last_sweep: Option<Instant> = None;
+        let mut last_look: Option<Instant> = None;
+        let mut woken = false;
         loop {
             if *self.stopped.borrow() {
                 break;
             }
-            if last_sweep.is_none_or(|at| at.elapsed() >= self.settings.poll) {
-                last_sweep = Some(Instant::now());
-                if let Err(e) = outbox::sweep_expired_shares(&self.db, SWEEP_BATCH).await {
-                    tracing::warn!(error = %e, "webhooks: looking for expired shares failed");
+            if woken || last_look.is_none_or(|at| at.elapsed() >= self.settings.poll) {
+                last_look = Some(Instant::now());
+                if let Err(e) = outbox::announce_shares(&self.db, SWEEP_BATCH).await {
+                    tracing::warn!(error = %e, "webhooks: announcing shares failed");
                 }
             }
+            woken = false;
             let wait = match self
                 .round(&lease_id, &mut in_flight, &mut per_endpoint)
                 .await
@@ -166,7 +169,7 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => woken = true,
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     release(&mut per_endpoint, done);
                 }

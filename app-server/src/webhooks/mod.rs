@@ -5,9 +5,9 @@
 //! - [`ssrf`]: which addresses a delivery may reach, checked when a URL is registered and
 //!   again on the address each delivery connects to;
 //! - [`outbox`]: events become rows of `webhook_messages` in the same transaction that
-//!   records what happened (a download outcome, a share's last download taken, a share's
-//!   expiry), one per subscribed endpoint, so nothing is announced that did not happen and
-//!   nothing that happened is lost to a crash;
+//!   records what happened (a download outcome; a share marked announced as exhausted or
+//!   expired, read from its state), one per subscribed endpoint, so nothing is announced that
+//!   did not happen and nothing that happened is lost to a crash;
 //! - [`delivery`]: the background task that claims due rows, sends them and schedules retries.
 //!
 //! This module holds the endpoints themselves: creating one (its secret shown once), listing,
@@ -42,8 +42,9 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 /// wildcard (`%`, `_`), as subscriptions are matched with `LIKE` ([`outbox`]).
 ///
 /// Adding an event: a variant here (and in [`EventType::SUBSCRIBABLE`]), its payload in
-/// [`outbox`], and one call to [`outbox::enqueue`] inside the transaction that records what
-/// happened. `upload.received` is to come that way once upload links exist.
+/// [`outbox`], and one call to its `enqueue` inside the transaction that records what
+/// happened (as [`outbox::for_outcome`] does). `upload.received` is to come that way once
+/// upload links exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
     /// A link's download was sent whole (at most once per link; a resumed download

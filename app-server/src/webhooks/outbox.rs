@@ -196,8 +196,8 @@ struct ShareData<'a> {
 }
 
 /// Writes a share event (`share.exhausted`, `share.expired`), at most once per share, in the
-/// transaction that made it happen.
-pub async fn for_share(
+/// transaction that marks it announced ([`announce_shares`]).
+async fn for_share(
     conn: &mut AnyConnection,
     kind: EventType,
     share: &ShareFacts<'_>,
@@ -220,27 +220,46 @@ pub async fn for_share(
     enqueue(conn, &event_id, kind, share.user_id, &body).await
 }
 
-/// Announces shares whose expiry has passed (`share.expired`), at most `limit` per call,
-/// each once whichever app server gets there first. Revoked shares are marked, not
-/// announced. Returns how many events were written.
-pub async fn sweep_expired_shares(db: &AnyPool, limit: i64) -> Result<u64, AppError> {
+/// Announces what the shares' own state says happened and was not announced yet, at most
+/// `limit` of each kind per call: `share.exhausted` for a share whose last download was
+/// taken, `share.expired` for one past its expiry. Each is marked and its events written in
+/// one transaction, once, whichever app server gets there first: the take and the clock
+/// change the share, and this reads the change, so a crash between the two loses nothing
+/// and a race announces nothing twice. Revoked shares are marked, not announced. Returns how
+/// many rows were written.
+pub async fn announce_shares(db: &AnyPool, limit: i64) -> Result<u64, AppError> {
     type Row = (String, String, String, i64, i64, i64, Option<i64>);
-    let now = crate::now();
-    let due: Vec<Row> = sqlx::query_as(
-        "SELECT id, user_id, file_id, downloads, max_downloads, expires_at, revoked_at \
-         FROM shares WHERE expiry_announced_ms IS NULL AND expires_at <= $1 LIMIT $2",
-    )
-    .bind(now)
+    const COLUMNS: &str = "id, user_id, file_id, downloads, max_downloads, expires_at, revoked_at";
+    let exhausted: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM shares WHERE exhaustion_announced_ms IS NULL \
+         AND downloads >= max_downloads LIMIT $1"
+    ))
     .bind(limit)
     .fetch_all(db)
     .await?;
+    let expired: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM shares WHERE expiry_announced_ms IS NULL \
+         AND expires_at <= $1 LIMIT $2"
+    ))
+    .bind(crate::now())
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    let due = exhausted
+        .into_iter()
+        .map(|row| (EventType::ShareExhausted, "exhaustion_announced_ms", row))
+        .chain(
+            expired
+                .into_iter()
+                .map(|row| (EventType::ShareExpired, "expiry_announced_ms", row)),
+        );
     let mut written = 0;
-    for (id, user_id, file_id, downloads, max_downloads, expires_at, revoked_at) in due {
+    for (kind, column, row) in due {
+        let (id, user_id, file_id, downloads, max_downloads, expires_at, revoked_at) = row;
         let mut tx = db.begin().await?;
-        let mine = sqlx::query(
-            "UPDATE shares SET expiry_announced_ms = $1 WHERE id = $2 \
-             AND expiry_announced_ms IS NULL",
-        )
+        let mine = sqlx::query(&format!(
+            "UPDATE shares SET {column} = $1 WHERE id = $2 AND {column} IS NULL"
+        ))
         .bind(crate::now_millis())
         .bind(&id)
         .execute(&mut *tx)
@@ -255,7 +274,7 @@ pub async fn sweep_expired_shares(db: &AnyPool, limit: i64) -> Result<u64, AppEr
                 max_downloads,
                 expires_at,
             };
-            written += for_share(&mut tx, EventType::ShareExpired, &share).await?;
+            written += for_share(&mut tx, kind, &share).await?;
         }
         tx.commit().await?;
     }
