@@ -429,6 +429,29 @@ impl User {
     }
 }
 
+/// The one fenced code block of `lang` in `docs/<doc>`: the recipes and receivers the docs
+/// give, which the tests run as written.
+pub fn doc_block(doc: &str, lang: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(doc);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("docs/{doc}: {e}"));
+    let opening = format!("```{lang}");
+    let mut blocks = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_end() == opening {
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.trim_end() != "```")
+                .collect();
+            blocks.push(body.join("\n") + "\n");
+        }
+    }
+    assert_eq!(blocks.len(), 1, "one ```{lang} block in docs/{doc}");
+    blocks.remove(0)
+}
+
 /// The token part of a download URL.
 pub fn token_of(url: &str) -> &str {
     url.rsplit_once("/d/").expect("a /d/ URL").1

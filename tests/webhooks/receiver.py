@@ -4,7 +4,8 @@ Prints `PORT <n>` once bound. Every POST outside /_control is a delivery: it is 
 `standardwebhooks.Webhook(secret).verify(body, headers)` against each configured secret in
 turn, recorded, and answered as the script says. What the test reads back, per delivery:
 its webhook-id, the payload's type, whether each secret verified it, the status answered, and
-whether another delivery of the same webhook-id was still in flight when it arrived.
+whether another delivery of the same webhook-id was still in flight when it arrived, and
+when it arrived (Unix seconds).
 
   POST /_control/config   {"secrets": [...], "script": [500, 500, "hang", ...], "delay_ms": 0}
                           the script answers deliveries in order, then 200 for the rest;
@@ -93,6 +94,7 @@ class Handler(BaseHTTPRequestHandler):
                 "verified": verified_by(body, headers),
                 "signatures": len(headers.get("webhook-signature", "").split()),
                 "overlap": overlap,
+                "arrived": time.time(),
                 "status": None,
             }
             with lock:

@@ -18,23 +18,7 @@ fn interop_dir() -> PathBuf {
 
 /// The one fenced code block of `lang` in docs/TOKEN.md.
 fn token_md_recipe(lang: &str) -> String {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/TOKEN.md"))
-            .expect("docs/TOKEN.md");
-    let opening = format!("```{lang}");
-    let mut blocks = Vec::new();
-    let mut lines = doc.lines();
-    while let Some(line) = lines.next() {
-        if line.trim_end() == opening {
-            let body: Vec<&str> = lines
-                .by_ref()
-                .take_while(|l| l.trim_end() != "```")
-                .collect();
-            blocks.push(body.join("\n") + "\n");
-        }
-    }
-    assert_eq!(blocks.len(), 1, "one ```{lang} block in docs/TOKEN.md");
-    blocks.remove(0)
+    burnlink_tests::doc_block("TOKEN.md", lang)
 }
 
 /// An app with one stored file; returns the app, the file's storage key and its bytes.

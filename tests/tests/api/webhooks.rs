@@ -911,61 +911,25 @@ async fn webhooks_are_their_owners_and_need_their_scopes() {
             .bearer_auth(token)
             .json(&json!({"url": "http://127.0.0.1:9/other", "events": ["share.expired"]}))
     };
-    let status = |res: reqwest::Response| res.status();
-    assert_eq!(
-        status(
-            api(&read, reqwest::Method::GET, "/api/webhooks")
-                .send()
-                .await
-                .unwrap()
-        ),
-        200
-    );
-    assert_eq!(
-        status(
-            api(&read, reqwest::Method::POST, "/api/webhooks")
-                .send()
-                .await
-                .unwrap()
-        ),
-        403
-    );
-    assert_eq!(
-        status(
-            api(&files, reqwest::Method::GET, "/api/webhooks")
-                .send()
-                .await
-                .unwrap()
-        ),
-        403
-    );
-    assert_eq!(
-        status(
-            api(&write, reqwest::Method::GET, "/api/webhooks")
-                .send()
-                .await
-                .unwrap()
-        ),
-        403
-    );
-    assert_eq!(
-        status(
-            api(&write, reqwest::Method::POST, "/api/webhooks")
-                .send()
-                .await
-                .unwrap()
-        ),
-        201
-    );
-    let res = api(
-        &write,
-        reqwest::Method::PATCH,
-        &format!("/api/webhooks/{id}"),
-    )
-    .json(&json!({"events": ["download.completed", "share.expired"], "description": "billing"}))
-    .send()
-    .await
-    .unwrap();
+    use reqwest::Method as M;
+    for (token, method, path, expected) in [
+        (&read, M::GET, "/api/webhooks", 200),
+        (&read, M::POST, "/api/webhooks", 403),
+        (&files, M::GET, "/api/webhooks", 403),
+        (&write, M::GET, "/api/webhooks", 403),
+        (&write, M::POST, "/api/webhooks", 201),
+    ] {
+        let res = api(token, method.clone(), path)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status().as_u16(), expected, "{method} {path}");
+    }
+    let res = api(&write, M::PATCH, &format!("/api/webhooks/{id}"))
+        .json(&json!({"events": ["download.completed", "share.expired"], "description": "billing"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let changed: Value = res.json().await.unwrap();
     assert_eq!(
@@ -974,28 +938,16 @@ async fn webhooks_are_their_owners_and_need_their_scopes() {
     );
     assert_eq!(changed["description"], "billing");
     assert_eq!(changed["url"], "http://127.0.0.1:9/hook");
-    assert_eq!(
-        status(
-            api(
-                &write,
-                reqwest::Method::DELETE,
-                &format!("/api/webhooks/{id}")
-            )
-            .send()
-            .await
-            .unwrap()
-        ),
-        204
-    );
-    assert_eq!(
-        status(
-            api(&read, reqwest::Method::GET, &format!("/api/webhooks/{id}"))
-                .send()
-                .await
-                .unwrap()
-        ),
-        404
-    );
+    let deleted = api(&write, M::DELETE, &format!("/api/webhooks/{id}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let gone = api(&read, M::GET, &format!("/api/webhooks/{id}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -1100,27 +1052,6 @@ async fn the_webhooks_page_adds_rotates_and_deletes_without_script() {
     assert_eq!(app.count_rows("webhooks").await, 0);
 }
 
-/// The one fenced code block of `lang` in docs/WEBHOOKS.md.
-fn webhooks_md_block(lang: &str) -> String {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/WEBHOOKS.md"))
-            .expect("docs/WEBHOOKS.md");
-    let opening = format!("```{lang}");
-    let mut blocks = Vec::new();
-    let mut lines = doc.lines();
-    while let Some(line) = lines.next() {
-        if line.trim_end() == opening {
-            let body: Vec<&str> = lines
-                .by_ref()
-                .take_while(|l| l.trim_end() != "```")
-                .collect();
-            blocks.push(body.join("\n") + "\n");
-        }
-    }
-    assert_eq!(blocks.len(), 1, "one ```{lang} block in docs/WEBHOOKS.md");
-    blocks.remove(0)
-}
-
 /// Runs a docs/WEBHOOKS.md receiver as written (`program script`, `WEBHOOK_SECRET` and
 /// `PORT=0` in its environment), points a webhook at it, and checks it prints each verified
 /// event once and refuses a forged one with 400.
@@ -1216,8 +1147,13 @@ async fn webhooks_md_python_receiver_verifies_a_real_delivery() {
         return skip("standardwebhooks not installed in tests/webhooks/python (.ci/install-deps)");
     }
     let env = [("PYTHONPATH", webhooks_dir().join("python"))];
-    doc_receiver_hears_a_download("python3", "receiver.py", webhooks_md_block("python"), &env)
-        .await;
+    doc_receiver_hears_a_download(
+        "python3",
+        "receiver.py",
+        burnlink_tests::doc_block("WEBHOOKS.md", "python"),
+        &env,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1227,5 +1163,11 @@ async fn webhooks_md_node_receiver_verifies_a_real_delivery() {
             "standardwebhooks not installed in tests/webhooks/node_modules (.ci/install-deps)",
         );
     }
-    doc_receiver_hears_a_download("node", "receiver.mjs", webhooks_md_block("js"), &[]).await;
+    doc_receiver_hears_a_download(
+        "node",
+        "receiver.mjs",
+        burnlink_tests::doc_block("WEBHOOKS.md", "js"),
+        &[],
+    )
+    .await;
 }
