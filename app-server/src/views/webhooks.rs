@@ -64,7 +64,8 @@ fn actions(session: &Session, webhook: &WebhookInfo) -> Markup {
                 (csrf_field(session))
                 button.btn.secondary.small type="submit" { "Rotate secret" }
             }
-            form.inline.confirm method="post" action=(action("delete")) {
+            form.inline method="post" action=(action("delete"))
+                data-confirm={ "the webhook to " (webhook.url) } {
                 (csrf_field(session))
                 button.btn.danger.small type="submit"
                     aria-label={ "Delete the webhook to " (webhook.url) } { "Delete" }
