@@ -143,8 +143,7 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         let lease_id = format!("lease-{}", shared::random_token(9));
-        let mut in_flight: JoinSet<String> = JoinSet::new();
-        let mut per_endpoint: HashMap<String, usize> = HashMap::new();
+        let mut in_flight = InFlight::default();
         let mut last_look: Option<Instant> = None;
         let mut woken = false;
         loop {
@@ -158,10 +157,7 @@ impl Worker {
                 }
             }
             woken = false;
-            let wait = match self
-                .round(&lease_id, &mut in_flight, &mut per_endpoint)
-                .await
-            {
+            let wait = match self.round(&lease_id, &mut in_flight).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhooks: claiming deliveries failed");
@@ -170,15 +166,15 @@ impl Worker {
             };
             tokio::select! {
                 _ = self.wake.notified() => woken = true,
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    release(&mut per_endpoint, done);
+                Some(done) = in_flight.tasks.join_next_with_id(), if !in_flight.tasks.is_empty() => {
+                    in_flight.ended(done);
                 }
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.stopped.changed() => {}
             }
         }
-        while let Some(done) = in_flight.join_next().await {
-            release(&mut per_endpoint, done);
+        while let Some(done) = in_flight.tasks.join_next_with_id().await {
+            in_flight.ended(done);
         }
     }
 
@@ -187,18 +183,17 @@ impl Worker {
     async fn round(
         &self,
         lease_id: &str,
-        in_flight: &mut JoinSet<String>,
-        per_endpoint: &mut HashMap<String, usize>,
+        in_flight: &mut InFlight,
     ) -> Result<Duration, crate::error::AppError> {
         let settings = &self.settings;
         let now = crate::now_millis();
         let lease_until = now.saturating_add(millis(settings.lease()));
         for webhook_id in outbox::due_endpoints(&self.db, now, ENDPOINTS_PER_ROUND).await? {
-            let free_overall = settings.max_in_flight.saturating_sub(in_flight.len());
+            let free_overall = settings.max_in_flight.saturating_sub(in_flight.tasks.len());
             if free_overall == 0 {
                 break;
             }
-            let busy = per_endpoint.get(&webhook_id).copied().unwrap_or(0);
+            let busy = in_flight.to(&webhook_id);
             let free = settings
                 .max_in_flight_per_endpoint
                 .saturating_sub(busy)
@@ -221,7 +216,6 @@ impl Worker {
             .await?;
             let endpoint = Arc::new(endpoint);
             for row in claimed {
-                *per_endpoint.entry(webhook_id.clone()).or_default() += 1;
                 let job = Job {
                     db: self.db.clone(),
                     client: self.client.clone(),
@@ -230,7 +224,7 @@ impl Worker {
                     row,
                     lease_id: lease_id.to_owned(),
                 };
-                in_flight.spawn(job.run());
+                in_flight.start(job);
             }
         }
         // Until the next row falls due; rows due now that found no room wait for an attempt
@@ -243,20 +237,43 @@ impl Worker {
     }
 }
 
-fn release(
-    per_endpoint: &mut HashMap<String, usize>,
-    done: Result<String, tokio::task::JoinError>,
-) {
-    let Ok(webhook_id) = done else {
-        // A panicked attempt: its row's lease runs out and it is retried; its slot is lost
-        // from the count until the map entry is next decremented to zero.
-        tracing::error!("webhooks: a delivery task panicked");
-        return;
-    };
-    if let Some(busy) = per_endpoint.get_mut(&webhook_id) {
-        *busy = busy.saturating_sub(1);
-        if *busy == 0 {
-            per_endpoint.remove(&webhook_id);
+/// The attempts running, and how many go to each endpoint.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<()>,
+    endpoint_of: HashMap<tokio::task::Id, String>,
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl InFlight {
+    fn to(&self, webhook_id: &str) -> usize {
+        self.per_endpoint.get(webhook_id).copied().unwrap_or(0)
+    }
+
+    fn start(&mut self, job: Job) {
+        let webhook_id = job.row.webhook_id.clone();
+        let task = self.tasks.spawn(job.run());
+        *self.per_endpoint.entry(webhook_id.clone()).or_default() += 1;
+        self.endpoint_of.insert(task.id(), webhook_id);
+    }
+
+    /// An attempt ended (or panicked: its row's lease runs out and it is tried again).
+    fn ended(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "webhooks: a delivery task failed");
+                e.id()
+            }
+        };
+        let Some(webhook_id) = self.endpoint_of.remove(&id) else {
+            return;
+        };
+        if let Some(busy) = self.per_endpoint.get_mut(&webhook_id) {
+            *busy = busy.saturating_sub(1);
+            if *busy == 0 {
+                self.per_endpoint.remove(&webhook_id);
+            }
         }
     }
 }
@@ -276,8 +293,8 @@ struct Job {
 }
 
 impl Job {
-    /// Sends, records, and returns the endpoint's id (its slot is free again).
-    async fn run(self) -> String {
+    /// Sends and records.
+    async fn run(self) {
         let attempt = send(&self.client, &self.settings, &self.endpoint, &self.row).await;
         let number = self.row.attempts + 1;
         let next = match &attempt.error {
@@ -321,7 +338,6 @@ impl Job {
             // The lease runs out and the row is tried again: at least once, never lost.
             Err(e) => tracing::warn!(webhook, event, error = %e, "webhook attempt not recorded"),
         }
-        self.row.webhook_id
     }
 }
 

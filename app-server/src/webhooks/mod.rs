@@ -268,8 +268,9 @@ pub struct WebhookInfo {
     pub previous_secret_expires_at: Option<i64>,
 }
 
-/// The answer to a creation: the endpoint, and its secret, shown only now.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// The answer to a creation: the endpoint, and its secret, shown only now. No `Debug`: it
+/// holds the secret.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedWebhook {
     #[serde(flatten)]
     pub webhook: WebhookInfo,
@@ -307,8 +308,8 @@ pub struct WebhookDetail {
     pub attempts: Vec<DeliveryAttempt>,
 }
 
-/// A rotation's answer: the new secret, shown only now.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// A rotation's answer: the new secret, shown only now. No `Debug`: it holds the secret.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RotatedSecret {
     pub secret: String,
     /// Unix seconds until which the previous secret also signs.
