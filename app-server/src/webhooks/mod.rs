@@ -615,30 +615,20 @@ pub async fn rotate(
     })
 }
 
-/// Deletes one of the user's endpoints with its outbox rows and log.
+/// Deletes one of the user's endpoints; its outbox rows and log go with it (`ON DELETE
+/// CASCADE`, enforced on SQLite too: `db::connect` turns foreign keys on). One statement:
+/// a transaction that read first could not become a writer beside the delivery task's
+/// writes on SQLite.
 pub async fn delete(db: &AnyPool, user_id: &str, id: &WebhookId) -> Result<(), AppError> {
-    let mut tx = db.begin().await?;
-    let found: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM webhooks WHERE id = $1 AND user_id = $2")
-            .bind(id.as_str())
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if found.is_none() {
+    let deleted = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND user_id = $2")
+        .bind(id.as_str())
+        .bind(user_id)
+        .execute(db)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
         return Err(AppError::NotFound);
     }
-    // Explicitly, not only by cascade: SQLite enforces it only with foreign_keys on.
-    for table in ["webhook_messages", "webhook_attempts"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE webhook_id = $1"))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query("DELETE FROM webhooks WHERE id = $1")
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
     tracing::info!(webhook = id.as_str(), user = user_id, "webhook deleted");
     Ok(())
 }
