@@ -48,9 +48,13 @@ impl Admin {
                 .and_then(Password::parse)
         };
         match command {
-            UserCommand::Add { name } => {
+            UserCommand::Add { name, admin } => {
                 let username = Username::parse(name)?;
-                users::create(&self.db, &username, need_password()?).await?;
+                let user = users::create(&self.db, &username, need_password()?).await?;
+                if *admin {
+                    crate::accounts::set_admin(&self.db, &user.id, true).await?;
+                    return Ok(format!("administrator {username} created"));
+                }
                 Ok(format!("user {username} created"))
             }
             UserCommand::Passwd { name } => {

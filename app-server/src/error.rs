@@ -46,6 +46,13 @@ pub enum AppError {
     InsufficientScope(&'static str),
     #[error("you already hold {0} access tokens, the most allowed; revoke one first")]
     TooManyTokens(u64),
+    #[error("password log-in is turned off on this server; sign in through the identity provider")]
+    PasswordLoginDisabled,
+    #[error("only administrators may do this")]
+    AdminOnly,
+    /// A sign-in through the identity provider failed; its row is in [`crate::oidc::failure`].
+    #[error("{0}")]
+    Oidc(#[from] crate::oidc::Failure),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("i/o: {0}")]
@@ -78,6 +85,9 @@ impl AppError {
             AppError::InvalidToken => "invalid_token",
             AppError::InsufficientScope(_) => "insufficient_scope",
             AppError::TooManyTokens(_) => "too_many_tokens",
+            AppError::PasswordLoginDisabled => "password_login_disabled",
+            AppError::AdminOnly => "admin_only",
+            AppError::Oidc(failure) => failure.facts().code,
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 "internal"
             }
@@ -103,6 +113,8 @@ impl ResponseError for AppError {
             | AppError::InvalidToken => StatusCode::UNAUTHORIZED,
             AppError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             AppError::TooManyTokens(_) => StatusCode::CONFLICT,
+            AppError::PasswordLoginDisabled | AppError::AdminOnly => StatusCode::FORBIDDEN,
+            AppError::Oidc(failure) => failure.facts().status,
             AppError::ShareGone => StatusCode::GONE,
             AppError::Csrf | AppError::CrossSite => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
@@ -121,7 +133,8 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let message = if status.is_server_error() && !matches!(self, AppError::InsufficientStorage)
+        let message = if status.is_server_error()
+            && !matches!(self, AppError::InsufficientStorage | AppError::Oidc(_))
         {
             tracing::error!(error = %self, "request failed");
             INTERNAL_MESSAGE.to_owned()

@@ -147,7 +147,14 @@ impl Application {
         }
         let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
 
-        let demo_user = if config.all_in_one() && config.demo_user && users::none_exist(&db).await?
+        let oidc = match settings.oidc {
+            Some(oidc) => Some(crate::oidc::Oidc::new(oidc, &public_url)?),
+            None => None,
+        };
+        let demo_user = if config.all_in_one()
+            && config.demo_user
+            && config.sign_in.password_login
+            && users::none_exist(&db).await?
         {
             Some(create_demo_user(&db).await?)
         } else {
@@ -170,6 +177,7 @@ impl Application {
                     usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
                 ),
                 dummy_hash,
+                password_login: config.sign_in.password_login,
             },
             links: LinkMinter {
                 keys: live_keys,
@@ -198,7 +206,22 @@ impl Application {
                 config.max_pending_logins as usize,
             ),
             form_key,
+            oidc,
         });
+        if let Some(oidc) = &state.oidc {
+            tracing::info!(
+                redirect_uri = oidc.redirect_uri(),
+                "sign-in through the identity provider: register this redirect URI there"
+            );
+            // Discovery now, so a wrong setting shows in the log at once; the app serves
+            // either way, and sign-ins discover again until it works.
+            let warm = state.clone();
+            tokio::spawn(async move {
+                if let Some(oidc) = &warm.oidc {
+                    oidc.warm_up().await;
+                }
+            });
+        }
         let body_timeouts = server_kit::body_timeout::BodyTimeouts {
             deadline: config.service.body_timeout(),
             idle: Duration::from_secs(config.upload_idle_secs),
@@ -336,13 +359,21 @@ fn serve(
     body_timeouts: server_kit::body_timeout::BodyTimeouts,
 ) -> std::io::Result<Server> {
     let hsts = tls.is_some();
+    // The logout form may go on to the identity provider (see `oidc::Oidc::origin`).
+    let csp = match &state.oidc {
+        Some(oidc) => routes::CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'",
+            &format!("form-action 'self' {}", oidc.origin()),
+        ),
+        None => routes::CONTENT_SECURITY_POLICY.to_owned(),
+    };
     // The session extractor's two pieces, apart from the handlers' state.
     let db = web::Data::new(state.db.clone());
     let session_policy = web::Data::new(state.sessions);
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
         let headers = server_kit::headers::defaults(hsts)
-            .add(("Content-Security-Policy", routes::CONTENT_SECURITY_POLICY))
+            .add(("Content-Security-Policy", csp.clone()))
             .add(("X-Content-Type-Options", "nosniff"))
             .add(("Referrer-Policy", "no-referrer"))
             .add(("X-Frame-Options", "DENY"));

@@ -40,6 +40,8 @@ pub struct AppState {
     pub share_throttle: LoginThrottle,
     /// Signs the share page's form token.
     pub form_key: crate::share_form::FormKey,
+    /// Sign-in through the identity provider (`--oidc-issuer`), when configured.
+    pub oidc: Option<crate::oidc::Oidc>,
 }
 
 impl AppState {

@@ -6,11 +6,13 @@ use server_kit::body_timeout::is_timeout;
 
 use crate::error::AppError;
 
+pub mod accounts;
 pub mod assets;
 pub mod downloads;
 pub mod files;
 pub mod health;
 pub mod jwks;
+pub mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod session;
@@ -57,6 +59,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(tokens::configure)
     .configure(openapi::configure)
     .configure(pages::configure)
+    .configure(oidc::configure)
+    .configure(accounts::configure)
     .configure(assets::configure)
     .default_service(web::to(not_found));
 }

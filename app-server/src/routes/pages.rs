@@ -168,6 +168,20 @@ fn explain(error: &AppError) -> (&'static str, String) {
             "The server has no room left for this upload. Nothing was stored; try again later."
                 .into(),
         ),
+        AppError::PasswordLoginDisabled => (
+            "Password log-in turned off",
+            "Log-in with a password is turned off on this server. Sign in through your \
+             identity provider instead."
+                .into(),
+        ),
+        AppError::AdminOnly => (
+            "Administrators only",
+            "Only administrators may see this page.".into(),
+        ),
+        AppError::Oidc(failure) => {
+            let facts = failure.facts();
+            (facts.title, facts.message)
+        }
         other => match other.status_code() {
             StatusCode::TOO_MANY_REQUESTS => (
                 "Too many attempts",
@@ -216,9 +230,17 @@ async fn index(
                 &share_choices(&state),
             )
         }
-        None => views::login_page(None, ""),
+        None => views::login_page(None, "", &login_choices(&state)),
     };
     Ok(html(StatusCode::OK, body))
+}
+
+/// What the login page offers: `--password-login`, and the identity provider if configured.
+fn login_choices(state: &AppState) -> views::LoginChoices<'_> {
+    views::LoginChoices {
+        password: state.login.password_login,
+        provider: state.oidc.as_ref().map(|oidc| oidc.name()),
+    }
 }
 
 async fn login(
@@ -227,7 +249,7 @@ async fn login(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
     if let Err(e) = crate::login::check_origin(&req, &state.public_origin) {
-        let page = views::login_page(Some(&explain(&e).1), &form.username);
+        let page = views::login_page(Some(&explain(&e).1), &form.username, &login_choices(&state));
         return Ok(html_instead(&e.error_response(), page));
     }
     let previous = sessions::cookie_value(&req);
@@ -257,7 +279,8 @@ async fn login(
         // Refused (bad credentials, too many attempts, …): the form again, with the reason,
         // the status and headers the API would send, and the username kept.
         Err(e) if e.status_code().is_client_error() => {
-            let page = views::login_page(Some(&explain(&e).1), &form.username);
+            let page =
+                views::login_page(Some(&explain(&e).1), &form.username, &login_choices(&state));
             Ok(html_instead(&e.error_response(), page))
         }
         Err(e) => Err(PageError::new(e, None)),
@@ -269,16 +292,21 @@ async fn logout(
     session: MaybeSession,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, PageError> {
+    let mut after = None;
     if let Some(session) = session.0 {
         session
             .check_csrf(csrf_of(&form))
             .map_err(|e| PageError::new(e, Some(&session)))?;
+        // A session from the identity provider ends there too (RP-initiated logout).
+        if let Some(oidc) = &state.oidc {
+            after = oidc.logout_url(&state.db, &session).await;
+        }
         session
             .end(&state.db)
             .await
             .map_err(|e| PageError::new(e, None))?;
     }
-    let mut response = see_other("/");
+    let mut response = see_other(after.as_deref().unwrap_or("/"));
     response
         .add_removal_cookie(&state.sessions.removal_cookie())
         .map_err(|e| PageError::new(AppError::Internal(format!("session cookie: {e}")), None))?;

@@ -35,7 +35,7 @@ pub struct Me<'a> {
         (status = 200, description = "logged in; sets the session cookie", body = super::openapi::MeBody),
         (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`cross_site`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`cross_site`, `password_login_disabled`", body = super::openapi::ErrorBody),
     ),
     security(())
 )]
