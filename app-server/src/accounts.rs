@@ -1,12 +1,13 @@
 //! What administrators see and do (`/admin/users`): every user with how they sign in, and
 //! ending all of a user's sessions at once (a lost laptop, someone leaving). An administrator
-//! is a user whose `is_admin` is set: by `app-server user add --admin`, or at each sign-in
-//! through the provider from `--oidc-admin-groups`.
+//! is a user whose `is_admin` is set: by `app-server user add --admin` or `user admin NAME`,
+//! or at each sign-in through the provider from `--oidc-admin-groups`.
 
 use sqlx::AnyPool;
 
 use crate::error::AppError;
 use crate::sessions::{Session, SessionPolicy};
+use crate::users::Username;
 
 /// The administrators' Users page.
 pub const USERS_PATH: &str = "/admin/users";
@@ -112,6 +113,24 @@ pub async fn end_sessions(db: &AnyPool, id: &UserId) -> Result<String, AppError>
         .rows_affected();
     tracing::info!(user = %username, ended, "an administrator ended a user's sessions");
     Ok(username)
+}
+
+/// Makes the user named `username` an administrator, or not; `NotFound` for no such user.
+pub async fn set_admin_by_name(
+    db: &AnyPool,
+    username: &Username,
+    admin: bool,
+) -> Result<(), AppError> {
+    let changed = sqlx::query("UPDATE users SET is_admin = $1 WHERE username = $2")
+        .bind(i64::from(admin))
+        .bind(username.as_str())
+        .execute(db)
+        .await?
+        .rows_affected();
+    if changed == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
 }
 
 /// Makes the user `user_id` an administrator, or not.

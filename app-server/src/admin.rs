@@ -75,6 +75,17 @@ impl Admin {
                     "user {username} deleted with {removed} stored file(s)"
                 ))
             }
+            UserCommand::Admin { name, revoke } => {
+                let username = Username::parse(name)?;
+                crate::accounts::set_admin_by_name(&self.db, &username, !*revoke)
+                    .await
+                    .map_err(|e| unknown_user(e, &username))?;
+                Ok(if *revoke {
+                    format!("{username} is no longer an administrator")
+                } else {
+                    format!("{username} is an administrator")
+                })
+            }
         }
     }
 }

@@ -63,6 +63,13 @@ pub enum UserCommand {
     Passwd { name: String },
     /// Delete a user, their sessions and their stored files.
     Del { name: String },
+    /// Make a user an administrator (`--revoke`: no longer one). With `--oidc-admin-groups`
+    /// set, a user of the identity provider gets the provider's word at each sign-in instead.
+    Admin {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 /// The app server's settings. `Debug` hides the password of `database_url`.

@@ -105,9 +105,11 @@ pub fn login_page(error: Option<&str>, username: &str, choices: &LoginChoices<'_
             }
             @if let Some(provider) = choices.provider {
                 // A link, not a form: the provider is another origin (`form-action`).
-                p { a.btn.primary #sign-in-provider href=(crate::oidc::LOGIN_PATH) {
-                    "Sign in with " (provider)
-                } }
+                div.stack {
+                    a.btn.primary #sign-in-provider href=(crate::oidc::LOGIN_PATH) {
+                        "Sign in with " (provider)
+                    }
+                }
                 @if choices.password { p.muted { "Or log in with a password:" } }
             }
             @if choices.password {

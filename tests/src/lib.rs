@@ -2,6 +2,7 @@
 //! gives typed helpers to walk them as a browser, an API client or an attacker would.
 
 pub mod browser;
+pub mod oidc;
 pub mod postgres;
 pub mod process;
 pub mod s3;

@@ -131,7 +131,8 @@ pub struct Discovery {
 struct Refreshes {
     /// The last discovery that failed: when it started, and why.
     failed: Option<(Instant, Failure)>,
-    /// When the keys were last fetched.
+    /// When the keys were last fetched for an unknown key (discovery's fetch does not count:
+    /// the provider may rotate right after it).
     keys_fetched: Option<Instant>,
 }
 
@@ -178,7 +179,6 @@ impl Discovery {
                 let provider = Arc::new(provider);
                 self.current.store(Some(provider.clone()));
                 refreshes.failed = None;
-                refreshes.keys_fetched = Some(started);
                 tracing::info!(
                     issuer = self.settings.issuer.as_str(),
                     end_session = provider.end_session().is_some(),

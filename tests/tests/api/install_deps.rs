@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const TOOLS: [&str; 3] = ["pyjwt", "moto", "jose"];
+const TOOLS: [&str; 4] = ["pyjwt", "moto", "jose", "oidc-provider"];
 
 /// Stand-in packages for every tool, under `root` (Python modules) and `root/node_modules`.
 fn stand_ins(root: &Path) {
@@ -22,9 +22,15 @@ fn stand_ins(root: &Path) {
         std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
         std::fs::write(file, "").expect("write module");
     }
-    let jose = root.join("node_modules/jose");
-    std::fs::create_dir_all(&jose).expect("mkdir");
-    std::fs::write(jose.join("package.json"), r#"{"name":"jose"}"#).expect("write package");
+    for package in ["jose", "oidc-provider"] {
+        let dir = root.join("node_modules").join(package);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("package.json"),
+            format!(r#"{{"name":"{package}"}}"#),
+        )
+        .expect("write package");
+    }
 }
 
 /// The user site-packages folder of Python under `PYTHONUSERBASE=ambient/userbase`.
@@ -106,10 +112,15 @@ fn an_absent_tool_is_installed_and_an_installed_one_is_left() {
     stand_ins(&tests.path().join("interop/python"));
     let (installed, plan) = decision(tests.path(), ambient.path());
     assert_eq!(installed, ["pyjwt"]);
-    assert_eq!(plan, ["moto", "jose"]);
+    assert_eq!(plan, ["moto", "jose", "oidc-provider"]);
 
     stand_ins(&tests.path().join("s3/python"));
     stand_ins(&tests.path().join("interop"));
+    let (installed, plan) = decision(tests.path(), ambient.path());
+    assert_eq!(installed, ["pyjwt", "moto", "jose"]);
+    assert_eq!(plan, ["oidc-provider"]);
+
+    stand_ins(&tests.path().join("oidc"));
     let (installed, plan) = decision(tests.path(), ambient.path());
     assert_eq!(installed, TOOLS);
     assert_eq!(plan, Vec::<String>::new(), "nothing left to install");

@@ -11,6 +11,7 @@ mod hardening;
 mod install_deps;
 mod interop;
 mod observability;
+mod oidc;
 mod openapi;
 mod pages;
 mod postgres;
