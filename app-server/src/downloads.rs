@@ -29,11 +29,12 @@ const MAX_FILES: usize = 64;
 pub const SHOWN: usize = 20;
 
 /// One download attempt on one of the user's links, as the user sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecentDownload {
     /// Unix seconds.
     pub time: i64,
     /// `ok`, `partial`, `used`, `expired`, `not_found`, …
+    #[schema(value_type = String)]
     pub outcome: Outcome,
     /// The file name the link carried; `None` once the file is deleted.
     pub name: Option<String>,

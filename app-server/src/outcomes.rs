@@ -218,7 +218,7 @@ async fn handle(
 }
 
 /// One download of a share's (or a file's) links, as its owner sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShareDownload {
     /// Unix milliseconds.
     pub time_ms: i64,

@@ -19,6 +19,7 @@ use sqlx::AnyPool;
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
+use crate::tokens::RouteScopes;
 use crate::users::{User, Username};
 
 pub const COOKIE_NAME: &str = "burnlink_session";
@@ -281,8 +282,12 @@ pub async fn from_request(req: &HttpRequest) -> Result<Option<Session>, AppError
         && let Some(presented) = crate::tokens::bearer(req)
     {
         let grant = crate::tokens::authenticate(db, presented?).await?;
+        // The routes' own declarations (`routes::api`), registered beside the state.
+        let scopes = req
+            .app_data::<web::Data<RouteScopes>>()
+            .ok_or_else(|| AppError::Internal("the route scopes are not registered".into()))?;
         let pattern = req.match_pattern().unwrap_or_default();
-        grant.allow(req.method(), &pattern)?;
+        grant.allow(scopes.required(req.method(), &pattern))?;
         return Session::from_token(grant).map(Some);
     }
     match cookie_value(req) {

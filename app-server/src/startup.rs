@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use sqlx::AnyPool;
+use utoipa_actix_web::AppExt;
 
 use crate::config::Config;
 use crate::error::{AppError, StartupError};
@@ -146,6 +147,7 @@ impl Application {
             crate::outcomes::spawn_stream_reader(db.clone(), info)?;
         }
         let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
+        let api = routes::api()?;
 
         let oidc = match settings.oidc {
             Some(oidc) => Some(crate::oidc::Oidc::new(oidc, &public_url)?),
@@ -226,12 +228,18 @@ impl Application {
             deadline: config.service.body_timeout(),
             idle: Duration::from_secs(config.upload_idle_secs),
         };
-        let server = serve(state.clone(), listener, tls, config.workers, body_timeouts).map_err(
-            |source| StartupError::Io {
-                what: "starting the HTTP server".into(),
-                source,
-            },
-        )?;
+        let server = serve(
+            state.clone(),
+            api,
+            listener,
+            tls,
+            config.workers,
+            body_timeouts,
+        )
+        .map_err(|source| StartupError::Io {
+            what: "starting the HTTP server".into(),
+            source,
+        })?;
         let metrics = match metrics_listener {
             Some(listener) => {
                 let mut registries = vec![state.metrics.registry().clone()];
@@ -353,6 +361,7 @@ impl Application {
 
 fn serve(
     state: web::Data<AppState>,
+    api: routes::openapi::Api,
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     workers: usize,
@@ -361,11 +370,11 @@ fn serve(
     let hsts = tls.is_some();
     // The logout form may go on to the identity provider (see `oidc::Oidc::origin`).
     let csp = match &state.oidc {
-        Some(oidc) => routes::CONTENT_SECURITY_POLICY.replace(
+        Some(oidc) => routes::render::CONTENT_SECURITY_POLICY.replace(
             "form-action 'self'",
             &format!("form-action 'self' {}", oidc.origin()),
         ),
-        None => routes::CONTENT_SECURITY_POLICY.to_owned(),
+        None => routes::render::CONTENT_SECURITY_POLICY.to_owned(),
     };
     // The session extractor's two pieces, apart from the handlers' state.
     let db = web::Data::new(state.db.clone());
@@ -387,7 +396,11 @@ fn serve(
             .app_data(state.clone())
             .app_data(db.clone())
             .app_data(session_policy.clone())
+            .app_data(api.scopes.clone())
+            .app_data(api.document.clone())
+            .into_utoipa_app()
             .configure(routes::configure)
+            .into_app()
     })
     // Small responses go out at once rather than after the client's delayed ACK (Nagle).
     .tcp_nodelay(true);

@@ -19,7 +19,10 @@ use crate::share_form::FORM_TOKEN_FIELD;
 use crate::shares::{OwnerShare, ShareInfo, ShareStatus, Visit};
 
 pub mod accounts;
+pub mod size;
 pub mod tokens;
+
+use size::human_size;
 
 /// What a page needs besides its content.
 pub struct Page<'a> {
@@ -637,22 +640,6 @@ fn duration(secs: u64) -> String {
         s => (s, "second"),
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
-/// Bytes in binary units: `12 B`, `1.5 KiB`, `3.0 GiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// `(year, month, day, hour, minute)` in UTC (days-from-civil inverse, H. Hinnant's

@@ -1,10 +1,8 @@
-//! Why a sign-in through the provider failed, in words a person can act on: what failed and
-//! which setting to check (pingvin-share's setup reports, PEERS.md, are the lesson). Each
-//! case is one row of [`Failure::facts`]; the app's error table takes its status, code, title
-//! and text from there, and the page shows them. The cause behind a row (a connection error,
-//! the provider's own words) is logged where the failure is made, never a token or a code.
-
-use actix_web::http::StatusCode;
+//! Why a sign-in through the provider failed: each case a row of the app's error table
+//! ([`crate::error::AppError::describe`]), whose page says what failed and which setting to
+//! check (pingvin-share's setup reports, PEERS.md, are the lesson). The cause behind a case (a
+//! connection error, the provider's own words) is logged where the failure is made, never a
+//! token or a code.
 
 /// A step of the back channel that can be unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +13,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Endpoint::Discovery => "discovery document",
             Endpoint::Jwks => "signing keys (jwks_uri)",
@@ -88,193 +86,58 @@ pub enum Failure {
     Busy,
 }
 
-/// What a failed sign-in answers.
-pub struct FailureFacts {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub title: &'static str,
-    /// What happened and what to do, with the setting to check.
-    pub message: String,
-}
+/// `--oidc-issuer`, as the pages name it.
+pub const ISSUER: &str = "--oidc-issuer (OIDC_ISSUER)";
+/// The client's two settings, as the pages name them.
+pub const CLIENT: &str = "--oidc-client-id (OIDC_CLIENT_ID) and --oidc-client-secret-file \
+                          (OIDC_CLIENT_SECRET_FILE)";
 
-const ISSUER: &str = "--oidc-issuer (OIDC_ISSUER)";
-const CLIENT: &str = "--oidc-client-id (OIDC_CLIENT_ID) and --oidc-client-secret-file \
-                      (OIDC_CLIENT_SECRET_FILE)";
-
-impl Failure {
-    /// The one table of sign-in failures.
-    pub fn facts(&self) -> FailureFacts {
-        use StatusCode as S;
-        let row = |status, code, title, message: String| FailureFacts {
-            status,
-            code,
-            title,
-            message,
-        };
-        match self {
-            Failure::Denied { error, description } => row(
-                S::FORBIDDEN,
-                "oidc_denied",
-                "Sign-in refused",
-                format!(
-                    "The identity provider did not sign you in ({error}{}). Nothing was \
-                     changed here; sign in again, or ask your administrator.",
-                    said(description)
-                ),
-            ),
-            Failure::Callback(why) => row(
-                S::BAD_REQUEST,
-                "bad_request",
-                "Sign-in refused",
-                format!("This sign-in answer is malformed ({why}). Sign in again."),
-            ),
-            Failure::State => row(
-                S::BAD_REQUEST,
-                "oidc_state",
-                "Sign-in expired",
-                "This sign-in answer does not belong to a sign-in started in this browser in \
-                 the last ten minutes, or it was used already. Sign in again."
-                    .into(),
-            ),
-            Failure::Unreachable(endpoint) => row(
-                S::BAD_GATEWAY,
-                "oidc_unreachable",
-                "Identity provider unreachable",
-                format!(
-                    "The identity provider's {} could not be reached, so nobody can sign in \
-                     through it right now. Try again in a moment; if it persists, check \
-                     {ISSUER} and that this server reaches the provider.",
-                    endpoint.name()
-                ),
-            ),
-            Failure::Discovery(why) => row(
-                S::BAD_GATEWAY,
-                "oidc_discovery",
-                "Identity provider misconfigured",
-                format!(
-                    "The identity provider's discovery document cannot be used: {why}. Check \
-                     {ISSUER}: it must be the provider's issuer exactly as the document names \
-                     it."
-                ),
-            ),
-            Failure::TokenRefused { error, description } => {
-                let said = said(description);
-                match error.as_str() {
-                    "invalid_grant" => row(
-                        S::BAD_REQUEST,
-                        "oidc_token",
-                        "Sign-in expired",
-                        format!(
-                            "The identity provider refused the sign-in code ({error}{said}): \
-                             it was used already or has expired. Sign in again."
-                        ),
-                    ),
-                    "invalid_client" | "unauthorized_client" => row(
-                        S::BAD_GATEWAY,
-                        "oidc_token",
-                        "Identity provider refused this server",
-                        format!(
-                            "The identity provider did not accept this server as its client \
-                             ({error}{said}). Check {CLIENT} against the client registered at \
-                             the provider."
-                        ),
-                    ),
-                    _ => row(
-                        S::BAD_GATEWAY,
-                        "oidc_token",
-                        "Sign-in failed",
-                        format!(
-                            "The identity provider refused to finish the sign-in \
-                             ({error}{said}). Check the client registered at the provider \
-                             ({CLIENT}, its redirect URI)."
-                        ),
-                    ),
-                }
-            }
-            Failure::TokenAnswer => row(
-                S::BAD_GATEWAY,
-                "oidc_token",
-                "Sign-in failed",
-                format!(
-                    "The identity provider's token endpoint sent an answer that is not an \
-                     OpenID Connect token response. Check {ISSUER}."
-                ),
-            ),
-            Failure::IdToken(problem) => row(
-                S::BAD_GATEWAY,
-                "oidc_id_token",
-                "Sign-in refused",
-                format!(
-                    "The identity provider's ID token was refused: {}",
-                    id_token_text(problem)
-                ),
-            ),
-            Failure::NotAllowed { claim_present } => row(
-                S::FORBIDDEN,
-                "oidc_not_allowed",
-                "Not allowed",
-                if *claim_present {
-                    "Your account is not in a group allowed to use this service \
-                     (--oidc-allowed-groups). Ask your administrator."
-                        .into()
-                } else {
-                    "The identity provider sent no groups for your account, and only members \
-                     of some groups may use this service (--oidc-allowed-groups). Ask your \
-                     administrator to have the provider send the groups claim \
-                     (--oidc-groups-claim)."
-                        .into()
-                },
-            ),
-            Failure::Busy => row(
-                S::TOO_MANY_REQUESTS,
-                "busy",
-                "Too many sign-ins at once",
-                "Too many sign-ins are in progress right now. Try again in a minute.".into(),
-            ),
-        }
-    }
-}
-
-fn said(description: &Option<String>) -> String {
+/// `: description` when the provider gave one.
+pub fn said(description: &Option<String>) -> String {
     description
         .as_deref()
         .map(|d| format!(": {d}"))
         .unwrap_or_default()
 }
 
-fn id_token_text(problem: &IdTokenProblem) -> String {
-    match problem {
-        IdTokenProblem::Missing => {
-            "the provider sent none. Check that the client may use the openid scope.".into()
+impl IdTokenProblem {
+    /// What was wrong, and what to check, for the page.
+    pub fn text(&self) -> String {
+        match self {
+            IdTokenProblem::Missing => {
+                "the provider sent none. Check that the client may use the openid scope.".into()
+            }
+            IdTokenProblem::Signature => "its signature does not verify with the provider's \
+                 published keys. Sign in again; if it persists, the answer was altered on the \
+                 way."
+                .into(),
+            IdTokenProblem::Algorithm(alg) => format!(
+                "it is signed with {alg}, which the provider does not announce or this server \
+                 does not accept (RS256, PS256, ES256, EdDSA and the like; never a shared \
+                 secret)."
+            ),
+            IdTokenProblem::Audience(found) => format!(
+                "it was issued to another client ({found}). Check --oidc-client-id \
+                 (OIDC_CLIENT_ID)."
+            ),
+            IdTokenProblem::Issuer(found) => format!("it was issued by {found}. Check {ISSUER}."),
+            IdTokenProblem::Nonce => {
+                "it was not issued for this sign-in (nonce mismatch). Sign in again.".into()
+            }
+            IdTokenProblem::Time(why) => format!(
+                "{why}. Check that the clocks of this server and the provider agree, then sign \
+                 in again."
+            ),
+            IdTokenProblem::Malformed(why) => format!("{why}."),
         }
-        IdTokenProblem::Signature => "its signature does not verify with the provider's \
-             published keys. Sign in again; if it persists, the answer was altered on the way."
-            .into(),
-        IdTokenProblem::Algorithm(alg) => format!(
-            "it is signed with {alg}, which the provider does not announce or this server does \
-             not accept (RS256, PS256, ES256, EdDSA and the like; never a shared secret)."
-        ),
-        IdTokenProblem::Audience(found) => format!(
-            "it was issued to another client ({found}). Check --oidc-client-id \
-             (OIDC_CLIENT_ID)."
-        ),
-        IdTokenProblem::Issuer(found) => {
-            format!("it was issued by {found}. Check {ISSUER}.")
-        }
-        IdTokenProblem::Nonce => {
-            "it was not issued for this sign-in (nonce mismatch). Sign in again.".into()
-        }
-        IdTokenProblem::Time(why) => format!(
-            "{why}. Check that the clocks of this server and the provider agree, then sign in \
-             again."
-        ),
-        IdTokenProblem::Malformed(why) => format!("{why}."),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::AppError;
+    use actix_web::http::StatusCode;
 
     #[test]
     fn each_setting_problem_names_its_setting() {
@@ -303,27 +166,23 @@ mod tests {
             ),
         ];
         for (failure, setting) in cases {
-            let facts = failure.facts();
-            assert!(
-                facts.message.contains(setting),
-                "{failure:?}: {}",
-                facts.message
-            );
-            assert!(!facts.status.is_server_error() || facts.status == StatusCode::BAD_GATEWAY);
+            let facts = AppError::from(failure.clone()).describe();
+            assert!(facts.page.contains(setting), "{failure:?}: {}", facts.page);
+            assert!(!facts.internal, "{failure:?}");
         }
     }
 
     #[test]
     fn a_used_code_is_the_client_s_mistake() {
-        let facts = Failure::TokenRefused {
+        let facts = AppError::from(Failure::TokenRefused {
             error: "invalid_grant".into(),
             description: Some("grant request is invalid".into()),
-        }
-        .facts();
+        })
+        .describe();
         assert_eq!(facts.status, StatusCode::BAD_REQUEST);
         assert!(
             facts
-                .message
+                .page
                 .contains("invalid_grant: grant request is invalid")
         );
     }

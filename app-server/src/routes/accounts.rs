@@ -6,12 +6,15 @@ use actix_web::{HttpResponse, web};
 
 use crate::accounts::{self, USERS_PATH, UserId};
 use crate::error::AppError;
-use crate::routes::pages::{CsrfForm, PageError, html, see_other};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::pages::CsrfForm;
+use super::render::{PageError, html, see_other};
 use crate::sessions::{MaybeSession, Session};
 use crate::state::AppState;
 use crate::views::accounts as views;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route(USERS_PATH, web::get().to(page)).route(
         "/admin/users/{id}/end-sessions",
         web::post().to(end_sessions),

@@ -9,13 +9,14 @@
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 const JS: &str = include_str!("../../static/app.js");
 const CSS: &str = include_str!("../../static/app.css");
 const JS_HASH: u64 = fnv1a(JS.as_bytes());
 const CSS_HASH: u64 = fnv1a(CSS.as_bytes());
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/static/app.js", web::get().to(js))
         .route("/static/app.css", web::get().to(css));
 }

@@ -1,26 +1,34 @@
 //! `GET /api/downloads`: the logged-in user's recent download attempts (see
 //! [`crate::downloads`]).
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, web};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::downloads;
+use super::openapi::ReadRefused;
+use super::render::json_no_store;
+use crate::downloads::{self, RecentDownload};
 use crate::error::AppError;
 use crate::sessions::Session;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/downloads", web::get().to(recent));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(recent_downloads);
 }
 
 #[utoipa::path(
-    get, path = "/api/downloads", tag = "files",
+    tag = "files",
     responses(
-        (status = 200, description = "your recent download attempts", body = Vec<Object>),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
-    )
+        (status = 200, description = "your recent download attempts", body = Vec<RecentDownload>),
+        ReadRefused,
+    ),
+    security(("bearer" = ["files:read"]), ("session" = []))
 )]
-async fn recent(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, AppError> {
+#[get("/api/downloads")]
+async fn recent_downloads(
+    state: web::Data<AppState>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
     let recent = downloads::recent(
         &state.db,
         &state.audit_dir,
@@ -28,7 +36,5 @@ async fn recent(state: web::Data<AppState>, session: Session) -> Result<HttpResp
         state.shares.outcomes_known,
     )
     .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(recent))
+    Ok(json_no_store(StatusCode::OK, &recent))
 }

@@ -4,13 +4,15 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::pages::{PageError, see_other};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::render::{PageError, see_other};
 use crate::error::AppError;
 use crate::oidc::{self, Answer, BROWSER_COOKIE, Oidc};
 use crate::sessions;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route(oidc::LOGIN_PATH, web::get().to(start))
         .route(oidc::CALLBACK_PATH, web::get().to(callback));
 }

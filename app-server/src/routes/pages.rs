@@ -8,18 +8,19 @@
 
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use maud::Markup;
 use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::extract::upload_csrf;
+use super::render::{PageError, error_html, html, see_other};
 use crate::error::AppError;
 use crate::files::{self, FileId};
 use crate::sessions::{self, MaybeSession, Session};
 use crate::state::AppState;
 use crate::views;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/", web::get().to(index))
         .route("/login", web::post().to(login))
         .route("/logout", web::post().to(logout))
@@ -50,150 +51,6 @@ pub struct CsrfForm {
 
 fn csrf_of(form: &Option<web::Form<CsrfForm>>) -> Option<&str> {
     form.as_ref().and_then(|f| f.csrf_token.as_deref())
-}
-
-pub(crate) fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((LOCATION, location))
-        .insert_header(("Cache-Control", "no-store"))
-        .finish()
-}
-
-pub(crate) fn html(status: StatusCode, body: Markup) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .body(body.into_string())
-}
-
-/// An [`AppError`] met by a page or a form, answered as HTML: the status and headers
-/// (`Retry-After` included) the JSON API would send, with a page a person can act on.
-#[derive(Debug)]
-pub struct PageError {
-    error: AppError,
-    session: Option<Session>,
-}
-
-impl PageError {
-    pub(crate) fn new(error: AppError, session: Option<&Session>) -> PageError {
-        PageError {
-            error,
-            session: session.cloned(),
-        }
-    }
-}
-
-impl std::fmt::Display for PageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl ResponseError for PageError {
-    fn status_code(&self) -> StatusCode {
-        self.error.status_code()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        // The API's response: its status, its headers, and the logging of 5xx causes.
-        let api = self.error.error_response();
-        let (title, message) = explain(&self.error);
-        html_instead(
-            &api,
-            views::error_page(title, &message, self.session.as_ref()),
-        )
-    }
-}
-
-/// `api` (an error response) with its body replaced by a page.
-fn html_instead(api: &HttpResponse, page: Markup) -> HttpResponse {
-    let mut res = HttpResponse::build(api.status());
-    for (name, value) in api.headers() {
-        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
-            res.append_header((name.clone(), value.clone()));
-        }
-    }
-    res.content_type("text/html; charset=utf-8")
-        .body(page.into_string())
-}
-
-/// A title and a sentence for each error a person can meet in the browser.
-fn explain(error: &AppError) -> (&'static str, String) {
-    match error {
-        AppError::InvalidCredentials => ("Log in failed", "Unknown user or wrong password.".into()),
-        AppError::Unauthorized => (
-            "Logged out",
-            "Your session has ended (it expires after a while without use). Log in again.".into(),
-        ),
-        AppError::Csrf => (
-            "Page out of date",
-            "This form was out of date (your session changed since the page was loaded), so \
-             nothing was done. Go back, reload the page and try again."
-                .into(),
-        ),
-        AppError::NotFound => (
-            "Not found",
-            "That file does not exist: it may have been deleted.".into(),
-        ),
-        AppError::TooLarge(limit) => (
-            "File too large",
-            format!(
-                "That file is too large: the limit is {}. Nothing was stored.",
-                views::human_size(*limit)
-            ),
-        ),
-        AppError::BadRequest(why) => ("Bad request", format!("The request was refused: {why}.")),
-        AppError::Throttled { retry_after_secs } => (
-            "Too many attempts",
-            format!(
-                "Too many failed log-ins in a short time. Wait {retry_after_secs} seconds and try \
-                 again."
-            ),
-        ),
-        AppError::CrossSite => (
-            "Log in refused",
-            "That log-in was sent from another site, so it was refused. Log in on this page."
-                .into(),
-        ),
-        AppError::Busy => (
-            "Too many log-ins at once",
-            "The server is checking many log-ins right now. Try again in a second.".into(),
-        ),
-        AppError::TooManyFiles(most) => (
-            "Too many files",
-            format!("You already keep {most} files, the most allowed. Delete one first."),
-        ),
-        AppError::InsufficientStorage => (
-            "No room left",
-            "The server has no room left for this upload. Nothing was stored; try again later."
-                .into(),
-        ),
-        AppError::PasswordLoginDisabled => (
-            "Password log-in turned off",
-            "Log-in with a password is turned off on this server. Sign in through your \
-             identity provider instead."
-                .into(),
-        ),
-        AppError::AdminOnly => (
-            "Administrators only",
-            "Only administrators may see this page.".into(),
-        ),
-        AppError::Oidc(failure) => {
-            let facts = failure.facts();
-            (facts.title, facts.message)
-        }
-        other => match other.status_code() {
-            StatusCode::TOO_MANY_REQUESTS => (
-                "Too many attempts",
-                "Too many attempts in a short time. Wait a minute and try again.".into(),
-            ),
-            status if status.is_server_error() => (
-                "Something went wrong",
-                "Something went wrong on our side. Try again in a moment.".into(),
-            ),
-            _ => ("Request refused", other.to_string()),
-        },
-    }
 }
 
 async fn index(
@@ -248,9 +105,15 @@ async fn login(
     state: web::Data<AppState>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
+    // Refused (another site, bad credentials, too many attempts, …): the form again, with
+    // the reason, the status and headers the API would send, and the username kept.
+    let again = |e: &AppError| {
+        error_html(e, |facts| {
+            views::login_page(Some(&facts.page), &form.username, &login_choices(&state))
+        })
+    };
     if let Err(e) = crate::login::check_origin(&req, &state.public_origin) {
-        let page = views::login_page(Some(&explain(&e).1), &form.username, &login_choices(&state));
-        return Ok(html_instead(&e.error_response(), page));
+        return Ok(again(&e));
     }
     let previous = sessions::cookie_value(&req);
     let credentials = crate::login::Credentials {
@@ -276,13 +139,7 @@ async fn login(
                 .map_err(|e| PageError::new(e, None))?;
             Ok(response)
         }
-        // Refused (bad credentials, too many attempts, …): the form again, with the reason,
-        // the status and headers the API would send, and the username kept.
-        Err(e) if e.status_code().is_client_error() => {
-            let page =
-                views::login_page(Some(&explain(&e).1), &form.username, &login_choices(&state));
-            Ok(html_instead(&e.error_response(), page))
-        }
+        Err(e) if e.status_code().is_client_error() => Ok(again(&e)),
         Err(e) => Err(PageError::new(e, None)),
     }
 }
@@ -323,7 +180,7 @@ async fn upload(
         .0
         .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
     let page_error = |e| PageError::new(e, Some(&session));
-    let csrf = super::files::upload_csrf(&req, state.uploads, &session).map_err(page_error)?;
+    let csrf = upload_csrf(&req, state.uploads, &session).map_err(page_error)?;
     files::upload(state.uploads_to(), &session, multipart, csrf)
         .await
         .map_err(page_error)?;
@@ -474,45 +331,4 @@ async fn revoke_share(
         .await
         .map_err(page_error)?;
     Ok(see_other("/"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::body::to_bytes;
-
-    #[actix_web::test]
-    async fn page_errors_are_html_with_the_api_status() {
-        let response = PageError::new(AppError::TooLarge(1024), None).error_response();
-        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(
-            response.headers().get(CONTENT_TYPE).unwrap(),
-            "text/html; charset=utf-8"
-        );
-        let body = to_bytes(response.into_body()).await.unwrap();
-        let body = std::str::from_utf8(&body).unwrap();
-        assert!(body.contains("the limit is 1.0 KiB"), "{body}");
-    }
-
-    #[actix_web::test]
-    async fn throttled_pages_keep_retry_after() {
-        let error = AppError::Throttled {
-            retry_after_secs: 30,
-        };
-        let response = PageError::new(error, None).error_response();
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers().get("Retry-After").unwrap(), "30");
-        let body = to_bytes(response.into_body()).await.unwrap();
-        let body = std::str::from_utf8(&body).unwrap();
-        assert!(body.contains("Wait 30 seconds"), "{body}");
-    }
-
-    #[actix_web::test]
-    async fn server_error_pages_do_not_say_why() {
-        let response =
-            PageError::new(AppError::Internal("secret /var/x".into()), None).error_response();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = to_bytes(response.into_body()).await.unwrap();
-        assert!(!std::str::from_utf8(&body).unwrap().contains("secret"));
-    }
 }

@@ -1,45 +1,50 @@
 //! `/api/login`, `/api/logout`, `/api/me`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::AppError;
+use super::openapi::{ReadRefused, WriteRefused};
+use crate::error::{AppError, ErrorBody};
 use crate::login::{self, Credentials};
 use crate::sessions::{self, Session};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/login", web::post().to(login))
-        .route("/api/logout", web::post().to(logout))
-        .route("/api/me", web::get().to(me));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(log_in).service(log_out).service(me);
 }
 
-/// A login request. No `Debug`: it holds a password.
-#[derive(Deserialize)]
+/// What `POST /api/login` takes.
+// No `Debug`: it holds a password.
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub username: String,
+    #[schema(format = Password)]
     pub password: String,
 }
 
-/// Who is logged in, and the CSRF token their state-changing requests must carry.
-#[derive(Serialize)]
+/// Who is logged in, and the CSRF token their state-changing requests must echo in
+/// `X-CSRF-Token`.
+#[derive(Serialize, ToSchema)]
 pub struct Me<'a> {
     pub username: &'a str,
     pub csrf_token: &'a str,
 }
 
 #[utoipa::path(
-    post, path = "/api/login", tag = "session",
-    request_body = super::openapi::LoginBody,
+    tag = "session",
+    request_body = LoginRequest,
     responses(
-        (status = 200, description = "logged in; sets the session cookie", body = super::openapi::MeBody),
-        (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
-        (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`cross_site`, `password_login_disabled`", body = super::openapi::ErrorBody),
+        (status = 200, description = "logged in; sets the session cookie", body = Me),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`cross_site`, `password_login_disabled`", body = ErrorBody),
     ),
     security(())
 )]
-async fn login(
+#[post("/api/login")]
+async fn log_in(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
@@ -70,15 +75,16 @@ async fn login(
 }
 
 #[utoipa::path(
-    post, path = "/api/logout", tag = "session",
-    params(("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    tag = "session",
+    params(("X-CSRF-Token" = String, Header, description = "the session's CSRF token")),
     responses(
         (status = 204, description = "logged out"),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
-    )
+        WriteRefused,
+    ),
+    security(("session" = []))
 )]
-async fn logout(
+#[post("/api/logout")]
+async fn log_out(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
@@ -91,13 +97,14 @@ async fn logout(
 }
 
 #[utoipa::path(
-    get, path = "/api/me", tag = "session",
+    tag = "session",
     responses(
-        (status = 200, description = "who is logged in, and the CSRF token", body = super::openapi::MeBody),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
-    )
+        (status = 200, description = "who is logged in, and the CSRF token", body = Me),
+        ReadRefused,
+    ),
+    security(("session" = []))
 )]
+#[get("/api/me")]
 async fn me(session: Session) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))

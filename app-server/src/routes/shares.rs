@@ -3,59 +3,55 @@
 //! [`crate::share_form`] for why the page's form is safe from other sites.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, delete, get, post, web};
 use maud::Markup;
 use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::CONTENT_SECURITY_POLICY;
-use crate::error::AppError;
+use super::openapi::{ReadRefused, WriteRefused};
+use super::render::{CONTENT_SECURITY_POLICY, json_no_store};
+use crate::error::{AppError, ErrorBody};
 use crate::files::FileId;
-use crate::outcomes;
+use crate::outcomes::{self, ShareDownload};
 use crate::sessions::{self, Session};
 use crate::share_form::{self, Caller};
-use crate::shares::{self, DOWNLOADS_SHOWN, NewShare, ShareId, ShareSecret};
+use crate::shares::{self, DOWNLOADS_SHOWN, NewShare, ShareId, ShareInfo, ShareSecret, Visit};
 use crate::state::AppState;
 use crate::views;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/files/{id}/shares")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .route("/api/files/{id}/downloads", web::get().to(file_downloads))
-    .route("/api/shares/{id}", web::delete().to(revoke))
-    .route("/api/shares/{id}/downloads", web::get().to(share_downloads))
-    .service(
-        web::resource("/s/{secret}")
-            .route(web::get().to(page))
-            .route(web::head().to(page))
-            .route(web::post().to(take)),
-    );
-}
-
-fn json_no_store(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header(("Cache-Control", "no-store"))
-        .json(body)
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_share)
+        .service(list_shares)
+        .service(file_downloads)
+        .service(revoke_share)
+        .service(share_downloads)
+        .map(|cfg| {
+            cfg.service(
+                web::resource("/s/{secret}")
+                    .route(web::get().to(page))
+                    .route(web::head().to(page))
+                    .route(web::post().to(take)),
+            )
+        });
 }
 
 /// `POST /api/files/{id}/shares`: a JSON body whose fields are all optional; an empty body is
 /// all defaults.
 #[utoipa::path(
-    post, path = "/api/files/{id}/shares", tag = "shares",
-    request_body(content = Option<crate::shares::NewShare>, description = "all fields optional; an empty body is all defaults"),
-    params(("id" = String, Path, description = "the id"), ("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    tag = "shares",
+    request_body(content = Option<NewShare>, description = "all fields optional; an empty body is all defaults"),
+    params(("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
     responses(
-        (status = 201, description = "the share; `url` is shown only now", body = crate::shares::ShareInfo),
-        (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
-        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
-    )
+        (status = 201, description = "the share; `url` is shown only now", body = ShareInfo),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        WriteRefused,
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["shares:write"]), ("session" = []))
 )]
-async fn create(
+#[post("/api/files/{id}/shares")]
+async fn create_share(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
@@ -75,16 +71,16 @@ async fn create(
 }
 
 #[utoipa::path(
-    get, path = "/api/files/{id}/shares", tag = "shares",
-    params(("id" = String, Path, description = "the id")),
+    tag = "shares",
     responses(
-        (status = 200, description = "the file's shares", body = Vec<crate::shares::ShareInfo>),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
-        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
-    )
+        (status = 200, description = "the file's shares", body = Vec<ShareInfo>),
+        ReadRefused,
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["files:read"]), ("session" = []))
 )]
-async fn list(
+#[get("/api/files/{id}/shares")]
+async fn list_shares(
     state: web::Data<AppState>,
     session: Session,
     id: web::Path<String>,
@@ -95,16 +91,17 @@ async fn list(
 }
 
 #[utoipa::path(
-    delete, path = "/api/shares/{id}", tag = "shares",
-    params(("id" = String, Path, description = "the id"), ("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
+    tag = "shares",
+    params(("X-CSRF-Token" = Option<String>, Header, description = "the session's CSRF token (not with a bearer token)")),
     responses(
         (status = 204, description = "revoked"),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
-        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
-    )
+        WriteRefused,
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["shares:write"]), ("session" = []))
 )]
-async fn revoke(
+#[delete("/api/shares/{id}")]
+async fn revoke_share(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
@@ -119,15 +116,15 @@ async fn revoke(
 /// `GET /api/files/{id}/downloads`: served downloads of the file's links (the owner's own and
 /// its shares'), newest first.
 #[utoipa::path(
-    get, path = "/api/files/{id}/downloads", tag = "shares",
-    params(("id" = String, Path, description = "the id")),
+    tag = "shares",
     responses(
-        (status = 200, description = "served downloads of the file, newest first", body = Vec<Object>),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
-        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
-    )
+        (status = 200, description = "served downloads of the file, newest first", body = Vec<ShareDownload>),
+        ReadRefused,
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["files:read"]), ("session" = []))
 )]
+#[get("/api/files/{id}/downloads")]
 async fn file_downloads(
     state: web::Data<AppState>,
     session: Session,
@@ -141,15 +138,15 @@ async fn file_downloads(
 
 /// `GET /api/shares/{id}/downloads`: served downloads through one share, newest first.
 #[utoipa::path(
-    get, path = "/api/shares/{id}/downloads", tag = "shares",
-    params(("id" = String, Path, description = "the id")),
+    tag = "shares",
     responses(
-        (status = 200, description = "served downloads through the share, newest first", body = Vec<Object>),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
-        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
-    )
+        (status = 200, description = "served downloads through the share, newest first", body = Vec<ShareDownload>),
+        ReadRefused,
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["files:read"]), ("session" = []))
 )]
+#[get("/api/shares/{id}/downloads")]
 async fn share_downloads(
     state: web::Data<AppState>,
     session: Session,
@@ -164,7 +161,7 @@ async fn share_downloads(
 /// not cover it; the header is what search engines honour), no-referrer from the middleware,
 /// and the app's CSP with one addition: the form may be redirected to the download server
 /// (browsers apply `form-action` to the redirects of a form submission, CSP 3 section 6.4.2).
-fn visitor_page(state: &AppState, status: StatusCode, body: Markup) -> HttpResponse {
+fn visitor_page(state: &AppState, mut response: HttpResponseBuilder, body: Markup) -> HttpResponse {
     let csp = CONTENT_SECURITY_POLICY.replace(
         "form-action 'self'",
         &format!(
@@ -172,58 +169,52 @@ fn visitor_page(state: &AppState, status: StatusCode, body: Markup) -> HttpRespo
             share_form::origin_of(&state.links.download_url)
         ),
     );
-    HttpResponse::build(status)
+    response
         .content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", csp))
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("X-Robots-Tag", "noindex, nofollow"))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header(ROBOTS)
         .body(body.into_string())
 }
 
-/// The neutral page, with 404 for an unknown share and 410 for one that is no more.
-fn gone(state: &AppState, error: &AppError) -> HttpResponse {
-    let status = match error {
-        AppError::ShareGone => StatusCode::GONE,
-        _ => StatusCode::NOT_FOUND,
-    };
-    visitor_page(state, status, views::share_gone_page())
+/// Search engines neither index a share nor follow its links.
+const ROBOTS: (&str, &str) = ("X-Robots-Tag", "noindex, nofollow");
+
+/// The share's page, with a fresh form token and, after a refused try, why.
+fn share_page(state: &AppState, visit: &Visit, path: &str, message: Option<&str>) -> Markup {
+    let token = state.form_key.issue(&visit.id, crate::now());
+    views::share_page(visit, path, &token, message)
 }
 
-/// A server-side failure met by a visitor: the API's status (and its logging of the cause),
-/// as a page that says nothing about why.
-fn failed(state: &AppState, error: &AppError) -> HttpResponse {
-    let status = error.error_response().status();
-    visitor_page(
-        state,
-        status,
-        views::error_page(
-            "Something went wrong",
-            "Something went wrong on our side. Nothing was used; try again in a moment.",
-            None,
-        ),
-    )
+/// `error` met by a visitor, in the words the error table has for visitors: the one neutral
+/// page for a share that is unknown or no more; the share's page again with why when the
+/// visitor has it in front of them (`again`); else a page that says what happened (never why
+/// a server failed).
+fn refused(state: &AppState, error: &AppError, again: Option<(&Visit, &str)>) -> HttpResponse {
+    let (response, facts) = error.answer();
+    let body = match (&facts.visitor, again) {
+        (None, _) => views::share_gone_page(),
+        (Some(why), Some((visit, path))) if !facts.internal => {
+            share_page(state, visit, path, Some(why))
+        }
+        (Some(why), _) => views::error_page(facts.title, why, None),
+    };
+    visitor_page(state, response, body)
 }
 
 /// `GET`/`HEAD /s/<secret>`: reads only, whoever asks (see [`crate::shares::visit`]).
-async fn page(
-    state: web::Data<AppState>,
-    secret: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+async fn page(state: web::Data<AppState>, secret: web::Path<String>) -> HttpResponse {
     let path = format!("/s/{secret}");
     let Ok(secret) = ShareSecret::parse(&secret) else {
-        return Ok(gone(&state, &AppError::NotFound));
+        return refused(&state, &AppError::NotFound, None);
     };
     match shares::visit(&state.db, &state.shares, &secret).await {
-        Ok(visit) => {
-            let token = state.form_key.issue(&visit.id, crate::now());
-            Ok(visitor_page(
-                &state,
-                StatusCode::OK,
-                views::share_page(&visit, &path, &token, None),
-            ))
-        }
-        Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&state, &e)),
-        Err(e) => Ok(failed(&state, &e)),
+        Ok(visit) => visitor_page(
+            &state,
+            HttpResponse::Ok(),
+            share_page(&state, &visit, &path, None),
+        ),
+        Err(e) => refused(&state, &e, None),
     }
 }
 
@@ -243,53 +234,29 @@ async fn take(
     state: web::Data<AppState>,
     secret: web::Path<String>,
     body: web::Bytes,
-) -> Result<HttpResponse, AppError> {
+) -> HttpResponse {
     let path = format!("/s/{secret}");
     let Ok(secret) = ShareSecret::parse(&secret) else {
-        return Ok(gone(&state, &AppError::NotFound));
+        return refused(&state, &AppError::NotFound, None);
     };
-    let caller = match share_form::caller(&req, &state.shares.public_url) {
-        Ok(caller) => caller,
-        Err(_) => {
-            tracing::info!("cross-site share POST refused");
-            return Ok(visitor_page(
-                &state,
-                StatusCode::FORBIDDEN,
-                views::error_page(
-                    "Request refused",
-                    "This download was started from another site, so nothing was used. Open \
-                     the link itself and press Download.",
-                    None,
-                ),
-            ));
-        }
+    // Refused as `Csrf` by the check, worded for a visitor as what it is: another site's.
+    let Ok(caller) = share_form::caller(&req, &state.shares.public_url) else {
+        tracing::info!("cross-site share POST refused");
+        return refused(&state, &AppError::CrossSite, None);
     };
     let form: TakeForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    // The page the visitor sees again when the form was refused, with why.
-    let again = |status: StatusCode, message: &str, visit: &shares::Visit| {
-        let token = state.form_key.issue(&visit.id, crate::now());
-        visitor_page(
-            &state,
-            status,
-            views::share_page(visit, &path, &token, Some(message)),
-        )
-    };
     let visit = match shares::visit(&state.db, &state.shares, &secret).await {
         Ok(visit) => visit,
-        Err(e @ (AppError::NotFound | AppError::ShareGone)) => return Ok(gone(&state, &e)),
-        Err(e) => return Ok(failed(&state, &e)),
+        Err(e) => return refused(&state, &e, None),
     };
+    let again = Some((&visit, path.as_str()));
     if caller == Caller::Browser {
         let fresh = form
             .form_token
             .as_deref()
             .is_some_and(|t| state.form_key.verify(t, &visit.id, crate::now()));
         if !fresh {
-            return Ok(again(
-                StatusCode::FORBIDDEN,
-                "This page was out of date, so nothing was used. Press Download again.",
-                &visit,
-            ));
+            return refused(&state, &AppError::Csrf, again);
         }
     }
     let client = sessions::client_ip(&req);
@@ -303,31 +270,11 @@ async fn take(
         client,
     );
     match taken.await {
-        Ok(link) => Ok(HttpResponse::SeeOther()
+        Ok(link) => HttpResponse::SeeOther()
             .insert_header((LOCATION, link.url))
-            .insert_header(("Cache-Control", "no-store"))
-            .insert_header(("X-Robots-Tag", "noindex, nofollow"))
-            .finish()),
-        Err(AppError::WrongSharePassword) => Ok(again(
-            StatusCode::UNAUTHORIZED,
-            "Wrong password. Nothing was used; try again.",
-            &visit,
-        )),
-        Err(AppError::Throttled { retry_after_secs }) => {
-            let mut res = again(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!(
-                    "Too many wrong passwords. Wait {retry_after_secs} seconds and try again."
-                ),
-                &visit,
-            );
-            res.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from(retry_after_secs),
-            );
-            Ok(res)
-        }
-        Err(e @ (AppError::NotFound | AppError::ShareGone)) => Ok(gone(&state, &e)),
-        Err(e) => Ok(failed(&state, &e)),
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .insert_header(ROBOTS)
+            .finish(),
+        Err(e) => refused(&state, &e, again),
     }
 }

@@ -1,45 +1,46 @@
 //! `/api/tokens`: the owner's personal access tokens (see [`crate::tokens`]). Only a browser
-//! session may use these routes: [`crate::tokens::required_scope`] names none of them, so a
-//! token is refused here (403 `insufficient_scope`) and can never mint another.
+//! session may use these routes: each declares `security(("session" = []))` and no token
+//! scope, so a token is refused here (403 `insufficient_scope`) and can never mint another.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::AppError;
-use crate::routes::pages::{PageError, html, see_other};
+use super::openapi::{ReadRefused, WriteRefused};
+use super::render::{PageError, error_html, html, json_no_store, see_other};
+use crate::error::{AppError, ErrorBody};
 use crate::sessions::{CSRF_FIELD, MaybeSession, Session};
 use crate::state::AppState;
 use crate::tokens::{self, CreatedToken, NewToken, TokenId, TokenInfo};
 use crate::views::tokens as views;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/tokens")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .route("/api/tokens/{id}", web::delete().to(revoke))
-    .service(
-        web::resource("/tokens")
-            .route(web::get().to(page))
-            .route(web::post().to(create_from_form)),
-    )
-    .route("/tokens/{id}/revoke", web::post().to(revoke_from_form));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_token)
+        .service(list_tokens)
+        .service(revoke_token)
+        .map(|cfg| {
+            cfg.service(
+                web::resource("/tokens")
+                    .route(web::get().to(page))
+                    .route(web::post().to(create_from_form)),
+            )
+            .route("/tokens/{id}/revoke", web::post().to(revoke_from_form))
+        });
 }
 
 /// Creates a token; the answer is the only time its secret is shown.
-#[utoipa::path(post, path = "/api/tokens", tag = "tokens",
+#[utoipa::path(tag = "tokens",
     request_body = NewToken,
     params(("X-CSRF-Token" = String, Header, description = "the session's CSRF token")),
     responses(
         (status = 201, description = "created; `token` is shown only now", body = CreatedToken),
-        (status = 400, description = "`bad_request`", body = super::openapi::ErrorBody),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        WriteRefused,
     ),
     security(("session" = []))
 )]
-pub(crate) async fn create(
+#[post("/api/tokens")]
+async fn create_token(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
@@ -51,41 +52,38 @@ pub(crate) async fn create(
     let new: NewToken = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("token settings: {e}")))?;
     let created = tokens::create(&state.db, &session.user_id, new).await?;
-    Ok(no_store(StatusCode::CREATED, &created))
+    Ok(json_no_store(StatusCode::CREATED, &created))
 }
 
 /// The user's tokens, newest first, with when each was last used (never the secrets).
-#[utoipa::path(get, path = "/api/tokens", tag = "tokens",
+#[utoipa::path(tag = "tokens",
     responses(
         (status = 200, description = "the tokens", body = Vec<TokenInfo>),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`insufficient_scope`", body = super::openapi::ErrorBody),
+        ReadRefused,
     ),
     security(("session" = []))
 )]
-pub(crate) async fn list(
+#[get("/api/tokens")]
+async fn list_tokens(
     state: web::Data<AppState>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
     let list = tokens::list(&state.db, &session.user_id).await?;
-    Ok(no_store(StatusCode::OK, &list))
+    Ok(json_no_store(StatusCode::OK, &list))
 }
 
 /// Revokes a token at once: its next request is 401 `invalid_token`.
-#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens",
-    params(
-        ("id" = String, Path, description = "the token's id"),
-        ("X-CSRF-Token" = String, Header, description = "the session's CSRF token"),
-    ),
+#[utoipa::path(tag = "tokens",
+    params(("X-CSRF-Token" = String, Header, description = "the session's CSRF token")),
     responses(
         (status = 204, description = "revoked"),
-        (status = 401, description = "`unauthorized`, `invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`csrf`, `insufficient_scope`", body = super::openapi::ErrorBody),
-        (status = 404, description = "`not_found`", body = super::openapi::ErrorBody),
+        WriteRefused,
+        (status = 404, description = "`not_found`", body = ErrorBody),
     ),
     security(("session" = []))
 )]
-pub(crate) async fn revoke(
+#[delete("/api/tokens/{id}")]
+async fn revoke_token(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
@@ -95,12 +93,6 @@ pub(crate) async fn revoke(
     let id = TokenId::parse(&id)?;
     tokens::revoke(&state.db, &session.user_id, &id).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn no_store(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header(("Cache-Control", "no-store"))
-        .json(body)
 }
 
 fn not_logged_in() -> PageError {
@@ -181,11 +173,9 @@ async fn create_from_form(
             let list = tokens::list(&state.db, &session.user_id)
                 .await
                 .map_err(|e| PageError::new(e, Some(&session)))?;
-            let status = actix_web::ResponseError::status_code(&e);
-            Ok(html(
-                status,
-                views::tokens_page(&session, &list, Some(&e.to_string())),
-            ))
+            Ok(error_html(&e, |facts| {
+                views::tokens_page(&session, &list, Some(&facts.page))
+            }))
         }
         Err(e) => Err(PageError::new(e, Some(&session))),
     }

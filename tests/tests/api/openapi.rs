@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use burnlink_tests::{ALICE, User, spawn};
+use burnlink_tests::{ALICE, User, spawn, spawn_with};
 use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,14 +17,30 @@ async fn document(app_url: &str) -> Value {
     res.json().await.expect("JSON")
 }
 
-/// `(METHOD, pattern)` of every `/api` route in `app-server/src/routes/*.rs`, read from each
-/// file's `configure`: a `"/api/…"` pattern followed by the `web::get()`/`web::post()`/…
-/// that serve it, up to the next pattern.
+/// `(METHOD, pattern)` of every `/api` route in `app-server/src/routes/*.rs`, read from the
+/// source as registered: an actix route attribute (`#[get("/api/…")]`, how an API handler is
+/// declared), and, in each file's `configure`, a `"/api/…"` pattern followed by the
+/// `web::get()`/`web::post()`/… that serve it, up to the next pattern (a route registered
+/// without a declaration). Unit tests' routes are not served and not counted.
 fn registered_routes() -> BTreeSet<(String, String)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../app-server/src/routes");
     let mut routes = BTreeSet::new();
     for entry in std::fs::read_dir(dir).expect("routes dir") {
         let source = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+        // What the app serves, not what its unit tests declare.
+        let source = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for method in METHODS {
+            let attribute = format!("#[{method}(\"");
+            let mut rest = source;
+            while let Some(at) = rest.find(&attribute) {
+                let after = &rest[at + attribute.len()..];
+                let pattern = &after[..after.find('"').expect("closing quote")];
+                if pattern.starts_with("/api/") {
+                    routes.insert((method.to_uppercase(), pattern.to_owned()));
+                }
+                rest = after;
+            }
+        }
         let Some(start) = source.find("pub fn configure(") else {
             continue;
         };
@@ -38,7 +54,7 @@ fn registered_routes() -> BTreeSet<(String, String)> {
             let tail = &after[end + 1..];
             let span = &tail[..tail.find("\"/").unwrap_or(tail.len())];
             if pattern.starts_with("/api/") {
-                for method in ["get", "post", "put", "patch", "delete"] {
+                for method in METHODS {
                     if span.contains(&format!("web::{method}()")) {
                         routes.insert((method.to_uppercase(), pattern.to_owned()));
                     }
@@ -49,6 +65,8 @@ fn registered_routes() -> BTreeSet<(String, String)> {
     }
     routes
 }
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 fn documented_routes(doc: &Value) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
@@ -90,6 +108,9 @@ struct Fixture {
     alice: User,
     /// One token per scope.
     tokens: Vec<String>,
+    /// An app with `--password-login false` (and so an identity provider, here one that is
+    /// not there: the app starts all the same).
+    password_off_url: String,
 }
 
 impl Fixture {
@@ -153,6 +174,13 @@ impl Fixture {
                     .header("Origin", "https://evil.example")
                     .json(&json!({"username": ALICE.0, "password": ALICE.1})),
             ],
+            "password_login_disabled" => vec![
+                anon.request(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"),
+                    format!("{}{path}", self.password_off_url),
+                )
+                .json(&json!({"username": ALICE.0, "password": ALICE.1})),
+            ],
             other => panic!("{method} {path} documents {other:?}, which this test cannot drive"),
         };
         let mut seen = Vec::new();
@@ -179,10 +207,20 @@ async fn each_documented_error_code_is_what_the_route_returns() {
     for scope in ["files:read", "files:write", "shares:write", "links:mint"] {
         tokens.push(alice.create_token(&[scope]).await);
     }
+    let password_off = spawn_with(|c| {
+        let secret = c.service.data_dir.join("oidc-client-secret");
+        std::fs::write(&secret, "s3cret\n").expect("write secret");
+        c.sign_in.password_login = false;
+        c.sign_in.oidc_issuer = Some("http://127.0.0.1:9".into());
+        c.sign_in.oidc_client_id = Some("burnlink".into());
+        c.sign_in.oidc_client_secret_file = Some(secret);
+    })
+    .await;
     let fixture = Fixture {
         app_url: app.app_url.clone(),
         alice,
         tokens,
+        password_off_url: password_off.app_url.clone(),
     };
     let doc = document(&app.app_url).await;
     let mut driven = 0;
