@@ -233,6 +233,40 @@ async fn a_local_user_named_like_the_provider_s_user_is_not_taken_over() {
     assert_eq!(listed, json!([]), "the local carol's files are not theirs");
 }
 
+/// A user of the provider has no password, and cannot be given one.
+#[tokio::test]
+async fn a_provider_user_cannot_be_given_a_password() {
+    let Some((idp, app)) = spawn_with_idp(|_| {}).await else {
+        return;
+    };
+    carol(&idp, &app).await;
+    let admin = app_server::admin::Admin::connect(&app.config)
+        .await
+        .unwrap();
+    let err = admin
+        .run(
+            &app_server::UserCommand::Passwd {
+                name: "carol".into(),
+            },
+            Some("a-new-password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("signs in through the identity provider"),
+        "{err}"
+    );
+    let res = app
+        .anon
+        .post(format!("{}/api/login", app.app_url))
+        .json(&json!({ "username": "carol", "password": "a-new-password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(res).await, "invalid_credentials");
+}
+
 #[tokio::test]
 async fn a_tampered_id_token_is_refused() {
     let Some((idp, app)) = spawn_with_idp(|_| {}).await else {
@@ -859,48 +893,40 @@ async fn an_admin_group_member_lists_users_and_ends_their_sessions() {
     assert_eq!(me(&carol.client, &app).await.unwrap()["username"], "carol");
 }
 
-/// The first TOML block of docs/OPERATIONS.md's sign-in section, as written, with only its
-/// issuer and secret file pointed at the test provider.
-#[tokio::test]
-async fn operations_md_sign_in_recipe_works_as_written() {
-    let Some(idp) = oidc::start().await else {
-        return;
-    };
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/OPERATIONS.md"
-    ))
-    .unwrap();
-    let section = &doc[doc
-        .find("## Sign-in through an identity provider")
-        .expect("the section")..];
-    let block = section
-        .split("```toml\n")
+/// The first block of `lang` after `heading` in the document `doc` (under the workspace).
+fn recipe(doc: &str, heading: &str, lang: &str) -> String {
+    let path = format!("{}/../{doc}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let section = &text[text
+        .find(heading)
+        .unwrap_or_else(|| panic!("{heading} in {doc}"))..];
+    section
+        .split(&format!("```{lang}\n"))
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .expect("a TOML block");
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("oidc-client-secret");
+        .unwrap_or_else(|| panic!("a {lang} block under {heading} in {doc}"))
+        .to_owned()
+}
+
+/// The recipe's example issuer and secret file, pointed at `idp` and a file with its secret.
+fn localised(recipe: &str, idp: &Idp, dir: &std::path::Path) -> String {
+    let secret = dir.join("oidc-client-secret");
     std::fs::write(&secret, format!("{}\n", oidc::CLIENT_SECRET)).unwrap();
-    let recipe = block
+    let local = recipe
         .replace("https://id.example.com/realms/staff", &idp.issuer)
         .replace("/etc/burnlink/oidc-client-secret", secret.to_str().unwrap());
     assert_ne!(
-        recipe, block,
+        local, recipe,
         "the recipe names the issuer and the secret file"
     );
-    let file = dir.path().join("app.toml");
-    std::fs::write(&file, &recipe).unwrap();
-    let cli: app_server::Cli =
-        server_kit::config_file::parse_from(["app-server", "--config", file.to_str().unwrap()])
-            .expect("the recipe parses");
-    let client_id = cli
-        .config
-        .sign_in
-        .oidc_client_id
-        .clone()
-        .expect("a client id");
-    let app = spawn_with(|c| c.sign_in = cli.config.sign_in.clone()).await;
+    local
+}
+
+/// An app with the recipe's sign-in settings (`sign_in`): staff get in, others not, and
+/// passwords are off.
+async fn recipe_works(idp: &Idp, sign_in: app_server::oidc::SignInArgs) {
+    let client_id = sign_in.oidc_client_id.clone().expect("a client id");
+    let app = spawn_with(|c| c.sign_in = sign_in).await;
     idp.register(&app, &client_id).await;
 
     let res = idp.sign_in(&client(), &app.app_url, CAROL).await;
@@ -919,6 +945,52 @@ async fn operations_md_sign_in_recipe_works_as_written() {
         .await
         .unwrap();
     assert_eq!(error_code(res).await, "password_login_disabled");
+}
+
+/// The TOML block of docs/OPERATIONS.md's sign-in section, as written, with only its issuer
+/// and secret file pointed at the test provider.
+#[tokio::test]
+async fn operations_md_sign_in_recipe_works_as_written() {
+    let Some(idp) = oidc::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let toml = localised(
+        &recipe(
+            "docs/OPERATIONS.md",
+            "## Sign-in through an identity provider",
+            "toml",
+        ),
+        &idp,
+        dir.path(),
+    );
+    let file = dir.path().join("app.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let cli: app_server::Cli =
+        server_kit::config_file::parse_from(["app-server", "--config", file.to_str().unwrap()])
+            .expect("the recipe parses");
+    recipe_works(&idp, cli.config.sign_in).await;
+}
+
+/// README's command, as written (its lines joined, the issuer and secret file pointed at the
+/// test provider).
+#[tokio::test]
+async fn readme_sign_in_command_works_as_written() {
+    let Some(idp) = oidc::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let command = localised(
+        &recipe("README.md", "## Sign in with your identity provider", "sh"),
+        &idp,
+        dir.path(),
+    )
+    .replace("\\\n", " ");
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(args[0], "app-server");
+    let cli: app_server::Cli =
+        server_kit::config_file::parse_from(args).expect("the command parses");
+    recipe_works(&idp, cli.config.sign_in).await;
 }
 
 /// The whole sign-in in headless Chromium: the login page's button, the provider's form, the
