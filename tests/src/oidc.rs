@@ -7,6 +7,7 @@
 //! - take the provider down and bring it back ([`Idp::set_down`]);
 //! - rewrite the token endpoint's next answer ([`Idp::rewrite_next_token_answer`]): a
 //!   tampered ID token, or a validly signed one from another sign-in or for another client;
+//!   or every JSON answer of a path, the discovery document's ([`Idp::rewrite_answers`]);
 //! - answer the next key-set fetches with no keys ([`Idp::hide_keys`]), as a provider that
 //!   rotated its key looks to a client holding the old set;
 //! - read what passed ([`Idp::id_tokens`], [`Idp::hits`]).
@@ -68,14 +69,19 @@ pub const CLIENT_SECRET: &str = "burnlink-client-secret-0123456789";
 /// Longest wait for the provider to say it listens.
 const START: Duration = Duration::from_secs(30);
 
-type TokenRewrite = Box<dyn FnOnce(&mut Value) + Send>;
+/// A change to JSON answers: for the next one only, or for every one until stopped.
+enum Rewrite {
+    Once(Box<dyn FnOnce(&mut Value) + Send>),
+    Every(Arc<dyn Fn(&mut Value) + Send + Sync>),
+}
 
 /// What the proxy does and saw.
 #[derive(Default)]
 struct Control {
     down: AtomicBool,
     hidden_key_sets: AtomicUsize,
-    token_rewrite: Mutex<Option<TokenRewrite>>,
+    /// By path: what successful JSON answers there go through.
+    rewrites: Mutex<HashMap<String, Rewrite>>,
     id_tokens: Mutex<Vec<String>>,
     hits: Mutex<HashMap<String, usize>>,
 }
@@ -266,7 +272,7 @@ async fn forward(req: HttpRequest, body: web::Bytes, proxy: web::Data<Proxy>) ->
     let headers = answer.headers().clone();
     let mut bytes = answer.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
     if path == "/token" && status == StatusCode::OK {
-        let mut json: Value = serde_json::from_slice(&bytes).expect("a JSON token answer");
+        let json: Value = serde_json::from_slice(&bytes).expect("a JSON token answer");
         if let Some(id_token) = json["id_token"].as_str() {
             control
                 .id_tokens
@@ -274,10 +280,27 @@ async fn forward(req: HttpRequest, body: web::Bytes, proxy: web::Data<Proxy>) ->
                 .expect("not poisoned")
                 .push(id_token.to_owned());
         }
-        if let Some(rewrite) = control.token_rewrite.lock().expect("not poisoned").take() {
-            rewrite(&mut json);
-            bytes = json.to_string().into_bytes();
+    }
+    let rewrite = match status {
+        StatusCode::OK => {
+            let mut rewrites = control.rewrites.lock().expect("not poisoned");
+            match rewrites.remove(&path) {
+                Some(Rewrite::Every(f)) => {
+                    rewrites.insert(path.clone(), Rewrite::Every(f.clone()));
+                    Some(Rewrite::Every(f))
+                }
+                other => other,
+            }
         }
+        _ => None,
+    };
+    if let Some(rewrite) = rewrite {
+        let mut json: Value = serde_json::from_slice(&bytes).expect("a JSON answer");
+        match rewrite {
+            Rewrite::Once(f) => f(&mut json),
+            Rewrite::Every(f) => f(&mut json),
+        }
+        bytes = json.to_string().into_bytes();
     }
     if path == "/jwks"
         && control
@@ -346,7 +369,30 @@ impl Idp {
 
     /// The token endpoint's next successful answer, as JSON, goes through `rewrite` first.
     pub fn rewrite_next_token_answer(&self, rewrite: impl FnOnce(&mut Value) + Send + 'static) {
-        *self.control.token_rewrite.lock().expect("not poisoned") = Some(Box::new(rewrite));
+        self.set_rewrite("/token", Some(Rewrite::Once(Box::new(rewrite))));
+    }
+
+    /// Every successful JSON answer for `path` goes through `rewrite` first, until
+    /// [`Idp::stop_rewriting`].
+    pub fn rewrite_answers(
+        &self,
+        path: &str,
+        rewrite: impl Fn(&mut Value) + Send + Sync + 'static,
+    ) {
+        self.set_rewrite(path, Some(Rewrite::Every(Arc::new(rewrite))));
+    }
+
+    /// Answers for `path` pass unchanged again.
+    pub fn stop_rewriting(&self, path: &str) {
+        self.set_rewrite(path, None);
+    }
+
+    fn set_rewrite(&self, path: &str, rewrite: Option<Rewrite>) {
+        let mut rewrites = self.control.rewrites.lock().expect("not poisoned");
+        match rewrite {
+            Some(rewrite) => rewrites.insert(path.to_owned(), rewrite),
+            None => rewrites.remove(path),
+        };
     }
 
     /// The next `n` fetches of the key set get `{"keys": []}`.

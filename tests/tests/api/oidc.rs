@@ -352,7 +352,7 @@ async fn a_replayed_code_is_refused() {
     // The same answer again: its state was used.
     let again = client();
     let res = again.get(&first).send().await.unwrap();
-    refused(res, StatusCode::BAD_REQUEST, "used already").await;
+    refused(res, StatusCode::BAD_REQUEST, "does not belong to a sign-in").await;
 
     // The used code with a fresh state of this browser: the provider refuses the code.
     let code = reqwest::Url::parse(&first)
@@ -412,6 +412,70 @@ async fn a_wrong_state_is_refused_and_the_right_one_still_works() {
     let res = browser.get(answer.as_str()).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(me(&browser, &app).await.unwrap()["username"], "carol");
+}
+
+/// RFC 9207: an answer that names another issuer (a mix-up between providers) is refused,
+/// and its sign-in cannot be used again.
+#[tokio::test]
+async fn an_answer_naming_another_issuer_is_refused() {
+    let Some((idp, app)) = spawn_with_idp(|_| {}).await else {
+        return;
+    };
+    let browser = client();
+    let answer =
+        reqwest::Url::parse(&idp.authorize(&browser, &app.app_url, Some(CAROL)).await).unwrap();
+    let iss: Vec<String> = answer
+        .query_pairs()
+        .filter(|(k, _)| k == "iss")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(iss, [idp.issuer.clone()], "the provider names itself");
+    let mut other = answer.clone();
+    other
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(answer.query_pairs().map(|(k, v)| {
+            let v = if k == "iss" {
+                "https://evil.example".into()
+            } else {
+                v
+            };
+            (k, v)
+        }));
+    let res = browser.get(other.as_str()).send().await.unwrap();
+    refused(res, StatusCode::BAD_REQUEST, "names another issuer").await;
+    let res = browser.get(answer.as_str()).send().await.unwrap();
+    refused(res, StatusCode::BAD_REQUEST, "does not belong to a sign-in").await;
+}
+
+/// The discovery document is held to what the app needs: every endpoint https (the token
+/// endpoint gets the client secret), an asymmetric ID token algorithm. Each document is
+/// refused on every reading (at start and at each sign-in) until the provider sends a good one.
+#[tokio::test]
+async fn an_unsafe_discovery_document_is_refused() {
+    let Some(idp) = oidc::start().await else {
+        return;
+    };
+    const DOCUMENT: &str = "/.well-known/openid-configuration";
+    idp.rewrite_answers(DOCUMENT, |doc| {
+        doc["token_endpoint"] = json!("http://id.example.com/token");
+    });
+    let app = spawn_with(|c| idp.configure(c)).await;
+    let sign_in = || async {
+        app.anon
+            .get(format!("{}/oidc/login", app.app_url))
+            .send()
+            .await
+            .unwrap()
+    };
+    let page = refused(sign_in().await, StatusCode::BAD_GATEWAY, "is not https").await;
+    assert!(page.contains("token_endpoint"), "{page}");
+    idp.rewrite_answers(DOCUMENT, |doc| {
+        doc["id_token_signing_alg_values_supported"] = json!(["HS256", "none"]);
+    });
+    refused(sign_in().await, StatusCode::BAD_GATEWAY, "no asymmetric").await;
+    idp.stop_rewriting(DOCUMENT);
+    assert_eq!(sign_in().await.status(), StatusCode::SEE_OTHER);
 }
 
 /// Login CSRF (RFC 6749 section 10.12): an attacker's own sign-in answer, carried to the
