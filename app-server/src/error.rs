@@ -14,6 +14,8 @@ use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+// The sign-in failures' own module imports nothing of the app's: no circle through here.
+use crate::oidc::failure::{CLIENT, Failure, ISSUER, said};
 use crate::views::size::human_size;
 
 /// What a request can fail with.
@@ -64,7 +66,7 @@ pub enum AppError {
     AdminOnly,
     /// A sign-in through the identity provider failed ([`crate::oidc::failure`]).
     #[error("{0}")]
-    Oidc(#[from] crate::oidc::Failure),
+    Oidc(#[from] Failure),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("i/o: {0}")]
@@ -307,11 +309,10 @@ impl AppError {
 /// check. A provider that cannot be reached or answers wrongly is 502, not a fault of ours to
 /// hide (its cause is logged where it is found).
 fn oidc_row(
-    failure: &crate::oidc::Failure,
+    failure: &Failure,
     row: impl Fn(StatusCode, &'static str, &'static str, Cow<'static, str>) -> ErrorFacts,
 ) -> ErrorFacts {
-    use crate::oidc::Failure as F;
-    use crate::oidc::failure::{CLIENT, ISSUER, said};
+    use Failure as F;
     use StatusCode as S;
     match failure {
         F::Denied { error, description } => row(
@@ -511,6 +512,7 @@ pub enum StartupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oidc::failure::{Endpoint, IdTokenProblem};
     use actix_web::body::to_bytes;
 
     #[actix_web::test]
@@ -550,10 +552,8 @@ mod tests {
             AppError::MethodNotAllowed(HeaderValue::from_static("GET")),
             AppError::PasswordLoginDisabled,
             AppError::AdminOnly,
-            AppError::Oidc(crate::oidc::Failure::State),
-            AppError::Oidc(crate::oidc::Failure::Unreachable(
-                crate::oidc::failure::Endpoint::Token,
-            )),
+            AppError::Oidc(Failure::State),
+            AppError::Oidc(Failure::Unreachable(Endpoint::Token)),
             AppError::Database(sqlx::Error::PoolTimedOut),
             AppError::Io(std::io::Error::other("secret /var/x")),
             AppError::Internal("secret /var/x".into()),
@@ -599,6 +599,54 @@ mod tests {
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers().get(ALLOW).unwrap(), allow);
         assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+    }
+
+    #[test]
+    fn each_sign_in_setting_problem_names_its_setting() {
+        let cases = [
+            (Failure::Unreachable(Endpoint::Discovery), "OIDC_ISSUER"),
+            (
+                Failure::Discovery("unexpected issuer".into()),
+                "OIDC_ISSUER",
+            ),
+            (
+                Failure::TokenRefused {
+                    error: "invalid_client".into(),
+                    description: None,
+                },
+                "OIDC_CLIENT_SECRET_FILE",
+            ),
+            (
+                Failure::IdToken(IdTokenProblem::Audience("other".into())),
+                "OIDC_CLIENT_ID",
+            ),
+            (
+                Failure::NotAllowed {
+                    claim_present: false,
+                },
+                "--oidc-groups-claim",
+            ),
+        ];
+        for (failure, setting) in cases {
+            let facts = AppError::from(failure.clone()).describe();
+            assert!(facts.page.contains(setting), "{failure:?}: {}", facts.page);
+            assert!(!facts.internal, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn a_used_sign_in_code_is_the_client_s_mistake() {
+        let facts = AppError::from(Failure::TokenRefused {
+            error: "invalid_grant".into(),
+            description: Some("grant request is invalid".into()),
+        })
+        .describe();
+        assert_eq!(facts.status, StatusCode::BAD_REQUEST);
+        assert!(
+            facts
+                .page
+                .contains("invalid_grant: grant request is invalid")
+        );
     }
 
     #[actix_web::test]

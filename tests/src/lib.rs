@@ -402,6 +402,12 @@ impl User {
     }
 }
 
+/// `GET url` with `client`: the status and the body as text (a page).
+pub async fn get_text(client: &Client, url: &str) -> (StatusCode, String) {
+    let res = client.get(url).send().await.expect("GET request");
+    (res.status(), res.text().await.expect("a text body"))
+}
+
 /// The token part of a download URL.
 pub fn token_of(url: &str) -> &str {
     url.rsplit_once("/d/").expect("a /d/ URL").1

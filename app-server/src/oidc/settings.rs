@@ -305,11 +305,20 @@ mod tests {
         let file = secret_file("s\n");
         let path = file.path().to_str().unwrap();
         let empty = secret_file("\n");
-        let cases: [(&[&str], &str); 8] = [
-            (&["--password-login", "false"], "PASSWORD_LOGIN"),
-            (&["--oidc-client-id", "x"], "OIDC_ISSUER"),
+        let issuer = ["--oidc-issuer", "https://id.example.com"];
+        let client = [issuer.as_slice(), &["--oidc-client-id", "x"]].concat();
+        let secret_flag = "--oidc-client-secret-file";
+        let missing = [client.as_slice(), &[secret_flag, "/nonexistent/secret"]].concat();
+        let blank = [
+            client.as_slice(),
+            &[secret_flag, empty.path().to_str().unwrap()],
+        ]
+        .concat();
+        let cases: [(Vec<&str>, &str); 8] = [
+            (vec!["--password-login", "false"], "PASSWORD_LOGIN"),
+            (vec!["--oidc-client-id", "x"], "OIDC_ISSUER"),
             (
-                &[
+                vec![
                     "--oidc-issuer",
                     "http://id.example.com",
                     "--oidc-client-id",
@@ -318,47 +327,16 @@ mod tests {
                 "OIDC_ISSUER",
             ),
             (
-                &["--oidc-issuer", "https://id.example.com?x=1"],
+                vec!["--oidc-issuer", "https://id.example.com?x=1"],
                 "OIDC_ISSUER",
             ),
-            (
-                &["--oidc-issuer", "https://id.example.com"],
-                "OIDC_CLIENT_ID",
-            ),
-            (
-                &[
-                    "--oidc-issuer",
-                    "https://id.example.com",
-                    "--oidc-client-id",
-                    "x",
-                ],
-                "OIDC_CLIENT_SECRET_FILE",
-            ),
-            (
-                &[
-                    "--oidc-issuer",
-                    "https://id.example.com",
-                    "--oidc-client-id",
-                    "x",
-                    "--oidc-client-secret-file",
-                    "/nonexistent/secret",
-                ],
-                "OIDC_CLIENT_SECRET_FILE",
-            ),
-            (
-                &[
-                    "--oidc-issuer",
-                    "https://id.example.com",
-                    "--oidc-client-id",
-                    "x",
-                    "--oidc-client-secret-file",
-                    empty.path().to_str().unwrap(),
-                ],
-                "OIDC_CLIENT_SECRET_FILE",
-            ),
+            (issuer.to_vec(), "OIDC_CLIENT_ID"),
+            (client.clone(), "OIDC_CLIENT_SECRET_FILE"),
+            (missing, "OIDC_CLIENT_SECRET_FILE"),
+            (blank, "OIDC_CLIENT_SECRET_FILE"),
         ];
         for (args, setting) in cases {
-            let err = check(args)
+            let err = check(&args)
                 .err()
                 .unwrap_or_else(|| panic!("{args:?} accepted"));
             assert!(err.contains(setting), "{args:?}: {err}");

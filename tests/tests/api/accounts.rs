@@ -4,7 +4,7 @@
 
 use app_server::UserCommand;
 use app_server::admin::Admin;
-use burnlink_tests::{ALICE, BOB, TestApp, User, spawn};
+use burnlink_tests::{ALICE, BOB, TestApp, User, get_text, spawn};
 use reqwest::StatusCode;
 
 async fn cli(
@@ -20,13 +20,13 @@ async fn cli(
 }
 
 async fn users_page(user: &User) -> (StatusCode, String) {
-    let res = user
-        .client
-        .get(format!("{}/admin/users", user.app_url))
-        .send()
-        .await
-        .expect("users page");
-    (res.status(), res.text().await.expect("page"))
+    get_text(&user.client, &format!("{}/admin/users", user.app_url)).await
+}
+
+/// Whether `user`'s file list links the Users page in its header.
+async fn links_users_page(user: &User) -> bool {
+    let (_, home) = get_text(&user.client, &format!("{}/", user.app_url)).await;
+    home.contains("href=\"/admin/users\"")
 }
 
 #[tokio::test]
@@ -52,38 +52,14 @@ async fn user_add_admin_makes_an_administrator_and_only_they_see_the_users_page(
             "{user}: {page}"
         );
     }
-    let home = root
-        .client
-        .get(format!("{}/", app.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        home.contains("href=\"/admin/users\""),
-        "the header links it"
-    );
+    assert!(links_users_page(&root).await, "the header links it");
 
     let alice = app.login(ALICE).await;
     let (status, page) = users_page(&alice).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("Only administrators"), "{page}");
     assert!(!page.contains("data-user="), "{page}");
-    let home = alice
-        .client
-        .get(format!("{}/", app.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        !home.contains("href=\"/admin/users\""),
-        "not linked for alice"
-    );
+    assert!(!links_users_page(&alice).await, "not linked for alice");
 
     let res = app
         .anon
