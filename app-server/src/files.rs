@@ -472,7 +472,7 @@ mod tests {
     #[tokio::test]
     async fn guard_removes_unless_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files::Local(file_store::LocalStore::new(dir.path()));
+        let files = Files::new(file_store::LocalStore::new(dir.path()));
         let (a, b) = (StorageKey::generate(), StorageKey::generate());
         let removed = dir.path().join(a.as_str());
         let kept = dir.path().join(b.as_str());

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use file_store::FileStore as _;
 use sqlx::AnyPool;
 use utoipa_actix_web::AppExt;
 
@@ -64,9 +65,9 @@ impl Application {
         let (files_dir, keys_dir) = (data.files(), data.keys());
         create_dir(&files_dir).await?;
         create_dir(&keys_dir).await?;
-        remove_stale_uploads(&files_dir).await;
         let files = config.file_store.open(files_dir).await?;
         tracing::info!(store = %files.describe(), "file store");
+        files.tidy().await;
 
         let key_source = keys::KeySource::new(config.signing_key.as_deref(), &keys_dir, config.alg);
         let key_watch = keys::KeyWatch::new(
@@ -439,30 +440,6 @@ async fn create_dir(path: &Path) -> Result<(), StartupError> {
             what: format!("creating {}", path.display()),
             source,
         })
-}
-
-/// Removes `.tmp-*` files a crash left behind. Only day-old ones: another app server sharing
-/// the directory may be writing fresh ones right now.
-async fn remove_stale_uploads(files_dir: &Path) {
-    const STALE: Duration = Duration::from_secs(24 * 3600);
-    let Ok(mut entries) = tokio::fs::read_dir(files_dir).await else {
-        return;
-    };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
-            continue;
-        }
-        let stale = entry
-            .metadata()
-            .await
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE);
-        if stale {
-            let _ = tokio::fs::remove_file(entry.path()).await;
-        }
-    }
 }
 
 async fn create_demo_user(db: &AnyPool) -> Result<DemoUser, StartupError> {

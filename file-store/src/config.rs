@@ -7,7 +7,9 @@ use std::time::Duration;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ClientOptions, RetryConfig};
 
-use crate::{FileStore, Files, LocalStore, S3Store};
+use crate::local::LocalStore;
+use crate::s3::S3Store;
+use crate::store::{FileStore, Files};
 
 /// Where files live, and how to reach an S3-compatible store. The AWS variables are the
 /// standard ones, so a deployment's existing environment works unchanged.
@@ -86,8 +88,11 @@ fn bad(setting: &'static str, reason: impl std::fmt::Display) -> SettingError {
 const FILE_STORE: &str = "--file-store (FILE_STORE)";
 const ENDPOINT: &str = "--aws-endpoint-url (AWS_ENDPOINT_URL)";
 
-/// What `--file-store` names.
+/// What `--file-store` names: one variant per backend. Adding a backend is its file, a
+/// variant here with its [`Location::parse`] rule, and its arm in [`FileStoreArgs::build`];
+/// no code outside this crate lists the variants (`non_exhaustive`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Location {
     Local,
     S3 { bucket: String, prefix: String },
@@ -127,7 +132,7 @@ impl FileStoreArgs {
     /// The configured store (not yet contacted: see [`FileStoreArgs::open`]).
     pub fn build(&self, local_dir: PathBuf) -> Result<Files, SettingError> {
         match Location::parse(&self.file_store)? {
-            Location::Local => Ok(Files::Local(LocalStore::new(local_dir))),
+            Location::Local => Ok(Files::new(LocalStore::new(local_dir))),
             Location::S3 { bucket, prefix } => {
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(&bucket)
@@ -158,23 +163,21 @@ impl FileStoreArgs {
                 }
                 builder = builder.with_region(self.aws_region.as_deref().unwrap_or("us-east-1"));
                 let store = builder.build().map_err(|e| bad(FILE_STORE, e))?;
-                Ok(Files::S3(S3Store::new(Arc::new(store), bucket, prefix)))
+                Ok(Files::new(S3Store::new(Arc::new(store), bucket, prefix)))
             }
         }
     }
 
-    /// The configured store, checked: a missing directory, bucket, bad credentials or an
-    /// unreachable endpoint stop start-up with the setting's name.
+    /// The configured store, checked: a directory that is not one, a missing bucket, bad
+    /// credentials or an unreachable endpoint stop start-up with the setting's name.
     pub async fn open(&self, local_dir: PathBuf) -> Result<Files, SettingError> {
         let files = self.build(local_dir)?;
-        if let Files::S3(_) = &files {
-            files.check().await.map_err(|e| {
-                bad(
-                    FILE_STORE,
-                    format!("{} cannot be used: {e}", files.describe()),
-                )
-            })?;
-        }
+        files.check().await.map_err(|e| {
+            bad(
+                FILE_STORE,
+                format!("{} cannot be used: {e}", files.describe()),
+            )
+        })?;
         Ok(files)
     }
 }
@@ -218,6 +221,23 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    /// A local directory not made yet is fine (the app server makes it); a file in its place
+    /// stops start-up with the setting's name.
+    #[tokio::test]
+    async fn a_local_store_that_is_not_a_directory_stops_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        let args = FileStoreArgs::default();
+        args.open(files.clone()).await.expect("not made yet");
+        std::fs::create_dir(&files).unwrap();
+        args.open(files.clone()).await.expect("a directory");
+        std::fs::remove_dir(&files).unwrap();
+        std::fs::write(&files, b"x").unwrap();
+        let e = args.open(files).await.unwrap_err().to_string();
+        assert!(e.starts_with("--file-store (FILE_STORE)"), "{e}");
+        assert!(e.contains("not a directory"), "{e}");
     }
 
     #[test]

@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
+use futures_util::future::BoxFuture;
 use shared::StorageKey;
 use tokio::io::AsyncWriteExt;
 
-use crate::{ByteRange, FileStore, FileVersion, Source, StoredFile, Upload, UploadInner};
+use crate::store::FileStore;
+use crate::types::{ByteRange, FileVersion, OpenFile, Opening, StoredFile, Upload, UploadWriter};
 
-/// Mode of an uploaded file: its owner's alone.
-const FILE_MODE: u32 = 0o600;
+/// Uploads are written to `<root>/.tmp-<random>` and renamed to their key when whole.
+const TEMP_PREFIX: &str = ".tmp-";
 
 /// Files in one directory, by storage key.
 #[derive(Clone, Debug)]
@@ -39,83 +41,139 @@ impl LocalStore {
 }
 
 impl FileStore for LocalStore {
-    fn open(
-        &self,
-        key: &StorageKey,
-        head: usize,
-    ) -> impl Future<Output = std::io::Result<Option<StoredFile>>> + Send {
-        open(&self.root, key, head)
+    /// Opens `<root>/<key>`. `None` when there is no such regular file. The key cannot name
+    /// anything outside `root` ([`StorageKey`] has no separator, no dot, no NUL). Open, stat
+    /// and, when `head` > 0, the read of the first `head` bytes happen together: on the worker
+    /// when none of them has to wait ([`open_without_waiting`]), else in one blocking-pool hop.
+    /// A small file is then sent with no further hop (each hop is two thread wake-ups, which
+    /// profiling showed to be the largest cost of a small download).
+    fn open<'a>(&'a self, key: &'a StorageKey, head: usize) -> Opening<'a> {
+        let path = self.root.join(key.as_str());
+        #[cfg(target_os = "linux")]
+        if let Some(opened) = open_without_waiting(&path, head) {
+            return Opening::now(Ok(Some(opened.into_stored())));
+        }
+        // Allocated here, on the worker thread that frees it, not in a blocking thread's arena.
+        let buf = BytesMut::with_capacity(head);
+        Opening::in_pool(move || Ok(open_blocking(&path, head, buf)?.map(Opened::into_stored)))
     }
 
-    async fn create(&self, key: &StorageKey) -> std::io::Result<Upload> {
-        let temp = self.root.join(format!(".tmp-{}", shared::random_token(16)));
-        let mut options = tokio::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        options.mode(FILE_MODE);
-        let file = options.open(&temp).await?;
-        Ok(Upload {
-            inner: UploadInner::Local(LocalUpload {
+    fn create<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<Upload>> {
+        Box::pin(async move {
+            let temp = self
+                .root
+                .join(format!("{TEMP_PREFIX}{}", shared::random_token(16)));
+            let mut options = tokio::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            options.mode(shared::FILE_MODE);
+            let file = options.open(&temp).await?;
+            Ok(Upload::new(LocalUpload {
                 file: Some(file),
                 temp: Some(temp),
                 target: self.root.join(key.as_str()),
-            }),
+            }))
         })
     }
 
-    async fn delete(&self, key: &StorageKey) -> std::io::Result<()> {
-        match tokio::fs::remove_file(self.root.join(key.as_str())).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
+    fn delete<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.root.join(key.as_str())).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        })
     }
 
-    async fn check(&self) -> std::io::Result<()> {
-        let meta = tokio::fs::metadata(&self.root).await?;
-        if meta.is_dir() {
-            Ok(())
-        } else {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", self.root.display()),
-            ))
-        }
+    fn check(&self) -> BoxFuture<'_, std::io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::metadata(&self.root).await {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", self.root.display()),
+                )),
+                // Not made yet: the app server creates it at start.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Removes temporary files a crash left behind. Only day-old ones: another app server
+    /// sharing the directory may be writing fresh ones right now.
+    fn tidy(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            const STALE: Duration = Duration::from_secs(24 * 3600);
+            let Ok(mut entries) = tokio::fs::read_dir(&self.root).await else {
+                return;
+            };
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                let stale = entry
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE);
+                if stale {
+                    let _ = tokio::fs::remove_file(entry.path()).await;
+                }
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("local directory {}", self.root.display())
+    }
+
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.root)
     }
 }
 
 /// An upload into `<root>/.tmp-<random>`, renamed to its key when finished; the temporary
 /// file is removed when the upload is dropped or aborted first.
-pub(crate) struct LocalUpload {
+struct LocalUpload {
     file: Option<tokio::fs::File>,
     temp: Option<PathBuf>,
     target: PathBuf,
 }
 
-impl LocalUpload {
-    pub(crate) async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        match &mut self.file {
-            Some(file) => file.write_all(chunk).await,
-            None => Err(std::io::Error::other("upload already finished")),
-        }
+impl UploadWriter for LocalUpload {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, std::io::Result<()>> {
+        Box::pin(async move {
+            match &mut self.file {
+                Some(file) => file.write_all(&chunk).await,
+                None => Err(std::io::Error::other("upload already finished")),
+            }
+        })
     }
 
-    pub(crate) async fn finish(mut self) -> std::io::Result<()> {
-        if let Some(mut file) = self.file.take() {
-            file.flush().await?;
-            file.sync_all().await?;
-        }
-        if let Some(temp) = &self.temp {
-            tokio::fs::rename(temp, &self.target).await?;
-            self.temp = None;
-        }
-        Ok(())
+    fn finish(mut self: Box<Self>) -> BoxFuture<'static, std::io::Result<()>> {
+        Box::pin(async move {
+            if let Some(mut file) = self.file.take() {
+                file.flush().await?;
+                file.sync_all().await?;
+            }
+            if let Some(temp) = &self.temp {
+                tokio::fs::rename(temp, &self.target).await?;
+                self.temp = None;
+            }
+            Ok(())
+        })
     }
 
-    pub(crate) async fn abort(mut self) {
-        self.file = None;
-        if let Some(temp) = self.temp.take() {
-            let _ = tokio::fs::remove_file(&temp).await;
-        }
+    fn abort(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            self.file = None;
+            if let Some(temp) = self.temp.take() {
+                let _ = tokio::fs::remove_file(&temp).await;
+            }
+        })
     }
 }
 
@@ -137,64 +195,66 @@ impl Drop for LocalUpload {
     }
 }
 
-/// An open local file and the bytes of its head already read.
-pub(crate) struct Opened {
+/// An open local file: its size and version, and the bytes of its head already read.
+struct Opened {
+    size: u64,
+    version: FileVersion,
     file: std::fs::File,
-    /// The file's first bytes, read in the same hop as the open when asked (see [`open`]).
+    /// The file's first bytes, read in the same hop as the open when asked (see
+    /// [`LocalStore::open`]).
     buf: BytesMut,
 }
 
-impl FileVersion {
-    fn new(ino: u64, size: u64, mtime: i64, mtime_nsec: u32) -> FileVersion {
-        let fields = [ino, size, mtime as u64, u64::from(mtime_nsec)];
-        FileVersion {
-            tag: FileVersion::fingerprint(fields.iter().flat_map(|f| f.to_le_bytes())),
-            modified: mtime,
-        }
-    }
-
-    #[cfg(unix)]
-    fn of(meta: &std::fs::Metadata) -> FileVersion {
-        use std::os::unix::fs::MetadataExt;
-        FileVersion::new(
-            meta.ino(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec() as u32,
+impl Opened {
+    /// Boxed behind the seam: the one allocation of a download here.
+    fn into_stored(self) -> StoredFile {
+        StoredFile::new(
+            self.size,
+            self.version,
+            LocalFile::Open(self.file, self.buf),
         )
     }
-
-    #[cfg(not(unix))]
-    fn of(meta: &std::fs::Metadata) -> FileVersion {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .unwrap_or_default();
-        FileVersion::new(0, meta.len(), mtime.as_secs() as i64, mtime.subsec_nanos())
-    }
 }
 
-/// Opens `<root>/<key>`. `None` when there is no such regular file. The key cannot name
-/// anything outside `root` ([`StorageKey`] has no separator, no dot, no NUL). Open, stat and,
-/// when `head` > 0, the read of the first `head` bytes happen together: on the worker when
-/// none of them has to wait ([`open_without_waiting`]), else in one blocking-pool hop. A small
-/// file is then sent with no further hop (each hop is two thread wake-ups, which profiling
-/// showed to be the largest cost of a small download).
-async fn open(root: &Path, key: &StorageKey, head: usize) -> std::io::Result<Option<StoredFile>> {
-    let path = root.join(key.as_str());
-    #[cfg(target_os = "linux")]
-    if let Some(stored) = open_without_waiting(&path, head) {
-        return Ok(Some(stored));
-    }
-    open_in_pool(path, head).await
+/// The version of a local file: inode, size and modification time to the nanosecond, so a
+/// file rewritten in place or replaced by a rename is another version.
+fn version(ino: u64, size: u64, mtime: i64, mtime_nsec: u32) -> FileVersion {
+    FileVersion::of_parts(
+        &[
+            &ino.to_le_bytes(),
+            &size.to_le_bytes(),
+            &mtime.to_le_bytes(),
+            &u64::from(mtime_nsec).to_le_bytes(),
+        ],
+        mtime,
+    )
 }
 
-/// [`open`] through the blocking pool: open, stat and read in one hop.
-async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<StoredFile>> {
-    // Allocated here, on the worker thread that frees it, not in a blocking thread's arena.
-    let mut buf = BytesMut::with_capacity(head);
-    let opened = tokio::task::spawn_blocking(move || {
+#[cfg(unix)]
+fn version_of(meta: &std::fs::Metadata) -> FileVersion {
+    use std::os::unix::fs::MetadataExt;
+    version(
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec() as u32,
+    )
+}
+
+#[cfg(not(unix))]
+fn version_of(meta: &std::fs::Metadata) -> FileVersion {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    version(0, meta.len(), mtime.as_secs() as i64, mtime.subsec_nanos())
+}
+
+/// Open, stat and read `head` bytes into `buf`, blocking (on the pool). `None` when there is
+/// no such regular file.
+fn open_blocking(path: &Path, head: usize, mut buf: BytesMut) -> std::io::Result<Option<Opened>> {
+    let opened = (|| -> std::io::Result<Option<Opened>> {
         let mut options = std::fs::OpenOptions::new();
         options.read(true);
         // As in `open_without_waiting`: a FIFO in the directory must not hold this thread.
@@ -205,22 +265,22 @@ async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Stor
         );
         let file = options.open(path)?;
         let meta = file.metadata()?;
-        if meta.is_file() && head > 0 {
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        if head > 0 {
             read_chunk(&file, 0, head.min(meta.len() as usize), &mut buf)?;
         }
-        Ok::<_, std::io::Error>((file, meta, buf))
-    })
-    .await
-    .map_err(std::io::Error::other)?;
-    match opened {
-        Ok((file, meta, buf)) if meta.is_file() => Ok(Some(StoredFile {
+        Ok(Some(Opened {
             size: meta.len(),
-            version: FileVersion::of(&meta),
-            source: Source::Local(Opened { file, buf }),
-        })),
-        Ok(_) => Ok(None),
+            version: version_of(&meta),
+            file,
+            buf,
+        }))
+    })();
+    match opened {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
@@ -231,7 +291,7 @@ async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Stor
 /// fails for any reason, or finds no regular file: the blocking path then answers, with its
 /// errors. A head that would wait is left for the stream, which reads it in the pool.
 #[cfg(target_os = "linux")]
-fn open_without_waiting(path: &Path, head: usize) -> Option<StoredFile> {
+fn open_without_waiting(path: &Path, head: usize) -> Option<Opened> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
     // NONBLOCK: opening a FIFO planted in the directory must not wait for a writer (it has
     // no effect on reading regular files).
@@ -258,27 +318,55 @@ fn open_without_waiting(path: &Path, head: usize) -> Option<StoredFile> {
     if want > 0 {
         read_cached(&fd, 0, want, &mut buf);
     }
-    Some(StoredFile {
-        source: Source::Local(Opened {
-            file: std::fs::File::from(fd),
-            buf,
-        }),
+    Some(Opened {
         size: stat.stx_size,
-        version: FileVersion::new(
+        version: version(
             stat.stx_ino,
             stat.stx_size,
             stat.stx_mtime.tv_sec,
             stat.stx_mtime.tv_nsec,
         ),
+        file: std::fs::File::from(fd),
+        buf,
     })
 }
 
-impl Opened {
+/// What [`Opened::into_stored`] boxes: the open file until its range is selected, then its
+/// stream.
+enum LocalFile {
+    Open(std::fs::File, BytesMut),
+    Streaming(LocalStream),
+    /// Between the two (never seen by a poll).
+    Spent,
+}
+
+impl OpenFile for LocalFile {
+    fn select(self: Pin<&mut Self>, range: ByteRange, chunk: usize) {
+        let this = self.get_mut();
+        if let LocalFile::Open(file, buf) = std::mem::replace(this, LocalFile::Spent) {
+            *this = LocalFile::Streaming(LocalStream::new(file, buf, range, chunk));
+        }
+    }
+}
+
+impl Stream for LocalFile {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            LocalFile::Streaming(stream) => Pin::new(stream).poll_next(cx),
+            // No range selected: nothing (which the caller's length check makes an error).
+            LocalFile::Open(..) | LocalFile::Spent => Poll::Ready(None),
+        }
+    }
+}
+
+impl LocalStream {
     /// The bytes of `range`, read `chunk` bytes at a time while the client is slow and up to
-    /// [`MAX_CHUNK`] while it keeps up (see [`LocalStream`]).
-    pub(crate) fn stream(mut self, range: ByteRange, chunk: usize) -> LocalStream {
+    /// [`MAX_CHUNK`] while it keeps up.
+    fn new(file: std::fs::File, mut buf: BytesMut, range: ByteRange, chunk: usize) -> LocalStream {
         // Bytes already read at open serve the start of the range.
-        let head = self.buf.split().freeze();
+        let head = buf.split().freeze();
         let mut first = Bytes::new();
         if (range.start as usize) < head.len() {
             let end = (range.end as usize).min(head.len());
@@ -287,7 +375,7 @@ impl Opened {
         let skip = first.len() as u64;
         LocalStream {
             first,
-            state: ReadState::Idle(self.file, self.buf),
+            state: ReadState::Idle(file, buf),
             pos: range.start + skip,
             remaining: range.len() - skip,
             pace: Pace::new(chunk),
@@ -297,7 +385,7 @@ impl Opened {
 
 /// The largest read, for a client that takes bytes as fast as we read them: a 1 GiB download
 /// then costs 2,048 blocking-pool hops, not 32,768.
-pub(crate) const MAX_CHUNK: usize = 512 * 1024;
+const MAX_CHUNK: usize = 512 * 1024;
 
 /// How much to read next: the configured read size, or what the client took per
 /// [`Pace::TARGET`] over the last [`Pace::WINDOW`] when that is more (up to [`MAX_CHUNK`]). A
@@ -376,7 +464,7 @@ enum ReadState {
 /// in one blocking-pool hop. The server copies each chunk into its write
 /// buffer and drops it before asking for the next, so a fast client's stream reuses one
 /// buffer for every read, and a slow client's keeps none between reads.
-pub(crate) struct LocalStream {
+struct LocalStream {
     /// Bytes to send before reading (read at open).
     first: Bytes,
     state: ReadState,
@@ -501,11 +589,12 @@ fn read_cached(fd: impl rustix::fd::AsFd, pos: u64, len: usize, buf: &mut BytesM
 mod tests {
     use super::*;
 
-    fn opened(stored: &StoredFile) -> &Opened {
-        match &stored.source {
-            Source::Local(opened) => opened,
-            Source::S3(_) => unreachable!("a local open"),
-        }
+    /// [`open_blocking`] on the pool, as [`LocalStore::open`] runs it.
+    async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Opened>> {
+        let buf = BytesMut::with_capacity(head);
+        tokio::task::spawn_blocking(move || open_blocking(&path, head, buf))
+            .await
+            .unwrap()
     }
 
     /// Both ways of opening agree: a file with its size and first bytes, nothing for a
@@ -522,7 +611,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(pooled.size, 100_000);
-        assert_eq!(opened(&pooled).buf[..], bytes[..4096]);
+        assert_eq!(pooled.buf[..], bytes[..4096]);
         assert!(
             open_in_pool(dir.path().join("dir"), 4096)
                 .await
@@ -553,7 +642,7 @@ mod tests {
             match open_without_waiting(&dir.path().join("file"), 4096) {
                 Some(direct) => {
                     assert_eq!(direct.size, 100_000);
-                    assert_eq!(opened(&direct).buf[..], bytes[..4096]);
+                    assert_eq!(direct.buf[..], bytes[..4096]);
                 }
                 None => eprintln!("skipped: this kernel cannot open without waiting"),
             }
@@ -563,7 +652,11 @@ mod tests {
 
         let key = StorageKey::generate();
         std::fs::write(dir.path().join(key.as_str()), &bytes).unwrap();
-        let whole = open(dir.path(), &key, 0).await.unwrap().unwrap();
+        let whole = LocalStore::new(dir.path())
+            .open(&key, 0)
+            .await
+            .unwrap()
+            .unwrap();
         let mut stream = whole.stream(
             ByteRange {
                 start: 10,
@@ -576,6 +669,32 @@ mod tests {
             got.extend_from_slice(&chunk.unwrap());
         }
         assert_eq!(got[..], bytes[10..]);
+    }
+
+    /// Start-up tidying removes temporary files a crash left a day ago, and nothing else:
+    /// not a fresh one (another app server may be writing it), not a stored file.
+    #[tokio::test]
+    async fn tidying_removes_only_day_old_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(format!("{TEMP_PREFIX}old"));
+        let fresh = dir.path().join(format!("{TEMP_PREFIX}fresh"));
+        let stored = dir.path().join(StorageKey::generate().as_str());
+        for path in [&old, &fresh, &stored] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        for path in [&old, &stored] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        LocalStore::new(dir.path()).tidy().await;
+        assert!(!old.exists());
+        assert!(fresh.exists());
+        assert!(stored.exists());
     }
 
     /// One window of `sent` bytes, then the next read's size.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, Stream, StreamExt};
 use object_store::buffered::BufWriter;
@@ -17,7 +18,8 @@ use object_store::{GetOptions, GetRange, ObjectStore};
 use shared::StorageKey;
 use tokio::io::AsyncWriteExt;
 
-use crate::{ByteRange, FileStore, FileVersion, Source, StoredFile, Upload, UploadInner};
+use crate::store::FileStore;
+use crate::types::{ByteRange, FileVersion, OpenFile, Opening, StoredFile, Upload, UploadWriter};
 
 /// Objects `<prefix>/<key>` in one bucket.
 #[derive(Clone)]
@@ -42,11 +44,6 @@ impl S3Store {
         }
     }
 
-    /// `s3://bucket/prefix`: never credentials.
-    pub fn describe(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.prefix)
-    }
-
     fn path(&self, key: &StorageKey) -> ObjectPath {
         if self.prefix.is_empty() {
             ObjectPath::from(key.as_str())
@@ -55,18 +52,8 @@ impl S3Store {
         }
     }
 
-    /// The underlying client (tests list and poke objects through it).
-    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
-    /// The object path of `key` (for tests).
-    pub fn object_path(&self, key: &StorageKey) -> ObjectPath {
-        self.path(key)
-    }
-
     /// The prefix objects live under, as an object path (`None` for the bucket's root).
-    pub fn prefix_path(&self) -> Option<ObjectPath> {
+    fn prefix_path(&self) -> Option<ObjectPath> {
         (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()))
     }
 }
@@ -87,112 +74,127 @@ fn io_error(e: object_store::Error) -> std::io::Error {
 }
 
 impl FileStore for S3Store {
-    async fn open(&self, key: &StorageKey, _head: usize) -> std::io::Result<Option<StoredFile>> {
-        let path = self.path(key);
-        let meta = match self.store.head(&path).await {
-            Ok(meta) => meta,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(io_error(e)),
-        };
-        // The version id where the bucket keeps versions, else the ETag: either changes when
-        // the object is rewritten.
-        let validator = meta
-            .version
-            .clone()
-            .or(meta.e_tag.clone())
-            .unwrap_or_default();
-        let version = FileVersion {
-            tag: FileVersion::fingerprint(
-                validator
-                    .bytes()
-                    .chain(meta.size.to_le_bytes())
-                    .chain(meta.last_modified.timestamp().to_le_bytes()),
-            ),
-            modified: meta.last_modified.timestamp(),
-        };
-        Ok(Some(StoredFile {
-            size: meta.size,
-            version,
-            source: Source::S3(Opened {
+    /// A HEAD: size and version, never the bytes (`head` is not read ahead).
+    fn open<'a>(&'a self, key: &'a StorageKey, _head: usize) -> Opening<'a> {
+        Opening::later(async move {
+            let path = self.path(key);
+            let meta = match self.store.head(&path).await {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(io_error(e)),
+            };
+            // The version id where the bucket keeps versions, else the ETag: either changes
+            // when the object is rewritten.
+            let validator = meta.version.as_ref().or(meta.e_tag.as_ref());
+            let modified = meta.last_modified.timestamp();
+            let version = FileVersion::of_parts(
+                &[
+                    validator.map_or(&b""[..], |v| v.as_bytes()),
+                    &meta.size.to_le_bytes(),
+                    &modified.to_le_bytes(),
+                ],
+                modified,
+            );
+            let object = S3Object::Head {
                 store: self.store.clone(),
                 path,
                 e_tag: meta.e_tag,
                 version: meta.version,
-            }),
-        }))
-    }
-
-    async fn create(&self, key: &StorageKey) -> std::io::Result<Upload> {
-        Ok(Upload {
-            inner: UploadInner::S3(S3Upload {
-                writer: Some(BufWriter::new(self.store.clone(), self.path(key))),
-            }),
+            };
+            Ok(Some(StoredFile::new(meta.size, version, object)))
         })
     }
 
-    async fn delete(&self, key: &StorageKey) -> std::io::Result<()> {
-        match self.store.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(io_error(e)),
-        }
+    fn create<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<Upload>> {
+        let writer = BufWriter::new(self.store.clone(), self.path(key));
+        Box::pin(async move {
+            Ok(Upload::new(S3Upload {
+                writer: Some(writer),
+            }))
+        })
     }
 
-    async fn check(&self) -> std::io::Result<()> {
-        // Lists one level under the prefix: fails for a missing bucket, bad credentials or an
-        // unreachable endpoint.
-        self.store
-            .list_with_delimiter(self.prefix_path().as_ref())
-            .await
-            .map(|_| ())
-            .map_err(io_error)
+    fn delete<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            match self.store.delete(&self.path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(io_error(e)),
+            }
+        })
+    }
+
+    /// Lists one level under the prefix: fails for a missing bucket, bad credentials or an
+    /// unreachable endpoint.
+    fn check(&self) -> BoxFuture<'_, std::io::Result<()>> {
+        Box::pin(async move {
+            self.store
+                .list_with_delimiter(self.prefix_path().as_ref())
+                .await
+                .map(|_| ())
+                .map_err(io_error)
+        })
+    }
+
+    /// `s3://bucket/prefix`: never credentials.
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
     }
 }
 
-/// An object whose size and version were read; its bytes are fetched when streamed.
-pub(crate) struct Opened {
-    store: Arc<dyn ObjectStore>,
-    path: ObjectPath,
-    e_tag: Option<String>,
-    version: Option<String>,
+/// An object whose size and version were read; its bytes are fetched when a range is
+/// selected, and then stream as the response delivers them (reqwest's chunks: memory is
+/// bounded by the connection's buffers, not the object).
+enum S3Object {
+    Head {
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+        e_tag: Option<String>,
+        version: Option<String>,
+    },
+    Get(BoxStream<'static, std::io::Result<Bytes>>),
 }
 
-impl Opened {
-    pub(crate) fn stream(self, range: ByteRange) -> S3Stream {
+impl OpenFile for S3Object {
+    fn select(self: Pin<&mut Self>, range: ByteRange, _chunk: usize) {
+        let this = self.get_mut();
+        let S3Object::Head {
+            store,
+            path,
+            e_tag,
+            version,
+        } = std::mem::replace(this, S3Object::Get(futures_util::stream::empty().boxed()))
+        else {
+            return;
+        };
         if range.is_empty() {
-            return S3Stream {
-                inner: futures_util::stream::empty().boxed(),
-            };
+            return;
         }
         let options = GetOptions {
             range: Some(GetRange::Bounded(range.start..range.end)),
             // Only the version described: a replaced object fails the GET rather than mix.
-            if_match: self.e_tag,
-            version: self.version,
+            if_match: e_tag,
+            version,
             ..GetOptions::default()
         };
         let get = async move {
-            match self.store.get_opts(&self.path, options).await {
+            match store.get_opts(&path, options).await {
                 Ok(result) => result.into_stream().map(|r| r.map_err(io_error)).boxed(),
                 Err(e) => futures_util::stream::once(async move { Err(io_error(e)) }).boxed(),
             }
         };
-        S3Stream {
-            inner: get.flatten_stream().boxed(),
-        }
+        *this = S3Object::Get(get.flatten_stream().boxed());
     }
 }
 
-/// The bytes of a ranged GET as the response delivers them (reqwest's chunks: memory is
-/// bounded by the connection's buffers, not the object).
-pub(crate) struct S3Stream {
-    inner: BoxStream<'static, std::io::Result<Bytes>>,
-}
-
-impl Stream for S3Stream {
+impl Stream for S3Object {
     type Item = std::io::Result<Bytes>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            S3Object::Get(body) => body.poll_next_unpin(cx),
+            // No range selected: nothing (which the caller's length check makes an error).
+            S3Object::Head { .. } => Poll::Ready(None),
+        }
     }
 }
 
@@ -200,35 +202,41 @@ impl Stream for S3Stream {
 /// Dropped unfinished (the client went away), the multipart upload is aborted in the
 /// background; after a crash it is never completed, so no object appears either (a bucket
 /// lifecycle rule for incomplete uploads reclaims the parts; see docs/DEPLOY.md).
-pub(crate) struct S3Upload {
+struct S3Upload {
     writer: Option<BufWriter>,
 }
 
-impl S3Upload {
-    pub(crate) async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
-        match &mut self.writer {
-            Some(writer) => writer.put(chunk).await.map_err(io_error),
-            None => Err(std::io::Error::other("upload already finished")),
-        }
-    }
-
-    pub(crate) async fn finish(mut self) -> std::io::Result<()> {
-        match self.writer.take() {
-            Some(mut writer) => {
-                if let Err(e) = writer.shutdown().await {
-                    let _ = writer.abort().await;
-                    return Err(e);
-                }
-                Ok(())
+impl UploadWriter for S3Upload {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, std::io::Result<()>> {
+        Box::pin(async move {
+            match &mut self.writer {
+                Some(writer) => writer.put(chunk).await.map_err(io_error),
+                None => Err(std::io::Error::other("upload already finished")),
             }
-            None => Ok(()),
-        }
+        })
     }
 
-    pub(crate) async fn abort(mut self) {
-        if let Some(mut writer) = self.writer.take() {
-            let _ = writer.abort().await;
-        }
+    fn finish(mut self: Box<Self>) -> BoxFuture<'static, std::io::Result<()>> {
+        Box::pin(async move {
+            match self.writer.take() {
+                Some(mut writer) => {
+                    if let Err(e) = writer.shutdown().await {
+                        let _ = writer.abort().await;
+                        return Err(e);
+                    }
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn abort(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Some(mut writer) = self.writer.take() {
+                let _ = writer.abort().await;
+            }
+        })
     }
 }
 

@@ -14,8 +14,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 /// Directories the servers create.
 pub const DIR_MODE: u32 = 0o700;
 /// Files the servers create: uploads, the SQLite database (and, as SQLite gives them the
-/// database's mode, its WAL and shared-memory files).
-pub const FILE_MODE: u32 = 0o600;
+/// database's mode, its WAL and shared-memory files). `shared`'s, which the file store and
+/// key files use too.
+pub use shared::FILE_MODE;
 /// The audit file: readable by the service's group.
 pub const AUDIT_MODE: u32 = 0o640;
 

@@ -4,6 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// Mode of every file the servers create in the data directory (uploads, keys, the SQLite
+/// database): its owner's alone, whatever the umask. One constant, so the two servers and the
+/// file store cannot disagree.
+pub const FILE_MODE: u32 = 0o600;
+
 /// `--data-dir`: everything under it is named here, nowhere else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir(PathBuf);

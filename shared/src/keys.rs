@@ -94,7 +94,7 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::FILE_MODE);
         let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;

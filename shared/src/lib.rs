@@ -8,6 +8,7 @@
 mod backend;
 mod claims;
 mod data_dir;
+mod fnv;
 mod keys;
 pub mod record;
 mod token_args;
@@ -15,7 +16,8 @@ mod verify;
 
 pub use backend::CryptoBackend;
 pub use claims::{Claims, DownloadName, Jti, NameError, StorageKey};
-pub use data_dir::DataDir;
+pub use data_dir::{DataDir, FILE_MODE};
+pub use fnv::{Fnv1a, fnv1a};
 pub use keys::{
     Algorithm, KeyError, PublishedJwks, SigningKey, VerifyingKey, jwks, parse_jwks,
     write_private_file,

@@ -10,6 +10,7 @@ pub mod services;
 
 use std::path::{Path, PathBuf};
 
+use file_store::FileStore as _;
 use reqwest::{Client, Response, StatusCode, redirect};
 use serde_json::Value;
 use shared::{Algorithm, Claims, SigningKey};
@@ -224,7 +225,7 @@ impl TestApp {
             file_store::Location::S3 { bucket, prefix } => {
                 Some((s3::moto().expect("moto runs"), bucket, prefix))
             }
-            file_store::Location::Local => None,
+            _ => None,
         }
     }
 
@@ -237,13 +238,16 @@ impl TestApp {
         }
     }
 
-    /// The app's S3 store, signed as the servers sign (moto refuses unsigned overwrites and
-    /// deletes).
-    fn s3_store(&self) -> Option<file_store::S3Store> {
-        match self.config.file_store.build(self.files_dir()) {
-            Ok(file_store::Files::S3(store)) => Some(store),
-            _ => None,
-        }
+    /// The app's file store when it is S3, signed as the servers sign (moto refuses unsigned
+    /// overwrites and deletes).
+    fn s3_store(&self) -> Option<file_store::Files> {
+        self.bucket()?;
+        Some(
+            self.config
+                .file_store
+                .build(self.files_dir())
+                .expect("the app's settings"),
+        )
     }
 
     /// Writes (or replaces, as a new version) the stored file `key`, behind the servers' back.
@@ -251,10 +255,9 @@ impl TestApp {
         match self.s3_store() {
             Some(s3) => {
                 let key = shared::StorageKey::parse(key).expect("a storage key");
-                s3.object_store()
-                    .put(&s3.object_path(&key), bytes.to_vec().into())
-                    .await
-                    .expect("put");
+                let mut upload = s3.create(&key).await.expect("put");
+                upload.write(bytes.to_vec().into()).await.expect("put");
+                upload.finish().await.expect("put");
             }
             None => {
                 let temp = self.files_dir().join(".test-replacement");
@@ -269,10 +272,7 @@ impl TestApp {
         match self.s3_store() {
             Some(s3) => {
                 let key = shared::StorageKey::parse(key).expect("a storage key");
-                s3.object_store()
-                    .delete(&s3.object_path(&key))
-                    .await
-                    .expect("delete");
+                s3.delete(&key).await.expect("delete");
             }
             None => std::fs::remove_file(self.files_dir().join(key)).expect("remove"),
         }
@@ -422,4 +422,18 @@ pub async fn error_code(res: Response) -> String {
 /// Some bytes that are not all alike, so a misplaced range shows.
 pub fn sample_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// Waits (bounded) until `done` holds, for what no event tells the test about: the server
+/// closing a stream when it notices the peer has gone, a dropped upload tidied away in the
+/// background.
+pub async fn eventually(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

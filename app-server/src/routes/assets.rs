@@ -9,10 +9,12 @@
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
+use shared::fnv1a;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 const JS: &str = include_str!("../../static/app.js");
 const CSS: &str = include_str!("../../static/app.css");
+// FNV-1a at compile time: a cache key, not a security measure.
 const JS_HASH: u64 = fnv1a(JS.as_bytes());
 const CSS_HASH: u64 = fnv1a(CSS.as_bytes());
 
@@ -52,26 +54,12 @@ fn asset(req: &HttpRequest, body: &'static str, hash: u64, content_type: &str) -
         .body(body)
 }
 
-/// 64-bit FNV-1a, at compile time: a cache key, not a security measure.
-const fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    hash
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn urls_carry_the_content_hash() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert!(js_url().starts_with("/static/app.js?v="));
         assert_eq!(js_url().len(), "/static/app.js?v=".len() + 16);
         assert_ne!(js_url(), css_url());

@@ -195,12 +195,7 @@ return ARGV[1]
 
 fn bucket(jti: &Jti) -> usize {
     // FNV-1a: ids are random, any spread-out hash will do, and this one needs no key.
-    let hash = jti
-        .as_str()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let hash = shared::fnv1a(jti.as_str().as_bytes());
     (hash as usize) & (BUCKETS - 1)
 }
 

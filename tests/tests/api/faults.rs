@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use burnlink_tests::services::download_config;
 use burnlink_tests::{
-    ALICE, TestApp, error_code, sample_bytes, spawn, start, stored_files, test_config,
+    ALICE, TestApp, error_code, eventually, sample_bytes, spawn, start, stored_files, test_config,
 };
 use reqwest::StatusCode;
 
@@ -39,16 +39,6 @@ fn open_fds() -> usize {
 
 fn rss_kib() -> u64 {
     burnlink_tests::process::rss_kib(std::process::id())
-}
-
-/// Waits (bounded) until `done` holds: the server closes a stream when it notices the peer
-/// has gone, which no event tells the test about.
-async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `n` downloads of `key`, each hung up on after its first chunk, four at a time.

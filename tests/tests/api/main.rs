@@ -6,6 +6,7 @@ mod attacks;
 mod browser;
 mod download;
 mod faults;
+mod file_store;
 mod files;
 mod fleet;
 mod hardening;

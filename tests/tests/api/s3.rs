@@ -320,36 +320,3 @@ async fn a_large_upload_refused_midway_leaves_no_object_and_no_open_upload() {
     assert_eq!(moto.list(&bucket, "files").len(), 1);
     assert_eq!(moto.open_uploads(&bucket), 0);
 }
-
-/// Both stores describe a file the same way: its size, and a version that changes when the
-/// key is rewritten; a missing key has no metadata and deletes without error.
-#[tokio::test]
-async fn both_stores_give_size_and_a_version_that_changes_on_rewrite() {
-    use file_store::{FileStore, Files, LocalStore};
-    let dir = tempfile::tempdir().unwrap();
-    let mut stores = vec![Files::Local(LocalStore::new(dir.path()))];
-    if let Some(moto) = moto() {
-        stores.push(
-            moto.settings(&moto.bucket(), "m")
-                .build(dir.path().to_owned())
-                .unwrap(),
-        );
-    }
-    for files in stores {
-        let key = shared::StorageKey::generate();
-        assert!(files.metadata(&key).await.unwrap().is_none());
-        let mut versions = Vec::new();
-        for bytes in [b"first".to_vec(), b"other".to_vec()] {
-            let mut upload = files.create(&key).await.unwrap();
-            upload.write(bytes.into()).await.unwrap();
-            upload.finish().await.unwrap();
-            let (size, version) = files.metadata(&key).await.unwrap().expect("stored");
-            assert_eq!(size, 5, "{}", files.describe());
-            versions.push(version.tag);
-        }
-        assert_ne!(versions[0], versions[1], "{}", files.describe());
-        files.delete(&key).await.unwrap();
-        assert!(files.metadata(&key).await.unwrap().is_none());
-        files.delete(&key).await.unwrap();
-    }
-}
