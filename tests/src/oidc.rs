@@ -419,14 +419,14 @@ impl Idp {
 
     /// Walks a sign-in as a browser with `browser`'s cookies: `GET <app>/oidc/login`, the
     /// provider's redirects and login form (as `user`, or "Cancel" when `None`), up to the
-    /// provider's redirect back to the app, whose URL is returned, not followed.
+    /// provider's redirect back to the app's `/oidc/callback`, whose URL is returned, not
+    /// followed.
     pub async fn authorize(
         &self,
         browser: &Client,
         app_url: &str,
         user: Option<IdpUser>,
     ) -> String {
-        let callback = format!("{app_url}/oidc/callback");
         let mut url = format!("{app_url}/oidc/login");
         let mut res = browser.get(&url).send().await.expect("sign-in request");
         for _ in 0..20 {
@@ -435,13 +435,14 @@ impl Idp {
                     .to_str()
                     .expect("ASCII")
                     .to_owned();
-                url = reqwest::Url::parse(&url)
+                let next = reqwest::Url::parse(&url)
                     .and_then(|base| base.join(&location))
-                    .expect("a URL")
-                    .to_string();
-                if url.starts_with(&callback) {
-                    return url;
+                    .expect("a URL");
+                // The app's redirect URI (whichever app server of a fleet it names).
+                if next.path() == "/oidc/callback" {
+                    return next.into();
                 }
+                url = next.into();
                 res = browser.get(&url).send().await.expect("redirect");
                 continue;
             }

@@ -978,6 +978,48 @@ async fn recipe_works(idp: &Idp, sign_in: app_server::oidc::SignInArgs) {
     assert_eq!(error_code(res).await, "password_login_disabled");
 }
 
+/// A fleet on PostgreSQL: a sign-in started on one app server finishes on another (the
+/// waiting sign-in is in the shared database, the browser's binding cookie goes to both), and
+/// the Users page reads the same database.
+#[tokio::test]
+async fn a_sign_in_started_on_one_app_server_finishes_on_another_on_postgres() {
+    let Some(pg) = burnlink_tests::postgres::database().await else {
+        return;
+    };
+    let Some(idp) = oidc::start().await else {
+        return;
+    };
+    let on_postgres = |dir: &std::path::Path, public_url: Option<String>| {
+        let mut config = burnlink_tests::test_config(dir);
+        config.database_url = Some(pg.url().to_owned());
+        config.public_url = public_url;
+        idp.configure(&mut config);
+        config
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = burnlink_tests::start(on_postgres(dir_a.path(), None)).await;
+    // Behind one public URL, as a load balancer shows them.
+    let b = burnlink_tests::start(on_postgres(dir_b.path(), Some(a.app_url.clone()))).await;
+    idp.register(&a, CLIENT_ID).await;
+
+    let browser = client();
+    let answer = idp.authorize(&browser, &b.app_url, Some(CAROL)).await;
+    assert!(
+        answer.starts_with(&format!("{}/oidc/callback?", a.app_url)),
+        "{answer}"
+    );
+    let res = browser.get(&answer).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "finished on the other server"
+    );
+    assert_eq!(me(&browser, &b).await.unwrap()["username"], "carol");
+    let (status, page) = get_text(&browser, &format!("{}/admin/users", b.app_url)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&idp.issuer), "{page}");
+}
+
 /// The TOML block of docs/OPERATIONS.md's sign-in section, as written, with only its issuer
 /// and secret file pointed at the test provider.
 #[tokio::test]
