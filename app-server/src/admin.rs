@@ -17,12 +17,7 @@ impl Admin {
     /// Validates `config`, creates the data directory and connects (migrating if needed).
     pub async fn connect(config: &Config) -> Result<Admin, StartupError> {
         config.validate()?;
-        tokio::fs::create_dir_all(&config.service.data_dir)
-            .await
-            .map_err(|source| StartupError::Io {
-                what: format!("creating {}", config.service.data_dir.display()),
-                source,
-            })?;
+        crate::startup::prepare_data_dir(&config.service.data(), &[]).await?;
         let db = crate::db::connect(&config.database_url()).await?;
         Ok(Admin {
             db,

@@ -385,7 +385,10 @@ impl fmt::Debug for Config {
             .field("file_store", &self.file_store)
             .field(
                 "database_url",
-                &self.database_url.as_deref().map(redact_url_password),
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(server_kit::settings::redact_url_password),
             )
             .field("public_url", &self.public_url)
             .field("download_url", &self.download_url)
@@ -403,7 +406,10 @@ impl fmt::Debug for Config {
             .field("share_give_back_secs", &self.share_give_back_secs)
             .field(
                 "outcomes_redis",
-                &self.outcomes_redis.as_deref().map(redact_url_password),
+                &self
+                    .outcomes_redis
+                    .as_deref()
+                    .map(server_kit::settings::redact_url_password),
             )
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
@@ -413,28 +419,6 @@ impl fmt::Debug for Config {
             .field("demo_user", &self.demo_user)
             .field("sign_in", &self.sign_in)
             .finish()
-    }
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub(crate) fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                url.to_owned()
-            }
-        }
-        None => url.to_owned(),
     }
 }
 

@@ -3,8 +3,8 @@
 //! the tail of the download servers' audit files, as below.
 //!
 //! The download server knows no users and has no database: it appends one JSON line per
-//! attempt to `<data>/audit/downloads-<instance>.jsonl` (see `download_server::audit`), with
-//! `sub` = the user id the app put in the token. The app server, which shares the data
+//! attempt ([`shared::record::DownloadRecord`]) to `<data>/audit/downloads-<instance>.jsonl`,
+//! with `sub` = the user id the app put in the token. The app server, which shares the data
 //! directory, reads only the *tail* of each file (the last [`TAIL_BYTES`]) and keeps the
 //! lines of the logged-in user. So what a user sees is bounded in cost and honest about its
 //! reach: their attempts among the most recent ones, not their whole history. Once a file is

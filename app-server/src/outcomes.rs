@@ -5,7 +5,7 @@
 //! Two ways in, one store:
 //! - all-in-one: the embedded download server is given an [`InProcessSink`];
 //! - a fleet: download servers append to the Redis Stream `burnlink:outcomes`
-//!   (`download_server::outcome::redis`); each app server reads it in the consumer group
+//!   (the download server's `outcome::redis`); each app server reads it in the consumer group
 //!   `burnlink-app` ([`spawn_stream_reader`]), so each entry is delivered to one app server,
 //!   stored (keyed by its stream id, so a redelivery stores nothing twice) and then acked.
 //!   Entries a crashed app server read but never acked are claimed by another after a minute
@@ -13,24 +13,32 @@
 
 use std::time::Duration;
 
-use download_server::outcome::{OutcomeEvent, OutcomeSink};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use serde::Serialize;
-use shared::record::Outcome;
+use shared::record::{Outcome, OutcomeEvent, OutcomeSink};
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
 use crate::error::AppError;
 
-/// Outcomes that mean bytes went out (or may have): such a link's download is never given
-/// back to its share ([`crate::shares::settle`]). A partial download counts, or
-/// all-but-the-last-byte could be taken forever; a server error after the burn counts too (it
-/// may have been mid-transfer). SQL, for `IN`.
-pub const SERVED_OUTCOMES: &str = "('ok', 'partial', 'error')";
+/// The served outcomes ([`Outcome::served`]) as an SQL list for `IN`, `('ok', 'partial', …)`:
+/// written out from the rule, so the queries and the code cannot disagree.
+pub const SERVED_OUTCOMES: ServedOutcomes = ServedOutcomes;
 
-/// [`SERVED_OUTCOMES`] as a test on one outcome.
-pub fn served(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Ok | Outcome::Partial | Outcome::Error)
+/// See [`SERVED_OUTCOMES`].
+pub struct ServedOutcomes;
+
+impl std::fmt::Display for ServedOutcomes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let served = Outcome::ALL.iter().filter(|o| o.served());
+        for (i, outcome) in served.enumerate() {
+            // The names are `snake_case` identifiers: nothing in them needs quoting.
+            f.write_str(if i == 0 { "('" } else { ", '" })?;
+            f.write_str(outcome.as_str())?;
+            f.write_str("'")?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// The stream's consumer group, shared by every app server.
@@ -67,7 +75,7 @@ pub async fn store(db: &AnyPool, event_id: &str, event: &OutcomeEvent) -> Result
     .await?
     .rows_affected();
     if inserted == 1
-        && served(event.outcome)
+        && event.outcome.served()
         && let Some(jti) = event.jti.as_deref()
     {
         let mut tx = db.begin().await?;
@@ -313,4 +321,51 @@ pub async fn for_user_files(
             )
         })
         .collect())
+}
+
+/// Served downloads through each of the user's shares live at `now` (neither revoked nor
+/// expired), newest first, at most `per_share` of each: every share history of the file list
+/// in one statement.
+pub async fn for_live_shares(
+    db: &AnyPool,
+    user_id: &str,
+    now: i64,
+    per_share: i64,
+) -> Result<Vec<ShareDownload>, AppError> {
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT time_ms, outcome, bytes, client, user_agent, share_id FROM (\
+         SELECT e.time_ms, e.outcome, e.bytes, e.client, e.user_agent, t.share_id, \
+         ROW_NUMBER() OVER (PARTITION BY t.share_id ORDER BY e.time_ms DESC) AS nth \
+         FROM shares s JOIN files f ON f.id = s.file_id \
+         JOIN share_takes t ON t.share_id = s.id JOIN download_events e ON e.jti = t.jti \
+         WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+         AND e.user_id = $1 AND e.storage_key = f.storage_key \
+         AND e.outcome IN {SERVED_OUTCOMES}) shown \
+         WHERE nth <= $3 ORDER BY time_ms DESC"
+    ))
+    .bind(user_id)
+    .bind(now)
+    .bind(per_share)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(download).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL the queries splice in is the rule's list, quoted for `IN`.
+    #[test]
+    fn the_served_sql_list_is_the_served_rule() {
+        assert_eq!(SERVED_OUTCOMES.to_string(), "('ok', 'partial', 'error')");
+        for outcome in Outcome::ALL {
+            let quoted = format!("'{}'", outcome.as_str());
+            assert_eq!(
+                SERVED_OUTCOMES.to_string().contains(&quoted),
+                outcome.served(),
+                "{outcome:?}"
+            );
+        }
+    }
 }

@@ -278,10 +278,13 @@ pub async fn from_request(req: &HttpRequest) -> Result<Option<Session>, AppError
     let policy = req
         .app_data::<web::Data<SessionPolicy>>()
         .ok_or_else(|| AppError::Internal("the session policy is not registered".into()))?;
+    // Another scheme (`Basic` from a reverse proxy's own login) is not ours and is left alone:
+    // the request is then judged by its cookie; a `Bearer` header without a token is refused.
     if req.path().starts_with("/api/")
-        && let Some(presented) = crate::tokens::bearer(req)
+        && let Some(presented) = server_kit::bearer::token(req.headers())
     {
-        let grant = crate::tokens::authenticate(db, presented?).await?;
+        let presented = presented.map_err(|_| AppError::InvalidToken)?;
+        let grant = crate::tokens::authenticate(db, presented).await?;
         // The routes' own declarations (`routes::api`), registered beside the state.
         let scopes = req
             .app_data::<web::Data<RouteScopes>>()

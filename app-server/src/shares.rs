@@ -14,7 +14,12 @@
 //!   limit;
 //! - a taken download whose link expired with nothing served is given back
 //!   ([`settle`]), once the download outcomes say so; a partial download counts.
+//!
+//! Round trips are bounded: a look at a share is one statement (it also says whether a
+//! download is owed back; only then does [`settle`] run), a take two more (the `UPDATE` and
+//! the record of its link), and the owner's lists a fixed number whatever their length.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -155,6 +160,8 @@ pub struct ShareInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// A share's row as its owner's lists read it, ending with how many of its downloads are
+/// owed back ([`owed_count`]).
 type ShareRow = (
     String,
     String,
@@ -164,13 +171,15 @@ type ShareRow = (
     Option<String>,
     i64,
     Option<i64>,
+    i64,
 );
 
-const SHARE_COLUMNS: &str = "id, file_id, expires_at, max_downloads, downloads, password_hash, \
-                             created_at, revoked_at";
+const SHARE_COLUMNS: &str = "s.id, s.file_id, s.expires_at, s.max_downloads, s.downloads, \
+                             s.password_hash, s.created_at, s.revoked_at";
 
 fn info(row: ShareRow, now: i64) -> ShareInfo {
-    let (id, file_id, expires_at, max_downloads, downloads, password, created_at, revoked_at) = row;
+    let (id, file_id, expires_at, max_downloads, downloads, password, created_at, revoked_at, _) =
+        row;
     ShareInfo {
         status: ShareStatus::of(revoked_at, expires_at, downloads, max_downloads, now),
         id,
@@ -182,6 +191,34 @@ fn info(row: ShareRow, now: i64) -> ShareInfo {
         has_password: password.is_some(),
         created_at,
         revoked_at,
+    }
+}
+
+/// SQL: the takes `t` owed back, their link expired before `$N` (`before`, a placeholder)
+/// with no served outcome stored. See [`settle`].
+fn owed_takes(before: &str) -> String {
+    format!(
+        "t.given_back = 0 AND t.link_expires_at < {before} AND NOT EXISTS (SELECT 1 FROM \
+         download_events e WHERE e.jti = t.jti AND e.outcome IN {SERVED_OUTCOMES})"
+    )
+}
+
+/// SQL: a column counting the downloads owed back to share `s`, so that looking at a share
+/// tells in the same statement whether [`settle`] has anything to do.
+fn owed_count(before: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM share_takes t WHERE t.share_id = s.id AND {})",
+        owed_takes(before)
+    )
+}
+
+/// Links that expired before this are owed back if nothing was served: `--share-give-back-secs`
+/// ago. Never, when this app hears no outcomes (see [`settle`]).
+fn owed_before(policy: &SharePolicy) -> i64 {
+    if policy.outcomes_known {
+        crate::now().saturating_sub(policy.give_back_after_secs)
+    } else {
+        i64::MIN
     }
 }
 
@@ -287,50 +324,52 @@ pub async fn list_for_file(
     file_id: &FileId,
 ) -> Result<Vec<ShareInfo>, AppError> {
     owned_file(db, user_id, file_id).await?;
-    let rows: Vec<ShareRow> = sqlx::query_as(&format!(
-        "SELECT {SHARE_COLUMNS} FROM shares WHERE file_id = $1 AND user_id = $2 \
-         ORDER BY created_us DESC"
-    ))
-    .bind(file_id.as_str())
-    .bind(user_id)
-    .fetch_all(db)
-    .await?;
-    settle_rows(db, policy, &rows).await?;
-    reread(db, user_id, rows).await
+    let now = crate::now();
+    let rows = owner_rows(db, policy, user_id, Listed::File(file_id)).await?;
+    Ok(rows.into_iter().map(|row| info(row, now)).collect())
 }
 
-async fn settle_rows(
+/// Which of a user's shares an owner's list shows.
+#[derive(Clone, Copy)]
+enum Listed<'a> {
+    /// Every share of one file.
+    File(&'a FileId),
+    /// The shares neither revoked nor expired at this time, of every file.
+    Live(i64),
+}
+
+/// The user's `listed` shares, newest first, after giving back what is owed to them: one
+/// statement, or (when one of them is owed a download) the give-back and the rows again.
+async fn owner_rows(
     db: &AnyPool,
     policy: &SharePolicy,
-    rows: &[ShareRow],
-) -> Result<(), AppError> {
-    for row in rows {
-        settle(db, policy, &row.0).await?;
-    }
-    Ok(())
-}
-
-/// The rows again after [`settle`] may have changed their counts.
-async fn reread(
-    db: &AnyPool,
     user_id: &str,
-    rows: Vec<ShareRow>,
-) -> Result<Vec<ShareInfo>, AppError> {
-    let now = crate::now();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let fresh: Option<ShareRow> = sqlx::query_as(&format!(
-            "SELECT {SHARE_COLUMNS} FROM shares WHERE id = $1 AND user_id = $2"
-        ))
-        .bind(&row.0)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await?;
-        if let Some(fresh) = fresh {
-            out.push(info(fresh, now));
-        }
+    listed: Listed<'_>,
+) -> Result<Vec<ShareRow>, AppError> {
+    let before = owed_before(policy);
+    let filter = match listed {
+        Listed::File(_) => "s.file_id = $3",
+        Listed::Live(_) => "s.revoked_at IS NULL AND s.expires_at > $3",
+    };
+    let sql = format!(
+        "SELECT {SHARE_COLUMNS}, {} FROM shares s WHERE s.user_id = $1 AND {filter} \
+         ORDER BY s.created_us DESC",
+        owed_count("$2")
+    );
+    let select = async || -> Result<Vec<ShareRow>, AppError> {
+        let query = sqlx::query_as(&sql).bind(user_id).bind(before);
+        let query = match listed {
+            Listed::File(file_id) => query.bind(file_id.as_str()),
+            Listed::Live(now) => query.bind(now),
+        };
+        Ok(query.fetch_all(db).await?)
+    };
+    let rows = select().await?;
+    if rows.iter().all(|row| row.8 == 0) {
+        return Ok(rows);
     }
-    Ok(out)
+    settle(db, policy, Owed::Owner(user_id)).await?;
+    select().await
 }
 
 /// Revokes one of the user's shares at once (every app server reads the same row). Revoking
@@ -391,29 +430,32 @@ pub async fn downloads(
 }
 
 /// The user's shares the file list shows: not revoked and not expired (live or used up),
-/// newest first, each with its downloads.
+/// newest first, each with its downloads. Two statements however many shares there are (the
+/// shares, then all their downloads at once), plus a give-back when one is owed.
 pub async fn for_file_list(
     db: &AnyPool,
     policy: &SharePolicy,
     user_id: &str,
 ) -> Result<Vec<OwnerShare>, AppError> {
     let now = crate::now();
-    let rows: Vec<ShareRow> = sqlx::query_as(&format!(
-        "SELECT {SHARE_COLUMNS} FROM shares WHERE user_id = $1 AND revoked_at IS NULL \
-         AND expires_at > $2 ORDER BY created_us DESC"
-    ))
-    .bind(user_id)
-    .bind(now)
-    .fetch_all(db)
-    .await?;
-    settle_rows(db, policy, &rows).await?;
-    let mut out = Vec::new();
-    for info in reread(db, user_id, rows).await? {
-        let id = ShareId(info.id.clone());
-        let downloads = downloads(db, user_id, &id).await?;
-        out.push(OwnerShare { info, downloads });
+    let rows = owner_rows(db, policy, user_id, Listed::Live(now)).await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let mut downloads: HashMap<String, Vec<crate::outcomes::ShareDownload>> = HashMap::new();
+    for download in crate::outcomes::for_live_shares(db, user_id, now, DOWNLOADS_SHOWN).await? {
+        if let Some(share) = download.share_id.clone() {
+            downloads.entry(share).or_default().push(download);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let info = info(row, now);
+            let downloads = downloads.remove(&info.id).unwrap_or_default();
+            OwnerShare { info, downloads }
+        })
+        .collect())
 }
 
 /// A share as its owner's file list shows it, with the downloads made through it.
@@ -422,7 +464,7 @@ pub struct OwnerShare {
     pub downloads: Vec<crate::outcomes::ShareDownload>,
 }
 
-/// What a visitor's page shows of a live share.
+/// What a visitor's page shows of a live share, and what taking a download from it needs.
 #[derive(Debug, Clone)]
 pub struct Visit {
     pub id: String,
@@ -431,22 +473,32 @@ pub struct Visit {
     pub expires_at: i64,
     pub downloads_left: i64,
     pub has_password: bool,
+    /// The owner, the file's storage key and the password's hash: for [`take`], not shown.
+    owner: String,
+    storage_key: String,
+    password_hash: Option<StoredHash>,
+}
+
+/// A share password's argon2 PHC string: never shown, including in `Debug`.
+#[derive(Clone)]
+struct StoredHash(String);
+
+impl std::fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredHash(***)")
+    }
 }
 
 /// The live share behind `secret`: `NotFound` for an unknown secret, `ShareGone` for an
-/// expired, revoked or used-up one. Reads only (after giving back expired untouched links).
+/// expired, revoked or used-up one. Reads only (after giving back expired untouched links):
+/// one statement, or, when a download is owed back, the give-back and that statement again.
 pub async fn visit(
     db: &AnyPool,
     policy: &SharePolicy,
     secret: &ShareSecret,
 ) -> Result<Visit, AppError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM shares WHERE secret_hash = $1")
-        .bind(secret.hash())
-        .fetch_optional(db)
-        .await?;
-    let (id,) = row.ok_or(AppError::NotFound)?;
-    settle(db, policy, &id).await?;
     type VisitRow = (
+        String,
         String,
         i64,
         i64,
@@ -455,17 +507,30 @@ pub async fn visit(
         Option<i64>,
         String,
         i64,
+        String,
+        i64,
     );
-    let row: Option<VisitRow> = sqlx::query_as(
-        "SELECT s.id, s.expires_at, s.max_downloads, s.downloads, s.password_hash, \
-         s.revoked_at, f.name, f.size FROM shares s JOIN files f ON f.id = s.file_id \
-         WHERE s.id = $1",
-    )
-    .bind(&id)
-    .fetch_optional(db)
-    .await?;
-    let (id, expires_at, max, downloads, password, revoked_at, name, size) =
-        row.ok_or(AppError::NotFound)?;
+    let (hash, before) = (secret.hash(), owed_before(policy));
+    let sql = format!(
+        "SELECT s.id, s.user_id, s.expires_at, s.max_downloads, s.downloads, s.password_hash, \
+         s.revoked_at, f.name, f.size, f.storage_key, {} \
+         FROM shares s JOIN files f ON f.id = s.file_id WHERE s.secret_hash = $1",
+        owed_count("$2")
+    );
+    let select = async || -> Result<VisitRow, AppError> {
+        let row: Option<VisitRow> = sqlx::query_as(&sql)
+            .bind(&hash)
+            .bind(before)
+            .fetch_optional(db)
+            .await?;
+        row.ok_or(AppError::NotFound)
+    };
+    let mut row = select().await?;
+    if row.10 > 0 {
+        settle(db, policy, Owed::Share(&row.0)).await?;
+        row = select().await?;
+    }
+    let (id, owner, expires_at, max, downloads, password, revoked_at, name, size, key, _) = row;
     if ShareStatus::of(revoked_at, expires_at, downloads, max, crate::now()) != ShareStatus::Live {
         return Err(AppError::ShareGone);
     }
@@ -476,26 +541,29 @@ pub async fn visit(
         expires_at,
         downloads_left: max - downloads,
         has_password: password.is_some(),
+        owner,
+        storage_key: key,
+        password_hash: password.map(StoredHash),
     })
 }
 
-/// Takes one download of the share behind `secret` and mints its single-use link.
+/// Takes one download of the share a visitor just looked at ([`visit`]) and mints its
+/// single-use link.
 ///
 /// In order: throttled (per share and per client address, before any hashing), the password
 /// checked (a wrong one takes nothing and costs an attempt), then one atomic statement takes
-/// the download or finds none left. The minted link's jti is recorded so that, if it expires
-/// unused, the download is given back.
+/// the download or finds none left (revoked, expired or used up since the look: it decides,
+/// not the look). The minted link's jti is recorded so that, if it expires unused, the
+/// download is given back. Two statements.
 pub async fn take(
     db: &AnyPool,
-    policy: &SharePolicy,
     throttle: &LoginThrottle,
     links: &LinkMinter,
-    secret: &ShareSecret,
+    visit: &Visit,
     password: Option<&str>,
     client: Option<IpAddr>,
 ) -> Result<Link, AppError> {
-    let visit = visit(db, policy, secret).await?;
-    if visit.has_password {
+    if let Some(StoredHash(phc)) = &visit.password_hash {
         // Reserved before hashing, as logins are: parallel guesses cannot overspend it.
         let attempt = match throttle.reserve(Some(visit.id.as_str()), client) {
             Ok(attempt) => attempt,
@@ -504,13 +572,7 @@ pub async fn take(
                 return Err(refusal.into());
             }
         };
-        let stored: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT password_hash FROM shares WHERE id = $1")
-                .bind(&visit.id)
-                .fetch_optional(db)
-                .await?;
-        let phc = stored.and_then(|(p,)| p).ok_or(AppError::ShareGone)?;
-        let candidate = password.unwrap_or("").as_bytes().to_vec();
+        let (candidate, phc) = (password.unwrap_or("").as_bytes().to_vec(), phc.clone());
         let matches = users::blocking(move || users::verify_password(&candidate, &phc)).await?;
         if !matches {
             attempt.failed();
@@ -519,83 +581,104 @@ pub async fn take(
         }
         attempt.succeeded();
     }
+    let key = StorageKey::parse(&visit.storage_key).map_err(|_| {
+        AppError::Internal(format!("share {} has an invalid storage key", visit.id))
+    })?;
+    let name =
+        DownloadName::parse(&visit.name).unwrap_or_else(|_| DownloadName::sanitize(&visit.name));
     // The one statement that decides: counts and checks at once, on every database.
     let now = crate::now();
-    let taken: Option<(String, String, String)> = sqlx::query_as(
+    let taken: Option<(String,)> = sqlx::query_as(
         "UPDATE shares SET downloads = downloads + 1 \
-         WHERE secret_hash = $1 AND downloads < max_downloads AND revoked_at IS NULL \
-         AND expires_at > $2 RETURNING id, file_id, user_id",
+         WHERE id = $1 AND downloads < max_downloads AND revoked_at IS NULL \
+         AND expires_at > $2 RETURNING id",
     )
-    .bind(secret.hash())
+    .bind(&visit.id)
     .bind(now)
     .fetch_optional(db)
     .await?;
-    let Some((share_id, file_id, user_id)) = taken else {
+    if taken.is_none() {
         return Err(AppError::ShareGone);
-    };
-    let file: Option<(String, String)> =
-        sqlx::query_as("SELECT storage_key, name FROM files WHERE id = $1")
-            .bind(&file_id)
-            .fetch_optional(db)
-            .await?;
-    let (key, name) = file.ok_or(AppError::ShareGone)?;
-    let key = StorageKey::parse(&key)
-        .map_err(|_| AppError::Internal(format!("file {file_id} has an invalid storage key")))?;
-    let name = DownloadName::parse(&name).unwrap_or_else(|_| DownloadName::sanitize(&name));
-    let link = links.mint(&user_id, &key, &name)?;
+    }
+    let link = links.mint(&visit.owner, &key, &name)?;
     sqlx::query(
         "INSERT INTO share_takes (jti, share_id, taken_at, link_expires_at, given_back) \
          VALUES ($1, $2, $3, $4, 0)",
     )
     .bind(&link.jti)
-    .bind(&share_id)
+    .bind(&visit.id)
     .bind(now)
     .bind(i64::try_from(link.expires_at).unwrap_or(i64::MAX))
     .execute(db)
     .await?;
-    tracing::info!(share = %share_id, jti = %link.jti, "share download taken");
+    tracing::info!(share = %visit.id, jti = %link.jti, "share download taken");
     Ok(link)
 }
 
-/// Gives back to share `share_id` each download whose link expired more than
+/// Whose shares a give-back ([`settle`]) looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Owed<'a> {
+    /// One share, by id.
+    Share(&'a str),
+    /// Every share of one user, by user id.
+    Owner(&'a str),
+}
+
+/// `given_back` of the takes one [`settle`] is giving back, inside its transaction only: no
+/// committed row holds it (0: open; 1: given back).
+const GIVING_BACK: i64 = 2;
+
+/// Gives back to the shares `owed` names each download whose link expired more than
 /// `--share-give-back-secs` ago with no served outcome reported. Each take is given back at
-/// most once, whichever app server gets there first (the `given_back = 0` guard); a served
-/// outcome reported later takes it again ([`crate::outcomes`]). Nothing is given back when
-/// this app hears no download outcomes.
-pub async fn settle(db: &AnyPool, policy: &SharePolicy, share_id: &str) -> Result<(), AppError> {
+/// most once, whichever app server gets there first: one transaction claims the owed takes
+/// (`UPDATE share_takes … WHERE … given_back = 0`, so a concurrent claim finds them taken),
+/// takes as many off each share's count as it claimed, and marks them given back; three
+/// statements however many shares and takes. A served outcome reported later takes the
+/// download again ([`crate::outcomes`]). Nothing is given back when this app hears no
+/// download outcomes.
+pub async fn settle(db: &AnyPool, policy: &SharePolicy, owed: Owed<'_>) -> Result<(), AppError> {
     if !policy.outcomes_known {
         return Ok(());
     }
-    let before = crate::now().saturating_sub(policy.give_back_after_secs);
-    let open: Vec<(String,)> = sqlx::query_as(&format!(
-        "SELECT t.jti FROM share_takes t WHERE t.share_id = $1 AND t.given_back = 0 \
-         AND t.link_expires_at < $2 AND NOT EXISTS (SELECT 1 FROM download_events e \
-         WHERE e.jti = t.jti AND e.outcome IN {SERVED_OUTCOMES})"
+    let (column, value) = match owed {
+        Owed::Share(id) => ("id", id),
+        Owed::Owner(user_id) => ("user_id", user_id),
+    };
+    let shares = format!("SELECT id FROM shares WHERE {column} = $1");
+    let mut tx = db.begin().await?;
+    let claimed: Vec<(String, String)> = sqlx::query_as(&format!(
+        "UPDATE share_takes AS t SET given_back = {GIVING_BACK} \
+         WHERE t.share_id IN ({shares}) AND {} RETURNING jti, share_id",
+        owed_takes("$2")
     ))
-    .bind(share_id)
-    .bind(before)
-    .fetch_all(db)
+    .bind(value)
+    .bind(owed_before(policy))
+    .fetch_all(&mut *tx)
     .await?;
-    for (jti,) in open {
-        let mut tx = db.begin().await?;
-        let claimed =
-            sqlx::query("UPDATE share_takes SET given_back = 1 WHERE jti = $1 AND given_back = 0")
-                .bind(&jti)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if claimed == 1 {
-            sqlx::query(
-                "UPDATE shares SET downloads = downloads - 1 WHERE id = $1 AND downloads > 0",
-            )
-            .bind(share_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        if claimed == 1 {
-            tracing::info!(share = share_id, %jti, "unused share download given back");
-        }
+    if !claimed.is_empty() {
+        let claimed_of_share = format!(
+            "(SELECT COUNT(*) FROM share_takes t WHERE t.share_id = shares.id \
+             AND t.given_back = {GIVING_BACK})"
+        );
+        sqlx::query(&format!(
+            "UPDATE shares SET downloads = CASE WHEN downloads > {claimed_of_share} \
+             THEN downloads - {claimed_of_share} ELSE 0 END \
+             WHERE {column} = $1 AND {claimed_of_share} > 0"
+        ))
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE share_takes SET given_back = 1 \
+             WHERE given_back = {GIVING_BACK} AND share_id IN ({shares})"
+        ))
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    for (jti, share) in claimed {
+        tracing::info!(%share, %jti, "unused share download given back");
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! listeners, and wire the app once, for the binary and the tests alike.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -63,8 +63,7 @@ impl Application {
         let settings = config.check()?;
         let data = config.service.data();
         let (files_dir, keys_dir) = (data.files(), data.keys());
-        create_dir(&files_dir).await?;
-        create_dir(&keys_dir).await?;
+        prepare_data_dir(&data, &[&files_dir, &keys_dir]).await?;
         let files = config.file_store.open(files_dir).await?;
         tracing::info!(store = %files.describe(), "file store");
         files.tidy().await;
@@ -121,8 +120,8 @@ impl Application {
                     file_store: config.file_store.clone(),
                     keys: published.clone(),
                     app_url: public_url.to_string(),
-                    outcome_sink: download_server::outcome::SinkHandle(std::sync::Arc::new(
-                        crate::outcomes::InProcessSink::start(db.clone()),
+                    outcome_sink: std::sync::Arc::new(crate::outcomes::InProcessSink::start(
+                        db.clone(),
                     )),
                 };
                 let dl = download_server::Application::build(download_server::Config::embedded(
@@ -382,11 +381,7 @@ fn serve(
     let session_policy = web::Data::new(state.sessions);
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
-        let headers = server_kit::headers::defaults(hsts)
-            .add(("Content-Security-Policy", csp.clone()))
-            .add(("X-Content-Type-Options", "nosniff"))
-            .add(("Referrer-Policy", "no-referrer"))
-            .add(("X-Frame-Options", "DENY"));
+        let headers = server_kit::headers::defaults(hsts, &csp);
         App::new()
             .wrap(headers)
             // Every body arrives in time, or the request fails (server_kit::body_timeout).
@@ -429,17 +424,32 @@ fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Creates `path` and its missing parents 0700 (server_kit::permissions).
-async fn create_dir(path: &Path) -> Result<(), StartupError> {
-    let owned = path.to_path_buf();
-    tokio::task::spawn_blocking(move || server_kit::permissions::create_dir_all(&owned))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|created| created)
-        .map_err(|source| StartupError::Io {
-            what: format!("creating {}", path.display()),
-            source,
-        })
+/// Creates the data directory and `subdirs` of it, with any missing parent, 0700 whatever the
+/// umask, and warns in the log when the data directory is open to its group or others
+/// ([`server_kit::permissions::create_data_dir`]). Every command that may be the first to
+/// touch a data directory starts here: the server, `user …` and `keys …`.
+pub(crate) async fn prepare_data_dir(
+    data: &shared::DataDir,
+    subdirs: &[&Path],
+) -> Result<(), StartupError> {
+    let root = data.root().to_owned();
+    let subdirs: Vec<PathBuf> = subdirs.iter().map(|dir| dir.to_path_buf()).collect();
+    tokio::task::spawn_blocking(move || {
+        let failed = |path: &Path| {
+            let what = format!("creating {}", path.display());
+            move |source| StartupError::Io { what, source }
+        };
+        server_kit::permissions::create_data_dir(&root).map_err(failed(&root))?;
+        for dir in &subdirs {
+            server_kit::permissions::create_dir_all(dir).map_err(failed(dir))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| StartupError::Io {
+        what: "preparing the data directory".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }
 
 async fn create_demo_user(db: &AnyPool) -> Result<DemoUser, StartupError> {

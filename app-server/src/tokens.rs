@@ -368,30 +368,6 @@ pub async fn authenticate(db: &AnyPool, presented: &str) -> Result<TokenGrant, A
     })
 }
 
-/// The token of an `Authorization: Bearer …` header (scheme case-insensitive, RFC 9110
-/// section 11.1): `None` without one, `Some(Err)` for a `Bearer` header with no token. Another
-/// scheme (`Basic` from a reverse proxy's own login) is not ours and is left alone: the
-/// request is then judged by its cookie as before.
-pub fn bearer(req: &actix_web::HttpRequest) -> Option<Result<&str, AppError>> {
-    let value = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim_start();
-    let scheme = value
-        .get(..6)
-        .filter(|s| s.eq_ignore_ascii_case("bearer"))?;
-    let token = value[scheme.len()..].trim();
-    Some(
-        if token.is_empty() || !value[scheme.len()..].starts_with(' ') {
-            Err(AppError::InvalidToken)
-        } else {
-            Ok(token)
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use file_store::FileStoreArgs;
-use server_kit::settings::{BaseUrl, ServiceArgs};
+use server_kit::settings::{BaseUrl, SecretUrl, ServiceArgs};
 use shared::{Policy, TokenArgs, VerifyingKey};
 
 use crate::StartupError;
@@ -39,7 +39,8 @@ impl std::fmt::Display for BurnStoreSetting {
 }
 
 /// Download server settings: every one a flag and an environment variable, with defaults that
-/// work on a laptop next to an app server using the same data directory.
+/// work on a laptop next to an app server using the same data directory. `Debug` hides the
+/// passwords of the Redis URLs ([`SecretUrl`]).
 #[derive(Parser, Clone, Debug)]
 #[command(name = "download-server", version, about)]
 pub struct Config {
@@ -119,7 +120,7 @@ pub struct Config {
         default_value = "memory",
         hide_env_values = true
     )]
-    pub burn_store: String,
+    pub burn_store: SecretUrl,
 
     /// Replicas that must acknowledge a burn (Redis `WAIT`) before the file is served (0 to
     /// 16; standalone Redis only). With replicas and failover, set it so a promoted replica
@@ -205,7 +206,7 @@ pub struct Config {
     /// servers (see docs/SHARES.md): `auto` (default) when the burn store is a single Redis,
     /// `off`, or a `redis://` URL.
     #[arg(long, env = "OUTCOMES_REDIS", default_value = "auto")]
-    pub outcomes_redis: String,
+    pub outcomes_redis: SecretUrl,
 
     /// Entries the outcome stream keeps, about (`XADD MAXLEN ~`).
     #[arg(long, env = "OUTCOMES_STREAM_MAXLEN", default_value_t = 100_000)]
@@ -246,7 +247,7 @@ pub struct Embedded {
     /// The app's public URL: error pages link back to it.
     pub app_url: String,
     /// Outcomes go straight to the app.
-    pub outcome_sink: crate::outcome::SinkHandle,
+    pub outcome_sink: std::sync::Arc<dyn shared::record::OutcomeSink>,
 }
 
 impl Config {
@@ -275,7 +276,7 @@ impl Config {
             hs256_secret_file: None,
             keys: app.keys,
             app_url: Some(app.app_url),
-            outcome_sink: Some(app.outcome_sink),
+            outcome_sink: Some(crate::outcome::SinkHandle(app.outcome_sink)),
             ..Config::from_defaults()
         }
     }
@@ -341,10 +342,11 @@ impl Config {
     /// server unready (503), not unstartable.
     pub fn burn_store(&self) -> Result<BurnStoreSetting, StartupError> {
         let bad = |why: String| StartupError::BurnStore(why);
-        if self.burn_store == "memory" {
+        let burn_store = self.burn_store.expose();
+        if burn_store == "memory" {
             return Ok(BurnStoreSetting::Memory);
         }
-        let scheme = self.burn_store.split_once("://").map(|(s, _)| s);
+        let scheme = burn_store.split_once("://").map(|(s, _)| s);
         match scheme {
             Some("redis" | "redis+unix" | "unix") => {}
             Some("redis+cluster") => return self.burn_store_cluster(),
@@ -362,7 +364,7 @@ impl Config {
                     .into()));
             }
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(self.burn_store.as_str())
+        let info = redis::IntoConnectionInfo::into_connection_info(burn_store)
             .map_err(|e| bad(format!("not a usable Redis URL: {e}")))?;
         Ok(BurnStoreSetting::Redis(info))
     }
@@ -378,7 +380,10 @@ impl Config {
                     .into(),
             ));
         }
-        let rest = self.burn_store.trim_start_matches("redis+cluster://");
+        let rest = self
+            .burn_store
+            .expose()
+            .trim_start_matches("redis+cluster://");
         let (creds, nodes) = match rest.rsplit_once('@') {
             Some((creds, nodes)) => (format!("{creds}@"), nodes),
             None => (String::new(), rest),
@@ -626,6 +631,26 @@ mod tests {
             replicas.starts_with("--burn-store: --burn-store-replicas"),
             "{replicas}"
         );
+    }
+
+    #[test]
+    fn debug_hides_the_redis_passwords() {
+        let config = Config::try_parse_from([
+            "download-server",
+            "--burn-store",
+            "redis://burner:hunter22@redis.internal:6380/2",
+            "--outcomes-redis",
+            "redis+unix:///run/redis.sock?pass=swordfish",
+        ])
+        .expect("valid flags");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(!shown.contains("swordfish"), "{shown}");
+        assert!(
+            shown.contains("redis://burner:***@redis.internal:6380/2"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis.sock?pass=***"), "{shown}");
     }
 }
 

@@ -159,11 +159,10 @@ impl DownloadError {
         self.describe().outcome
     }
 
+    /// The refusal's own headers; the security headers every response carries are added by
+    /// `server_kit::headers::defaults`.
     fn builder(&self) -> HttpResponseBuilder {
         let mut res = HttpResponse::build(self.status_code());
-        res.insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::REFERRER_POLICY, "no-referrer"))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
         match self {
             // RFC 6750 section 3: a challenge on every 401; no error code when no token came.
             DownloadError::MissingToken => {
@@ -193,6 +192,7 @@ impl DownloadError {
         if !html {
             return self.error_response();
         }
+        // The page's own CSP, in place of the server's default: it allows the page's style.
         self.builder()
             .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
             .content_type("text/html; charset=utf-8")

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod file;
 pub mod keys;
@@ -100,6 +101,10 @@ impl Application {
     /// until [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let settings = config.check()?;
+        // Embedded (handed an outcome sink in-process), the app has checked the directory.
+        if config.outcome_sink.is_none() {
+            server_kit::permissions::warn_if_open(&config.service.data_dir);
+        }
         let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
@@ -220,11 +225,8 @@ async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64
     if !store.forgets_on_restart() || config.accept_tokens_issued_before_start {
         return None;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let boundary = now.as_secs() + 1;
-    tokio::time::sleep(Duration::from_secs(boundary).saturating_sub(now)).await;
+    let boundary = shared::unix_now() + 1;
+    store::wait_for_second(boundary).await;
     Some(boundary)
 }
 
@@ -276,7 +278,7 @@ fn with_outcomes(
     (metrics, audit): (metrics::Metrics, audit::AuditLog),
 ) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
     let bad = |why: String| StartupError::BurnStore(format!("--outcomes-redis: {why}"));
-    let info = match (config.outcome_sink.clone(), config.outcomes_redis.as_str()) {
+    let info = match (config.outcome_sink.clone(), config.outcomes_redis.expose()) {
         (Some(sink), _) => return Ok((metrics, audit.with_outcomes(Some(sink)))),
         (None, "off") => None,
         (None, "auto") => match burn_store {
@@ -341,14 +343,19 @@ fn serve<S: BurnStore>(
     let tls = settings.tls.clone();
     let hsts = tls.is_some();
     let state = web::Data::new(AppState {
-        verifier: keys,
-        store,
-        clock_skew: config.clock_skew_secs,
-        resume_window_ms: config.resume_window_secs.saturating_mul(1000),
-        resume_min_bytes: config.resume_min_bytes,
+        gate: delivery::Gate {
+            verifier: keys,
+            store,
+            files,
+            rules: delivery::Rules {
+                clock_skew: config.clock_skew_secs,
+                resume_window_ms: config.resume_window_secs.saturating_mul(1000),
+                resume_min_bytes: config.resume_min_bytes,
+                read_buffer: config.read_buffer_kib as usize * 1024,
+            },
+            burn_seconds: metrics.burn_seconds.clone(),
+        },
         secure_cookies: hsts,
-        files,
-        read_buffer: config.read_buffer_kib as usize * 1024,
         app_url: settings.app_url.as_ref().map(ToString::to_string),
         metrics,
         audit,
@@ -359,7 +366,7 @@ fn serve<S: BurnStore>(
         idle: config.service.body_timeout(),
     };
     let server = HttpServer::new(move || {
-        let headers = server_kit::headers::defaults(hsts);
+        let headers = server_kit::headers::defaults(hsts, routes::CONTENT_SECURITY_POLICY);
         App::new()
             .wrap(headers)
             .wrap(actix_web::middleware::from_fn(

@@ -7,13 +7,13 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::audit::Outcome;
+use shared::record::Outcome;
 
 /// The download server's series.
 pub struct Metrics {
     registry: Registry,
     /// `burnlink_downloads_total{outcome}`, one pre-resolved counter per [`Outcome`].
-    downloads: [IntCounter; Outcome::ALL.len()],
+    downloads: [IntCounter; Outcome::COUNT],
     /// `burnlink_download_bytes_sent_total`: body bytes handed to clients.
     pub bytes_sent: IntCounter,
     /// `burnlink_active_streams`: bodies being streamed right now.
@@ -46,7 +46,8 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(downloads.clone()))?;
-        let downloads = Outcome::ALL.map(|o| downloads.with_label_values(&[o.as_str()]));
+        let downloads =
+            std::array::from_fn(|i| downloads.with_label_values(&[Outcome::ALL[i].as_str()]));
         let bytes_sent = IntCounter::new(
             "burnlink_download_bytes_sent_total",
             "File bytes sent to clients.",

@@ -9,8 +9,7 @@
 //! hash of the secret, beside the burn, so a reader of the store cannot resume, nor can
 //! anyone who holds only the URL. See docs/TOKEN.md, "Resuming a download".
 
-use actix_web::HttpRequest;
-use actix_web::http::header;
+use actix_web::http::header::HeaderValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -63,16 +62,14 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// The secrets in the request's `If-Range` and its `blr_<jti>` cookie; `None` if neither.
-    pub fn of(req: &HttpRequest, jti: &Jti) -> Option<Offer> {
+    /// The secrets in a request's `If-Range` and its `blr_<jti>` cookie (among the values of
+    /// its `Cookie` headers); `None` if neither.
+    pub fn of(if_range: Option<&str>, cookies: &[HeaderValue], jti: &Jti) -> Option<Offer> {
         let mut offer = Offer {
             secrets: Vec::new(),
             if_range_version: None,
         };
-        if let Some(value) = req
-            .headers()
-            .get(header::IF_RANGE)
-            .and_then(|v| v.to_str().ok())
+        if let Some(value) = if_range
             && let Some((version, secret)) = value
                 .trim()
                 .strip_prefix('"')
@@ -84,7 +81,7 @@ impl Offer {
             offer.secrets.push(secret.to_owned());
         }
         // Compared in place: no allocation for the requests (nearly all) that offer nothing.
-        for value in req.headers().get_all(header::COOKIE) {
+        for value in cookies {
             let Ok(value) = value.to_str() else { continue };
             for pair in value.split(';') {
                 if let Some((k, v)) = pair.trim().split_once('=')
@@ -109,7 +106,6 @@ impl Offer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
 
     fn grant(secret: &str) -> ResumeGrant {
         ResumeGrant {
@@ -119,45 +115,38 @@ mod tests {
         }
     }
 
+    /// The offer of a request with this `If-Range` and this one `Cookie` header.
+    fn offer_of(if_range: Option<&str>, cookie: Option<String>, jti: &Jti) -> Option<Offer> {
+        let cookies: Vec<HeaderValue> = cookie
+            .into_iter()
+            .map(|c| HeaderValue::from_str(&c).unwrap())
+            .collect();
+        Offer::of(if_range, &cookies, jti)
+    }
+
     #[test]
     fn the_etag_or_the_cookie_proves_the_secret_and_nothing_else_does() {
         let jti = Jti::generate();
         let secret = new_secret();
-        let by_etag = TestRequest::default()
-            .insert_header((header::IF_RANGE, etag(42, Some(&secret))))
-            .to_http_request();
-        let offer = Offer::of(&by_etag, &jti).expect("an offer");
+        let by_etag = etag(42, Some(&secret));
+        let offer = offer_of(Some(&by_etag), None, &jti).expect("an offer");
         assert_eq!(offer.proves(&grant(&secret)), Some(secret.as_str()));
         assert_eq!(offer.if_range_version, Some(42));
 
-        let by_cookie = TestRequest::default()
-            .insert_header((
-                header::COOKIE,
-                format!("other=1; blr_{}={secret}", jti.as_str()),
-            ))
-            .to_http_request();
-        let offer = Offer::of(&by_cookie, &jti).expect("an offer");
+        let by_cookie = format!("other=1; blr_{}={secret}", jti.as_str());
+        let offer = offer_of(None, Some(by_cookie), &jti).expect("an offer");
         assert!(offer.proves(&grant(&secret)).is_some());
 
-        let wrong = TestRequest::default()
-            .insert_header((header::IF_RANGE, etag(42, Some(&new_secret()))))
-            .to_http_request();
+        let wrong = etag(42, Some(&new_secret()));
         assert!(
-            Offer::of(&wrong, &jti)
+            offer_of(Some(&wrong), None, &jti)
                 .unwrap()
                 .proves(&grant(&secret))
                 .is_none()
         );
-        let other_jti = TestRequest::default()
-            .insert_header((
-                header::COOKIE,
-                format!("blr_{}={secret}", Jti::generate().as_str()),
-            ))
-            .to_http_request();
-        assert!(Offer::of(&other_jti, &jti).is_none());
-        let plain = TestRequest::default()
-            .insert_header((header::IF_RANGE, etag(42, None)))
-            .to_http_request();
-        assert!(Offer::of(&plain, &jti).is_none());
+        let other_jti = format!("blr_{}={secret}", Jti::generate().as_str());
+        assert!(offer_of(None, Some(other_jti), &jti).is_none());
+        let plain = etag(42, None);
+        assert!(offer_of(Some(&plain), None, &jti).is_none());
     }
 }

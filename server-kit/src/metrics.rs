@@ -4,7 +4,6 @@
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -51,11 +50,7 @@ impl MetricsServer {
         let registries = web::Data::new(registries);
         let server: Server = HttpServer::new(move || {
             App::new()
-                .wrap(
-                    DefaultHeaders::new()
-                        .add(crate::headers::NO_STORE)
-                        .add(("X-Content-Type-Options", "nosniff")),
-                )
+                .wrap(crate::headers::defaults(false, "default-src 'none'"))
                 .app_data(registries.clone())
                 .route("/metrics", web::get().to(scrape))
         })

@@ -1,6 +1,7 @@
 //! The settings both servers take to run as a service, declared once as a clap flag group
 //! that each server's `Config` flattens (`#[command(flatten)]`), and [`BaseUrl`], the checked
-//! form of the public URLs they are given. Token settings (`--issuer`, `--audience`) are
+//! form of the public URLs they are given, and [`SecretUrl`], a service URL that may carry a
+//! password. Token settings (`--issuer`, `--audience`) are
 //! `shared::TokenArgs`; the file store's are `file_store::FileStoreArgs`.
 
 use std::net::SocketAddr;
@@ -121,6 +122,84 @@ impl std::fmt::Display for BaseUrl {
     }
 }
 
+/// A service URL as configured (`redis://user:secret@host`, `postgres://…`,
+/// `redis+unix:///path?pass=secret`) that may carry a password: `Debug` shows it with the
+/// password as `***`, so a printed `Config` never holds one. The text is reached only through
+/// [`SecretUrl::expose`], where it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL itself, password included: to connect with, never to print.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> SecretUrl {
+        SecretUrl(url.to_owned())
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> SecretUrl {
+        SecretUrl(url)
+    }
+}
+
+/// Any text is a setting's value; its own check says what is wrong with it.
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<SecretUrl, Self::Err> {
+        Ok(url.into())
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&redact_url_password(&self.0), f)
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, and the value of a `pass`
+/// or `password` query parameter (`redis+unix:///run/redis.sock?pass=secret`) likewise.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let mut out = format!("{scheme}://");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            out.push_str(&format!("{user}:***@{host}"));
+        }
+        _ => out.push_str(authority),
+    }
+    out.push_str(tail);
+    if let Some(query) = query {
+        for (i, pair) in query.split('&').enumerate() {
+            out.push(if i == 0 { '?' } else { '&' });
+            match pair.split_once('=') {
+                Some((key, _)) if matches!(key, "pass" | "password") => {
+                    out.push_str(&format!("{key}=***"));
+                }
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +221,35 @@ mod tests {
         ] {
             let e = BaseUrl::parse(bad).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted_and_nothing_else() {
+        for (url, shown) in [
+            (
+                "postgres://me:hunter22@db:5432/app",
+                "postgres://me:***@db:5432/app",
+            ),
+            (
+                "redis://:hunter22@10.0.0.1:6379/2",
+                "redis://:***@10.0.0.1:6379/2",
+            ),
+            (
+                "redis+cluster://u:hunter22@a:7000,b:7001",
+                "redis+cluster://u:***@a:7000,b:7001",
+            ),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=hunter22",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            ("redis://user@host/0", "redis://user@host/0"),
+            ("redis://host:6379", "redis://host:6379"),
+            ("memory", "memory"),
+        ] {
+            assert_eq!(redact_url_password(url), shown);
+            assert_eq!(format!("{:?}", SecretUrl::from(url)), format!("{shown:?}"));
+            assert_eq!(SecretUrl::from(url).expose(), url);
         }
     }
 }

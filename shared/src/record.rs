@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 pub const OUTCOME_STREAM: &str = "burnlink:outcomes";
 
 /// How a download attempt ended: the `outcome` of the audit record and of
-/// `burnlink_downloads_total`.
+/// `burnlink_downloads_total`. Names and the list of variants are derived (serde and strum
+/// agree on `snake_case`; a test holds them to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::VariantArray, strum::EnumCount, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     /// The whole requested range was sent.
     Ok = 0,
@@ -48,39 +51,36 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in discriminant order (the metrics index by it).
-    pub const ALL: [Outcome; 13] = [
-        Outcome::Ok,
-        Outcome::Partial,
-        Outcome::Used,
-        Outcome::Expired,
-        Outcome::Invalid,
-        Outcome::NotFound,
-        Outcome::Unavailable,
-        Outcome::RangeNotSatisfiable,
-        Outcome::PrefetchDeclined,
-        Outcome::Error,
-        Outcome::Resumed,
-        Outcome::FileChanged,
-        Outcome::Head,
-    ];
+    pub const ALL: &'static [Outcome] = <Outcome as strum::VariantArray>::VARIANTS;
+    /// How many outcomes there are.
+    pub const COUNT: usize = <Outcome as strum::EnumCount>::COUNT;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Partial => "partial",
-            Outcome::Used => "used",
-            Outcome::Expired => "expired",
-            Outcome::Invalid => "invalid",
-            Outcome::NotFound => "not_found",
-            Outcome::Unavailable => "unavailable",
-            Outcome::RangeNotSatisfiable => "range_not_satisfiable",
-            Outcome::PrefetchDeclined => "prefetch_declined",
-            Outcome::Error => "error",
-            Outcome::Resumed => "resumed",
-            Outcome::FileChanged => "file_changed",
-            Outcome::Head => "head",
-        }
+        self.into()
     }
+
+    /// Whether bytes went out (or may have): the one "served" rule. A link whose download was
+    /// served is never given back to its share, and the owner's download lists show only
+    /// served attempts. A partial download counts, or all-but-the-last-byte could be taken
+    /// forever; a server error after the burn counts too (it may have been mid-transfer). A
+    /// resumed part does not: its download was counted when it was first served.
+    pub const fn served(self) -> bool {
+        matches!(self, Outcome::Ok | Outcome::Partial | Outcome::Error)
+    }
+}
+
+/// One download attempt, as the app server stores it: the record both servers agree on,
+/// owned.
+pub type OutcomeEvent = DownloadRecord<'static>;
+
+/// Where download outcomes go besides the audit log: the seam through which the app server
+/// learns what happened to the links it minted. Receives every attempt that carried a
+/// verified token (attempts without one concern no link). A sink never slows or refuses a
+/// download: it is handed an event and must return at once (queue it, drop it when full).
+/// Backends: the app's in-process sink (all-in-one) and the download server's Redis Stream
+/// ([`OUTCOME_STREAM`]).
+pub trait OutcomeSink: Send + Sync + 'static {
+    fn send(&self, event: OutcomeEvent);
 }
 
 /// One download attempt. Never the token. Written borrowed (no copy on the download path), read
@@ -133,6 +133,20 @@ impl DownloadRecord<'_> {
             forwarded_for: own(self.forwarded_for),
             user_agent: own(self.user_agent),
             request_id: own(self.request_id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_listed_in_discriminant_order() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{outcome:?}");
+            let json = serde_json::to_string(outcome).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", outcome.as_str()));
         }
     }
 }

@@ -2,6 +2,7 @@
 //! gives typed helpers to walk them as a browser, an API client or an attacker would.
 
 pub mod browser;
+pub mod logs;
 pub mod oidc;
 pub mod postgres;
 pub mod process;
@@ -104,6 +105,20 @@ pub async fn start(config: app_server::Config) -> TestApp {
         anon: client(),
         db,
         _dir: None,
+    }
+}
+
+/// Waits until the wall clock reads at least `unix_secs` (Unix seconds): for what changes once
+/// a whole second has passed (a token's `exp`, a key's retirement), as tokens and servers
+/// count time in whole seconds.
+pub async fn sleep_until_second(unix_secs: u64) {
+    let at = std::time::Duration::from_secs(unix_secs);
+    loop {
+        let now = std::time::Duration::from_millis(shared::unix_now_ms());
+        if now >= at {
+            return;
+        }
+        tokio::time::sleep(at - now).await;
     }
 }
 
@@ -328,6 +343,19 @@ impl User {
             name: body["name"].as_str().expect("name").to_owned(),
             size: body["size"].as_u64().expect("size"),
         }
+    }
+
+    /// The file list page (`GET /`) as HTML, panicking unless 200.
+    pub async fn files_page(&self) -> String {
+        let url = format!("{}/", self.app_url);
+        let res = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .expect("file list request");
+        assert_eq!(res.status(), StatusCode::OK, "file list");
+        res.text().await.expect("file list page")
     }
 
     /// `GET url` with this user's session, its JSON body read as `T`.

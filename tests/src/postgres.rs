@@ -46,6 +46,13 @@ impl std::fmt::Debug for PgDatabase {
     }
 }
 
+/// The harness configuration ([`crate::test_config`]), on `pg` instead of SQLite.
+pub fn on_postgres(data_dir: &Path, pg: &PgDatabase) -> app_server::Config {
+    let mut config = crate::test_config(data_dir);
+    config.database_url = Some(pg.url().to_owned());
+    config
+}
+
 /// A PostgreSQL database for one test, or `None` (after printing why) when there is none to
 /// be had. Under `CI=true` there must be one: a skip would hide the tests, so it panics.
 pub async fn database() -> Option<PgDatabase> {

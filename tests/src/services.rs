@@ -341,7 +341,7 @@ pub fn download_config(app: &TestApp, burn_store: &str) -> download_server::Conf
     config.public_keys = Vec::new();
     config.hs256_secret_file = None;
     config.keys = vec![app.signing_key().verifying_key().clone()];
-    config.burn_store = burn_store.to_owned();
+    config.burn_store = burn_store.into();
     // The app's files, wherever they are.
     config.file_store = app.config.file_store.clone();
     config.service.metrics_bind = None;

@@ -103,8 +103,11 @@ pub async fn write_jwks(keys_dir: &Path, json: &str) -> Result<(), StartupError>
         let what = format!("{what} {}", path.display());
         move |source| StartupError::Io { what, source }
     };
-    tokio::fs::create_dir_all(keys_dir)
+    let dir = keys_dir.to_owned();
+    tokio::task::spawn_blocking(move || server_kit::permissions::create_dir_all(&dir))
         .await
+        .map_err(std::io::Error::other)
+        .and_then(|created| created)
         .map_err(io("creating the directory of"))?;
     let written = async {
         tokio::fs::write(&tmp, json.as_bytes()).await?;

@@ -152,7 +152,7 @@ pub fn rotate(keys_dir: &Path, alg: Algorithm, publish_secs: u64) -> Result<Rota
         let p = p.display().to_string();
         move |source| KeyError::Io { path: p, source }
     };
-    std::fs::create_dir_all(&retired_dir).map_err(io(&retired_dir))?;
+    server_kit::permissions::create_dir_all(&retired_dir).map_err(io(&retired_dir))?;
     let (file, text) = match alg {
         Algorithm::EdDSA => (
             format!("ed25519-{}.pub.pem", old.kid()),
@@ -248,6 +248,7 @@ pub async fn revoke_configured(
 ) -> Result<Revocation, StartupError> {
     data_dir_keys_only(config, "keys revoke")?;
     let keys_dir = config.service.data().keys();
+    crate::startup::prepare_data_dir(&config.service.data(), &[&keys_dir]).await?;
     let (alg, publish_secs, owned_kid) =
         (config.alg, config.retired_key_publish_secs, kid.to_owned());
     let dir = keys_dir.clone();
@@ -287,6 +288,7 @@ pub(super) fn data_dir_keys_only(
 pub async fn rotate_configured(config: &crate::Config) -> Result<Rotation, StartupError> {
     data_dir_keys_only(config, "keys rotate")?;
     let keys_dir = config.service.data().keys();
+    crate::startup::prepare_data_dir(&config.service.data(), &[&keys_dir]).await?;
     let (alg, publish_secs) = (config.alg, config.retired_key_publish_secs);
     tokio::task::spawn_blocking(move || rotate(&keys_dir, alg, publish_secs))
         .await

@@ -262,10 +262,9 @@ async fn take(
     let client = sessions::client_ip(&req);
     let taken = shares::take(
         &state.db,
-        &state.shares,
         &state.share_throttle,
         &state.links,
-        &secret,
+        &visit,
         form.password.as_deref(),
         client,
     );

@@ -36,6 +36,16 @@ pub fn keep_until_ms(exp: u64, leeway: u64, clock_skew: u64) -> u64 {
         .saturating_mul(1000)
 }
 
+/// Waits until the clock reads the whole second `boundary` (Unix seconds): a store that
+/// refuses tokens issued before `boundary` serves only from then on, so no token minted once
+/// it serves is refused. At most a second when `boundary` is the next one.
+pub async fn wait_for_second(boundary: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    tokio::time::sleep(std::time::Duration::from_secs(boundary).saturating_sub(now)).await;
+}
+
 /// What resuming a burned download must match, kept with the burn: the file version served,
 /// a hash of the secret only the first response's client received, and when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -321,12 +321,7 @@ impl RedisStore {
             tokio::spawn(self.clone().send_burns(queued));
         }
         match self.check_epochs().await {
-            Ok(boundary) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                tokio::time::sleep(Duration::from_secs(boundary).saturating_sub(now)).await;
-            }
+            Ok(boundary) => super::wait_for_second(boundary).await,
             Err(e) => tracing::warn!(error = %e, "redis burn store not reachable yet"),
         }
         let weak = Arc::downgrade(&self.epochs);

@@ -25,8 +25,7 @@ async fn users_page(user: &User) -> (StatusCode, String) {
 
 /// Whether `user`'s file list links the Users page in its header.
 async fn links_users_page(user: &User) -> bool {
-    let (_, home) = get_text(&user.client, &format!("{}/", user.app_url)).await;
-    home.contains("href=\"/admin/users\"")
+    user.files_page().await.contains("href=\"/admin/users\"")
 }
 
 #[tokio::test]

@@ -245,6 +245,29 @@ async fn no_token_gets_a_bare_bearer_challenge() {
     assert_eq!(error_code(res).await, "invalid_token");
 }
 
+/// `Authorization: Bearer` with nothing after it is read as the app reads it (one parser,
+/// `server_kit::bearer`): a token that is not valid, not an absent one.
+#[tokio::test]
+async fn a_bearer_header_without_a_token_is_an_invalid_token() {
+    let app = spawn().await;
+    for value in ["Bearer", "Bearer ", "Bearerx"] {
+        let res = app
+            .anon
+            .get(format!("{}/d", app.dl_url))
+            .header("Authorization", value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{value}");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer error=\"invalid_token\"",
+            "{value}"
+        );
+        assert_eq!(error_code(res).await, "invalid_token", "{value}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hand-built tokens: any header and payload text, signed with our key or an attacker's.
 // ---------------------------------------------------------------------------------------------

@@ -262,6 +262,46 @@ async fn browser_errors_are_html_and_api_errors_json() {
     assert!(header(&api, CONTENT_TYPE).starts_with("application/json"));
 }
 
+/// Files, HEAD answers, JSON errors, error pages, health checks and unknown paths: every
+/// response of the download server carries the security headers of one table
+/// (`server_kit::headers`); only the error page sets a CSP of its own, which allows its style.
+#[tokio::test]
+async fn every_download_server_response_carries_the_security_headers() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let page = b"<p onclick=alert(1)>hi</p>".to_vec();
+    let link = alice
+        .link_url(&alice.upload_ok("a.html", page).await.id)
+        .await;
+    let dl = &app.dl_url;
+    let get = |url: String| app.anon.get(url);
+    let responses = [
+        ("HEAD of a file", app.anon.head(&link)),
+        ("file", get(link.clone())),
+        ("JSON error", get(format!("{dl}/d"))),
+        (
+            "error page",
+            get(link.clone()).header("Accept", "text/html"),
+        ),
+        ("healthz", get(format!("{dl}/healthz"))),
+        ("readyz", get(format!("{dl}/readyz"))),
+        ("unknown path", get(format!("{dl}/nope"))),
+    ];
+    for (what, req) in responses {
+        let res = req.send().await.unwrap();
+        assert_eq!(header(&res, CACHE_CONTROL), "no-store", "{what}");
+        assert_eq!(header(&res, X_CONTENT_TYPE_OPTIONS), "nosniff", "{what}");
+        assert_eq!(header(&res, REFERRER_POLICY), "no-referrer", "{what}");
+        assert_eq!(header(&res, "x-frame-options"), "DENY", "{what}");
+        let csp = header(&res, "content-security-policy");
+        assert!(csp.starts_with("default-src 'none';"), "{what}: {csp}");
+        match what {
+            "error page" => assert!(csp.contains("style-src 'sha256-"), "{what}: {csp}"),
+            _ => assert!(csp.contains("sandbox"), "{what}: {csp}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn browser_route_redirects_to_a_fresh_download_url() {
     let app = spawn().await;

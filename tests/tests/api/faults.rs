@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use burnlink_tests::process::{open_fds, rss_kib};
 use burnlink_tests::services::download_config;
 use burnlink_tests::{
     ALICE, TestApp, error_code, eventually, sample_bytes, spawn, start, stored_files, test_config,
@@ -31,14 +32,6 @@ fn fds_on(path: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-fn open_fds() -> usize {
-    burnlink_tests::process::open_fds(std::process::id())
-}
-
-fn rss_kib() -> u64 {
-    burnlink_tests::process::rss_kib(std::process::id())
 }
 
 /// `n` downloads of `key`, each hung up on after its first chunk, four at a time.
@@ -96,7 +89,9 @@ async fn aborted_downloads_in_this_process() {
         fds_on(&file) == 0
     })
     .await;
-    let (fds_before, rss_before) = (open_fds(), rss_kib());
+    // The servers run in this process.
+    let me = std::process::id();
+    let (fds_before, rss_before) = (open_fds(me), rss_kib(me));
     abort_downloads(&app, &key, 1000).await;
     // Every stream was freed: no descriptor on the file is left open.
     eventually(
@@ -105,7 +100,7 @@ async fn aborted_downloads_in_this_process() {
         || fds_on(&file) == 0,
     )
     .await;
-    let (fds_after, rss_after) = (open_fds(), rss_kib());
+    let (fds_after, rss_after) = (open_fds(me), rss_kib(me));
     eprintln!(
         "1000 aborted downloads: fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB"
     );

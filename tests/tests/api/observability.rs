@@ -1,8 +1,6 @@
 //! What an operator sees: `/metrics`, logs, the audit trail, readiness; and what a user sees of
 //! the audit trail: their recent downloads.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use burnlink_tests::{
@@ -10,7 +8,6 @@ use burnlink_tests::{
 };
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
-use server_kit::telemetry::{LogFormat, try_init};
 
 /// A client holding one connection per host: a request on it is handled only after the
 /// previous response on that connection was finished and its body dropped, which is when a
@@ -283,34 +280,9 @@ async fn users_see_their_own_recent_downloads_and_nobody_elses() {
     assert!(recent.iter().all(|d| d["name"].is_null()), "{recent:?}");
 }
 
-/// Every log line of this process, as JSON, from the first test that asks on.
-pub(crate) fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        try_init(LogFormat::Json, move || Capture(sink.clone()))
-            .expect("no other global subscriber in this test process");
-        logs
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_carry_request_ids_and_the_jti_never_a_token_password_or_cookie() {
-    let logs = captured_logs();
+    let logs = burnlink_tests::logs::lines();
     let app = spawn().await;
     let client = one_connection();
     let login = client

@@ -990,8 +990,7 @@ async fn a_sign_in_started_on_one_app_server_finishes_on_another_on_postgres() {
         return;
     };
     let on_postgres = |dir: &std::path::Path, public_url: Option<String>| {
-        let mut config = burnlink_tests::test_config(dir);
-        config.database_url = Some(pg.url().to_owned());
+        let mut config = burnlink_tests::postgres::on_postgres(dir, &pg);
         config.public_url = public_url;
         idp.configure(&mut config);
         config

@@ -1,7 +1,7 @@
 //! The HTML pages over plain HTTP: security headers, static assets, escaping, and the flows
 //! that must work without JavaScript (plain forms, redirects).
 
-use burnlink_tests::{ALICE, TestApp, User, client, spawn, spawn_with};
+use burnlink_tests::{ALICE, TestApp, client, spawn, spawn_with};
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use reqwest::{Client, Response, StatusCode};
 
@@ -163,7 +163,7 @@ async fn every_user_supplied_string_is_html_escaped() {
         .await;
     assert_eq!(attr.name, "<img src=x onerror=alert(1)>\"'&.txt");
 
-    let html = logged_in_page(&alice).await;
+    let html = alice.files_page().await;
     assert!(html.contains("script&gt;.txt"), "{html}");
     assert!(!html.contains("script>.txt"), "{html}");
     assert!(
@@ -179,17 +179,6 @@ async fn every_user_supplied_string_is_html_escaped() {
         "{html}"
     );
     assert_eq!(html.matches("<script").count(), 1, "{html}");
-}
-
-async fn logged_in_page(user: &User) -> String {
-    let res = user
-        .client
-        .get(format!("{}/", user.app_url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    res.text().await.unwrap()
 }
 
 #[tokio::test]

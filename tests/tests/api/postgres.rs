@@ -1,20 +1,11 @@
 //! The app server on PostgreSQL, and several app servers sharing one database, one data dir or
 //! one signing key. Each test gets a database of its own (see `burnlink_tests::postgres`).
 
-use std::path::Path;
-
-use burnlink_tests::postgres::{PgDatabase, database};
+use burnlink_tests::postgres::{PgDatabase, database, on_postgres};
 use burnlink_tests::{ALICE, BOB, TestApp, User, error_code, sample_bytes, start, test_config};
 use reqwest::StatusCode;
 use serde_json::Value;
 use shared::{Algorithm, SigningKey};
-
-/// The harness configuration, on `pg` instead of SQLite.
-fn on_postgres(data_dir: &Path, pg: &PgDatabase) -> app_server::Config {
-    let mut config = test_config(data_dir);
-    config.database_url = Some(pg.url().to_owned());
-    config
-}
 
 /// `user`'s session (its cookie jar and CSRF token) presented to another app server.
 fn on(app: &TestApp, user: &User) -> User {

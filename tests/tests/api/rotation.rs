@@ -427,9 +427,7 @@ async fn a_retired_key_mints_nothing_dated_after_its_rotation() {
 
     // A stolen copy of the old key dating a token after its retirement (+ the 5 s leeway,
     // which `iat` may also be ahead of the clock by): refused everywhere.
-    while shared::unix_now() <= retired_at {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    burnlink_tests::sleep_until_second(retired_at + 1).await;
     let dated_after = |signer: &SigningKey| {
         let mut claims = app.claims(&key, "a.txt");
         claims.iat = shared::unix_now() + 5;

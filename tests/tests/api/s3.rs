@@ -69,7 +69,7 @@ async fn a_fleet_with_no_shared_directory_serves_each_link_once_and_shares_acros
         config.token.issuer = a.config.token.issuer.clone();
         config.token.audience = a.config.token.audience.clone();
         config.jwks_url = Some(format!("{}/.well-known/jwks.json", a.app_url));
-        config.burn_store = redis.url().to_owned();
+        config.burn_store = redis.url().into();
         config.burn_store_timeout_ms = 5_000;
         config.file_store = store.clone();
         downloads.push(start_download_server(config).await);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use burnlink_tests::postgres::database;
+use burnlink_tests::postgres::{database, on_postgres};
 use burnlink_tests::{
     ALICE, BOB, TestApp, User, client, error_code, sample_bytes, spawn, spawn_with, start,
     test_config,
@@ -249,15 +249,7 @@ async fn post_downloads_the_exact_bytes_once_and_its_link_is_single_use() {
     assert_eq!(file_list.len(), 1);
     assert_eq!(file_list[0]["share_id"], id);
     // And on the file list, per share and per file.
-    let page = alice
-        .client
-        .get(&app.app_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = alice.files_page().await;
     assert!(page.contains("1 of 3 downloads used"), "{page}");
     assert!(page.contains("Downloaded 1 time"), "{page}");
     assert!(
@@ -749,15 +741,7 @@ async fn share_pages_work_without_script() {
         StatusCode::OK
     );
 
-    let list = alice
-        .client
-        .get(&app.app_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = alice.files_page().await;
     assert!(list.contains("0 of 4 downloads used"), "{list}");
     assert!(!list.contains("Copy one-time link"));
     let id = shares_of(&alice, &file).await[0]["id"]
@@ -776,15 +760,7 @@ async fn share_pages_work_without_script() {
         app.anon.get(&url).send().await.unwrap().status(),
         StatusCode::GONE
     );
-    let list = alice
-        .client
-        .get(&app.app_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = alice.files_page().await;
     assert!(
         !list.contains("downloads used"),
         "revoked shares leave the list"
@@ -988,4 +964,255 @@ async fn fleet_outcomes_reach_two_app_servers_database_once_each() {
             .all(|d| d["complete"] == true && d["bytes"] == 3_000)
     );
     assert_eq!(used(&alice_b, &file, id).await, 2);
+}
+
+/// The file list shows under each share the downloads made through it, newest first, at most
+/// 50 of each, and none of the owner's own links'.
+#[tokio::test]
+async fn the_file_list_shows_each_share_its_own_downloads() {
+    let (app, alice, file) = app_with_file(b"many").await;
+    let busy = share_ok(&alice, &file, json!({ "max_downloads": 60 })).await;
+    let quiet = share_ok(&alice, &file, json!({ "max_downloads": 5 })).await;
+    let mut served = 0;
+    for (share, times) in [(&quiet, 2), (&busy, 52)] {
+        for _ in 0..times {
+            let res = script_post(&app.anon, &url_of(share)).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+            let got = app.anon.get(location(&res)).send().await.unwrap();
+            assert_eq!(got.bytes().await.unwrap(), &b"many"[..]);
+            served += 1;
+        }
+    }
+    let own = alice.link_url(&file).await;
+    assert_eq!(app.anon.get(&own).send().await.unwrap().status(), 200);
+    served += 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM download_events WHERE outcome = 'ok'")
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        if n == served {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outcomes are stored ({n})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = alice.files_page().await;
+    // Rows of the downloads table under one share's entry.
+    let rows_of = |share: &Value| {
+        let at = page
+            .find(&format!(
+                "data-share-id=\"{}\"",
+                share["id"].as_str().unwrap()
+            ))
+            .expect("the share is listed");
+        let entry = &page[at..];
+        let entry = &entry[..entry.find("</li>").expect("its end")];
+        entry.matches("<td class=\"agent\">").count()
+    };
+    assert_eq!(rows_of(&busy), 50, "the busy share shows its last 50");
+    assert_eq!(rows_of(&quiet), 2, "the quiet share shows its own 2");
+    // The file's own history has them all, the owner's link among them.
+    assert!(page.contains("Downloaded 55 times"), "{page}");
+    assert!(page.contains("your link"), "{page}");
+}
+
+/// Many looks at once, over every app server on the database, give each owed download back
+/// exactly once, and nothing else.
+async fn looks_at_once_give_back_once(apps: &[&TestApp]) {
+    let app = apps[0];
+    let alice = app.login(ALICE).await;
+    let file = alice.upload_ok("owed.bin", b"owed".to_vec()).await.id;
+    let share = share_ok(&alice, &file, json!({ "max_downloads": 10 })).await;
+    let id = share["id"].as_str().unwrap();
+    // One link still live, five expired unused: six used, five of them owed back.
+    taken(app, id, i64::MAX).await;
+    for _ in 0..5 {
+        owe_one(app, id).await;
+    }
+    assert_eq!(
+        used(&alice, &file, id).await,
+        1,
+        "the owner's look gives five back"
+    );
+    for _ in 0..5 {
+        owe_one(app, id).await;
+    }
+    let looks = (0..30).map(|i| {
+        let url = url_of(&share).replacen(&app.app_url, &apps[i % apps.len()].app_url, 1);
+        async move { client().get(url).send().await.expect("look").status() }
+    });
+    for status in futures_util::future::join_all(looks).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(
+        used(&alice, &file, id).await,
+        1,
+        "five given back, once each"
+    );
+    let given_back: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM share_takes WHERE given_back = 1")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(given_back, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn looks_at_once_give_each_download_back_once() {
+    let app = spawn().await;
+    looks_at_once_give_back_once(&[&app]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn looks_at_once_over_two_app_servers_give_each_download_back_once() {
+    let Some(pg) = database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(on_postgres(dir.path(), &pg)).await;
+    let b = start(on_postgres(dir.path(), &pg)).await;
+    looks_at_once_give_back_once(&[&a, &b]).await;
+}
+
+/// Sends `request` under a request id of its own; the SQL statements it ran are then
+/// `burnlink_tests::logs::statements_of(id)`.
+async fn counted(request: reqwest::RequestBuilder) -> (Response, String) {
+    let id = format!("count-{}", shared::random_token(9));
+    let res = request
+        .header("X-Request-Id", &id)
+        .send()
+        .await
+        .expect("counted request");
+    (res, id)
+}
+
+/// A take of share `id` whose link expires at `link_expires_at` (Unix seconds) and was never
+/// fetched, as a POST would have recorded it.
+async fn taken(app: &TestApp, id: &str, link_expires_at: i64) {
+    sqlx::query(
+        "INSERT INTO share_takes (jti, share_id, taken_at, link_expires_at, given_back) \
+         VALUES ($1, $2, 1, $3, 0)",
+    )
+    .bind(shared::random_token(12))
+    .bind(id)
+    .bind(link_expires_at)
+    .execute(&app.db)
+    .await
+    .expect("take");
+    sqlx::query("UPDATE shares SET downloads = downloads + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .expect("counted take");
+}
+
+/// A take of share `id` whose link expired long ago with nothing served: owed back.
+async fn owe_one(app: &TestApp, id: &str) {
+    taken(app, id, 2).await;
+}
+
+/// Statements of the file list (the page and the API's list of the file's shares), each
+/// listed twice: first with a download owed back to every share, then with none.
+async fn list_statements(app: &TestApp, alice: &User, file: &str, ids: &[String]) -> Vec<String> {
+    let mut runs = Vec::new();
+    for url in [
+        format!("{}/", app.app_url),
+        format!("{}/api/files/{file}/shares", app.app_url),
+    ] {
+        for id in ids {
+            owe_one(app, id).await;
+        }
+        for _ in 0..2 {
+            let (res, request) = counted(alice.client.get(&url)).await;
+            assert_eq!(res.status(), StatusCode::OK, "{url}");
+            runs.push(request);
+        }
+    }
+    runs
+}
+
+/// The bounds of issue 25: a take is at most 4 statements (one of them the atomic `UPDATE`),
+/// and the number of statements listing a user's shares does not depend on how many there
+/// are, whether or not downloads are owed back to them.
+async fn statement_bounds(app: &TestApp) {
+    use burnlink_tests::logs::{capture_statements, statements_of};
+    capture_statements();
+    let alice = &app.login(ALICE).await;
+    let file = &alice.upload_ok("counted.bin", b"counted".to_vec()).await.id;
+    let mut shares = vec![share_ok(alice, file, json!({ "max_downloads": 50 })).await];
+    let ids = |shares: &[Value]| -> Vec<String> {
+        shares
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let one = list_statements(app, alice, file, &ids(&shares)).await;
+    for _ in 1..20 {
+        shares.push(share_ok(alice, file, json!({ "max_downloads": 50 })).await);
+    }
+    let twenty = list_statements(app, alice, file, &ids(&shares)).await;
+    // Every owed download was given back, on all twenty shares.
+    for share in shares_of(alice, file).await {
+        assert_eq!(share["downloads"], 0, "{share}");
+    }
+
+    let (res, plain) = counted(
+        app.anon
+            .post(url_of(&shares[0]))
+            .header(header::USER_AGENT, CURL),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let locked = share_ok(alice, file, json!({ "password": "open sesame 1" })).await;
+    let (res, with_password) = counted(
+        app.anon
+            .post(url_of(&locked))
+            .header(header::USER_AGENT, CURL)
+            .form(&[("password", "open sesame 1")]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    // Read last: a statement is logged as it finishes, which may be just after its answer.
+    // All figures first, then the bounds.
+    let what = ["page, owed", "page", "API list, owed", "API list"];
+    let lists: Vec<_> = what
+        .iter()
+        .enumerate()
+        .map(|(i, what)| (what, statements_of(&one[i]), statements_of(&twenty[i])))
+        .collect();
+    let takes = [
+        ("take", statements_of(&plain)),
+        ("take with a password", statements_of(&with_password)),
+    ];
+    for (what, a, b) in &lists {
+        eprintln!("{what}: 1 share: {}, 20 shares: {}", a.len(), b.len());
+    }
+    for (what, statements) in &takes {
+        eprintln!("{what}: {}", statements.len());
+    }
+    for (what, a, b) in &lists {
+        assert_eq!(a.len(), b.len(), "{what}: 1 share {a:#?}\n20 shares {b:#?}");
+    }
+    for (what, statements) in &takes {
+        assert!(statements.len() <= 4, "{what}: {statements:#?}");
+        let atomic = statements
+            .iter()
+            .filter(|s| s.contains("SET downloads = downloads + 1"))
+            .count();
+        assert_eq!(atomic, 1, "{what}: one atomic take: {statements:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_take_is_four_statements_at_most_and_the_list_does_not_grow_with_shares() {
+    statement_bounds(&spawn().await).await;
+}
+
+#[tokio::test]
+async fn a_take_is_four_statements_at_most_and_the_list_does_not_grow_on_postgres() {
+    let Some(pg) = database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    statement_bounds(&start(on_postgres(dir.path(), &pg)).await).await;
 }

@@ -392,7 +392,7 @@ async fn a_password_change_or_the_users_deletion_revokes_their_tokens() {
 
 #[tokio::test]
 async fn tokens_never_appear_in_logs() {
-    let logs = crate::observability::captured_logs();
+    let logs = burnlink_tests::logs::lines();
     let app = spawn().await;
     let alice = app.login(ALICE).await;
     let token = alice.create_token(&["files:read"]).await;
