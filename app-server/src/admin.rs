@@ -43,9 +43,13 @@ impl Admin {
                 .and_then(Password::parse)
         };
         match command {
-            UserCommand::Add { name } => {
+            UserCommand::Add { name, admin } => {
                 let username = Username::parse(name)?;
-                users::create(&self.db, &username, need_password()?).await?;
+                let user = users::create(&self.db, &username, need_password()?).await?;
+                if *admin {
+                    crate::accounts::set_admin(&self.db, &user.id, true).await?;
+                    return Ok(format!("administrator {username} created"));
+                }
                 Ok(format!("user {username} created"))
             }
             UserCommand::Passwd { name } => {
@@ -65,6 +69,17 @@ impl Admin {
                 Ok(format!(
                     "user {username} deleted with {removed} stored file(s)"
                 ))
+            }
+            UserCommand::Admin { name, revoke } => {
+                let username = Username::parse(name)?;
+                crate::accounts::set_admin_by_name(&self.db, &username, !*revoke)
+                    .await
+                    .map_err(|e| unknown_user(e, &username))?;
+                Ok(if *revoke {
+                    format!("{username} is no longer an administrator")
+                } else {
+                    format!("{username} is an administrator")
+                })
             }
         }
     }

@@ -55,11 +55,24 @@ pub enum KeysCommand {
 #[derive(Subcommand, Clone, Debug)]
 pub enum UserCommand {
     /// Create a user.
-    Add { name: String },
+    Add {
+        name: String,
+        /// Make the user an administrator (they see the Users page and can end anyone's
+        /// sessions).
+        #[arg(long)]
+        admin: bool,
+    },
     /// Change a user's password and end all of their sessions and access tokens.
     Passwd { name: String },
     /// Delete a user, their sessions and their stored files.
     Del { name: String },
+    /// Make a user an administrator (`--revoke`: no longer one). With `--oidc-admin-groups`
+    /// set, a user of the identity provider gets the provider's word at each sign-in instead.
+    Admin {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 /// The app server's settings. `Debug` hides the password of `database_url`.
@@ -236,6 +249,10 @@ pub struct Config {
     /// Where uploaded files live (the same settings as the download server's).
     #[command(flatten)]
     pub file_store: file_store::FileStoreArgs,
+
+    /// How people sign in: `--oidc-*` (an OpenID Connect provider) and `--password-login`.
+    #[command(flatten)]
+    pub sign_in: crate::oidc::SignInArgs,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -257,6 +274,8 @@ pub struct Settings {
     pub outcomes_redis: Option<redis::ConnectionInfo>,
     /// The `--webhooks-*` settings.
     pub webhooks: DeliverySettings,
+    /// `--oidc-*`, the client secret read (`None`: no sign-in through a provider).
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
 impl Config {
@@ -381,11 +400,13 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql://".into(),
             );
         }
+        let oidc = self.sign_in.check()?;
         Ok(Settings {
             public_url,
             download_url,
             outcomes_redis,
             webhooks: self.webhooks()?,
+            oidc,
         })
     }
 
@@ -504,6 +525,7 @@ impl fmt::Debug for Config {
             .field("upload_idle_secs", &self.upload_idle_secs)
             .field("workers", &self.workers)
             .field("demo_user", &self.demo_user)
+            .field("sign_in", &self.sign_in)
             .finish()
     }
 }

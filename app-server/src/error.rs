@@ -14,6 +14,8 @@ use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+// The sign-in failures' own module imports nothing of the app's: no circle through here.
+use crate::oidc::failure::{CLIENT, Failure, ISSUER, said};
 use crate::views::size::human_size;
 
 /// What a request can fail with.
@@ -65,6 +67,13 @@ pub enum AppError {
     /// A known `/api` path asked with a method it does not take; carries the `Allow` value.
     #[error("this URL does not take that method")]
     MethodNotAllowed(HeaderValue),
+    #[error("password log-in is turned off on this server; sign in through the identity provider")]
+    PasswordLoginDisabled,
+    #[error("only administrators may do this")]
+    AdminOnly,
+    /// A sign-in through the identity provider failed ([`crate::oidc::failure`]).
+    #[error("{0}")]
+    Oidc(#[from] Failure),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("i/o: {0}")]
@@ -259,6 +268,21 @@ impl AppError {
             AppError::MethodNotAllowed(allow) => {
                 refused(S::METHOD_NOT_ALLOWED, "method_not_allowed").header(ALLOW, allow.clone())
             }
+            AppError::PasswordLoginDisabled => row(
+                S::FORBIDDEN,
+                "password_login_disabled",
+                "Password log-in turned off",
+                "Log-in with a password is turned off on this server. Sign in through your \
+                 identity provider instead."
+                    .into(),
+            ),
+            AppError::AdminOnly => row(
+                S::FORBIDDEN,
+                "admin_only",
+                "Administrators only",
+                "Only administrators may see this page.".into(),
+            ),
+            AppError::Oidc(failure) => oidc_row(failure, row),
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 ErrorFacts {
                     internal: true,
@@ -295,6 +319,149 @@ impl AppError {
             response.insert_header(header);
         }
         (response, facts)
+    }
+}
+
+/// The rows of the sign-ins through the identity provider: what failed, and the setting to
+/// check. A provider that cannot be reached or answers wrongly is 502, not a fault of ours to
+/// hide (its cause is logged where it is found).
+fn oidc_row(
+    failure: &Failure,
+    row: impl Fn(StatusCode, &'static str, &'static str, Cow<'static, str>) -> ErrorFacts,
+) -> ErrorFacts {
+    use Failure as F;
+    use StatusCode as S;
+    match failure {
+        F::Denied { error, description } => row(
+            S::FORBIDDEN,
+            "oidc_denied",
+            "Sign-in refused",
+            format!(
+                "The identity provider did not sign you in ({error}{}). Nothing was changed \
+                 here; sign in again, or ask your administrator.",
+                said(description)
+            )
+            .into(),
+        ),
+        F::Callback(why) => row(
+            S::BAD_REQUEST,
+            "bad_request",
+            "Sign-in refused",
+            format!("This sign-in answer is malformed ({why}). Sign in again.").into(),
+        ),
+        F::State => row(
+            S::BAD_REQUEST,
+            "oidc_state",
+            "Sign-in expired",
+            "This sign-in answer does not belong to a sign-in started in this browser in the \
+             last ten minutes, or it was used already. Sign in again."
+                .into(),
+        ),
+        F::Unreachable(endpoint) => row(
+            S::BAD_GATEWAY,
+            "oidc_unreachable",
+            "Identity provider unreachable",
+            format!(
+                "The identity provider's {} could not be reached, so nobody can sign in \
+                 through it right now. Try again in a moment; if it persists, check {ISSUER} \
+                 and that this server reaches the provider.",
+                endpoint.name()
+            )
+            .into(),
+        ),
+        F::Discovery(why) => row(
+            S::BAD_GATEWAY,
+            "oidc_discovery",
+            "Identity provider misconfigured",
+            format!(
+                "The identity provider's discovery document cannot be used: {why}. Check \
+                 {ISSUER}: it must be the provider's issuer exactly as the document names it."
+            )
+            .into(),
+        ),
+        F::TokenRefused { error, description } => match error.as_str() {
+            "invalid_grant" => row(
+                S::BAD_REQUEST,
+                "oidc_token",
+                "Sign-in expired",
+                format!(
+                    "The identity provider refused the sign-in code ({error}{}): it was used \
+                     already or has expired. Sign in again.",
+                    said(description)
+                )
+                .into(),
+            ),
+            "invalid_client" | "unauthorized_client" => row(
+                S::BAD_GATEWAY,
+                "oidc_token",
+                "Identity provider refused this server",
+                format!(
+                    "The identity provider did not accept this server as its client \
+                     ({error}{}). Check {CLIENT} against the client registered at the \
+                     provider.",
+                    said(description)
+                )
+                .into(),
+            ),
+            _ => row(
+                S::BAD_GATEWAY,
+                "oidc_token",
+                "Sign-in failed",
+                format!(
+                    "The identity provider refused to finish the sign-in ({error}{}). Check \
+                     the client registered at the provider ({CLIENT}, its redirect URI).",
+                    said(description)
+                )
+                .into(),
+            ),
+        },
+        F::TokenAnswer => row(
+            S::BAD_GATEWAY,
+            "oidc_token",
+            "Sign-in failed",
+            format!(
+                "The identity provider's token endpoint sent an answer that is not an OpenID \
+                 Connect token response. Check {ISSUER}."
+            )
+            .into(),
+        ),
+        F::IdToken(problem) => row(
+            S::BAD_GATEWAY,
+            "oidc_id_token",
+            "Sign-in refused",
+            format!(
+                "The identity provider's ID token was refused: {}",
+                problem.text()
+            )
+            .into(),
+        ),
+        F::NotAllowed {
+            claim_present: true,
+        } => row(
+            S::FORBIDDEN,
+            "oidc_not_allowed",
+            "Not allowed",
+            "Your account is not in a group allowed to use this service \
+             (--oidc-allowed-groups). Ask your administrator."
+                .into(),
+        ),
+        F::NotAllowed {
+            claim_present: false,
+        } => row(
+            S::FORBIDDEN,
+            "oidc_not_allowed",
+            "Not allowed",
+            "The identity provider sent no groups for your account, and only members of some \
+             groups may use this service (--oidc-allowed-groups). Ask your administrator to \
+             have the provider send the groups claim (--oidc-groups-claim)."
+                .into(),
+        ),
+        F::Busy => row(
+            S::TOO_MANY_REQUESTS,
+            "busy",
+            "Too many sign-ins at once",
+            "Too many sign-ins are in progress right now. Try again in a minute.".into(),
+        ),
     }
 }
 
@@ -362,6 +529,7 @@ pub enum StartupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oidc::failure::{Endpoint, IdTokenProblem};
     use actix_web::body::to_bytes;
 
     #[actix_web::test]
@@ -402,6 +570,10 @@ mod tests {
             AppError::TooManyWebhooks(20),
             AppError::WebhookDisabled,
             AppError::MethodNotAllowed(HeaderValue::from_static("GET")),
+            AppError::PasswordLoginDisabled,
+            AppError::AdminOnly,
+            AppError::Oidc(Failure::State),
+            AppError::Oidc(Failure::Unreachable(Endpoint::Token)),
             AppError::Database(sqlx::Error::PoolTimedOut),
             AppError::Io(std::io::Error::other("secret /var/x")),
             AppError::Internal("secret /var/x".into()),
@@ -447,6 +619,54 @@ mod tests {
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers().get(ALLOW).unwrap(), allow);
         assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+    }
+
+    #[test]
+    fn each_sign_in_setting_problem_names_its_setting() {
+        let cases = [
+            (Failure::Unreachable(Endpoint::Discovery), "OIDC_ISSUER"),
+            (
+                Failure::Discovery("unexpected issuer".into()),
+                "OIDC_ISSUER",
+            ),
+            (
+                Failure::TokenRefused {
+                    error: "invalid_client".into(),
+                    description: None,
+                },
+                "OIDC_CLIENT_SECRET_FILE",
+            ),
+            (
+                Failure::IdToken(IdTokenProblem::Audience("other".into())),
+                "OIDC_CLIENT_ID",
+            ),
+            (
+                Failure::NotAllowed {
+                    claim_present: false,
+                },
+                "--oidc-groups-claim",
+            ),
+        ];
+        for (failure, setting) in cases {
+            let facts = AppError::from(failure.clone()).describe();
+            assert!(facts.page.contains(setting), "{failure:?}: {}", facts.page);
+            assert!(!facts.internal, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn a_used_sign_in_code_is_the_client_s_mistake() {
+        let facts = AppError::from(Failure::TokenRefused {
+            error: "invalid_grant".into(),
+            description: Some("grant request is invalid".into()),
+        })
+        .describe();
+        assert_eq!(facts.status, StatusCode::BAD_REQUEST);
+        assert!(
+            facts
+                .page
+                .contains("invalid_grant: grant request is invalid")
+        );
     }
 
     #[actix_web::test]

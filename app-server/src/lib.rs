@@ -4,6 +4,7 @@
 //! [`Application::build`] wires everything once; `main.rs` and the integration tests both use
 //! it.
 
+pub mod accounts;
 pub mod admin;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod login;
 pub mod metrics;
 pub mod minter;
+pub mod oidc;
 pub mod outcomes;
 pub mod routes;
 pub mod sessions;

@@ -19,6 +19,8 @@ pub struct LoginGate {
     pub throttle: LoginThrottle,
     /// Argon2 hash of a random password.
     pub dummy_hash: String,
+    /// `--password-login`: `false` refuses every password login, before anything else.
+    pub password_login: bool,
 }
 
 /// One login as the request gave it. No `Debug`: it holds a password.
@@ -32,7 +34,7 @@ pub struct Credentials<'a> {
 }
 
 /// Checks credentials and starts a new session, ending the one the request came with (no
-/// session fixation). Throttled first (see [`crate::throttle`]): while the account or the
+/// session fixation). With `--password-login false`, refused at once (`PasswordLoginDisabled`). Throttled first (see [`crate::throttle`]): while the account or the
 /// client address has no attempt left, or too many logins already wait for a password check,
 /// answers `Throttled` or `Busy` without looking at the password.
 pub async fn login(
@@ -48,6 +50,9 @@ pub async fn login(
         password,
         previous_session,
     } = credentials;
+    if !gate.password_login {
+        return Err(AppError::PasswordLoginDisabled);
+    }
     let account = Username::parse(username).ok();
     let attempt = match gate
         .throttle

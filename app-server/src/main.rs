@@ -48,7 +48,7 @@ async fn serve(config: app_server::Config) -> anyhow::Result<()> {
 async fn user(config: app_server::Config, command: UserCommand) -> anyhow::Result<()> {
     let password = match command {
         UserCommand::Add { .. } | UserCommand::Passwd { .. } => Some(read_password()?),
-        UserCommand::Del { .. } => None,
+        UserCommand::Del { .. } | UserCommand::Admin { .. } => None,
     };
     if let Some(p) = &password
         && p.len() < app_server::users::MIN_PASSWORD_BYTES

@@ -78,6 +78,8 @@ impl SessionPolicy {
 pub struct Session {
     pub user_id: String,
     pub username: Username,
+    /// The user may see and manage every user (`/admin/users`).
+    pub is_admin: bool,
     csrf_token: String,
     id_hash: String,
     /// Set when the request came with an access token instead of a cookie.
@@ -98,6 +100,11 @@ impl Session {
         &self.csrf_token
     }
 
+    /// What the database stores for this session's id (empty for an access token).
+    pub(crate) fn id_hash(&self) -> &str {
+        &self.id_hash
+    }
+
     /// The access token this request was authenticated with, if it was.
     pub fn token(&self) -> Option<&crate::tokens::TokenGrant> {
         self.token.as_deref()
@@ -111,6 +118,8 @@ impl Session {
         Ok(Session {
             user_id: grant.user_id.clone(),
             username,
+            // No token scope reaches the administrators' pages.
+            is_admin: false,
             csrf_token: String::new(),
             id_hash: String::new(),
             token: Some(Box::new(grant)),
@@ -196,14 +205,14 @@ pub async fn lookup(
     id: &str,
 ) -> Result<Option<Session>, AppError> {
     let id_hash = hash_session_id(id);
-    let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT s.user_id, u.username, s.csrf_token, s.created_at, s.last_seen \
+    let row: Option<(String, String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT s.user_id, u.username, s.csrf_token, s.created_at, s.last_seen, u.is_admin \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
     )
     .bind(&id_hash)
     .fetch_optional(db)
     .await?;
-    let Some((user_id, username, csrf_token, created_at, last_seen)) = row else {
+    let Some((user_id, username, csrf_token, created_at, last_seen, is_admin)) = row else {
         return Ok(None);
     };
     let now = crate::now();
@@ -226,6 +235,7 @@ pub async fn lookup(
     Ok(Some(Session {
         user_id,
         username,
+        is_admin: is_admin != 0,
         csrf_token,
         id_hash,
         token: None,
@@ -344,6 +354,7 @@ mod tests {
         let session = Session {
             user_id: "u".into(),
             username: Username::parse("alice").unwrap(),
+            is_admin: false,
             csrf_token: "right".into(),
             id_hash: "h".into(),
             token: None,

@@ -152,7 +152,14 @@ impl Application {
         let form_key = crate::share_form::FormKey::load_or_create(&db).await?;
         let api = routes::api()?;
 
-        let demo_user = if config.all_in_one() && config.demo_user && users::none_exist(&db).await?
+        let oidc = match settings.oidc {
+            Some(oidc) => Some(crate::oidc::Oidc::new(oidc, &public_url)?),
+            None => None,
+        };
+        let demo_user = if config.all_in_one()
+            && config.demo_user
+            && config.sign_in.password_login
+            && users::none_exist(&db).await?
         {
             Some(create_demo_user(&db).await?)
         } else {
@@ -186,6 +193,7 @@ impl Application {
                     usize::try_from(config.max_pending_logins).unwrap_or(usize::MAX),
                 ),
                 dummy_hash,
+                password_login: config.sign_in.password_login,
             },
             links: LinkMinter {
                 keys: live_keys,
@@ -215,7 +223,22 @@ impl Application {
             ),
             form_key,
             webhooks,
+            oidc,
         });
+        if let Some(oidc) = &state.oidc {
+            tracing::info!(
+                redirect_uri = oidc.redirect_uri(),
+                "sign-in through the identity provider: register this redirect URI there"
+            );
+            // Discovery now, so a wrong setting shows in the log at once; the app serves
+            // either way, and sign-ins discover again until it works.
+            let warm = state.clone();
+            tokio::spawn(async move {
+                if let Some(oidc) = &warm.oidc {
+                    oidc.warm_up().await;
+                }
+            });
+        }
         let body_timeouts = server_kit::body_timeout::BodyTimeouts {
             deadline: config.service.body_timeout(),
             idle: Duration::from_secs(config.upload_idle_secs),
@@ -362,12 +385,20 @@ fn serve(
     body_timeouts: server_kit::body_timeout::BodyTimeouts,
 ) -> std::io::Result<Server> {
     let hsts = tls.is_some();
+    // The logout form may go on to the identity provider (see `oidc::Oidc::origin`).
+    let csp = match &state.oidc {
+        Some(oidc) => routes::render::CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'",
+            &format!("form-action 'self' {}", oidc.origin()),
+        ),
+        None => routes::render::CONTENT_SECURITY_POLICY.to_owned(),
+    };
     // The session extractor's two pieces, apart from the handlers' state.
     let db = web::Data::new(state.db.clone());
     let session_policy = web::Data::new(state.sessions);
     let mut server = HttpServer::new(move || {
         // Only where a handler set nothing: static assets keep their own caching.
-        let headers = server_kit::headers::defaults(hsts, routes::render::CONTENT_SECURITY_POLICY);
+        let headers = server_kit::headers::defaults(hsts, &csp);
         App::new()
             .wrap(headers)
             // Every body arrives in time, or the request fails (server_kit::body_timeout).

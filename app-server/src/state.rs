@@ -42,6 +42,8 @@ pub struct AppState {
     pub form_key: crate::share_form::FormKey,
     /// What webhook URLs may be, and the delivery task's wake-up.
     pub webhooks: crate::webhooks::WebhookPolicy,
+    /// Sign-in through the identity provider (`--oidc-issuer`), when configured.
+    pub oidc: Option<crate::oidc::Oidc>,
 }
 
 impl AppState {

@@ -177,6 +177,10 @@ pub async fn dummy_hash() -> Result<String, AppError> {
     .await
 }
 
+/// The stored password hash of a user who signs in through the identity provider: not a PHC
+/// string, so no password verifies against it ([`authenticate`] treats it as an unknown user).
+pub const NO_PASSWORD: &str = "!";
+
 /// A stored user.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -240,8 +244,8 @@ pub async fn authenticate(
         None => None,
     };
     let (id, phc) = match &found {
-        Some((id, phc)) => (Some(id.clone()), phc.clone()),
-        None => (None, dummy_hash.to_owned()),
+        Some((id, phc)) if phc != NO_PASSWORD => (Some(id.clone()), phc.clone()),
+        _ => (None, dummy_hash.to_owned()),
     };
     let candidate = password.as_bytes().to_vec();
     let matches = blocking(move || verify_password(&candidate, &phc)).await?;
@@ -257,7 +261,12 @@ pub async fn change_password(
     username: &Username,
     password: Password,
 ) -> Result<(), AppError> {
-    let (id, _) = find(db, username).await?.ok_or(AppError::NotFound)?;
+    let (id, phc) = find(db, username).await?.ok_or(AppError::NotFound)?;
+    if phc == NO_PASSWORD {
+        return Err(AppError::BadRequest(format!(
+            "{username} signs in through the identity provider and has no password"
+        )));
+    }
     let hash = blocking(move || hash_password(&password)).await?;
     let mut tx = db.begin().await?;
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
@@ -298,6 +307,7 @@ pub async fn delete(
         "DELETE FROM shares WHERE user_id = $1",
         "DELETE FROM download_events WHERE user_id = $1",
         "DELETE FROM files WHERE user_id = $1",
+        "DELETE FROM oidc_identities WHERE user_id = $1",
         "DELETE FROM users WHERE id = $1",
     ] {
         sqlx::query(table).bind(&id).execute(&mut *tx).await?;

@@ -18,6 +18,7 @@ use crate::sessions::{CSRF_FIELD, Session};
 use crate::share_form::FORM_TOKEN_FIELD;
 use crate::shares::{OwnerShare, ShareInfo, ShareStatus, Visit};
 
+pub mod accounts;
 pub mod size;
 pub mod tokens;
 pub mod webhooks;
@@ -68,6 +69,7 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                             span { "Signed in as " strong { (session.username.as_str()) } }
                             a href="/tokens" { "Access tokens" }
                             a href="/webhooks" { "Webhooks" }
+                            @if session.is_admin { a href=(crate::accounts::USERS_PATH) { "Users" } }
                             form method="post" action="/logout" {
                                 (csrf_field(session))
                                 button.btn.secondary type="submit" { "Log out" }
@@ -89,8 +91,16 @@ fn csrf_field(session: &Session) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(session.csrf_token()); }
 }
 
+/// How the login page offers to log in.
+pub struct LoginChoices<'a> {
+    /// `--password-login`: the username and password form.
+    pub password: bool,
+    /// The identity provider's name (`--oidc-name`), when sign-in through it is configured.
+    pub provider: Option<&'a str>,
+}
+
 /// The login form, with an error above it when the last attempt failed.
-pub fn login_page(error: Option<&str>, username: &str) -> Markup {
+pub fn login_page(error: Option<&str>, username: &str, choices: &LoginChoices<'_>) -> Markup {
     let content = html! {
         section.card.narrow aria-labelledby="login-title" {
             h1 #login-title { "Log in" }
@@ -98,15 +108,17 @@ pub fn login_page(error: Option<&str>, username: &str) -> Markup {
             @if let Some(error) = error {
                 p.alert.error role="alert" { (error) }
             }
-            form.stack method="post" action="/login" {
-                label for="username" { "Username" }
-                input #username name="username" autocomplete="username" required
-                    autocapitalize="none" spellcheck="false" value=(username)
-                    autofocus[error.is_none()];
-                label for="password" { "Password" }
-                input #password name="password" type="password"
-                    autocomplete="current-password" required autofocus[error.is_some()];
-                button.btn.primary type="submit" { "Log in" }
+            @if let Some(provider) = choices.provider {
+                // A link, not a form: the provider is another origin (`form-action`).
+                div.stack {
+                    a.btn.primary #sign-in-provider href=(crate::oidc::LOGIN_PATH) {
+                        "Sign in with " (provider)
+                    }
+                }
+                @if choices.password { p.muted { "Or log in with a password:" } }
+            }
+            @if choices.password {
+                (password_form(error, username))
             }
         }
     };
@@ -118,6 +130,22 @@ pub fn login_page(error: Option<&str>, username: &str) -> Markup {
         },
         content,
     )
+}
+
+/// The username and password form.
+fn password_form(error: Option<&str>, username: &str) -> Markup {
+    html! {
+        form.stack method="post" action="/login" {
+            label for="username" { "Username" }
+            input #username name="username" autocomplete="username" required
+                autocapitalize="none" spellcheck="false" value=(username)
+                autofocus[error.is_none()];
+            label for="password" { "Password" }
+            input #password name="password" type="password"
+                autocomplete="current-password" required autofocus[error.is_some()];
+            button.btn.primary type="submit" { "Log in" }
+        }
+    }
 }
 
 /// The signed-in user's files, with the upload form above them.
@@ -649,6 +677,11 @@ fn iso_date(unix: i64) -> String {
 mod tests {
     use super::*;
 
+    const PASSWORD_ONLY: LoginChoices<'static> = LoginChoices {
+        password: true,
+        provider: None,
+    };
+
     #[test]
     fn dates_and_sizes() {
         assert_eq!(utc_date(0), "1970-01-01 00:00");
@@ -661,7 +694,7 @@ mod tests {
 
     #[test]
     fn login_page_escapes_the_error_and_the_username() {
-        let page = login_page(Some("<x>"), "\"><script>").into_string();
+        let page = login_page(Some("<x>"), "\"><script>", &PASSWORD_ONLY).into_string();
         assert!(page.contains("&lt;x&gt;"), "{page}");
         assert!(
             page.contains("value=\"&quot;&gt;&lt;script&gt;\""),
@@ -672,7 +705,7 @@ mod tests {
 
     #[test]
     fn pages_have_no_inline_script_or_style() {
-        let page = login_page(Some("e"), "").into_string();
+        let page = login_page(Some("e"), "", &PASSWORD_ONLY).into_string();
         assert!(!page.contains("<style"));
         assert!(!page.contains("style="));
         for handler in ["onclick", "onload", "onsubmit", "onerror"] {

@@ -23,9 +23,10 @@ pub const ALWAYS: [(&str, &str); 4] = [
     ("X-Frame-Options", "DENY"),
 ];
 
-/// The defaults of one server: [`ALWAYS`], its `Content-Security-Policy`, and [`HSTS`] when
-/// served over TLS.
-pub fn defaults(tls: bool, content_security_policy: &'static str) -> DefaultHeaders {
+/// The defaults of one server: [`ALWAYS`], its `Content-Security-Policy` (the app's names its
+/// identity provider when it has one, so it is made at start), and [`HSTS`] when served over
+/// TLS.
+pub fn defaults(tls: bool, content_security_policy: &str) -> DefaultHeaders {
     let headers = ALWAYS
         .into_iter()
         .fold(DefaultHeaders::new(), DefaultHeaders::add)

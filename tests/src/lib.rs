@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod logs;
+pub mod oidc;
 pub mod postgres;
 pub mod process;
 pub mod s3;
@@ -450,6 +451,12 @@ pub fn doc_block(doc: &str, lang: &str) -> String {
     }
     assert_eq!(blocks.len(), 1, "one ```{lang} block in docs/{doc}");
     blocks.remove(0)
+}
+
+/// `GET url` with `client`: the status and the body as text (a page).
+pub async fn get_text(client: &Client, url: &str) -> (StatusCode, String) {
+    let res = client.get(url).send().await.expect("GET request");
+    (res.status(), res.text().await.expect("a text body"))
 }
 
 /// The token part of a download URL.

@@ -75,17 +75,30 @@ async fn data_is_private_even_with_a_permissive_umask() {
     assert_eq!(mode(&data.join("audit").join(&audit[0])), 0o640, "audit");
 }
 
-/// `app-server user add|passwd|del`, each the first command on its data directory (the last
-/// two are refused, no such user, but have made the directory by then).
+/// `app-server user add|passwd|del|admin`, each the first command on its data directory (the
+/// last three are refused, no such user, but have made the directory by then).
 #[tokio::test]
 async fn user_commands_make_a_new_data_dir_private() {
     permissive_umask();
     let root = tempfile::tempdir().unwrap();
     let name = || "carol".to_owned();
     for (dir, command) in [
-        ("add", UserCommand::Add { name: name() }),
+        (
+            "add",
+            UserCommand::Add {
+                name: name(),
+                admin: false,
+            },
+        ),
         ("passwd", UserCommand::Passwd { name: name() }),
         ("del", UserCommand::Del { name: name() }),
+        (
+            "admin",
+            UserCommand::Admin {
+                name: name(),
+                revoke: false,
+            },
+        ),
     ] {
         let data = root.path().join(dir).join("data");
         let config = burnlink_tests::test_config(&data);

@@ -13,12 +13,14 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::{AppError, StartupError};
 
+pub mod accounts;
 pub mod assets;
 pub mod downloads;
 mod extract;
 pub mod files;
 pub mod health;
 pub mod jwks;
+pub mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod render;
@@ -79,6 +81,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .configure(tokens::configure)
     .configure(webhooks::configure)
     .configure(pages::configure)
+    .configure(oidc::configure)
+    .configure(accounts::configure)
     .configure(assets::configure)
     .default_service(web::to(not_found));
 }

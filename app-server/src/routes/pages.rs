@@ -87,9 +87,17 @@ async fn index(
                 &share_choices(&state),
             )
         }
-        None => views::login_page(None, ""),
+        None => views::login_page(None, "", &login_choices(&state)),
     };
     Ok(html(StatusCode::OK, body))
+}
+
+/// What the login page offers: `--password-login`, and the identity provider if configured.
+fn login_choices(state: &AppState) -> views::LoginChoices<'_> {
+    views::LoginChoices {
+        password: state.login.password_login,
+        provider: state.oidc.as_ref().map(|oidc| oidc.name()),
+    }
 }
 
 async fn login(
@@ -101,7 +109,7 @@ async fn login(
     // the reason, the status and headers the API would send, and the username kept.
     let again = |e: &AppError| {
         error_html(e, |facts| {
-            views::login_page(Some(&facts.page), &form.username)
+            views::login_page(Some(&facts.page), &form.username, &login_choices(&state))
         })
     };
     if let Err(e) = crate::login::check_origin(&req, &state.public_origin) {
@@ -141,16 +149,21 @@ async fn logout(
     session: MaybeSession,
     form: Option<web::Form<CsrfForm>>,
 ) -> Result<HttpResponse, PageError> {
+    let mut after = None;
     if let Some(session) = session.0 {
         session
             .check_csrf(csrf_of(&form))
             .map_err(|e| PageError::new(e, Some(&session)))?;
+        // A session from the identity provider ends there too (RP-initiated logout).
+        if let Some(oidc) = &state.oidc {
+            after = oidc.logout_url(&state.db, &session).await;
+        }
         session
             .end(&state.db)
             .await
             .map_err(|e| PageError::new(e, None))?;
     }
-    let mut response = see_other("/");
+    let mut response = see_other(after.as_deref().unwrap_or("/"));
     response
         .add_removal_cookie(&state.sessions.removal_cookie())
         .map_err(|e| PageError::new(AppError::Internal(format!("session cookie: {e}")), None))?;

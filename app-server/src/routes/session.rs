@@ -39,7 +39,7 @@ pub struct Me<'a> {
         (status = 200, description = "logged in; sets the session cookie", body = Me),
         (status = 400, description = "`bad_request`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
-        (status = 403, description = "`cross_site`", body = ErrorBody),
+        (status = 403, description = "`cross_site`, `password_login_disabled`", body = ErrorBody),
     ),
     security(())
 )]

@@ -7,14 +7,14 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const TOOLS: [&str; 5] = [
+const TOOLS: [&str; 6] = [
     "pyjwt",
     "moto",
     "jose",
+    "oidc-provider",
     "standardwebhooks",
     "standardwebhooks-npm",
 ];
-
 /// Stand-in packages for every tool, under `root` (Python modules) and `root/node_modules`.
 fn stand_ins(root: &Path) {
     for module in [
@@ -29,7 +29,7 @@ fn stand_ins(root: &Path) {
         std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
         std::fs::write(file, "").expect("write module");
     }
-    for package in ["jose", "standardwebhooks"] {
+    for package in ["jose", "oidc-provider", "standardwebhooks"] {
         let dir = root.join("node_modules").join(package);
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(
@@ -124,13 +124,26 @@ fn an_absent_tool_is_installed_and_an_installed_one_is_left() {
     assert_eq!(installed, ["pyjwt"]);
     assert_eq!(
         plan,
-        ["moto", "jose", "standardwebhooks", "standardwebhooks-npm"]
+        [
+            "moto",
+            "jose",
+            "oidc-provider",
+            "standardwebhooks",
+            "standardwebhooks-npm"
+        ]
     );
-
     stand_ins(&tests.path().join("s3/python"));
     stand_ins(&tests.path().join("interop"));
     let (installed, plan) = decision(tests.path(), ambient.path());
     assert_eq!(installed, ["pyjwt", "moto", "jose"]);
+    assert_eq!(
+        plan,
+        ["oidc-provider", "standardwebhooks", "standardwebhooks-npm"]
+    );
+
+    stand_ins(&tests.path().join("oidc"));
+    let (installed, plan) = decision(tests.path(), ambient.path());
+    assert_eq!(installed, ["pyjwt", "moto", "jose", "oidc-provider"]);
     assert_eq!(plan, ["standardwebhooks", "standardwebhooks-npm"]);
 
     stand_ins(&tests.path().join("webhooks/python"));

@@ -1,6 +1,7 @@
 //! All integration tests in one binary: each test starts its own servers on port 0 with its
 //! own data dir, so they run in parallel and in any order.
 
+mod accounts;
 mod attacks;
 mod browser;
 mod download;
@@ -12,6 +13,7 @@ mod hardening;
 mod install_deps;
 mod interop;
 mod observability;
+mod oidc;
 mod openapi;
 mod pages;
 mod postgres;

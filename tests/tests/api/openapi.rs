@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use burnlink_tests::{ALICE, User, spawn};
+use burnlink_tests::{ALICE, User, spawn, spawn_with};
 use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
@@ -110,6 +110,9 @@ struct Fixture {
     tokens: Vec<String>,
     /// The app's database, for the states a request alone cannot reach quickly.
     db: sqlx::AnyPool,
+    /// An app with `--password-login false` (and so an identity provider, here one that is
+    /// not there: the app starts all the same).
+    password_off_url: String,
 }
 
 impl Fixture {
@@ -181,6 +184,13 @@ impl Fixture {
             "too_many_webhooks" | "webhook_disabled" => {
                 return self.with_webhooks(code, method, path).await;
             }
+            "password_login_disabled" => vec![
+                anon.request(
+                    Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"),
+                    format!("{}{path}", self.password_off_url),
+                )
+                .json(&json!({"username": ALICE.0, "password": ALICE.1})),
+            ],
             other => panic!("{method} {path} documents {other:?}, which this test cannot drive"),
         };
         let mut seen = Vec::new();
@@ -251,11 +261,21 @@ async fn each_documented_error_code_is_what_the_route_returns() {
     for scope in ["files:read", "files:write", "shares:write", "links:mint"] {
         tokens.push(alice.create_token(&[scope]).await);
     }
+    let password_off = spawn_with(|c| {
+        let secret = c.service.data_dir.join("oidc-client-secret");
+        std::fs::write(&secret, "s3cret\n").expect("write secret");
+        c.sign_in.password_login = false;
+        c.sign_in.oidc_issuer = Some("http://127.0.0.1:9".into());
+        c.sign_in.oidc_client_id = Some("burnlink".into());
+        c.sign_in.oidc_client_secret_file = Some(secret);
+    })
+    .await;
     let fixture = Fixture {
         app_url: app.app_url.clone(),
         alice,
         tokens,
         db: app.db.clone(),
+        password_off_url: password_off.app_url.clone(),
     };
     let doc = document(&app.app_url).await;
     let mut driven = 0;
