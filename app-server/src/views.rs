@@ -21,6 +21,7 @@ use crate::shares::{OwnerShare, ShareInfo, ShareStatus, Visit};
 pub mod accounts;
 pub mod size;
 pub mod tokens;
+pub mod upload_links;
 pub mod webhooks;
 
 use size::human_size;
@@ -68,6 +69,7 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                         div.who {
                             span { "Signed in as " strong { (session.username.as_str()) } }
                             a href="/tokens" { "Access tokens" }
+                            a href=(crate::routes::upload_links::PAGE_PATH) { "Upload links" }
                             a href="/webhooks" { "Webhooks" }
                             @if session.is_admin { a href=(crate::accounts::USERS_PATH) { "Users" } }
                             form method="post" action="/logout" {
@@ -287,6 +289,16 @@ fn file_row(session: &Session, file: &FileInfo) -> Markup {
             td.name data-label="Name" {
                 a href={ "/files/" (file.id) "/download" } rel="noreferrer"
                     title={ "Download " (file.name) } { (file.name) }
+                @if let Some(from) = &file.received {
+                    br;
+                    small.received-mark {
+                        a href=(crate::routes::upload_links::PAGE_PATH) { "Received" }
+                        " through an upload link from "
+                        (from.client.as_deref().unwrap_or("?")) " ("
+                        span.agent { (from.user_agent.as_deref().unwrap_or("unknown browser")) }
+                        ")"
+                    }
+                }
             }
             td data-label="Size" { (human_size(u64::try_from(file.size).unwrap_or(0))) }
             td.type data-label="Type" { (file.content_type) }

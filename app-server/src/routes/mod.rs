@@ -27,6 +27,7 @@ pub mod render;
 pub mod session;
 pub mod shares;
 pub mod tokens;
+pub mod upload_links;
 pub mod webhooks;
 
 /// Largest JSON body (a login is a few hundred bytes).
@@ -80,6 +81,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .configure(shares::configure)
     .configure(tokens::configure)
     .configure(webhooks::configure)
+    .configure(upload_links::configure)
     .configure(pages::configure)
     .configure(oidc::configure)
     .configure(accounts::configure)

@@ -26,6 +26,7 @@ fn scope_help(scope: Scope) -> &'static str {
         Scope::LinksMint => "mint one-time download links",
         Scope::WebhooksRead => "list webhooks and their delivery logs",
         Scope::WebhooksWrite => "add, rotate, test and delete webhooks",
+        Scope::UploadsWrite => "create and revoke upload links",
     }
 }
 

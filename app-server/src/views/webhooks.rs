@@ -14,6 +14,7 @@ fn event_help(event: EventType) -> &'static str {
         EventType::DownloadPartial => "a link's download broke off before the end",
         EventType::ShareExhausted => "a share's last download was taken",
         EventType::ShareExpired => "a share reached its expiry",
+        EventType::UploadReceived => "a file arrived through one of your upload links",
         EventType::Test => "a test sent from this page",
     }
 }
