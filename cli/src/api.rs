@@ -185,8 +185,10 @@ pub async fn upload_to(link: &str, file: &Path, password: Option<&str>) -> Resul
             "--to {link:?} is not an upload link (<app>/u/<secret>)"
         )));
     }
+    // The owner's file list shows each sender's browser: say who we are.
     let client = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("burnlink/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(Failure::network)?;
     let mut form = reqwest::multipart::Form::new();
