@@ -434,7 +434,8 @@ pub struct Slot {
 /// `size` bytes more than it has left is `TooLarge` (with what is left); else its files are
 /// all received or in flight, `UploadLinkFull`.
 async fn refusal(conn: &mut AnyConnection, link_id: &str, size: Option<u64>) -> AppError {
-    let row: Result<Option<(i64, i64, i64, Option<i64>)>, _> = sqlx::query_as(
+    type Row = (i64, i64, i64, Option<i64>);
+    let row: Result<Option<Row>, _> = sqlx::query_as(
         "SELECT max_bytes, bytes_received, expires_at, revoked_at FROM upload_links \
          WHERE id = $1",
     )

@@ -254,7 +254,7 @@ async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
     );
     nothing_left(&app, &alice, id, 0).await;
 
-    // The README's and docs/UPLOADS.md's recipe, run as written.
+    // docs/UPLOADS.md's recipe, run as written.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("contract.pdf"), sample_bytes(3_000)).unwrap();
     let out = tokio::process::Command::new("sh")
