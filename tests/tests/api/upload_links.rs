@@ -560,8 +560,10 @@ async fn fifty_concurrent_uploads_over_two_app_servers_on_postgres_keep_exactly_
     let dir = tempfile::tempdir().unwrap();
     let mut config_a = test_config(dir.path());
     config_a.database_url = Some(pg.url().to_owned());
-    let a = start(config_a).await;
     let mut config_b = test_config(dir.path());
+    // One store for both (with the files in S3, each test config has its own bucket).
+    config_b.file_store = config_a.file_store.clone();
+    let a = start(config_a).await;
     config_b.database_url = Some(pg.url().to_owned());
     config_b.download_url = Some(a.dl_url.clone());
     let b = start(config_b).await;
@@ -932,4 +934,47 @@ async fn browser_sends_through_an_upload_link_with_javascript() {
 #[tokio::test]
 async fn browser_sends_through_an_upload_link_without_javascript() {
     browser_sends(false).await;
+}
+
+/// Uploads that each fit in what the link had left when they started cannot together exceed
+/// `max_bytes`: the commit counts what arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_never_exceed_max_bytes() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"max_files": 50, "max_bytes": 50_000})).await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = send(
+                &client(),
+                &url,
+                &format!("part-{i}.bin"),
+                sample_bytes(10_000),
+            )
+            .await;
+            res.status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let kept = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(kept, 5, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| [201, 409, 410, 413].contains(&s.as_u16())),
+        "{statuses:?}"
+    );
+    let seen = listed(&alice, &id).await;
+    assert_eq!(seen["bytes_received"], 50_000, "{seen}");
+    assert_eq!(seen["status"], "full");
+    nothing_left(&app, &alice, &id, 5).await;
 }
