@@ -28,11 +28,14 @@ CREATE TABLE upload_links (
 CREATE INDEX upload_links_user_id ON upload_links (user_id, created_us);
 
 -- One row per slot an upload holds while it streams, deleted by the commit (in the file's
--- transaction) or by the release: a release that runs twice frees one slot, once.
+-- transaction) or by the release: a release that runs twice frees one slot, once. seen_at
+-- moves while bytes arrive; a slot not seen for long (its app server died mid-upload) is
+-- reclaimed by the next upload that finds the link full.
 CREATE TABLE upload_link_slots (
     id          TEXT PRIMARY KEY,
     link_id     TEXT NOT NULL REFERENCES upload_links (id) ON DELETE CASCADE,
-    reserved_at BIGINT NOT NULL
+    reserved_at BIGINT NOT NULL,
+    seen_at     BIGINT NOT NULL
 );
 CREATE INDEX upload_link_slots_link_id ON upload_link_slots (link_id);
 

@@ -22,6 +22,8 @@ pub struct UploadLimits {
     pub max_upload_bytes: u64,
     /// `--max-files-per-user`; 0: no limit.
     pub max_files_per_user: u64,
+    /// `--upload-idle-secs`: an upload still running receives a byte at least this often.
+    pub idle_secs: u64,
 }
 
 /// A file id as it appears in URLs: 1 to 64 characters of `A-Z a-z 0-9 - _`. Anything else
@@ -295,6 +297,8 @@ pub(crate) trait Gate {
     async fn field(&mut self, name: &str, value: String) -> Result<(), AppError>;
     /// The `file` field begins: refuse it, or say how many bytes it may have.
     async fn open(&mut self) -> Result<u64, AppError>;
+    /// `size` bytes of the file have arrived so far.
+    async fn progress(&mut self, size: u64) -> Result<(), AppError>;
     /// The body ended: refuse it if it lacked what this gate needed.
     fn finish(&self) -> Result<(), AppError>;
 }
@@ -323,6 +327,10 @@ impl Gate for SessionGate<'_> {
             Csrf::CheckedHeader => Ok(self.max),
             Csrf::ExpectField => Err(AppError::Csrf),
         }
+    }
+
+    async fn progress(&mut self, _size: u64) -> Result<(), AppError> {
+        Ok(())
     }
 
     fn finish(&self) -> Result<(), AppError> {
@@ -354,7 +362,7 @@ pub(crate) async fn receive(
                 )));
             }
             let cap = gate.open().await?;
-            received = Some(write_file(to, field, cap, stored).await?);
+            received = Some(write_file(to, field, cap, gate, stored).await?);
         } else if let Some(max) = gate.reads(&name) {
             let value = read_small(&mut field, max).await?;
             gate.field(&name, value).await?;
@@ -400,6 +408,7 @@ async fn write_file(
     to: &Destination<'_>,
     field: Field,
     cap: u64,
+    gate: &mut impl Gate,
     stored: &mut Option<DeleteOnDrop>,
 ) -> Result<Stored, AppError> {
     let raw_name = field
@@ -413,7 +422,7 @@ async fn write_file(
         .to_string();
     let key = StorageKey::generate();
     let mut upload = to.files.create(&key).await.map_err(storage_error)?;
-    let size = match write_field(&mut upload, field, cap).await {
+    let size = match write_field(&mut upload, field, cap, gate).await {
         Ok(size) => size,
         Err(e) => {
             upload.abort().await;
@@ -529,8 +538,14 @@ fn storage_error(e: std::io::Error) -> AppError {
     }
 }
 
-/// Copies the field into `upload`, refusing more than `max` bytes.
-async fn write_field(upload: &mut Upload, mut field: Field, max: u64) -> Result<u64, AppError> {
+/// Copies the field into `upload`, refusing more than `max` bytes, telling `gate` as bytes
+/// arrive.
+async fn write_field(
+    upload: &mut Upload,
+    mut field: Field,
+    max: u64,
+    gate: &mut impl Gate,
+) -> Result<u64, AppError> {
     let mut size: u64 = 0;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(malformed)?;
@@ -539,6 +554,7 @@ async fn write_field(upload: &mut Upload, mut field: Field, max: u64) -> Result<
             return Err(AppError::TooLarge(max));
         }
         upload.write(chunk).await.map_err(storage_error)?;
+        gate.progress(size).await?;
     }
     Ok(size)
 }

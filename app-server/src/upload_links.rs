@@ -19,7 +19,9 @@
 //!
 //! and [`release`] frees the slot on any failure (a refusal, a broken connection, a dropped
 //! request: [`SlotGuard`]), once, whoever calls it first. A refused or broken upload leaves
-//! no file, no object and no row.
+//! no file, no object and no row. A slot whose app server died mid-upload is marked seen no
+//! more ([`heartbeat`]) and is reclaimed by the next upload that finds the link full
+//! ([`reclaim`]).
 
 use std::net::IpAddr;
 
@@ -101,6 +103,17 @@ struct Counts {
 }
 
 impl Counts {
+    fn new(limits: (i64, i64), received: (i64, i64), expires_at: i64, revoked: bool) -> Counts {
+        Counts {
+            max_files: limits.0,
+            max_bytes: limits.1,
+            files_received: received.0,
+            bytes_received: received.1,
+            expires_at,
+            revoked,
+        }
+    }
+
     fn status(&self, now: i64) -> UploadLinkStatus {
         if self.revoked {
             UploadLinkStatus::Revoked
@@ -287,14 +300,12 @@ pub async fn list(db: &AnyPool, user_id: &str) -> Result<Vec<UploadLinkInfo>, Ap
             let (id, note, has_password, max_files, max_bytes, pending, received, bytes) =
                 (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
             let (expires_at, revoked_at, created_at) = (row.8, row.9, row.10);
-            let counts = Counts {
-                max_files,
-                max_bytes,
-                files_received: received,
-                bytes_received: bytes,
+            let counts = Counts::new(
+                (max_files, max_bytes),
+                (received, bytes),
                 expires_at,
-                revoked: revoked_at.is_some(),
-            };
+                revoked_at.is_some(),
+            );
             let (mine, rest): (Vec<FileInfo>, Vec<FileInfo>) = arrived
                 .drain(..)
                 .partition(|f| f.received.as_ref().is_some_and(|r| r.link_id == id));
@@ -398,14 +409,12 @@ pub async fn visit(db: &AnyPool, secret: &ShareSecret) -> Result<LinkVisit, AppE
     .await?;
     let (id, owner, note, password_hash, max_files, max_bytes, received, bytes, expires_at, rev) =
         row.ok_or(AppError::NotFound)?;
-    let counts = Counts {
-        max_files,
-        max_bytes,
-        files_received: received,
-        bytes_received: bytes,
+    let counts = Counts::new(
+        (max_files, max_bytes),
+        (received, bytes),
         expires_at,
-        revoked: rev.is_some(),
-    };
+        rev.is_some(),
+    );
     if counts.status(crate::now()) != UploadLinkStatus::Live {
         return Err(AppError::UploadLinkGone);
     }
@@ -460,11 +469,39 @@ async fn refusal(conn: &mut AnyConnection, link_id: &str, size: Option<u64>) -> 
     }
 }
 
+/// How often a streaming upload marks its slot seen (`seen_at`), at most.
+pub const HEARTBEAT_SECS: i64 = 30;
+
+/// A slot not seen for this long has no upload behind it any more (its app server died
+/// mid-upload): an upload still running receives a byte at least every `idle_secs`
+/// (`--upload-idle-secs`, else it fails) and marks its slot on the first byte after each
+/// [`HEARTBEAT_SECS`]; a minute more covers clocks that differ between app servers.
+pub fn stale_after_secs(idle_secs: u64) -> i64 {
+    i64::try_from(idle_secs)
+        .unwrap_or(i64::MAX)
+        .saturating_add(HEARTBEAT_SECS + 60)
+}
+
 /// Takes a file slot of link `link_id`, if one is left, the link is neither revoked nor
 /// expired and it has bytes left: one conditional `UPDATE` (it decides, whatever was looked at
-/// before) and the slot's row, in one transaction.
-pub async fn reserve_slot(db: &AnyPool, link_id: &str) -> Result<Slot, AppError> {
+/// before) and the slot's row, in one transaction. When none is left, slots not seen for
+/// `stale_secs` are reclaimed ([`reclaim`]) and the slot tried once more.
+pub async fn reserve_slot(db: &AnyPool, link_id: &str, stale_secs: i64) -> Result<Slot, AppError> {
+    match try_reserve(db, link_id).await? {
+        Ok(slot) => Ok(slot),
+        Err(why) => {
+            if reclaim(db, link_id, crate::now().saturating_sub(stale_secs)).await? == 0 {
+                return Err(why);
+            }
+            try_reserve(db, link_id).await?
+        }
+    }
+}
+
+/// One try of [`reserve_slot`]: the slot, or why the link refuses one.
+async fn try_reserve(db: &AnyPool, link_id: &str) -> Result<Result<Slot, AppError>, AppError> {
     let mut tx = db.begin().await?;
+    let now = crate::now();
     let left: Option<(i64,)> = sqlx::query_as(
         "UPDATE upload_links SET files_pending = files_pending + 1 \
          WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 \
@@ -472,27 +509,74 @@ pub async fn reserve_slot(db: &AnyPool, link_id: &str) -> Result<Slot, AppError>
          RETURNING max_bytes - bytes_received",
     )
     .bind(link_id)
-    .bind(crate::now())
+    .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
     let Some((left,)) = left else {
         let why = refusal(&mut tx, link_id, None).await;
         tx.rollback().await?;
-        return Err(why);
+        return Ok(Err(why));
     };
     let id = shared::random_token(16);
-    sqlx::query("INSERT INTO upload_link_slots (id, link_id, reserved_at) VALUES ($1, $2, $3)")
-        .bind(&id)
-        .bind(link_id)
-        .bind(crate::now())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO upload_link_slots (id, link_id, reserved_at, seen_at) \
+         VALUES ($1, $2, $3, $3)",
+    )
+    .bind(&id)
+    .bind(link_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok(Slot {
+    Ok(Ok(Slot {
         id,
         link_id: link_id.to_owned(),
         bytes_left: u64::try_from(left).unwrap_or(0),
-    })
+    }))
+}
+
+/// Frees the slots of link `link_id` last seen before `before` (their uploads are gone), each
+/// once whichever app server gets there first: the rows are deleted and as many taken off
+/// `files_pending`, in one transaction. Returns how many were freed.
+pub async fn reclaim(db: &AnyPool, link_id: &str, before: i64) -> Result<u64, AppError> {
+    let mut tx = db.begin().await?;
+    let freed: Vec<(String,)> = sqlx::query_as(
+        "DELETE FROM upload_link_slots WHERE link_id = $1 AND seen_at < $2 RETURNING id",
+    )
+    .bind(link_id)
+    .bind(before)
+    .fetch_all(&mut *tx)
+    .await?;
+    let n = i64::try_from(freed.len()).unwrap_or(i64::MAX);
+    if n > 0 {
+        sqlx::query(
+            "UPDATE upload_links SET files_pending = CASE WHEN files_pending > $2 \
+             THEN files_pending - $2 ELSE 0 END WHERE id = $1",
+        )
+        .bind(link_id)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    for (slot,) in &freed {
+        tracing::warn!(
+            upload_link = link_id,
+            slot,
+            "a stale upload slot was reclaimed"
+        );
+    }
+    Ok(freed.len() as u64)
+}
+
+/// Marks `slot` seen now: its upload is still receiving bytes.
+pub async fn heartbeat(db: &AnyPool, slot: &Slot) -> Result<(), AppError> {
+    sqlx::query("UPDATE upload_link_slots SET seen_at = $1 WHERE id = $2")
+        .bind(crate::now())
+        .bind(&slot.id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// What a link has left after a commit.
@@ -518,10 +602,12 @@ pub async fn commit_bytes(
             .fetch_optional(&mut *conn)
             .await?;
     if gone.is_none() {
-        return Err(AppError::Internal(format!(
-            "upload slot {} was released before its commit",
-            slot.id
-        )));
+        // Reclaimed: the upload went unseen for longer than a live one can.
+        tracing::warn!(
+            slot = slot.id,
+            "an upload's slot was reclaimed before its commit"
+        );
+        return Err(AppError::BodyTimeout);
     }
     let left: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE upload_links SET files_pending = files_pending - 1, \
@@ -661,6 +747,7 @@ pub async fn upload(
         form_token: None,
         password: None,
         slot: None,
+        last_beat: 0,
     };
     let mut stored = None;
     let received = files::receive(&to, &mut gate, multipart, &mut stored).await;
@@ -742,6 +829,8 @@ struct LinkGate<'a> {
     form_token: Option<String>,
     password: Option<String>,
     slot: Option<SlotGuard>,
+    /// When the slot was last marked seen.
+    last_beat: i64,
 }
 
 impl Gate for LinkGate<'_> {
@@ -785,10 +874,26 @@ impl Gate for LinkGate<'_> {
                 .await?;
         }
         files::check_quota(self.to, &self.visit.owner, false).await?;
-        let slot = reserve_slot(self.to.db, &self.visit.id).await?;
+        let stale = stale_after_secs(self.to.limits.idle_secs);
+        let slot = reserve_slot(self.to.db, &self.visit.id, stale).await?;
         let cap = slot.bytes_left.min(self.to.limits.max_upload_bytes);
         self.slot = Some(SlotGuard::new(self.to.db.clone(), slot));
+        self.last_beat = crate::now();
         Ok(cap)
+    }
+
+    /// Marks the slot seen every [`HEARTBEAT_SECS`] while bytes arrive, so that no other app
+    /// server takes it for the slot of a dead upload.
+    async fn progress(&mut self, _size: u64) -> Result<(), AppError> {
+        let now = crate::now();
+        if now - self.last_beat < HEARTBEAT_SECS {
+            return Ok(());
+        }
+        if let Some(slot) = self.slot.as_ref().and_then(SlotGuard::slot) {
+            heartbeat(self.to.db, slot).await?;
+        }
+        self.last_beat = now;
+        Ok(())
     }
 
     fn finish(&self) -> Result<(), AppError> {

@@ -978,3 +978,53 @@ async fn concurrent_uploads_never_exceed_max_bytes() {
     assert_eq!(seen["status"], "full");
     nothing_left(&app, &alice, &id, 5).await;
 }
+
+/// A slot whose upload died with its app server (no release ran) is reclaimed once it has
+/// gone unseen for longer than a live upload can; a slot seen recently is not.
+#[tokio::test]
+async fn a_slot_left_by_a_dead_app_server_is_reclaimed_when_stale() {
+    let app = spawn_with(|c| c.upload_idle_secs = 5).await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"max_files": 1})).await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let held = async |seen_at: i64| {
+        sqlx::query(
+            "INSERT INTO upload_link_slots (id, link_id, reserved_at, seen_at) \
+             VALUES ('held', $1, $2, $2)",
+        )
+        .bind(&id)
+        .bind(seen_at)
+        .execute(&app.db)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE upload_links SET files_pending = 1 WHERE id = $1")
+            .bind(&id)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    };
+    let now = i64::try_from(shared::unix_now()).unwrap();
+    // Seen 60 s ago: within --upload-idle-secs (5) + 30 + 60, so maybe alive: kept.
+    held(now - 60).await;
+    let res = send(&app.anon, &url, "a.txt", b"a".to_vec()).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(res).await, "upload_link_full");
+    assert_eq!(app.count_rows("upload_link_slots").await, 1);
+    // Seen 96 s ago: past it, reclaimed, and the upload takes its place.
+    sqlx::query("UPDATE upload_link_slots SET seen_at = $1")
+        .bind(now - 96)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let res = send(&app.anon, &url, "a.txt", b"a".to_vec()).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(app.count_rows("upload_link_slots").await, 0);
+    let seen = listed(&alice, &id).await;
+    assert_eq!(
+        (
+            seen["files_pending"].clone(),
+            seen["files_received"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+}
