@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use burnlink_tests::postgres::database;
 use burnlink_tests::{
-    ALICE, BOB, TestApp, User, client, doc_block, error_code, sample_bytes, sleep_until_second,
-    spawn, spawn_with, start, test_config,
+    ALICE, BOB, TestApp, User, client, doc_block, error_code, get_text, sample_bytes,
+    sleep_until_second, spawn, spawn_with, start, test_config,
 };
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use crate::shares::form_token;
 use crate::webhooks::{Receiver, app_with_webhook};
 
 async fn create_link(user: &User, body: Value) -> Response {
@@ -66,19 +67,41 @@ async fn send_with(
     name: &str,
     bytes: Vec<u8>,
 ) -> Response {
+    post_file(
+        client,
+        url,
+        &[(header::USER_AGENT.as_str(), "curl/8.5.0")],
+        fields,
+        (name, bytes),
+    )
+    .await
+}
+
+/// `POST` a multipart form to `url` with these request headers: `fields`, then `file`.
+async fn post_file(
+    client: &Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    fields: &[(&str, &str)],
+    (name, bytes): (&str, Vec<u8>),
+) -> Response {
     let mut form = reqwest::multipart::Form::new();
     for (k, v) in fields {
         form = form.text(k.to_string(), v.to_string());
     }
     let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
-    client
-        .post(url)
-        .header(header::USER_AGENT, "curl/8.5.0")
-        .multipart(form.part("file", part))
+    let mut req = client.post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.multipart(form.part("file", part))
         .send()
         .await
         .expect("upload through the link")
 }
+
+/// What our own page's form sends: same-origin, `Origin: null` under no-referrer.
+const SAME_ORIGIN: [(&str, &str); 2] = [("Origin", "null"), ("Sec-Fetch-Site", "same-origin")];
 
 /// What a refused or broken upload must not leave: no file row, no stored object, no slot
 /// held, nothing counted.
@@ -99,15 +122,6 @@ async fn nothing_left(app: &TestApp, alice: &User, id: &str, files_before: i64) 
         .await
         .expect("count");
     assert_eq!(link["files_received"], kept, "counted as kept: {link}");
-}
-
-/// The form token of a link's page.
-fn form_token(html: &str) -> String {
-    let at = html
-        .find("name=\"form_token\" value=\"")
-        .expect("the page has a form token")
-        + "name=\"form_token\" value=\"".len();
-    html[at..].split('"').next().expect("value").to_owned()
 }
 
 #[tokio::test]
@@ -281,62 +295,31 @@ async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
     assert_eq!(answers[1]["files_left"], 0);
 
     // A browser's POST needs the page's form token; another site's is refused.
-    let res = app
-        .anon
-        .post(&url)
-        .header("Origin", "null")
-        .header("Sec-Fetch-Site", "same-origin")
-        .multipart(reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"),
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = post_file(&app.anon, &url, &SAME_ORIGIN, &[], ("x", b"x".to_vec())).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(res).await, "csrf");
-    let res = app
-        .anon
-        .post(&url)
-        .header("Sec-Fetch-Site", "cross-site")
-        .multipart(reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"),
-        ))
-        .send()
-        .await
-        .unwrap();
+    let cross_site = [("Sec-Fetch-Site", "cross-site")];
+    let res = post_file(&app.anon, &url, &cross_site, &[], ("x", b"x".to_vec())).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(res).await, "cross_site");
 
     // The page's own form, as a browser without script posts it: a page says what arrived.
-    let page = app
-        .anon
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, page) = get_text(&app.anon, &url).await;
     let token = form_token(&page);
-    let res = app
-        .anon
-        .post(&url)
-        .header("Origin", "null")
-        .header("Sec-Fetch-Site", "same-origin")
-        .header(header::ACCEPT, "text/html,application/xhtml+xml")
-        .multipart(
-            reqwest::multipart::Form::new()
-                .text("form_token", token)
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(b"form".to_vec()).file_name("form.txt"),
-                ),
-        )
-        .send()
-        .await
-        .unwrap();
+    let as_page = [
+        SAME_ORIGIN[0],
+        SAME_ORIGIN[1],
+        ("Accept", "text/html,application/xhtml+xml"),
+    ];
+    let fields = [("form_token", token.as_str())];
+    let res = post_file(
+        &app.anon,
+        &url,
+        &as_page,
+        &fields,
+        ("form.txt", b"form".to_vec()),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let answer = res.text().await.unwrap();
     assert!(
