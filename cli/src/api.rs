@@ -70,6 +70,16 @@ pub fn segment(s: &str) -> String {
     out
 }
 
+/// The HTTP client of every command: redirects are answers to show, not to follow; the
+/// user agent says who we are (an owner's file list shows each sender's).
+fn client() -> Result<Client, Failure> {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("burnlink/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(Failure::network)
+}
+
 /// The app's JSON API, authenticated by a token.
 pub struct Api {
     base: String,
@@ -82,10 +92,7 @@ impl Api {
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
             Failure::Usage("this command needs --token or BURNLINK_TOKEN (an access token from the app's Access tokens page)".into())
         })?;
-        let client = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(Failure::network)?;
+        let client = client()?;
         Ok(Api {
             base: url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
@@ -185,12 +192,7 @@ pub async fn upload_to(link: &str, file: &Path, password: Option<&str>) -> Resul
             "--to {link:?} is not an upload link (<app>/u/<secret>)"
         )));
     }
-    // The owner's file list shows each sender's browser: say who we are.
-    let client = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("burnlink/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(Failure::network)?;
+    let client = client()?;
     let mut form = reqwest::multipart::Form::new();
     if let Some(password) = password {
         form = form.text("password", password.to_owned());

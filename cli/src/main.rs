@@ -169,6 +169,11 @@ fn read_password() -> Result<String, Failure> {
     Ok(line)
 }
 
+/// The password from standard input when `--password-stdin` was given.
+fn password_if(password_stdin: bool) -> Result<Option<String>, Failure> {
+    password_stdin.then(read_password).transpose()
+}
+
 /// Whether progress bars are drawn: only for a person watching.
 pub fn show_progress() -> bool {
     std::io::stderr().is_terminal()
@@ -197,11 +202,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             to: Some(link),
             password_stdin,
         } => {
-            let password = if *password_stdin {
-                Some(read_password()?)
-            } else {
-                None
-            };
+            let password = password_if(*password_stdin)?;
             let arrived = api::upload_to(link, file, password.as_deref()).await?;
             print(
                 &arrived,
@@ -240,11 +241,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             downloads,
             password_stdin,
         } => {
-            let password = if *password_stdin {
-                Some(read_password()?)
-            } else {
-                None
-            };
+            let password = password_if(*password_stdin)?;
             let body = json!({
                 "expires_in_secs": expires,
                 "max_downloads": downloads,
@@ -263,11 +260,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output,
             password_stdin,
         } => {
-            let password = if *password_stdin {
-                Some(read_password()?)
-            } else {
-                None
-            };
+            let password = password_if(*password_stdin)?;
             let done = get::download(url, output, password.as_deref()).await?;
             let summary = json!({
                 "file": output.display().to_string(),
