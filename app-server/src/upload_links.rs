@@ -469,17 +469,25 @@ async fn refusal(conn: &mut AnyConnection, link_id: &str, size: Option<u64>) -> 
     }
 }
 
-/// How often a streaming upload marks its slot seen (`seen_at`), at most.
+/// The longest a streaming upload goes without marking its slot seen (`seen_at`).
 pub const HEARTBEAT_SECS: i64 = 30;
+
+/// How often an upload marks its slot seen: every [`HEARTBEAT_SECS`], or every
+/// `--upload-idle-secs` when that is shorter (one statement per idle period at most).
+pub fn heartbeat_secs(idle_secs: u64) -> i64 {
+    i64::try_from(idle_secs)
+        .unwrap_or(i64::MAX)
+        .min(HEARTBEAT_SECS)
+}
 
 /// A slot not seen for this long has no upload behind it any more (its app server died
 /// mid-upload): an upload still running receives a byte at least every `idle_secs`
 /// (`--upload-idle-secs`, else it fails) and marks its slot on the first byte after each
-/// [`HEARTBEAT_SECS`]; a minute more covers clocks that differ between app servers.
+/// [`heartbeat_secs`]; a minute more covers clocks that differ between app servers.
 pub fn stale_after_secs(idle_secs: u64) -> i64 {
     i64::try_from(idle_secs)
         .unwrap_or(i64::MAX)
-        .saturating_add(HEARTBEAT_SECS + 60)
+        .saturating_add(heartbeat_secs(idle_secs) + 60)
 }
 
 /// Takes a file slot of link `link_id`, if one is left, the link is neither revoked nor
@@ -882,11 +890,11 @@ impl Gate for LinkGate<'_> {
         Ok(cap)
     }
 
-    /// Marks the slot seen every [`HEARTBEAT_SECS`] while bytes arrive, so that no other app
+    /// Marks the slot seen every [`heartbeat_secs`] while bytes arrive, so that no other app
     /// server takes it for the slot of a dead upload.
     async fn progress(&mut self, _size: u64) -> Result<(), AppError> {
         let now = crate::now();
-        if now - self.last_beat < HEARTBEAT_SECS {
+        if now - self.last_beat < heartbeat_secs(self.to.limits.idle_secs) {
             return Ok(());
         }
         if let Some(slot) = self.slot.as_ref().and_then(SlotGuard::slot) {
@@ -945,6 +953,21 @@ mod tests {
             ..NewUploadLink::default()
         };
         assert!(check(60, 1, short_password).is_err());
+    }
+
+    #[test]
+    fn a_live_upload_is_never_stale() {
+        for idle in [1, 5, 30, 3600] {
+            let beat = heartbeat_secs(idle);
+            assert!((1..=HEARTBEAT_SECS).contains(&beat), "{idle}");
+            // The longest a live upload leaves its slot unmarked: a beat's wait, then an
+            // idle gap before the byte that marks it.
+            assert!(
+                beat + i64::try_from(idle).unwrap() < stale_after_secs(idle),
+                "{idle}"
+            );
+        }
+        assert_eq!(stale_after_secs(30), 120);
     }
 
     #[test]

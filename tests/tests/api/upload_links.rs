@@ -690,33 +690,113 @@ async fn a_received_file_is_announced_once_as_upload_received() {
     assert!(got.iter().all(|d| d.id == event.id), "{got:?}");
 }
 
+/// An upload sent by hand over one connection, a chunk at a time (chunked transfer coding),
+/// so the test decides when each byte arrives and when the connection breaks.
+struct RawUpload {
+    socket: tokio::net::TcpStream,
+}
+
+impl RawUpload {
+    /// Sends the request head and the file part's head.
+    async fn start(app: &TestApp, url: &str, name: &str) -> RawUpload {
+        let path = url.strip_prefix(&app.app_url).expect("a URL of the app");
+        let addr = app.app_url.strip_prefix("http://").expect("http");
+        let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut upload = RawUpload { socket };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; \
+             boundary=XyZ\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        upload.raw(head.as_bytes()).await;
+        let part = format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        );
+        upload.send(part.as_bytes()).await;
+        upload
+    }
+
+    async fn raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.socket.write_all(bytes).await.expect("write");
+        self.socket.flush().await.expect("flush");
+    }
+
+    /// One chunk of the body.
+    async fn send(&mut self, bytes: &[u8]) {
+        let mut chunk = format!("{:x}\r\n", bytes.len()).into_bytes();
+        chunk.extend_from_slice(bytes);
+        chunk.extend_from_slice(b"\r\n");
+        self.raw(&chunk).await;
+    }
+
+    /// Ends the body and reads the answer's status.
+    async fn finish(mut self) -> u16 {
+        use tokio::io::AsyncReadExt;
+        self.send(b"\r\n--XyZ--\r\n").await;
+        self.raw(b"0\r\n\r\n").await;
+        let mut head = vec![0u8; 12];
+        self.socket
+            .read_exact(&mut head)
+            .await
+            .expect("status line");
+        String::from_utf8_lossy(&head[9..12])
+            .parse()
+            .expect("status")
+    }
+}
+
+/// The slot `link_id`'s upload holds: when it was reserved and last seen.
+async fn slot_times(app: &TestApp, link_id: &str) -> Option<(i64, i64)> {
+    sqlx::query_as("SELECT reserved_at, seen_at FROM upload_link_slots WHERE link_id = $1")
+        .bind(link_id)
+        .fetch_optional(&app.db)
+        .await
+        .expect("slot")
+}
+
+/// An upload that keeps receiving bytes marks its slot seen, so a long one is never taken
+/// for the slot of a dead upload.
+#[tokio::test]
+async fn a_streaming_upload_marks_its_slot_seen() {
+    let app = spawn_with(|c| c.upload_idle_secs = 1).await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"max_files": 1})).await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let mut upload = RawUpload::start(&app, &url, "slow.bin").await;
+    upload.send(&sample_bytes(1_000)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut sent = 1_000;
+    loop {
+        if let Some((reserved, seen)) = slot_times(&app, &id).await
+            && seen > reserved
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot is marked seen"
+        );
+        // A byte well within --upload-idle-secs keeps the upload alive.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        upload.send(&sample_bytes(100)).await;
+        sent += 100;
+    }
+    assert_eq!(upload.finish().await, 201);
+    let seen = listed(&alice, &id).await;
+    assert_eq!(seen["bytes_received"], sent, "{seen}");
+    assert_eq!(app.count_rows("upload_link_slots").await, 0);
+}
+
 /// A broken connection mid-upload: the slot is freed and nothing is kept.
 #[tokio::test]
 async fn a_broken_upload_frees_its_slot_and_leaves_nothing() {
-    use tokio::io::AsyncWriteExt;
     let app = spawn().await;
     let alice = app.login(ALICE).await;
     let link = link_ok(&alice, json!({"max_files": 1})).await;
     let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
-    let path = url.strip_prefix(&app.app_url).unwrap().to_owned();
-    let addr = app.app_url.strip_prefix("http://").unwrap().to_owned();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; \
-         boundary=XyZ\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
-    socket.write_all(head.as_bytes()).await.unwrap();
-    let part = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\
-                Content-Type: application/octet-stream\r\n\r\n";
-    let mut chunk = part.as_bytes().to_vec();
-    chunk.extend(sample_bytes(8_000));
-    socket
-        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-        .await
-        .unwrap();
-    socket.write_all(&chunk).await.unwrap();
-    socket.write_all(b"\r\n").await.unwrap();
-    socket.flush().await.unwrap();
+    let mut upload = RawUpload::start(&app, &url, "cut.bin").await;
+    upload.send(&sample_bytes(8_000)).await;
     // The slot is held while the bytes arrive.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while listed(&alice, &id).await["files_pending"] != 1 {
@@ -729,7 +809,7 @@ async fn a_broken_upload_frees_its_slot_and_leaves_nothing() {
     let res = send(&app.anon, &url, "other.txt", b"x".to_vec()).await;
     assert_eq!(res.status(), StatusCode::CONFLICT, "the one slot is held");
     assert_eq!(error_code(res).await, "upload_link_full");
-    drop(socket);
+    drop(upload);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let link = listed(&alice, &id).await;
@@ -987,7 +1067,7 @@ async fn a_slot_left_by_a_dead_app_server_is_reclaimed_when_stale() {
             .unwrap();
     };
     let now = i64::try_from(shared::unix_now()).unwrap();
-    // Seen 60 s ago: within --upload-idle-secs (5) + 30 + 60, so maybe alive: kept.
+    // Seen 60 s ago: within --upload-idle-secs (5) + 5 + 60, so maybe alive: kept.
     held(now - 60).await;
     let res = send(&app.anon, &url, "a.txt", b"a".to_vec()).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
