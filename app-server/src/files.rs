@@ -244,25 +244,19 @@ pub(crate) async fn check_quota(
     user_id: &str,
     inserted: bool,
 ) -> Result<(), AppError> {
-    let max = to.limits.max_files_per_user;
-    if max == 0 {
+    if to.limits.max_files_per_user == 0 {
         return Ok(());
     }
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(to.db)
-        .await?;
-    if u64::try_from(count).unwrap_or(0) + u64::from(!inserted) > max {
-        return Err(AppError::TooManyFiles(max));
-    }
-    Ok(())
+    let mut conn = to.db.acquire().await?;
+    check_quota_on(&mut conn, to.limits, user_id, inserted).await
 }
 
-/// [`check_quota`] on `conn` (the transaction that just inserted the new file's row).
+/// [`check_quota`] on `conn` (for a transaction that just inserted the new file's row).
 pub(crate) async fn check_quota_on(
     conn: &mut sqlx::AnyConnection,
     limits: UploadLimits,
     user_id: &str,
+    inserted: bool,
 ) -> Result<(), AppError> {
     let max = limits.max_files_per_user;
     if max == 0 {
@@ -272,7 +266,7 @@ pub(crate) async fn check_quota_on(
         .bind(user_id)
         .fetch_one(&mut *conn)
         .await?;
-    if u64::try_from(count).unwrap_or(0) > max {
+    if u64::try_from(count).unwrap_or(0) + u64::from(!inserted) > max {
         return Err(AppError::TooManyFiles(max));
     }
     Ok(())

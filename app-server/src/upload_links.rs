@@ -127,9 +127,6 @@ impl Counts {
     }
 }
 
-/// A file that arrived through a link, as its owner's list of links shows it.
-pub type ArrivedFile = FileInfo;
-
 /// A link as its owner's API shows it. `url` only in the answer to its creation: the secret
 /// is not stored, so it cannot be shown again.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -153,7 +150,7 @@ pub struct UploadLinkInfo {
     pub revoked_at: Option<i64>,
     pub status: UploadLinkStatus,
     /// The files that arrived through it and are still kept, newest first.
-    pub files: Vec<ArrivedFile>,
+    pub files: Vec<FileInfo>,
 }
 
 /// Checked settings of a new link.
@@ -805,7 +802,7 @@ async fn record(
         user_agent: uploader.user_agent.clone(),
     };
     let info = files::insert(&mut tx, &visit.owner, file, Some(&origin)).await?;
-    files::check_quota_on(&mut tx, to.limits, &visit.owner).await?;
+    files::check_quota_on(&mut tx, to.limits, &visit.owner, true).await?;
     crate::webhooks::outbox::for_upload(
         &mut tx,
         &crate::webhooks::outbox::UploadFacts {
