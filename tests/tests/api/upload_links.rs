@@ -1091,3 +1091,54 @@ async fn a_slot_left_by_a_dead_app_server_is_reclaimed_when_stale() {
         (json!(0), json!(1))
     );
 }
+
+/// Round trips are bounded: an upload through a link is a fixed number of statements (the
+/// look, the owner's count, the reservation, the commit's transaction), and the owner's list
+/// is the same number however many links there are.
+#[tokio::test]
+async fn an_upload_is_a_fixed_number_of_statements_and_the_list_does_not_grow() {
+    use burnlink_tests::logs::{capture_statements, statements_of};
+    capture_statements();
+    let app = spawn_with(|c| c.max_files_per_user = 100).await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({})).await;
+    let counted = async |request: reqwest::RequestBuilder| {
+        let id = format!("count-{}", shared::random_token(9));
+        let res = request.header("X-Request-Id", &id).send().await.unwrap();
+        (res, id)
+    };
+    let form = || {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"counted".to_vec()).file_name("c.txt"),
+        )
+    };
+    let (res, upload) = counted(app.anon.post(url_of(&link)).multipart(form())).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let list_url = format!("{}/api/upload-links", app.app_url);
+    let (res, one) = counted(alice.client.get(&list_url)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    for _ in 1..20 {
+        let more = link_ok(&alice, json!({})).await;
+        let res = send(&app.anon, &url_of(&more), "m.txt", b"m".to_vec()).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let (res, twenty) = counted(alice.client.get(&list_url)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Read last: a statement is logged as it finishes, which may be just after its answer.
+    let upload = statements_of(&upload);
+    let (one, twenty) = (statements_of(&one), statements_of(&twenty));
+    eprintln!(
+        "upload: {} statements; list: 1 link {}, 20 links {}",
+        upload.len(),
+        one.len(),
+        twenty.len()
+    );
+    let taken = |what: &str| upload.iter().filter(|s| s.contains(what)).count();
+    assert_eq!(taken("files_pending = files_pending + 1"), 1, "{upload:#?}");
+    assert_eq!(taken("bytes_received = bytes_received +"), 1, "{upload:#?}");
+    assert!(upload.len() <= 10, "{upload:#?}");
+    assert_eq!(one.len(), twenty.len(), "{one:#?}\n{twenty:#?}");
+    assert!(one.len() <= 3, "{one:#?}");
+}
