@@ -967,6 +967,24 @@ async fn browser_sends(javascript: bool) {
         }
         harness.screenshot(&browser, "upload-link-received").await;
         browser.quit().await;
+        if javascript {
+            // The owner sees it arrive: on the Upload links page (linked in the header) under
+            // its link, and in the file list marked received.
+            let owner = harness.browser(true).await;
+            crate::browser::log_in(&owner, &app).await;
+            owner.find_text("table.files tbody tr", "Received").await;
+            owner
+                .find_text("header a", "Upload links")
+                .await
+                .click()
+                .await
+                .unwrap();
+            owner
+                .find_text("li.upload-link table.received", "passport.jpg")
+                .await;
+            harness.screenshot(&owner, "upload-links-owner").await;
+            owner.quit().await;
+        }
     };
     tokio::time::timeout(Duration::from_secs(120), walk)
         .await
