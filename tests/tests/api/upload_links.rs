@@ -1160,3 +1160,48 @@ async fn an_upload_is_a_fixed_number_of_statements_and_the_list_does_not_grow() 
     assert_eq!(one.len(), twenty.len(), "{one:#?}\n{twenty:#?}");
     assert!(one.len() <= 3, "{one:#?}");
 }
+
+/// The link's secret and its password never reach the logs; what happened does.
+#[tokio::test]
+async fn logs_never_carry_the_links_secret_or_password() {
+    let logs = burnlink_tests::logs::lines();
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let password = "the-link-password-77";
+    let link = link_ok(&alice, json!({"password": password})).await;
+    let url = url_of(&link);
+    let secret = url.rsplit_once("/u/").unwrap().1.to_owned();
+    assert_eq!(app.anon.get(&url).send().await.unwrap().status(), 200);
+    let wrong = "a-wrong-guess-88";
+    let res = send_with(
+        &app.anon,
+        &url,
+        &[("password", wrong)],
+        "a.txt",
+        b"a".to_vec(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = send_with(
+        &app.anon,
+        &url,
+        &[("password", password)],
+        "a.txt",
+        b"a".to_vec(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    for hidden in [secret.as_str(), password, wrong] {
+        assert!(!text.contains(hidden), "{hidden:?} logged:\n{text}");
+    }
+    assert!(
+        text.contains("/u/{secret}"),
+        "the route's pattern is logged"
+    );
+    assert!(
+        text.contains("file received through an upload link"),
+        "{text}"
+    );
+}
