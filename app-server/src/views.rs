@@ -26,14 +26,17 @@ pub mod webhooks;
 
 use size::human_size;
 
+/// What a share's page shows a link preview.
+const SHARE_PREVIEW: &str = "A shared file";
+
 /// What a page needs besides its content.
 pub struct Page<'a> {
     pub title: &'a str,
     /// The signed-in user, for the header and its log-out form.
     pub session: Option<&'a Session>,
     /// A page for visitors that link previews and crawlers may fetch: `noindex`, and preview
-    /// metadata that names nothing (the title is already neutral).
-    pub neutral_preview: bool,
+    /// metadata that names nothing but this (the title is already neutral).
+    pub neutral_preview: Option<&'a str>,
 }
 
 fn layout(page: Page<'_>, content: Markup) -> Markup {
@@ -45,9 +48,9 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 title { (page.title) " · burnlink" }
-                @if page.neutral_preview {
+                @if let Some(preview) = page.neutral_preview {
                     meta name="robots" content="noindex, nofollow";
-                    meta property="og:title" content="A shared file";
+                    meta property="og:title" content=(preview);
                     meta property="og:description" content="Open the link to see it.";
                     meta property="og:type" content="website";
                     meta name="twitter:card" content="summary";
@@ -128,7 +131,7 @@ pub fn login_page(error: Option<&str>, username: &str, choices: &LoginChoices<'_
         Page {
             title: "Log in",
             session: None,
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -225,7 +228,7 @@ pub fn files_page(
         Page {
             title: "Your files",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -529,7 +532,7 @@ pub fn share_form_page(
         Page {
             title: "Share",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -555,7 +558,7 @@ pub fn share_created_page(session: &Session, file_name: &str, share: &ShareInfo)
         Page {
             title: "Share link",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -592,7 +595,7 @@ pub fn share_page(visit: &Visit, action: &str, form_token: &str, message: Option
         Page {
             title: "Shared file",
             session: None,
-            neutral_preview: true,
+            neutral_preview: Some(SHARE_PREVIEW),
         },
         content,
     )
@@ -614,7 +617,7 @@ pub fn share_gone_page() -> Markup {
         Page {
             title: "Shared file",
             session: None,
-            neutral_preview: true,
+            neutral_preview: Some(SHARE_PREVIEW),
         },
         content,
     )
@@ -639,7 +642,7 @@ pub fn error_page(title: &str, message: &str, session: Option<&Session>) -> Mark
         Page {
             title,
             session,
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )

@@ -104,7 +104,7 @@ pub fn tokens_page(session: &Session, tokens: &[TokenInfo], message: Option<&str
         Page {
             title: "Access tokens",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -132,7 +132,7 @@ pub fn token_created_page(session: &Session, created: &CreatedToken) -> Markup {
         Page {
             title: "Access token",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )

@@ -13,6 +13,9 @@ use crate::upload_links::{
 };
 use crate::views::size::human_size;
 
+/// What a link preview of the sender's page shows: nothing about the owner or the files.
+const SEND_PREVIEW: &str = "Send files";
+
 /// What the form offers: lifetimes up to `--share-max-secs`; the total defaults to
 /// `--max-upload-bytes`.
 pub struct LinkChoices {
@@ -94,7 +97,7 @@ pub fn links_page(
         Page {
             title: "Upload links",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -176,7 +179,7 @@ pub fn link_created_page(session: &Session, link: &UploadLinkInfo) -> Markup {
         Page {
             title: "Upload link",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -237,7 +240,7 @@ pub fn uploader_page(
         Page {
             title: "Send files",
             session: None,
-            neutral_preview: true,
+            neutral_preview: Some(SEND_PREVIEW),
         },
         content,
     )
@@ -265,7 +268,7 @@ pub fn received_page(arrived: &Arrived, action: &str) -> Markup {
         Page {
             title: "Send files",
             session: None,
-            neutral_preview: true,
+            neutral_preview: Some(SEND_PREVIEW),
         },
         content,
     )
@@ -286,7 +289,7 @@ pub fn unknown_link_page() -> Markup {
         Page {
             title: "Send files",
             session: None,
-            neutral_preview: true,
+            neutral_preview: Some(SEND_PREVIEW),
         },
         content,
     )

@@ -137,7 +137,7 @@ pub fn webhooks_page(
         Page {
             title: "Webhooks",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -201,7 +201,7 @@ pub fn webhook_page(session: &Session, detail: &WebhookDetail) -> Markup {
         Page {
             title: "Webhook",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -236,7 +236,7 @@ pub fn secret_page(
         Page {
             title: "Signing secret",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )

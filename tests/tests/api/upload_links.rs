@@ -248,6 +248,10 @@ async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
         let page = res.text().await.unwrap();
         assert!(page.contains("Scans of &lt;the&gt; contract"), "{page}");
         assert!(page.contains("name=\"file\""), "an upload form");
+        assert!(
+            page.contains("<meta property=\"og:title\" content=\"Send files\">"),
+            "a preview names nothing: {page}"
+        );
     }
     let head = app.anon.head(&url).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
