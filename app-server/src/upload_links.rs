@@ -22,6 +22,12 @@
 //! no file, no object and no row. A slot whose app server died mid-upload is marked seen no
 //! more ([`heartbeat`]) and is reclaimed by the next upload that finds the link full
 //! ([`reclaim`]).
+//!
+//! A resumable (tus) upload through a link takes the same steps across its requests: the
+//! creation calls [`reserve_slot`] and keeps the [`Slot`]'s id with the upload (its
+//! `Upload-Length` must fit `bytes_left`); each `PATCH` calls [`heartbeat`]; the last one
+//! calls [`commit_bytes`] in the transaction that records the file; termination and expiry
+//! call [`release`]. [`visit`] and the password check come first, as here.
 
 use std::net::IpAddr;
 
