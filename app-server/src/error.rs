@@ -49,6 +49,12 @@ pub enum AppError {
     ShareGone,
     #[error("wrong password for this share")]
     WrongSharePassword,
+    #[error("this upload link can no longer be used: it expired, was revoked or is full")]
+    UploadLinkGone,
+    #[error("this upload link is taking all the files it allows right now; nothing was stored")]
+    UploadLinkFull,
+    #[error("wrong password for this upload link")]
+    WrongUploadPassword,
     #[error("the server has no room left for this upload")]
     InsufficientStorage,
     #[error("the access token is unknown, revoked or expired")]
@@ -238,6 +244,27 @@ impl AppError {
             AppError::ShareGone => refused(S::GONE, "gone").neutral_to_visitors(),
             AppError::WrongSharePassword => refused(S::UNAUTHORIZED, "wrong_password")
                 .visitor("Wrong password. Nothing was used; try again."),
+            // Unlike a share's, the uploader is told what happened: the link names no file.
+            AppError::UploadLinkGone => row(
+                S::GONE,
+                "upload_link_gone",
+                "Link not available",
+                "This upload link can no longer be used: it has expired, been withdrawn, or \
+                 received all it allows. Nothing was stored. Ask the person who sent it for a \
+                 new one."
+                    .into(),
+            ),
+            AppError::UploadLinkFull => row(
+                S::CONFLICT,
+                "upload_link_full",
+                "Link full",
+                "This upload link is receiving as many files as it allows right now, so \
+                 nothing was stored. If one of them fails, its place frees up: try again in a \
+                 moment."
+                    .into(),
+            ),
+            AppError::WrongUploadPassword => refused(S::UNAUTHORIZED, "wrong_password")
+                .visitor("Wrong password. Nothing was stored; try again."),
             // RFC 4918 section 11.5: the server cannot store what the request needs. Not a
             // fault to hide: the client can act on it.
             AppError::InsufficientStorage => row(
@@ -562,6 +589,9 @@ mod tests {
             AppError::TooManyFiles(3),
             AppError::ShareGone,
             AppError::WrongSharePassword,
+            AppError::UploadLinkGone,
+            AppError::UploadLinkFull,
+            AppError::WrongUploadPassword,
             AppError::InsufficientStorage,
             AppError::InvalidToken,
             AppError::InsufficientScope("files:read"),

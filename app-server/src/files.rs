@@ -22,6 +22,8 @@ pub struct UploadLimits {
     pub max_upload_bytes: u64,
     /// `--max-files-per-user`; 0: no limit.
     pub max_files_per_user: u64,
+    /// `--upload-idle-secs`: an upload still running receives a byte at least this often.
+    pub idle_secs: u64,
 }
 
 /// A file id as it appears in URLs: 1 to 64 characters of `A-Z a-z 0-9 - _`. Anything else
@@ -59,26 +61,70 @@ pub struct FileInfo {
     pub content_type: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// Set when the file arrived through one of the owner's upload links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<ReceivedFrom>,
 }
 
-type FileRow = (String, String, i64, String, i64);
+/// Where a file that arrived through an upload link came from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ReceivedFrom {
+    /// The upload link's id.
+    pub link_id: String,
+    /// The uploader's address, as the app server saw it.
+    pub client: Option<String>,
+    /// The uploader's `User-Agent`.
+    pub user_agent: Option<String>,
+}
 
-fn info((id, name, size, content_type, created_at): FileRow) -> FileInfo {
+type FileRow = (
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The columns a [`FileRow`] reads, in order.
+const FILE_COLUMNS: &str =
+    "id, name, size, content_type, created_at, received_via, received_from, received_agent";
+
+fn info(row: FileRow) -> FileInfo {
+    let (id, name, size, content_type, created_at, via, client, user_agent) = row;
     FileInfo {
         id,
         name,
         size,
         content_type,
         created_at,
+        received: via.map(|link_id| ReceivedFrom {
+            link_id,
+            client,
+            user_agent,
+        }),
     }
 }
 
 /// The user's files, newest first.
 pub async fn list(db: &AnyPool, user_id: &str) -> Result<Vec<FileInfo>, AppError> {
-    let rows: Vec<FileRow> = sqlx::query_as(
-        "SELECT id, name, size, content_type, created_at FROM files \
-         WHERE user_id = $1 ORDER BY created_us DESC",
-    )
+    let rows: Vec<FileRow> = sqlx::query_as(&format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 ORDER BY created_us DESC"
+    ))
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(info).collect())
+}
+
+/// The user's files that arrived through their upload links, newest first.
+pub(crate) async fn received(db: &AnyPool, user_id: &str) -> Result<Vec<FileInfo>, AppError> {
+    let rows: Vec<FileRow> = sqlx::query_as(&format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND received_via IS NOT NULL \
+         ORDER BY created_us DESC"
+    ))
     .bind(user_id)
     .fetch_all(db)
     .await?;
@@ -168,8 +214,13 @@ pub async fn upload(
     csrf: Csrf,
 ) -> Result<FileInfo, AppError> {
     check_quota(&to, &session.user_id, false).await?;
+    let mut gate = SessionGate {
+        session,
+        csrf,
+        max: to.limits.max_upload_bytes,
+    };
     let mut stored = None;
-    let result = match receive(&to, session, multipart, csrf, &mut stored).await {
+    let result = match receive(&to, &mut gate, multipart, &mut stored).await {
         Ok(received) => commit(&to, &session.user_id, received, &mut stored).await,
         Err(e) => Err(e),
     };
@@ -188,14 +239,32 @@ pub struct Destination<'a> {
 
 /// `TooManyFiles` when the user would keep more than `--max-files-per-user` files with the new
 /// one (whose row is already counted when `inserted`).
-async fn check_quota(to: &Destination<'_>, user_id: &str, inserted: bool) -> Result<(), AppError> {
-    let max = to.limits.max_files_per_user;
+pub(crate) async fn check_quota(
+    to: &Destination<'_>,
+    user_id: &str,
+    inserted: bool,
+) -> Result<(), AppError> {
+    if to.limits.max_files_per_user == 0 {
+        return Ok(());
+    }
+    let mut conn = to.db.acquire().await?;
+    check_quota_on(&mut conn, to.limits, user_id, inserted).await
+}
+
+/// [`check_quota`] on `conn` (for a transaction that just inserted the new file's row).
+pub(crate) async fn check_quota_on(
+    conn: &mut sqlx::AnyConnection,
+    limits: UploadLimits,
+    user_id: &str,
+    inserted: bool,
+) -> Result<(), AppError> {
+    let max = limits.max_files_per_user;
     if max == 0 {
         return Ok(());
     }
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files WHERE user_id = $1")
         .bind(user_id)
-        .fetch_one(to.db)
+        .fetch_one(&mut *conn)
         .await?;
     if u64::try_from(count).unwrap_or(0) + u64::from(!inserted) > max {
         return Err(AppError::TooManyFiles(max));
@@ -204,59 +273,103 @@ async fn check_quota(to: &Destination<'_>, user_id: &str, inserted: bool) -> Res
 }
 
 /// A file read to its end into the store, not yet recorded.
-struct Received {
-    key: StorageKey,
-    name: DownloadName,
-    content_type: String,
-    size: u64,
+pub(crate) struct Stored {
+    pub key: StorageKey,
+    pub name: DownloadName,
+    pub content_type: String,
+    pub size: u64,
 }
 
-/// Reads the whole multipart body; the one `file` field goes into the store, with a guard
-/// that deletes it left in `stored`.
-async fn receive(
+/// What an upload's small fields must prove before its file is stored, and how many bytes
+/// the file may have: the session's CSRF token for the owner's own uploads, the form token,
+/// password and a slot of the link for an upload link ([`crate::upload_links`]).
+pub(crate) trait Gate {
+    /// The longest value of field `name` this gate reads before the file, or `None` when it
+    /// does not read it (the field is skipped, its bytes counted).
+    fn reads(&self, name: &str) -> Option<usize>;
+    /// A field this gate [`Gate::reads`], whole.
+    async fn field(&mut self, name: &str, value: String) -> Result<(), AppError>;
+    /// The `file` field begins: refuse it, or say how many bytes it may have.
+    async fn open(&mut self) -> Result<u64, AppError>;
+    /// `size` bytes of the file have arrived so far.
+    async fn progress(&mut self, size: u64) -> Result<(), AppError>;
+    /// The body ended: refuse it if it lacked what this gate needed.
+    fn finish(&self) -> Result<(), AppError>;
+}
+
+/// The owner's own upload: the CSRF token from the header or a `csrf_token` field ahead of
+/// the file, and `--max-upload-bytes`.
+struct SessionGate<'a> {
+    session: &'a Session,
+    csrf: Csrf,
+    max: u64,
+}
+
+impl Gate for SessionGate<'_> {
+    fn reads(&self, name: &str) -> Option<usize> {
+        (name == CSRF_FIELD).then_some(MAX_CSRF_FIELD_BYTES)
+    }
+
+    async fn field(&mut self, _name: &str, value: String) -> Result<(), AppError> {
+        self.session.check_csrf(Some(&value))?;
+        self.csrf = Csrf::CheckedHeader;
+        Ok(())
+    }
+
+    async fn open(&mut self) -> Result<u64, AppError> {
+        match self.csrf {
+            Csrf::CheckedHeader => Ok(self.max),
+            Csrf::ExpectField => Err(AppError::Csrf),
+        }
+    }
+
+    async fn progress(&mut self, _size: u64) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), AppError> {
+        match self.csrf {
+            Csrf::CheckedHeader => Ok(()),
+            Csrf::ExpectField => Err(AppError::Csrf),
+        }
+    }
+}
+
+/// Reads the whole multipart body; the one `file` field goes into the store (after `gate`
+/// opened it, capped at what it said), with a guard that deletes it left in `stored`. Other
+/// fields are skipped but count against `--max-upload-bytes`.
+pub(crate) async fn receive(
     to: &Destination<'_>,
-    session: &Session,
+    gate: &mut impl Gate,
     mut multipart: Multipart,
-    mut csrf: Csrf,
     stored: &mut Option<DeleteOnDrop>,
-) -> Result<Received, AppError> {
+) -> Result<Stored, AppError> {
     let mut other_bytes: u64 = 0;
     let mut received = None;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(malformed)?;
-        match field.name() {
-            Some(FILE_FIELD) => {
-                if csrf != Csrf::CheckedHeader {
-                    return Err(AppError::Csrf);
-                }
-                if received.is_some() {
-                    return Err(AppError::BadRequest(format!(
-                        "one file per upload: the body has more than one {FILE_FIELD:?} field"
-                    )));
-                }
-                received = Some(write_file(to, field, stored).await?);
+        let name = field.name().unwrap_or("").to_owned();
+        if name == FILE_FIELD {
+            if received.is_some() {
+                return Err(AppError::BadRequest(format!(
+                    "one file per upload: the body has more than one {FILE_FIELD:?} field"
+                )));
             }
-            Some(CSRF_FIELD) => {
-                let value = read_small(&mut field, MAX_CSRF_FIELD_BYTES).await?;
-                session.check_csrf(Some(&value))?;
-                if csrf == Csrf::ExpectField {
-                    csrf = Csrf::CheckedHeader;
-                }
-            }
-            _ => {
-                // Other fields are skipped, but still count against the limit.
-                while let Some(chunk) = field.next().await {
-                    other_bytes += chunk.map_err(malformed)?.len() as u64;
-                    if other_bytes > to.limits.max_upload_bytes {
-                        return Err(AppError::TooLarge(to.limits.max_upload_bytes));
-                    }
+            let cap = gate.open().await?;
+            received = Some(write_file(to, field, cap, gate, stored).await?);
+        } else if let Some(max) = gate.reads(&name) {
+            let value = read_small(&mut field, max).await?;
+            gate.field(&name, value).await?;
+        } else {
+            while let Some(chunk) = field.next().await {
+                other_bytes += chunk.map_err(malformed)?.len() as u64;
+                if other_bytes > to.limits.max_upload_bytes {
+                    return Err(AppError::TooLarge(to.limits.max_upload_bytes));
                 }
             }
         }
     }
-    if csrf != Csrf::CheckedHeader {
-        return Err(AppError::Csrf);
-    }
+    gate.finish()?;
     received.ok_or_else(|| {
         AppError::BadRequest(format!("the multipart body has no {FILE_FIELD:?} field"))
     })
@@ -271,6 +384,8 @@ fn malformed(e: actix_multipart::MultipartError) -> AppError {
     }
 }
 
+/// A small field's value; a longer one than `max` or one that is not UTF-8 is refused as a
+/// wrong token would be (`Csrf`).
 async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = field.next().await {
@@ -286,8 +401,10 @@ async fn read_small(field: &mut Field, max: usize) -> Result<String, AppError> {
 async fn write_file(
     to: &Destination<'_>,
     field: Field,
+    cap: u64,
+    gate: &mut impl Gate,
     stored: &mut Option<DeleteOnDrop>,
-) -> Result<Received, AppError> {
+) -> Result<Stored, AppError> {
     let raw_name = field
         .content_disposition()
         .and_then(|cd| cd.get_filename())
@@ -299,7 +416,7 @@ async fn write_file(
         .to_string();
     let key = StorageKey::generate();
     let mut upload = to.files.create(&key).await.map_err(storage_error)?;
-    let size = match write_field(&mut upload, field, to.limits.max_upload_bytes).await {
+    let size = match write_field(&mut upload, field, cap, gate).await {
         Ok(size) => size,
         Err(e) => {
             upload.abort().await;
@@ -308,7 +425,7 @@ async fn write_file(
     };
     upload.finish().await.map_err(storage_error)?;
     *stored = Some(DeleteOnDrop::new(to.files.clone(), key.clone()));
-    Ok(Received {
+    Ok(Stored {
         key,
         name,
         content_type,
@@ -316,48 +433,76 @@ async fn write_file(
     })
 }
 
+/// Where a file came from, as its row records it: `None` for the owner's own upload.
+pub(crate) struct Origin<'a> {
+    pub link_id: &'a str,
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Inserts the row of a stored file on `conn` (the caller's transaction, or a connection).
+pub(crate) async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    stored: &Stored,
+    origin: Option<&Origin<'_>>,
+) -> Result<FileInfo, AppError> {
+    let id = FileId::generate();
+    let created_at = crate::now();
+    let size = i64::try_from(stored.size).map_err(|_| AppError::TooLarge(i64::MAX as u64))?;
+    sqlx::query(
+        "INSERT INTO files \
+         (id, user_id, name, storage_key, size, content_type, created_at, created_us, \
+         received_via, received_from, received_agent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(id.as_str())
+    .bind(user_id)
+    .bind(stored.name.as_str())
+    .bind(stored.key.as_str())
+    .bind(size)
+    .bind(&stored.content_type)
+    .bind(created_at)
+    .bind(crate::now_micros())
+    .bind(origin.map(|o| o.link_id))
+    .bind(origin.and_then(|o| o.client.clone()))
+    .bind(origin.and_then(|o| o.user_agent.clone()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(FileInfo {
+        id: id.0,
+        name: stored.name.as_str().to_owned(),
+        size,
+        content_type: stored.content_type.clone(),
+        created_at,
+        received: origin.map(|o| ReceivedFrom {
+            link_id: o.link_id.to_owned(),
+            client: o.client.clone(),
+            user_agent: o.user_agent.clone(),
+        }),
+    })
+}
+
 /// Records the stored file; the guard follows the file, so a failed insert leaves nothing.
 async fn commit(
     to: &Destination<'_>,
     user_id: &str,
-    received: Received,
+    stored_file: Stored,
     stored: &mut Option<DeleteOnDrop>,
 ) -> Result<FileInfo, AppError> {
-    let Received {
-        key,
-        name,
-        content_type,
-        size,
-    } = received;
     if stored.is_none() {
         return Err(AppError::Internal(
             "an upload without its stored file".into(),
         ));
     }
-
-    let id = FileId::generate();
-    let created_at = crate::now();
-    let size = i64::try_from(size).map_err(|_| AppError::TooLarge(to.limits.max_upload_bytes))?;
-    sqlx::query(
-        "INSERT INTO files \
-         (id, user_id, name, storage_key, size, content_type, created_at, created_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(id.as_str())
-    .bind(user_id)
-    .bind(name.as_str())
-    .bind(key.as_str())
-    .bind(size)
-    .bind(&content_type)
-    .bind(created_at)
-    .bind(crate::now_micros())
-    .execute(to.db)
-    .await?;
+    let mut conn = to.db.acquire().await?;
+    let file = insert(&mut conn, user_id, &stored_file, None).await?;
+    drop(conn);
     // Concurrent uploads may all have passed the first check: the one that went over removes
     // its own row (and, through the guard, its file).
     if let Err(e) = check_quota(to, user_id, true).await {
         sqlx::query("DELETE FROM files WHERE id = $1")
-            .bind(id.as_str())
+            .bind(&file.id)
             .execute(to.db)
             .await?;
         return Err(e);
@@ -365,14 +510,13 @@ async fn commit(
     if let Some(guard) = stored.as_mut() {
         guard.keep();
     }
-    tracing::info!(file = id.as_str(), user = user_id, size, "file uploaded");
-    Ok(FileInfo {
-        id: id.0,
-        name: name.as_str().to_owned(),
-        size,
-        content_type,
-        created_at,
-    })
+    tracing::info!(
+        file = file.id,
+        user = user_id,
+        size = file.size,
+        "file uploaded"
+    );
+    Ok(file)
 }
 
 /// A full disk or exhausted quota is `InsufficientStorage` (507): the client can do nothing
@@ -388,8 +532,14 @@ fn storage_error(e: std::io::Error) -> AppError {
     }
 }
 
-/// Copies the field into `upload`, refusing more than `max` bytes.
-async fn write_field(upload: &mut Upload, mut field: Field, max: u64) -> Result<u64, AppError> {
+/// Copies the field into `upload`, refusing more than `max` bytes, telling `gate` as bytes
+/// arrive.
+async fn write_field(
+    upload: &mut Upload,
+    mut field: Field,
+    max: u64,
+    gate: &mut impl Gate,
+) -> Result<u64, AppError> {
     let mut size: u64 = 0;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(malformed)?;
@@ -398,13 +548,14 @@ async fn write_field(upload: &mut Upload, mut field: Field, max: u64) -> Result<
             return Err(AppError::TooLarge(max));
         }
         upload.write(chunk).await.map_err(storage_error)?;
+        gate.progress(size).await?;
     }
     Ok(size)
 }
 
 /// Deletes a stored file when dropped unless [`DeleteOnDrop::keep`] was called: covers errors
 /// and a cancelled request alike.
-struct DeleteOnDrop {
+pub(crate) struct DeleteOnDrop {
     files: Files,
     key: Option<StorageKey>,
 }
@@ -417,12 +568,12 @@ impl DeleteOnDrop {
         }
     }
 
-    fn keep(&mut self) {
+    pub(crate) fn keep(&mut self) {
         self.key = None;
     }
 
     /// Deletes the file now, so it is gone before the response is sent.
-    async fn remove_now(mut self) {
+    pub(crate) async fn remove_now(mut self) {
         if let Some(key) = self.key.take() {
             remove(&self.files, &key).await;
         }

@@ -92,12 +92,17 @@ impl ShareSecret {
         }
     }
 
-    fn generate() -> ShareSecret {
+    pub(crate) fn generate() -> ShareSecret {
         ShareSecret(shared::random_token(SECRET_BYTES))
     }
 
-    fn hash(&self) -> String {
+    pub(crate) fn hash(&self) -> String {
         stored_hash(&self.0)
+    }
+
+    /// The secret itself, for the one answer that shows it (the new link's URL).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
     }
 }
 
@@ -564,22 +569,13 @@ pub async fn take(
     client: Option<IpAddr>,
 ) -> Result<Link, AppError> {
     if let Some(StoredHash(phc)) = &visit.password_hash {
-        // Reserved before hashing, as logins are: parallel guesses cannot overspend it.
-        let attempt = match throttle.reserve(Some(visit.id.as_str()), client) {
-            Ok(attempt) => attempt,
-            Err(refusal) => {
-                tracing::info!(share = %visit.id, ?client, ?refusal, "share password throttled");
-                return Err(refusal.into());
-            }
+        let guess = Guess {
+            throttled_as: &visit.id,
+            phc,
+            password,
+            client,
         };
-        let (candidate, phc) = (password.unwrap_or("").as_bytes().to_vec(), phc.clone());
-        let matches = users::blocking(move || users::verify_password(&candidate, &phc)).await?;
-        if !matches {
-            attempt.failed();
-            tracing::info!(share = %visit.id, "share password wrong");
-            return Err(AppError::WrongSharePassword);
-        }
-        attempt.succeeded();
+        check_password(throttle, guess, AppError::WrongSharePassword).await?;
     }
     let key = StorageKey::parse(&visit.storage_key).map_err(|_| {
         AppError::Internal(format!("share {} has an invalid storage key", visit.id))
@@ -613,6 +609,43 @@ pub async fn take(
     .await?;
     tracing::info!(share = %visit.id, jti = %link.jti, "share download taken");
     Ok(link)
+}
+
+/// A visitor's password against a link's stored hash.
+pub(crate) struct Guess<'a> {
+    /// The link's id: its own bucket of failures (beside the client address's).
+    pub throttled_as: &'a str,
+    /// The stored argon2id PHC string.
+    pub phc: &'a str,
+    pub password: Option<&'a str>,
+    pub client: Option<IpAddr>,
+}
+
+/// Checks a share's or an upload link's password: throttled per link and per client address
+/// with the login throttle's buckets, reserved before hashing (as logins are: parallel
+/// guesses cannot overspend it); a wrong or missing password costs an attempt and is `wrong`.
+pub(crate) async fn check_password(
+    throttle: &LoginThrottle,
+    guess: Guess<'_>,
+    wrong: AppError,
+) -> Result<(), AppError> {
+    let attempt = match throttle.reserve(Some(guess.throttled_as), guess.client) {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            tracing::info!(link = guess.throttled_as, client = ?guess.client, ?refusal, "link password throttled");
+            return Err(refusal.into());
+        }
+    };
+    let candidate = guess.password.unwrap_or("").as_bytes().to_vec();
+    let phc = guess.phc.to_owned();
+    let matches = users::blocking(move || users::verify_password(&candidate, &phc)).await?;
+    if !matches {
+        attempt.failed();
+        tracing::info!(link = guess.throttled_as, "link password wrong");
+        return Err(wrong);
+    }
+    attempt.succeeded();
+    Ok(())
 }
 
 /// Whose shares a give-back ([`settle`]) looks at.

@@ -207,6 +207,7 @@ impl Application {
             uploads: UploadLimits {
                 max_upload_bytes: config.max_upload_bytes,
                 max_files_per_user: config.max_files_per_user,
+                idle_secs: config.upload_idle_secs,
             },
             metrics,
             audit_dir: data.audit(),

@@ -64,16 +64,20 @@ pub enum Scope {
     /// Add, rotate, test, re-enable and delete webhooks.
     #[serde(rename = "webhooks:write")]
     WebhooksWrite,
+    /// Create and revoke upload links.
+    #[serde(rename = "uploads:write")]
+    UploadsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::FilesRead,
         Scope::FilesWrite,
         Scope::SharesWrite,
         Scope::LinksMint,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
+        Scope::UploadsWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +88,7 @@ impl Scope {
             Scope::LinksMint => "links:mint",
             Scope::WebhooksRead => "webhooks:read",
             Scope::WebhooksWrite => "webhooks:write",
+            Scope::UploadsWrite => "uploads:write",
         }
     }
 

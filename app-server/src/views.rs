@@ -21,9 +21,13 @@ use crate::shares::{OwnerShare, ShareInfo, ShareStatus, Visit};
 pub mod accounts;
 pub mod size;
 pub mod tokens;
+pub mod upload_links;
 pub mod webhooks;
 
 use size::human_size;
+
+/// What a share's page shows a link preview.
+const SHARE_PREVIEW: &str = "A shared file";
 
 /// What a page needs besides its content.
 pub struct Page<'a> {
@@ -31,8 +35,8 @@ pub struct Page<'a> {
     /// The signed-in user, for the header and its log-out form.
     pub session: Option<&'a Session>,
     /// A page for visitors that link previews and crawlers may fetch: `noindex`, and preview
-    /// metadata that names nothing (the title is already neutral).
-    pub neutral_preview: bool,
+    /// metadata that names nothing but this (the title is already neutral).
+    pub neutral_preview: Option<&'a str>,
 }
 
 fn layout(page: Page<'_>, content: Markup) -> Markup {
@@ -44,9 +48,9 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 title { (page.title) " · burnlink" }
-                @if page.neutral_preview {
+                @if let Some(preview) = page.neutral_preview {
                     meta name="robots" content="noindex, nofollow";
-                    meta property="og:title" content="A shared file";
+                    meta property="og:title" content=(preview);
                     meta property="og:description" content="Open the link to see it.";
                     meta property="og:type" content="website";
                     meta name="twitter:card" content="summary";
@@ -68,6 +72,7 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                         div.who {
                             span { "Signed in as " strong { (session.username.as_str()) } }
                             a href="/tokens" { "Access tokens" }
+                            a href=(crate::routes::upload_links::PAGE_PATH) { "Upload links" }
                             a href="/webhooks" { "Webhooks" }
                             @if session.is_admin { a href=(crate::accounts::USERS_PATH) { "Users" } }
                             form method="post" action="/logout" {
@@ -126,7 +131,7 @@ pub fn login_page(error: Option<&str>, username: &str, choices: &LoginChoices<'_
         Page {
             title: "Log in",
             session: None,
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -223,7 +228,7 @@ pub fn files_page(
         Page {
             title: "Your files",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -287,6 +292,16 @@ fn file_row(session: &Session, file: &FileInfo) -> Markup {
             td.name data-label="Name" {
                 a href={ "/files/" (file.id) "/download" } rel="noreferrer"
                     title={ "Download " (file.name) } { (file.name) }
+                @if let Some(from) = &file.received {
+                    br;
+                    small.received-mark {
+                        a href=(crate::routes::upload_links::PAGE_PATH) { "Received" }
+                        " through an upload link from "
+                        (from.client.as_deref().unwrap_or("?")) " ("
+                        span.agent { (from.user_agent.as_deref().unwrap_or("unknown browser")) }
+                        ")"
+                    }
+                }
             }
             td data-label="Size" { (human_size(u64::try_from(file.size).unwrap_or(0))) }
             td.type data-label="Type" { (file.content_type) }
@@ -517,7 +532,7 @@ pub fn share_form_page(
         Page {
             title: "Share",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -543,7 +558,7 @@ pub fn share_created_page(session: &Session, file_name: &str, share: &ShareInfo)
         Page {
             title: "Share link",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -580,7 +595,7 @@ pub fn share_page(visit: &Visit, action: &str, form_token: &str, message: Option
         Page {
             title: "Shared file",
             session: None,
-            neutral_preview: true,
+            neutral_preview: Some(SHARE_PREVIEW),
         },
         content,
     )
@@ -602,7 +617,7 @@ pub fn share_gone_page() -> Markup {
         Page {
             title: "Shared file",
             session: None,
-            neutral_preview: true,
+            neutral_preview: Some(SHARE_PREVIEW),
         },
         content,
     )
@@ -627,7 +642,7 @@ pub fn error_page(title: &str, message: &str, session: Option<&Session>) -> Mark
         Page {
             title,
             session,
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )

@@ -17,6 +17,9 @@
     too_many_files: 'You already keep the most files allowed. Delete one first.',
     insufficient_storage: 'The server has no room left for this upload. Try again later.',
     internal: 'Something went wrong on our side. Try again in a moment.',
+    wrong_password: 'Wrong password. Nothing was stored; try again.',
+    upload_link_gone: 'This upload link can no longer be used. Ask the person who sent it for a new one.',
+    upload_link_full: 'This link is receiving all the files it allows right now. Try again in a moment.',
   };
 
   function humanSize(bytes) {
@@ -293,6 +296,69 @@
         say(status, describe(0, null, null), true);
       });
       xhr.send(JSON.stringify(body));
+    });
+  }
+
+  // ---- Upload link page: the same form, sent with a progress bar ----
+  // The form's own fields (form token, password) go first, the file last, as without script.
+  const linkForm = $('#link-upload-form');
+  if (linkForm && typeof FormData !== 'undefined') {
+    const input = $('#link-file');
+    const status = $('#link-status');
+    const progress = $('#link-progress');
+    const bar = $('#link-bar');
+    const percent = $('#link-percent');
+    const button = $('#link-upload-button');
+    const max = Number(linkForm.dataset.maxBytes) || Infinity;
+
+    linkForm.addEventListener('submit', (e) => {
+      const file = input.files && input.files[0];
+      if (!file) return;
+      e.preventDefault();
+      if (file.size > max) {
+        say(status, 'That file is too large: the limit is ' + humanSize(max) + '.', true);
+        return;
+      }
+      button.disabled = true;
+      progress.hidden = false;
+      bar.value = 0;
+      percent.textContent = '0%';
+      say(status, 'Sending ' + file.name + '…', false);
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', linkForm.getAttribute('action'));
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.upload.addEventListener('progress', (ev) => {
+        if (!ev.lengthComputable) return;
+        const pct = Math.floor((ev.loaded / ev.total) * 100);
+        bar.value = pct;
+        percent.textContent = pct + '%';
+      });
+      xhr.addEventListener('load', () => {
+        button.disabled = false;
+        const reply = parseJson(xhr.responseText);
+        if (xhr.status === 201 && reply) {
+          bar.value = 100;
+          percent.textContent = '100%';
+          say(status, 'Received ' + reply.name + ' (' + humanSize(reply.size) + '). ' +
+            reply.files_left + ' more file' + (reply.files_left === 1 ? '' : 's') +
+            ' and ' + humanSize(reply.bytes_left) + ' allowed.', false);
+          status.classList.add('received');
+          const filesLeft = $('.link-files-left');
+          const bytesLeft = $('.link-bytes-left');
+          if (filesLeft) filesLeft.textContent = String(reply.files_left);
+          if (bytesLeft) bytesLeft.textContent = humanSize(reply.bytes_left);
+          linkForm.reset();
+          return;
+        }
+        progress.hidden = true;
+        say(status, describe(xhr.status, reply, xhr.getResponseHeader('Retry-After')), true);
+      });
+      xhr.addEventListener('error', () => {
+        button.disabled = false;
+        progress.hidden = true;
+        say(status, describe(0, null, null), true);
+      });
+      xhr.send(new FormData(linkForm));
     });
   }
 

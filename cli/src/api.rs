@@ -70,6 +70,16 @@ pub fn segment(s: &str) -> String {
     out
 }
 
+/// The HTTP client of every command: redirects are answers to show, not to follow; the
+/// user agent says who we are (an owner's file list shows each sender's).
+fn client() -> Result<Client, Failure> {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("burnlink/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(Failure::network)
+}
+
 /// The app's JSON API, authenticated by a token.
 pub struct Api {
     base: String,
@@ -82,10 +92,7 @@ impl Api {
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
             Failure::Usage("this command needs --token or BURNLINK_TOKEN (an access token from the app's Access tokens page)".into())
         })?;
-        let client = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(Failure::network)?;
+        let client = client()?;
         Ok(Api {
             base: url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
@@ -141,22 +148,7 @@ impl Api {
 
     /// Streams `file` as the `file` part of a multipart upload, with a progress bar.
     pub async fn upload(&self, file: &Path) -> Result<Value, Failure> {
-        let local = |e: std::io::Error| Failure::Local(format!("{}: {e}", file.display()));
-        let handle = tokio::fs::File::open(file).await.map_err(local)?;
-        let len = handle.metadata().await.map_err(local)?.len();
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| Failure::Usage(format!("{} names no file", file.display())))?;
-        let bar = crate::get::bar(len, &name);
-        let progress = bar.clone();
-        let stream = tokio_util::io::ReaderStream::new(handle).inspect_ok(move |chunk| {
-            progress.inc(chunk.len() as u64);
-        });
-        let part =
-            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
-                .file_name(name);
-        let form = reqwest::multipart::Form::new().part("file", part);
+        let (form, bar) = file_form(reqwest::multipart::Form::new(), file).await?;
         let res = self
             .request(reqwest::Method::POST, "/api/files")
             .multipart(form)
@@ -166,4 +158,53 @@ impl Api {
         bar.finish_and_clear();
         Api::json_of(res?).await
     }
+}
+
+/// `form` with `file` streamed as its last part, `file`, and the progress bar it moves.
+async fn file_form(
+    form: reqwest::multipart::Form,
+    file: &Path,
+) -> Result<(reqwest::multipart::Form, indicatif::ProgressBar), Failure> {
+    let local = |e: std::io::Error| Failure::Local(format!("{}: {e}", file.display()));
+    let handle = tokio::fs::File::open(file).await.map_err(local)?;
+    let len = handle.metadata().await.map_err(local)?.len();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Failure::Usage(format!("{} names no file", file.display())))?;
+    let bar = crate::get::bar(len, &name);
+    let progress = bar.clone();
+    let stream = tokio_util::io::ReaderStream::new(handle).inspect_ok(move |chunk| {
+        progress.inc(chunk.len() as u64);
+    });
+    let part =
+        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+            .file_name(name);
+    Ok((form.part("file", part), bar))
+}
+
+/// Sends `file` through an upload link (`<app>/u/<secret>`): no token, the link is the
+/// permission. The password, when the link has one, goes ahead of the file, as the server
+/// checks it before it stores a byte.
+pub async fn upload_to(link: &str, file: &Path, password: Option<&str>) -> Result<Value, Failure> {
+    if !link.contains("/u/") {
+        return Err(Failure::Usage(format!(
+            "--to {link:?} is not an upload link (<app>/u/<secret>)"
+        )));
+    }
+    let client = client()?;
+    let mut form = reqwest::multipart::Form::new();
+    if let Some(password) = password {
+        form = form.text("password", password.to_owned());
+    }
+    let (form, bar) = file_form(form, file).await?;
+    let res = client
+        .post(link)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .multipart(form)
+        .send()
+        .await
+        .map_err(Failure::network);
+    bar.finish_and_clear();
+    Api::json_of(res?).await
 }

@@ -48,8 +48,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Upload a file; prints its id (scope files:write).
-    Upload { file: PathBuf },
+    /// Upload a file; prints its id (scope files:write). With --to, send it through
+    /// someone's upload link instead (no token needed); prints its name and size.
+    Upload {
+        file: PathBuf,
+        /// An upload link, `<app>/u/<secret>`.
+        #[arg(long, value_name = "LINK")]
+        to: Option<String>,
+        /// With --to: read the link's password from standard input (first line).
+        #[arg(long, requires = "to")]
+        password_stdin: bool,
+    },
     /// List your files: id, size in bytes, name (scope files:read).
     Ls,
     /// Mint a one-time download URL for a file (scope links:mint).
@@ -103,7 +112,7 @@ enum WebhookCommand {
         #[arg(value_name = "URL")]
         endpoint: String,
         /// Events to send, comma-separated: download.completed, download.partial,
-        /// share.exhausted, share.expired.
+        /// share.exhausted, share.expired, upload.received.
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
         #[arg(long)]
@@ -160,6 +169,11 @@ fn read_password() -> Result<String, Failure> {
     Ok(line)
 }
 
+/// The password from standard input when `--password-stdin` was given.
+fn password_if(password_stdin: bool) -> Result<Option<String>, Failure> {
+    password_stdin.then(read_password).transpose()
+}
+
 /// Whether progress bars are drawn: only for a person watching.
 pub fn show_progress() -> bool {
     std::io::stderr().is_terminal()
@@ -175,9 +189,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     };
     match &cli.command {
-        Command::Upload { file } => {
+        Command::Upload {
+            file,
+            to: None,
+            password_stdin: _,
+        } => {
             let info = api()?.upload(file).await?;
             print(&info, str_field(&info, "id"));
+        }
+        Command::Upload {
+            file,
+            to: Some(link),
+            password_stdin,
+        } => {
+            let password = password_if(*password_stdin)?;
+            let arrived = api::upload_to(link, file, password.as_deref()).await?;
+            print(
+                &arrived,
+                format!("{}\t{}", str_field(&arrived, "name"), arrived["size"]),
+            );
         }
         Command::Ls => {
             let list = api()?.get_json("/api/files").await?;
@@ -211,11 +241,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             downloads,
             password_stdin,
         } => {
-            let password = if *password_stdin {
-                Some(read_password()?)
-            } else {
-                None
-            };
+            let password = password_if(*password_stdin)?;
             let body = json!({
                 "expires_in_secs": expires,
                 "max_downloads": downloads,
@@ -234,11 +260,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output,
             password_stdin,
         } => {
-            let password = if *password_stdin {
-                Some(read_password()?)
-            } else {
-                None
-            };
+            let password = password_if(*password_stdin)?;
             let done = get::download(url, output, password.as_deref()).await?;
             let summary = json!({
                 "file": output.display().to_string(),

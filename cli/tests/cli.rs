@@ -323,3 +323,85 @@ async fn webhook_add_ls_test_rm() {
         "--events is required: {usage:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_to_an_upload_link_needs_no_token() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let create = |body: Value| {
+        let alice = &alice;
+        async move {
+            let res = alice
+                .client
+                .post(format!("{}/api/upload-links", alice.app_url))
+                .header("X-CSRF-Token", &alice.csrf)
+                .json(&body)
+                .send()
+                .await
+                .expect("create upload link");
+            assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+            let link: Value = res.json().await.expect("JSON");
+            link["url"].as_str().expect("url").to_owned()
+        }
+    };
+    let open = create(serde_json::json!({"max_files": 1})).await;
+    let locked = create(serde_json::json!({"password": "open sesame"})).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("scan.pdf");
+    std::fs::write(&file, sample_bytes(12_345)).expect("write");
+
+    let out = burnlink(&app, None, &["upload", "--to", &open, path(&file)], "").await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "scan.pdf\t12345");
+    // The link allowed one file: the next is refused with the server's words, exit 1.
+    let out = burnlink(&app, None, &["upload", "--to", &open, path(&file)], "").await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("upload_link_gone"), "{out:?}");
+
+    let wrong = burnlink(
+        &app,
+        None,
+        &["upload", "--to", &locked, "--password-stdin", path(&file)],
+        "nope nope\n",
+    )
+    .await;
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    assert!(stderr(&wrong).contains("wrong_password"), "{wrong:?}");
+    let right = burnlink(
+        &app,
+        None,
+        &[
+            "upload",
+            "--to",
+            &locked,
+            "--password-stdin",
+            "--json",
+            path(&file),
+        ],
+        "open sesame\n",
+    )
+    .await;
+    assert!(right.status.success(), "{right:?}");
+    let answer: Value = serde_json::from_str(&stdout(&right)).expect("JSON");
+    assert_eq!(answer["size"], 12_345);
+
+    // Both arrived as alice's, byte for byte.
+    let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files.len(), 2);
+    for f in &files {
+        let agent = f["received"]["user_agent"].as_str().unwrap_or_default();
+        assert!(agent.starts_with("burnlink/"), "{f}");
+        let url = alice.link_url(f["id"].as_str().expect("id")).await;
+        let got = app.anon.get(url).send().await.expect("download");
+        assert_eq!(got.bytes().await.expect("bytes"), sample_bytes(12_345));
+    }
+    // Not an upload link: a usage error, nothing sent.
+    let out = burnlink(
+        &app,
+        None,
+        &["upload", "--to", &app.app_url, path(&file)],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

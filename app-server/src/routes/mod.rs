@@ -27,6 +27,7 @@ pub mod render;
 pub mod session;
 pub mod shares;
 pub mod tokens;
+pub mod upload_links;
 pub mod webhooks;
 
 /// Largest JSON body (a login is a few hundred bytes).
@@ -80,6 +81,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .configure(shares::configure)
     .configure(tokens::configure)
     .configure(webhooks::configure)
+    .configure(upload_links::configure)
     .configure(pages::configure)
     .configure(oidc::configure)
     .configure(accounts::configure)
@@ -208,6 +210,43 @@ mod tests {
         assert_eq!(public, ["GET /api/openapi.json", "POST /api/login"]);
         assert!(session_only.contains(&"POST /api/tokens".to_owned()));
         assert!(scoped.len() >= 10, "{scoped:?}");
+    }
+
+    /// Every `$ref` in the document names a schema the document holds: a type used in a
+    /// declaration but never registered would leave a client's generator a hole.
+    #[test]
+    fn every_schema_reference_resolves() {
+        fn refs(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for (key, item) in map {
+                        match (key.as_str(), item) {
+                            ("$ref", Value::String(target)) => out.push(target.clone()),
+                            _ => refs(item, out),
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|item| refs(item, out)),
+                _ => {}
+            }
+        }
+        let api = api().expect("the routes' declarations");
+        let document: Value = serde_json::from_slice(api.document.json()).expect("JSON");
+        let mut found = Vec::new();
+        refs(&document, &mut found);
+        assert!(
+            found.iter().any(|r| r.ends_with("/UploadLinkInfo")),
+            "{found:?}"
+        );
+        for target in found {
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{target}"));
+            assert!(
+                document["components"]["schemas"][name].is_object(),
+                "{target} is not in the document"
+            );
+        }
     }
 
     #[test]

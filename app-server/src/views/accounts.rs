@@ -62,7 +62,7 @@ pub fn users_page(session: &Session, accounts: &[Account]) -> Markup {
         Page {
             title: "Users",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )

@@ -26,6 +26,7 @@ fn scope_help(scope: Scope) -> &'static str {
         Scope::LinksMint => "mint one-time download links",
         Scope::WebhooksRead => "list webhooks and their delivery logs",
         Scope::WebhooksWrite => "add, rotate, test and delete webhooks",
+        Scope::UploadsWrite => "create and revoke upload links",
     }
 }
 
@@ -103,7 +104,7 @@ pub fn tokens_page(session: &Session, tokens: &[TokenInfo], message: Option<&str
         Page {
             title: "Access tokens",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -131,7 +132,7 @@ pub fn token_created_page(session: &Session, created: &CreatedToken) -> Markup {
         Page {
             title: "Access token",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )

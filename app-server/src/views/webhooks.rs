@@ -14,6 +14,7 @@ fn event_help(event: EventType) -> &'static str {
         EventType::DownloadPartial => "a link's download broke off before the end",
         EventType::ShareExhausted => "a share's last download was taken",
         EventType::ShareExpired => "a share reached its expiry",
+        EventType::UploadReceived => "a file arrived through one of your upload links",
         EventType::Test => "a test sent from this page",
     }
 }
@@ -136,7 +137,7 @@ pub fn webhooks_page(
         Page {
             title: "Webhooks",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -200,7 +201,7 @@ pub fn webhook_page(session: &Session, detail: &WebhookDetail) -> Markup {
         Page {
             title: "Webhook",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )
@@ -235,7 +236,7 @@ pub fn secret_page(
         Page {
             title: "Signing secret",
             session: Some(session),
-            neutral_preview: false,
+            neutral_preview: None,
         },
         content,
     )

@@ -43,8 +43,7 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 ///
 /// Adding an event: a variant here (and in [`EventType::SUBSCRIBABLE`]), its payload in
 /// [`outbox`], and one call to its `enqueue` inside the transaction that records what
-/// happened (as [`outbox::for_outcome`] does). `upload.received` is to come that way once
-/// upload links exist.
+/// happened (as [`outbox::for_outcome`] and [`outbox::for_upload`] do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
     /// A link's download was sent whole (at most once per link; a resumed download
@@ -60,6 +59,9 @@ pub enum EventType {
     /// A share reached its expiry.
     #[serde(rename = "share.expired")]
     ShareExpired,
+    /// A file arrived through one of the owner's upload links.
+    #[serde(rename = "upload.received")]
+    UploadReceived,
     /// Sent by "send test event" to one endpoint, whatever it subscribed to.
     #[serde(rename = "webhook.test")]
     Test,
@@ -67,11 +69,12 @@ pub enum EventType {
 
 impl EventType {
     /// What an endpoint may subscribe to.
-    pub const SUBSCRIBABLE: [EventType; 4] = [
+    pub const SUBSCRIBABLE: [EventType; 5] = [
         EventType::DownloadCompleted,
         EventType::DownloadPartial,
         EventType::ShareExhausted,
         EventType::ShareExpired,
+        EventType::UploadReceived,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +83,7 @@ impl EventType {
             EventType::DownloadPartial => "download.partial",
             EventType::ShareExhausted => "share.exhausted",
             EventType::ShareExpired => "share.expired",
+            EventType::UploadReceived => "upload.received",
             EventType::Test => "webhook.test",
         }
     }

@@ -172,6 +172,54 @@ pub async fn for_outcome(
     enqueue(conn, &event_id, kind, user_id, &body).await
 }
 
+/// A file that arrived through an upload link, as its event describes it.
+pub struct UploadFacts<'a> {
+    /// The link's owner, who now owns the file.
+    pub user_id: &'a str,
+    pub file_id: &'a str,
+    pub file_name: &'a str,
+    pub link_id: &'a str,
+    pub bytes: u64,
+}
+
+#[derive(Serialize)]
+struct UploadData<'a> {
+    event_id: &'a str,
+    file_id: &'a str,
+    file_name: &'a str,
+    /// The upload link's id.
+    link_id: &'a str,
+    /// The file's size: the bytes received.
+    bytes: u64,
+    /// When the file was recorded.
+    time: String,
+}
+
+/// Writes `upload.received` for a file that arrived through an upload link, in the
+/// transaction that records the file (once per file: its id names the event). Returns how
+/// many rows were written.
+pub async fn for_upload(
+    conn: &mut AnyConnection,
+    upload: &UploadFacts<'_>,
+) -> Result<u64, AppError> {
+    let kind = EventType::UploadReceived;
+    let event_id = event_id_for(kind, upload.file_id);
+    let now = crate::now_millis();
+    let body = payload(
+        kind,
+        now,
+        UploadData {
+            event_id: &event_id,
+            file_id: upload.file_id,
+            file_name: upload.file_name,
+            link_id: upload.link_id,
+            bytes: upload.bytes,
+            time: rfc3339_ms(now),
+        },
+    )?;
+    enqueue(conn, &event_id, kind, upload.user_id, &body).await
+}
+
 /// A share as its events describe it.
 pub struct ShareFacts<'a> {
     pub id: &'a str,

@@ -19,7 +19,7 @@ async fn bounded(walk: impl Future<Output = ()>) {
 }
 
 /// Logs in through the form, as a person types it.
-async fn log_in(browser: &Browser, app: &TestApp) {
+pub(crate) async fn log_in(browser: &Browser, app: &TestApp) {
     browser.driver.goto(&app.app_url).await.unwrap();
     browser
         .find("#username")

@@ -64,8 +64,8 @@ fn url_of(share: &Value) -> String {
     share["url"].as_str().expect("url").to_owned()
 }
 
-/// The share page's form token.
-fn form_token(html: &str) -> String {
+/// The form token of a share's or an upload link's page.
+pub(crate) fn form_token(html: &str) -> String {
     let at = html
         .find("name=\"form_token\" value=\"")
         .expect("the page has a form token")

@@ -30,7 +30,7 @@ fn webhooks_dir() -> PathBuf {
 }
 
 /// Receivers on loopback over plain http, retries 100 ms apart, a look every 100 ms.
-fn loopback(config: &mut app_server::Config) {
+pub(crate) fn loopback(config: &mut app_server::Config) {
     config.webhooks_allow_private = true;
     config.webhooks_allow_http = true;
     config.webhooks_retry_schedule = vec![ms(0), ms(100), ms(100), ms(100)];
@@ -39,7 +39,7 @@ fn loopback(config: &mut app_server::Config) {
 
 /// Polls `check` until it gives something, for at most 60 s (a loaded machine is slow, a
 /// broken feature never answers).
-async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(found) = check().await {
@@ -52,14 +52,14 @@ async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
 
 /// One request the receiver got.
 #[derive(Debug, Clone, Deserialize)]
-struct Delivery {
+pub(crate) struct Delivery {
     /// `webhook-id`.
-    id: String,
+    pub(crate) id: String,
     #[serde(rename = "type")]
-    kind: Option<String>,
-    data: Value,
+    pub(crate) kind: Option<String>,
+    pub(crate) data: Value,
     /// Whether `standardwebhooks` verified it with each configured secret, in order.
-    verified: Vec<bool>,
+    pub(crate) verified: Vec<bool>,
     /// Signatures in `webhook-signature`.
     signatures: usize,
     /// Another delivery of the same id was in flight when this one arrived.
@@ -78,7 +78,7 @@ impl Delivery {
 }
 
 /// The test receiver, killed on drop.
-struct Receiver {
+pub(crate) struct Receiver {
     _child: tokio::process::Child,
     base: String,
     client: reqwest::Client,
@@ -86,7 +86,7 @@ struct Receiver {
 
 impl Receiver {
     /// Starts tests/webhooks/receiver.py, or skips when `standardwebhooks` is not installed.
-    async fn start() -> Option<Receiver> {
+    pub(crate) async fn start() -> Option<Receiver> {
         if !tool_installed("standardwebhooks") {
             skip("standardwebhooks not installed in tests/webhooks/python (.ci/install-deps)");
             return None;
@@ -145,7 +145,11 @@ impl Receiver {
     }
 
     /// The deliveries once `done` says they are complete.
-    async fn wait_for(&self, what: &str, done: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        done: impl Fn(&[Delivery]) -> bool,
+    ) -> Vec<Delivery> {
         until(what, async || {
             let got = self.deliveries().await;
             done(&got).then_some(got)
@@ -210,7 +214,7 @@ fn str_of<'a>(value: &'a Value, name: &str) -> &'a str {
 
 /// An app on loopback settings with alice's webhook at the receiver, subscribed to
 /// `events`, the receiver holding its secret. Returns the app, alice and the webhook's id.
-async fn app_with_webhook(
+pub(crate) async fn app_with_webhook(
     receiver: &Receiver,
     events: &[&str],
     adjust: impl FnOnce(&mut app_server::Config),
