@@ -41,7 +41,7 @@ impl FileId {
         }
     }
 
-    fn generate() -> FileId {
+    pub(crate) fn generate() -> FileId {
         FileId(shared::random_token(16))
     }
 
@@ -188,7 +188,11 @@ pub struct Destination<'a> {
 
 /// `TooManyFiles` when the user would keep more than `--max-files-per-user` files with the new
 /// one (whose row is already counted when `inserted`).
-async fn check_quota(to: &Destination<'_>, user_id: &str, inserted: bool) -> Result<(), AppError> {
+pub(crate) async fn check_quota(
+    to: &Destination<'_>,
+    user_id: &str,
+    inserted: bool,
+) -> Result<(), AppError> {
     let max = to.limits.max_files_per_user;
     if max == 0 {
         return Ok(());
@@ -203,12 +207,30 @@ async fn check_quota(to: &Destination<'_>, user_id: &str, inserted: bool) -> Res
     Ok(())
 }
 
-/// A file read to its end into the store, not yet recorded.
-struct Received {
-    key: StorageKey,
-    name: DownloadName,
-    content_type: String,
-    size: u64,
+/// A file read to its end into the store, not yet recorded: the multipart form's `file` field
+/// or a tus upload's last byte. `id` is the row it becomes (a tus upload chooses it at creation,
+/// so a finish that is repeated finds its row rather than making a second one).
+pub(crate) struct Received {
+    pub id: FileId,
+    pub key: StorageKey,
+    pub name: DownloadName,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// A received file's name and type: the name the client gave, made safe, and the type its
+/// extension says. A declared type (tus `filetype`) counts only when the name says nothing
+/// (`application/octet-stream`) and it is a well-formed `type/subtype`, without parameters.
+pub(crate) fn describe(raw_name: &str, declared: Option<&str>) -> (DownloadName, String) {
+    let name = DownloadName::sanitize(raw_name);
+    let guessed = mime_guess::from_path(name.as_str()).first_or_octet_stream();
+    let content_type = match declared.and_then(|d| d.parse::<mime_guess::Mime>().ok()) {
+        Some(declared) if guessed == mime_guess::mime::APPLICATION_OCTET_STREAM => {
+            declared.essence_str().to_owned()
+        }
+        _ => guessed.to_string(),
+    };
+    (name, content_type)
 }
 
 /// Reads the whole multipart body; the one `file` field goes into the store, with a guard
@@ -293,10 +315,7 @@ async fn write_file(
         .and_then(|cd| cd.get_filename())
         .unwrap_or("")
         .to_owned();
-    let name = DownloadName::sanitize(&raw_name);
-    let content_type = mime_guess::from_path(name.as_str())
-        .first_or_octet_stream()
-        .to_string();
+    let (name, content_type) = describe(&raw_name, None);
     let key = StorageKey::generate();
     let mut upload = to.files.create(&key).await.map_err(storage_error)?;
     let size = match write_field(&mut upload, field, to.limits.max_upload_bytes).await {
@@ -309,6 +328,7 @@ async fn write_file(
     upload.finish().await.map_err(storage_error)?;
     *stored = Some(DeleteOnDrop::new(to.files.clone(), key.clone()));
     Ok(Received {
+        id: FileId::generate(),
         key,
         name,
         content_type,
@@ -317,13 +337,16 @@ async fn write_file(
 }
 
 /// Records the stored file; the guard follows the file, so a failed insert leaves nothing.
-async fn commit(
+/// Recording an id already recorded for this user and key (a tus finish repeated) answers the
+/// row there.
+pub(crate) async fn commit(
     to: &Destination<'_>,
     user_id: &str,
     received: Received,
     stored: &mut Option<DeleteOnDrop>,
 ) -> Result<FileInfo, AppError> {
     let Received {
+        id,
         key,
         name,
         content_type,
@@ -335,7 +358,21 @@ async fn commit(
         ));
     }
 
-    let id = FileId::generate();
+    let recorded: Option<FileRow> = sqlx::query_as(
+        "SELECT id, name, size, content_type, created_at FROM files \
+         WHERE id = $1 AND user_id = $2 AND storage_key = $3",
+    )
+    .bind(id.as_str())
+    .bind(user_id)
+    .bind(key.as_str())
+    .fetch_optional(to.db)
+    .await?;
+    if let Some(row) = recorded {
+        if let Some(guard) = stored.as_mut() {
+            guard.keep();
+        }
+        return Ok(info(row));
+    }
     let created_at = crate::now();
     let size = i64::try_from(size).map_err(|_| AppError::TooLarge(to.limits.max_upload_bytes))?;
     sqlx::query(
@@ -377,7 +414,7 @@ async fn commit(
 
 /// A full disk or exhausted quota is `InsufficientStorage` (507): the client can do nothing
 /// about it but should know it is not their mistake nor a bug.
-fn storage_error(e: std::io::Error) -> AppError {
+pub(crate) fn storage_error(e: std::io::Error) -> AppError {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
@@ -404,13 +441,13 @@ async fn write_field(upload: &mut Upload, mut field: Field, max: u64) -> Result<
 
 /// Deletes a stored file when dropped unless [`DeleteOnDrop::keep`] was called: covers errors
 /// and a cancelled request alike.
-struct DeleteOnDrop {
+pub(crate) struct DeleteOnDrop {
     files: Files,
     key: Option<StorageKey>,
 }
 
 impl DeleteOnDrop {
-    fn new(files: Files, key: StorageKey) -> DeleteOnDrop {
+    pub(crate) fn new(files: Files, key: StorageKey) -> DeleteOnDrop {
         DeleteOnDrop {
             files,
             key: Some(key),
@@ -422,7 +459,7 @@ impl DeleteOnDrop {
     }
 
     /// Deletes the file now, so it is gone before the response is sent.
-    async fn remove_now(mut self) {
+    pub(crate) async fn remove_now(mut self) {
         if let Some(key) = self.key.take() {
             remove(&self.files, &key).await;
         }

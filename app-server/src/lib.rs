@@ -26,6 +26,7 @@ pub mod state;
 pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
+pub mod uploads;
 pub mod users;
 pub mod views;
 pub mod webhooks;

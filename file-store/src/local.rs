@@ -17,10 +17,15 @@ use shared::StorageKey;
 use tokio::io::AsyncWriteExt;
 
 use crate::store::FileStore;
-use crate::types::{ByteRange, FileVersion, OpenFile, Opening, StoredFile, Upload, UploadWriter};
+use crate::types::{
+    Appending, ByteRange, FileVersion, OpenFile, Opening, PartState, PartWriter, Saved,
+    StoredFile, Upload, UploadWriter,
+};
 
 /// Uploads are written to `<root>/.tmp-<random>` and renamed to their key when whole.
 const TEMP_PREFIX: &str = ".tmp-";
+/// A resumable upload's bytes so far are `<root>/.part-<key>`, renamed to `<key>` when whole.
+const PART_PREFIX: &str = ".part-";
 
 /// Files in one directory, by storage key.
 #[derive(Clone, Debug)]
@@ -38,6 +43,15 @@ impl LocalStore {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    fn part_path(&self, key: &StorageKey) -> PathBuf {
+        self.root.join(format!("{PART_PREFIX}{}", key.as_str()))
+    }
+}
+
+/// The state a local part keeps: none (its file is named by its key).
+fn local_state() -> PartState {
+    PartState(String::new())
 }
 
 impl FileStore for LocalStore {
@@ -79,6 +93,81 @@ impl FileStore for LocalStore {
     fn delete<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<()>> {
         Box::pin(async move {
             match tokio::fs::remove_file(self.root.join(key.as_str())).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    /// Creates `<root>/.part-<key>`, empty, and makes its directory entry durable.
+    fn start_part<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<PartState>> {
+        Box::pin(async move {
+            let mut options = tokio::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            options.mode(shared::FILE_MODE);
+            let file = options.open(self.part_path(key)).await?;
+            file.sync_all().await?;
+            sync_dir(&self.root).await?;
+            Ok(local_state())
+        })
+    }
+
+    /// Opens the part for appending at `offset`: bytes past it (written by a request whose
+    /// offset was never recorded) are cut off first.
+    fn append_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        _state: &'a PartState,
+        offset: u64,
+    ) -> BoxFuture<'a, std::io::Result<Appending>> {
+        Box::pin(async move {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(self.part_path(key))
+                .await?;
+            let len = file.metadata().await?.len();
+            if len < offset {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the part holds {len} bytes, {offset} were saved"),
+                ));
+            }
+            if len > offset {
+                file.set_len(offset).await?;
+            }
+            use tokio::io::AsyncSeekExt;
+            file.seek(std::io::SeekFrom::Start(offset)).await?;
+            Ok(Appending::new(LocalPart { file, offset }))
+        })
+    }
+
+    /// Renames the part to its key (and makes the rename durable). A part already renamed
+    /// (its key there, the part not) is no error.
+    fn finish_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        _state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            let target = self.root.join(key.as_str());
+            match tokio::fs::rename(self.part_path(key), &target).await {
+                Ok(()) => sync_dir(&self.root).await,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tokio::fs::metadata(&target).await.map(drop)
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn discard_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        _state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.part_path(key)).await {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             }
@@ -193,6 +282,48 @@ impl Drop for LocalUpload {
             }
         }
     }
+}
+
+/// A part being appended to; `offset` counts what it holds.
+struct LocalPart {
+    file: tokio::fs::File,
+    offset: u64,
+}
+
+impl PartWriter for LocalPart {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, std::io::Result<()>> {
+        Box::pin(async move {
+            self.file.write_all(&chunk).await?;
+            self.offset += chunk.len() as u64;
+            Ok(())
+        })
+    }
+
+    /// fsync: the bytes are on disk before their offset is acknowledged.
+    fn save(mut self: Box<Self>) -> BoxFuture<'static, std::io::Result<Saved>> {
+        Box::pin(async move {
+            self.file.flush().await?;
+            self.file.sync_data().await?;
+            Ok(Saved {
+                offset: self.offset,
+                state: local_state(),
+            })
+        })
+    }
+}
+
+/// Makes a directory's entries (a created or renamed file) durable.
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+            .await
+            .map_err(std::io::Error::other)??;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// An open local file: its size and version, and the bytes of its head already read.

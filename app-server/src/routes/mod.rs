@@ -27,6 +27,7 @@ pub mod render;
 pub mod session;
 pub mod shares;
 pub mod tokens;
+pub mod uploads;
 pub mod webhooks;
 
 /// Largest JSON body (a login is a few hundred bytes).
@@ -76,6 +77,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .service(openapi::openapi_json)
     .configure(session::configure)
     .configure(files::configure)
+    .configure(uploads::configure)
     .configure(downloads::configure)
     .configure(shares::configure)
     .configure(tokens::configure)
@@ -205,7 +207,10 @@ mod tests {
             }
         }
         public.sort();
-        assert_eq!(public, ["GET /api/openapi.json", "POST /api/login"]);
+        assert_eq!(
+            public,
+            ["GET /api/openapi.json", "OPTIONS /api/uploads", "POST /api/login"]
+        );
         assert!(session_only.contains(&"POST /api/tokens".to_owned()));
         assert!(scoped.len() >= 10, "{scoped:?}");
     }
