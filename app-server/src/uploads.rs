@@ -27,8 +27,8 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use actix_web::web::Bytes;
+use base64::Engine as _;
 use file_store::{FileStore as _, Files, PartState};
 use futures_util::{Stream, StreamExt};
 use shared::StorageKey;
@@ -360,7 +360,11 @@ pub async fn create(
         uploader.released(to.db).await;
         return Err(e.into());
     }
-    tracing::info!(user = uploader.owner(), length = creation.length, "upload created");
+    tracing::info!(
+        user = uploader.owner(),
+        length = creation.length,
+        "upload created"
+    );
     Ok(Created {
         id,
         progress: Progress {
@@ -373,7 +377,11 @@ pub async fn create(
 }
 
 /// Where the upload stands (HEAD): 404 for one that is not the uploader's, 410 once expired.
-pub async fn progress(db: &AnyPool, uploader: &Uploader, id: &UploadId) -> Result<Progress, AppError> {
+pub async fn progress(
+    db: &AnyPool,
+    uploader: &Uploader,
+    id: &UploadId,
+) -> Result<Progress, AppError> {
     let row = find(db, uploader.owner(), id).await?;
     if row.expired(crate::now_millis()) {
         return Err(AppError::UploadExpired);
@@ -674,13 +682,13 @@ impl Lease {
              WHERE id_hash = $3 AND lease_id = $4"
         };
         let recorded = sqlx::query(query)
-        .bind(as_i64(saved.offset))
-        .bind(&saved.state.0)
-        .bind(&self.id_hash)
-        .bind(&self.lease_id)
-        .execute(db)
-        .await?
-        .rows_affected();
+            .bind(as_i64(saved.offset))
+            .bind(&saved.state.0)
+            .bind(&self.id_hash)
+            .bind(&self.lease_id)
+            .execute(db)
+            .await?
+            .rows_affected();
         if recorded != 1 {
             return Err(AppError::UploadBusy);
         }
@@ -811,8 +819,10 @@ mod tests {
 
     #[test]
     fn metadata_gives_name_and_type() {
-        let m = Metadata::parse("filename bGV0dGVyLnBkZg==,filetype YXBwbGljYXRpb24vcGRm,is_confidential")
-            .unwrap();
+        let m = Metadata::parse(
+            "filename bGV0dGVyLnBkZg==,filetype YXBwbGljYXRpb24vcGRm,is_confidential",
+        )
+        .unwrap();
         assert_eq!(m.filename.as_deref(), Some("letter.pdf"));
         assert_eq!(m.filetype.as_deref(), Some("application/pdf"));
         assert_eq!(Metadata::parse("").unwrap(), Metadata::default());
@@ -820,7 +830,11 @@ mod tests {
 
     #[test]
     fn bad_metadata_is_refused() {
-        for bad in ["filename !!!", "filename YQ==,filename Yg==", "filename /w=="] {
+        for bad in [
+            "filename !!!",
+            "filename YQ==,filename Yg==",
+            "filename /w==",
+        ] {
             assert!(
                 matches!(Metadata::parse(bad), Err(AppError::BadRequest(_))),
                 "{bad}"
@@ -832,16 +846,31 @@ mod tests {
     fn upload_ids_are_256_bits_or_not_found() {
         let id = UploadId::generate();
         assert_eq!(UploadId::parse(id.as_str()).unwrap(), id);
-        for bad in ["", "../x", &"a".repeat(42), &"a".repeat(44), &format!("{}.", "a".repeat(42))] {
-            assert!(matches!(UploadId::parse(bad), Err(AppError::NotFound)), "{bad}");
+        for bad in [
+            "",
+            "../x",
+            &"a".repeat(42),
+            &"a".repeat(44),
+            &format!("{}.", "a".repeat(42)),
+        ] {
+            assert!(
+                matches!(UploadId::parse(bad), Err(AppError::NotFound)),
+                "{bad}"
+            );
         }
         assert!(!format!("{id:?}").contains(id.as_str()));
     }
 
     #[test]
     fn sweeps_run_between_a_second_and_a_minute() {
-        assert_eq!(UploadPolicy::new(1, 30).sweep_every(), Duration::from_secs(1));
-        assert_eq!(UploadPolicy::new(86_400, 30).sweep_every(), Duration::from_secs(60));
+        assert_eq!(
+            UploadPolicy::new(1, 30).sweep_every(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            UploadPolicy::new(86_400, 30).sweep_every(),
+            Duration::from_secs(60)
+        );
         assert_eq!(UploadPolicy::new(1, 30).lease_ms, 40_000);
     }
 }

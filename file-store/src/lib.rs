@@ -19,6 +19,6 @@ pub use self::local::LocalStore;
 pub use self::s3::S3Store;
 pub use self::store::{FileStore, Files};
 pub use self::types::{
-    Appending, ByteRange, FileStream, FileVersion, OpenFile, Opening, PartState, PartWriter,
-    Saved, StoredFile, Upload, UploadWriter,
+    Appending, ByteRange, FileStream, FileVersion, OpenFile, Opening, PartState, PartWriter, Saved,
+    StoredFile, Upload, UploadWriter,
 };

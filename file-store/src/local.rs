@@ -18,8 +18,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::store::FileStore;
 use crate::types::{
-    Appending, ByteRange, FileVersion, OpenFile, Opening, PartState, PartWriter, Saved,
-    StoredFile, Upload, UploadWriter,
+    Appending, ByteRange, FileVersion, OpenFile, Opening, PartState, PartWriter, Saved, StoredFile,
+    Upload, UploadWriter,
 };
 
 /// Uploads are written to `<root>/.tmp-<random>` and renamed to their key when whole.

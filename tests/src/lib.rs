@@ -8,6 +8,7 @@ pub mod postgres;
 pub mod process;
 pub mod s3;
 pub mod services;
+pub mod tus;
 
 use std::path::{Path, PathBuf};
 

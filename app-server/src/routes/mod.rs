@@ -209,7 +209,11 @@ mod tests {
         public.sort();
         assert_eq!(
             public,
-            ["GET /api/openapi.json", "OPTIONS /api/uploads", "POST /api/login"]
+            [
+                "GET /api/openapi.json",
+                "OPTIONS /api/uploads",
+                "POST /api/login"
+            ]
         );
         assert!(session_only.contains(&"POST /api/tokens".to_owned()));
         assert!(scoped.len() >= 10, "{scoped:?}");

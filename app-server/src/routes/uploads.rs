@@ -21,8 +21,8 @@ use crate::error::{AppError, ErrorBody};
 use crate::sessions::Session;
 use crate::state::AppState;
 use crate::uploads::{
-    self, Creation, Metadata, OFFSET_OCTET_STREAM, Progress, TUS_EXTENSIONS, TUS_VERSION,
-    UploadId, Uploader,
+    self, Creation, Metadata, OFFSET_OCTET_STREAM, Progress, TUS_EXTENSIONS, TUS_VERSION, UploadId,
+    Uploader,
 };
 
 const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
@@ -99,9 +99,11 @@ async fn create(
         })
     })?;
     let metadata = match req.headers().get("Upload-Metadata") {
-        Some(value) => Metadata::parse(value.to_str().map_err(|_| {
-            AppError::BadRequest("Upload-Metadata is not ASCII".into())
-        })?)?,
+        Some(value) => Metadata::parse(
+            value
+                .to_str()
+                .map_err(|_| AppError::BadRequest("Upload-Metadata is not ASCII".into()))?,
+        )?,
         None => Metadata::default(),
     };
     let with_body = has_body(&req);

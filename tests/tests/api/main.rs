@@ -26,4 +26,5 @@ mod slow_bodies;
 mod tls;
 mod token_format;
 mod tokens;
+mod uploads;
 mod webhooks;
