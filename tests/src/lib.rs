@@ -254,6 +254,15 @@ impl TestApp {
         }
     }
 
+    /// Multipart uploads begun and neither completed nor aborted in the app's bucket (0 for
+    /// the local store).
+    pub fn open_multipart_uploads(&self) -> usize {
+        match self.bucket() {
+            Some((moto, bucket, _)) => moto.open_uploads(&bucket),
+            None => 0,
+        }
+    }
+
     /// The app's file store when it is S3, signed as the servers sign (moto refuses unsigned
     /// overwrites and deletes).
     fn s3_store(&self) -> Option<file_store::Files> {
