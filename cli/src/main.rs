@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 mod api;
 mod get;
+mod tus;
 
 use api::{Api, Failure};
 
@@ -48,8 +49,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Upload a file; prints its id (scope files:write).
-    Upload { file: PathBuf },
+    /// Upload a file; prints its id (scope files:write). From 4 MiB on it goes through tus
+    /// (docs/UPLOADS.md) and resumes by itself after a broken connection, and in a later run.
+    Upload {
+        file: PathBuf,
+        /// Failures in a row a large upload resumes after before giving up.
+        #[arg(long, default_value_t = 8)]
+        retries: u32,
+    },
     /// List your files: id, size in bytes, name (scope files:read).
     Ls,
     /// Mint a one-time download URL for a file (scope links:mint).
@@ -175,8 +182,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     };
     match &cli.command {
-        Command::Upload { file } => {
-            let info = api()?.upload(file).await?;
+        Command::Upload { file, retries } => {
+            let api = api()?;
+            let len = std::fs::metadata(file)
+                .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?
+                .len();
+            let info = if len >= tus::THRESHOLD {
+                tus::upload(&api, file, *retries).await?
+            } else {
+                api.upload(file).await?
+            };
             print(&info, str_field(&info, "id"));
         }
         Command::Ls => {
