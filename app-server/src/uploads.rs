@@ -44,6 +44,10 @@ pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,expi
 /// The media type of a PATCH body (and of a creation-with-upload body).
 pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
+/// From this size on, the upload page's script sends a file through tus (resuming after a
+/// broken connection); below it, in one form request.
+pub const BROWSER_TUS_FROM: u64 = 4 * 1024 * 1024;
+
 /// A lease is renewed at most this often while bytes arrive.
 const RENEW_EVERY_MS: i64 = 1_000;
 /// Beyond `--upload-idle-secs`, how long a lease lasts: time to save and record after the body.

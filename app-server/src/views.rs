@@ -52,6 +52,8 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                     meta name="twitter:card" content="summary";
                 }
                 link rel="stylesheet" href=(assets::css_url());
+                // Before the page's script, which uses it for large uploads (run in order).
+                script src=(assets::tus_url()) defer {}
                 script src=(assets::js_url()) defer {}
             }
             body {
@@ -165,7 +167,7 @@ pub fn files_page(
         section.card aria-labelledby="upload-title" {
             h2 #upload-title { "Upload a file" }
             form #upload-form method="post" action="/files" enctype="multipart/form-data"
-                data-max-bytes=(max_upload) {
+                data-max-bytes=(max_upload) data-tus-from=(crate::uploads::BROWSER_TUS_FROM) {
                 // Before the file: the server checks the token before it stores a byte.
                 (csrf_field(session))
                 label.drop #drop for="file-input" {

@@ -375,9 +375,15 @@ pub async fn spawn_download_server(app: &TestApp, burn_store: &str) -> String {
 pub struct CuttingProxy {
     pub addr: std::net::SocketAddr,
     requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CuttingProxy {
+    /// Whether the connection was cut (a proxy cutting uploads: once one request got that far).
+    pub fn cut_made(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The request heads seen so far (request line and headers), one per connection.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("not poisoned").clone()
@@ -426,6 +432,7 @@ enum Cut {
 
 async fn proxy(upstream: &str, cut: Cut) -> CuttingProxy {
     let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made = cut_done.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("proxy binds");
@@ -445,7 +452,7 @@ async fn proxy(upstream: &str, cut: Cut) -> CuttingProxy {
                 Cut::Response(_) => None,
             };
             first = false;
-            let (upstream, seen, cut_done) = (upstream.clone(), seen.clone(), cut_done.clone());
+            let (upstream, seen, cut_done) = (upstream.clone(), seen.clone(), made.clone());
             tokio::spawn(async move {
                 let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
@@ -508,5 +515,9 @@ async fn proxy(upstream: &str, cut: Cut) -> CuttingProxy {
             });
         }
     });
-    CuttingProxy { addr, requests }
+    CuttingProxy {
+        addr,
+        requests,
+        cut: cut_done,
+    }
 }

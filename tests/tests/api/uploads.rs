@@ -687,3 +687,81 @@ async fn a_5_gib_upload_keeps_memory_flat() {
     let files: serde_json::Value = alice.get_json(format!("{}/api/files", app.app_url)).await;
     assert_eq!(files[0]["size"], 5 * GIB);
 }
+
+/// The upload page sends a large file through tus-js-client (vendored, served by the app); the
+/// network breaks mid-file and the page carries on from where the server stands by itself.
+#[tokio::test]
+async fn chromium_uploads_a_large_file_through_tus_and_resumes_after_a_cut() {
+    let test = "chromium_uploads_a_large_file_through_tus_and_resumes_after_a_cut";
+    let Some(harness) = burnlink_tests::browser::start(test).await else {
+        return;
+    };
+    let walk = async {
+        let app = spawn().await;
+        let proxy = upload_cutting_proxy_for(&app.app_url, 3 * 1024 * 1024).await;
+        // Logged in on the app itself (its log-in checks the page's origin); the upload page
+        // is then used through the proxy (cookies do not tell ports apart).
+        let browser = harness.browser(true).await;
+        browser.driver.goto(&app.app_url).await.unwrap();
+        browser
+            .find("#username")
+            .await
+            .send_keys(ALICE.0)
+            .await
+            .unwrap();
+        browser
+            .find("#password")
+            .await
+            .send_keys(ALICE.1)
+            .await
+            .unwrap();
+        browser
+            .find("form[action='/login'] button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser.find("#upload-form").await;
+        browser
+            .driver
+            .goto(format!("http://{}/", proxy.addr))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = sample_bytes(6 * 1024 * 1024 + 11);
+        let file = dir.path().join("scan.pdf");
+        std::fs::write(&file, &bytes).unwrap();
+        browser.find("#upload-form").await;
+        browser
+            .driver
+            .find(thirtyfour::By::Css("#file-input"))
+            .await
+            .unwrap()
+            .send_keys(file.to_string_lossy())
+            .await
+            .unwrap();
+        browser.find("#upload-button").await.click().await.unwrap();
+        browser.find("#upload-progress").await;
+        browser.find_text("table.files tbody tr", "scan.pdf").await;
+
+        let alice = app.login(ALICE).await;
+        let files: serde_json::Value = alice.get_json(format!("{}/api/files", app.app_url)).await;
+        assert_eq!(files.as_array().unwrap().len(), 1, "{files}");
+        let id = files[0]["id"].as_str().unwrap();
+        assert_eq!(downloaded(&app, &alice, id).await, bytes);
+        // The network broke mid-file, and the page carried on with the same upload (one
+        // creation), not the one-request form.
+        assert!(proxy.cut_made(), "the upload was cut");
+        assert_eq!(app.count_rows("uploads").await, 1, "one upload, resumed");
+        let (length,): (i64,) = sqlx::query_as("SELECT upload_length FROM uploads")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(length as usize, bytes.len());
+        assert_eq!(parts(&app), Vec::<String>::new());
+        browser.quit().await;
+    };
+    tokio::time::timeout(Duration::from_secs(120), walk)
+        .await
+        .expect("the browser walk finishes in time");
+}
