@@ -765,3 +765,40 @@ async fn chromium_uploads_a_large_file_through_tus_and_resumes_after_a_cut() {
         .await
         .expect("the browser walk finishes in time");
 }
+
+/// docs/UPLOADS.md's curl recipe, run as written: a creation with the first 5 MiB, a HEAD, and
+/// the rest from the offset it says.
+#[tokio::test]
+async fn uploads_md_curl_recipe_works_as_written() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let token = alice.create_token(&["files:write"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = sample_bytes(7 * 1024 * 1024 + 3);
+    let file = dir.path().join("contract scan.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(burnlink_tests::doc_block("UPLOADS.md", "sh"))
+        .env("APP", &app.app_url)
+        .env("TOKEN", &token)
+        .env("FILE", &file)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("sh runs the recipe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("file id: "))
+        .unwrap_or_else(|| panic!("`file id: <id>` in {stdout:?}"));
+    assert_eq!(downloaded(&app, &alice, id).await, bytes);
+    let files: serde_json::Value = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files[0]["name"], "contract scan.pdf");
+    assert_eq!(files[0]["content_type"], "application/pdf");
+}
