@@ -423,7 +423,7 @@ where
     E: Into<AppError>,
 {
     let lease = match Lease::take(to.db, policy, uploader, id, presented).await? {
-        Hold::Taken(lease) => lease,
+        Hold::Taken(lease) => *lease,
         Hold::Done(progress) => return Ok(progress),
     };
     let row = &lease.row;
@@ -581,7 +581,7 @@ async fn finish(
 
 /// What [`Lease::take`] found.
 enum Hold {
-    Taken(Lease),
+    Taken(Box<Lease>),
     Done(Progress),
 }
 
@@ -624,14 +624,14 @@ impl Lease {
         .rows_affected();
         let row = find(db, uploader.owner(), id).await?;
         if taken == 1 {
-            return Ok(Hold::Taken(Lease {
+            return Ok(Hold::Taken(Box::new(Lease {
                 id_hash,
                 lease_id,
                 lease_ms: policy.lease_ms,
                 renewed_ms: std::cell::Cell::new(now),
                 db: db.clone(),
                 row,
-            }));
+            })));
         }
         let offset = as_u64(row.upload_offset);
         if row.finished_ms.is_some() && presented == offset {

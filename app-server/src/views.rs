@@ -52,8 +52,6 @@ fn layout(page: Page<'_>, content: Markup) -> Markup {
                     meta name="twitter:card" content="summary";
                 }
                 link rel="stylesheet" href=(assets::css_url());
-                // Before the page's script, which uses it for large uploads (run in order).
-                script src=(assets::tus_url()) defer {}
                 script src=(assets::js_url()) defer {}
             }
             body {
@@ -184,6 +182,9 @@ pub fn files_page(
                 }
                 p #upload-status role="status" aria-live="polite" {}
             }
+            // tus-js-client, for large files: only this page loads it; the page's script looks
+            // for it when an upload starts.
+            script src=(assets::tus_url()) defer {}
         }
         (share_dialog(session, choices))
         section.card aria-labelledby="files-title" {

@@ -41,10 +41,7 @@ pub async fn upload(api: &Api, file: &Path, retries: u32) -> Result<Value, Failu
     );
     let memory = Remembered::at_default();
     let bar = crate::get::bar(len, &name);
-    let mut location = match memory.as_ref().and_then(|m| m.get(&key)) {
-        Some(location) => Some(location),
-        None => None,
-    };
+    let mut location = memory.as_ref().and_then(|m| m.get(&key));
     let mut failures = 0;
     let mut offset = None;
     let result = loop {

@@ -16,7 +16,7 @@ use actix_web::{
 use futures_util::StreamExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::openapi::WriteRefused;
+use super::openapi::{ReadRefused, WriteRefused};
 use crate::error::{AppError, ErrorBody};
 use crate::sessions::Session;
 use crate::state::AppState;
@@ -68,9 +68,9 @@ async fn tus_options(state: web::Data<AppState>) -> HttpResponse {
     responses(
         (status = 201, description = "created: `Location` is the upload's URL; `Upload-Offset`, `Upload-Expires`; `Burnlink-File-Id` when the body held every byte"),
         WriteRefused,
-        (status = 412, description = "`tus_version`: no `Tus-Resumable: 1.0.0`", body = ErrorBody),
-        (status = 413, description = "`too_large`: over `Tus-Max-Size`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: a body that is not `application/offset+octet-stream`", body = ErrorBody),
+        (status = 412, description = "`tus_version`: no Tus-Resumable header saying 1.0.0", body = ErrorBody),
+        (status = 413, description = "`too_large`: over Tus-Max-Size", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: a body in another media type than application/offset+octet-stream", body = ErrorBody),
     ),
     security(("bearer" = ["files:write"]), ("session" = []))
 )]
@@ -136,7 +136,7 @@ async fn create(
     ),
     responses(
         (status = 200, description = "`Upload-Offset` (bytes received and kept), `Upload-Length`, `Upload-Expires`; `Burnlink-File-Id` once whole"),
-        WriteRefused,
+        ReadRefused,
         (status = 404, description = "`not_found`: no such upload of yours", body = ErrorBody),
         (status = 410, description = "`upload_expired`", body = ErrorBody),
     ),
@@ -174,9 +174,9 @@ async fn upload_progress(
         (status = 204, description = "kept: `Upload-Offset` is the new offset; `Burnlink-File-Id` when it was the last byte"),
         WriteRefused,
         (status = 404, description = "`not_found`: no such upload of yours", body = ErrorBody),
-        (status = 409, description = "`offset_mismatch`: `Upload-Offset` is not the upload's; nothing was written", body = ErrorBody),
+        (status = 409, description = "`offset_mismatch`: Upload-Offset is not the upload's offset; nothing was written", body = ErrorBody),
         (status = 410, description = "`upload_expired`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/offset+octet-stream`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not application/offset+octet-stream", body = ErrorBody),
         (status = 423, description = "`upload_busy`: another request is writing this upload", body = ErrorBody),
     ),
     security(("bearer" = ["files:write"]), ("session" = []))

@@ -802,3 +802,57 @@ async fn uploads_md_curl_recipe_works_as_written() {
     assert_eq!(files[0]["name"], "contract scan.pdf");
     assert_eq!(files[0]["content_type"], "application/pdf");
 }
+
+/// Two app servers on one PostgreSQL database and data directory: an upload begun on one is
+/// written by one request at a time whichever server each reaches, and finished on the other.
+#[tokio::test]
+async fn two_app_servers_on_postgres_write_one_upload_one_request_at_a_time() {
+    let Some(pg) = burnlink_tests::postgres::database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = burnlink_tests::start(burnlink_tests::postgres::on_postgres(dir.path(), &pg)).await;
+    let mut config_b = burnlink_tests::postgres::on_postgres(dir.path(), &pg);
+    config_b.download_url = Some(a.dl_url.clone());
+    let b = burnlink_tests::start(config_b).await;
+    let alice = a.login(ALICE).await;
+    let token = alice.create_token(&["files:write"]).await;
+    let (on_a, on_b) = (Tus::bearer(&a, &token), Tus::bearer(&b, &token));
+    let bytes = sample_bytes(300_000);
+    let upload = on_a.create_ok(300_000, "a.bin").await;
+
+    // A PATCH on A holds the upload; one on B at the same offset is refused meanwhile.
+    let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let first = tokio::spawn(
+        on_a.request(Method::PATCH, &upload)
+            .header("Upload-Offset", 0)
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(reqwest::Body::wrap_stream(tokio_stream(receive)))
+            .send(),
+    );
+    send.send(Ok(bytes[..100_000].to_vec())).await.unwrap();
+    until("the PATCH on A holds the upload", || async {
+        leased(&a).await == 1
+    })
+    .await;
+    let res = on_b.patch(&upload, 0, vec![0xEE; 300_000]).await;
+    assert_eq!(res.status(), StatusCode::LOCKED);
+    send.send(Ok(bytes[100_000..200_000].to_vec()))
+        .await
+        .unwrap();
+    drop(send);
+    let res = first.await.unwrap().expect("the PATCH on A");
+    assert_eq!(header_u64(&res, "Upload-Offset"), 200_000);
+
+    // B carries on from the offset A recorded, and finishes it.
+    assert_eq!(on_b.offset(&upload).await, 200_000);
+    let res = on_b
+        .patch(&upload, 200_000, bytes[200_000..].to_vec())
+        .await;
+    let id = file_id(&res).expect("whole");
+    assert_eq!(downloaded(&a, &alice, &id).await, bytes);
+    assert_eq!(
+        file_id(&on_a.head(&upload).await).as_deref(),
+        Some(id.as_str())
+    );
+}
