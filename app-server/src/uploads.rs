@@ -745,7 +745,26 @@ pub async fn terminate(
     Ok(())
 }
 
-async fn discard(files: &Files, key: &StorageKey, state: &PartState) {
+/// The parts of the user's unfinished uploads (to discard when the user is deleted).
+pub(crate) async fn unfinished_parts(
+    db: &AnyPool,
+    user_id: &str,
+) -> Result<Vec<(StorageKey, PartState)>, AppError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT storage_key, store_state FROM uploads \
+         WHERE user_id = $1 AND finished_ms IS NULL",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, state)| Some((StorageKey::parse(&key).ok()?, PartState(state))))
+        .collect())
+}
+
+/// Removes a part, logging (not failing) when the store cannot.
+pub(crate) async fn discard(files: &Files, key: &StorageKey, state: &PartState) {
     if let Err(e) = files.discard_part(key, state).await {
         tracing::warn!(error = %e, "an upload's part was not removed");
     }

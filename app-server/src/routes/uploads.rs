@@ -109,6 +109,12 @@ async fn create(
     let with_body = has_body(&req);
     if with_body {
         offset_stream(&req)?;
+        // Refused before the upload exists: a client never holds an upload it cannot finish.
+        if number(&req, CONTENT_LENGTH.as_str())?.is_some_and(|declared| declared > length) {
+            return Err(AppError::BadRequest(format!(
+                "the body runs past Upload-Length ({length} bytes)"
+            )));
+        }
     }
     let created = uploads::create(
         &state.uploads_to(),
