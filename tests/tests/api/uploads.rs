@@ -182,6 +182,10 @@ async fn options_says_what_the_server_speaks_and_its_size_limit_holds() {
     assert_eq!(error_code(res).await, "too_large");
     assert_eq!(app.count_rows("uploads").await, 0);
     assert_eq!(parts(&app), Vec::<String>::new());
+    // A first body declared past the upload's own length: refused before the upload exists.
+    let res = tus.create(10, "short.bin", Some(vec![1; 11])).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.count_rows("uploads").await, 0);
     let res = tus.create(1_000, "fits.bin", None).await;
     assert_eq!(res.status(), StatusCode::CREATED);
 }
@@ -543,6 +547,59 @@ async fn tuspy_resumes_after_a_cut_connection() {
     assert_eq!(parts(&app), Vec::<String>::new());
 }
 
+/// Alice's access token with `files:write`, from the app at `app_url` (one a test built itself).
+async fn token_at(app_url: &str) -> String {
+    let client = burnlink_tests::client();
+    let res = client
+        .post(format!("{app_url}/api/login"))
+        .json(&serde_json::json!({"username": ALICE.0, "password": ALICE.1}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    let user = User {
+        client,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+        app_url: app_url.to_owned(),
+    };
+    user.create_token(&["files:write"]).await
+}
+
+#[tokio::test]
+async fn deleting_a_user_removes_their_unfinished_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = burnlink_tests::test_config(dir.path());
+    let serving = burnlink_tests::start(config.clone()).await;
+    let app_url = serving.app_url.clone();
+    let tus = Tus::bearer_at(&app_url, &token_at(&app_url).await);
+    let upload = tus.create_ok(1_000, "a.bin").await;
+    assert_eq!(
+        tus.patch(&upload, 0, vec![7; 500]).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let files_dir = shared::DataDir::new(dir.path()).files();
+    let waiting = || {
+        burnlink_tests::stored_files(&files_dir)
+            .into_iter()
+            .filter(|n| n.starts_with(".part-") || n.starts_with(".tail-"))
+            .count()
+    };
+    assert_eq!(waiting(), 1);
+
+    // `app-server user del alice`, as an operator runs it (a second instance of the app on
+    // the same data directory and database).
+    let admin = app_server::Application::build(config)
+        .await
+        .expect("starts");
+    admin.delete_user(ALICE.0).await.expect("deleted");
+    assert_eq!(waiting(), 0, "the part went with its user");
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM uploads")
+        .fetch_one(&serving.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
 #[tokio::test]
 async fn an_upload_resumes_on_a_restarted_app_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -556,26 +613,7 @@ async fn an_upload_resumes_on_a_restarted_app_server() {
     let handle = first.handle();
     let app_url = format!("http://127.0.0.1:{}", first.port());
     tokio::spawn(first.run_until_stopped());
-    let token = {
-        let client = burnlink_tests::client();
-        let res = client
-            .post(format!("{app_url}/api/login"))
-            .json(&serde_json::json!({"username": ALICE.0, "password": ALICE.1}))
-            .send()
-            .await
-            .unwrap();
-        let csrf = res.json::<serde_json::Value>().await.unwrap()["csrf_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        User {
-            client,
-            csrf,
-            app_url: app_url.clone(),
-        }
-        .create_token(&["files:write"])
-        .await
-    };
+    let token = token_at(&app_url).await;
     let bytes = sample_bytes(600_000);
     let before = Tus::bearer_at(&app_url, &token);
     let upload = before.create_ok(600_000, "a.bin").await;
@@ -702,26 +740,7 @@ async fn chromium_uploads_a_large_file_through_tus_and_resumes_after_a_cut() {
         // Logged in on the app itself (its log-in checks the page's origin); the upload page
         // is then used through the proxy (cookies do not tell ports apart).
         let browser = harness.browser(true).await;
-        browser.driver.goto(&app.app_url).await.unwrap();
-        browser
-            .find("#username")
-            .await
-            .send_keys(ALICE.0)
-            .await
-            .unwrap();
-        browser
-            .find("#password")
-            .await
-            .send_keys(ALICE.1)
-            .await
-            .unwrap();
-        browser
-            .find("form[action='/login'] button[type=submit]")
-            .await
-            .click()
-            .await
-            .unwrap();
-        browser.find("#upload-form").await;
+        browser.log_in(&app.app_url).await;
         browser
             .driver
             .goto(format!("http://{}/", proxy.addr))
