@@ -833,6 +833,8 @@ async fn two_app_servers_on_postgres_write_one_upload_one_request_at_a_time() {
     let a = burnlink_tests::start(burnlink_tests::postgres::on_postgres(dir.path(), &pg)).await;
     let mut config_b = burnlink_tests::postgres::on_postgres(dir.path(), &pg);
     config_b.download_url = Some(a.dl_url.clone());
+    // One file store (with S3, one bucket) for both.
+    config_b.file_store = a.config.file_store.clone();
     let b = burnlink_tests::start(config_b).await;
     let alice = a.login(ALICE).await;
     let token = alice.create_token(&["files:write"]).await;
