@@ -429,7 +429,7 @@ where
     let row = &lease.row;
     let length = as_u64(row.upload_length);
     if declared.is_some_and(|declared| presented.saturating_add(declared) > length) {
-        lease.release(to.db).await;
+        lease.release().await;
         return Err(AppError::BadRequest(format!(
             "the body runs past Upload-Length ({length} bytes)"
         )));
@@ -440,7 +440,7 @@ where
         match write_body(to.files, &lease, &key, &state, presented, length, body).await {
             Ok(written) => written,
             Err(e) => {
-                lease.release(to.db).await;
+                lease.release().await;
                 return Err(e);
             }
         }
@@ -455,7 +455,7 @@ where
     };
     let whole = saved.offset == length && cut.is_none();
     // Recorded only by the lease's holder; released unless the finish follows.
-    lease.record(to.db, &saved, !whole).await?;
+    lease.record(&saved, !whole).await?;
     uploader.received(to.db, saved.offset).await?;
     match cut {
         Some(Cut::Body(e)) => return Err(e),
@@ -672,12 +672,7 @@ impl Lease {
     }
 
     /// Records what was saved; lets the upload go when `release` (else its finish follows).
-    async fn record(
-        &self,
-        db: &AnyPool,
-        saved: &file_store::Saved,
-        release: bool,
-    ) -> Result<(), AppError> {
+    async fn record(&self, saved: &file_store::Saved, release: bool) -> Result<(), AppError> {
         let query = if release {
             "UPDATE uploads SET upload_offset = $1, store_state = $2, lease_id = NULL, \
              lease_until_ms = 0 WHERE id_hash = $3 AND lease_id = $4"
@@ -690,7 +685,7 @@ impl Lease {
             .bind(&saved.state.0)
             .bind(&self.id_hash)
             .bind(&self.lease_id)
-            .execute(db)
+            .execute(&self.db)
             .await?
             .rows_affected();
         if recorded != 1 {
@@ -700,14 +695,14 @@ impl Lease {
     }
 
     /// Lets the upload go without recording anything.
-    async fn release(&self, db: &AnyPool) {
+    async fn release(&self) {
         let released = sqlx::query(
             "UPDATE uploads SET lease_id = NULL, lease_until_ms = 0 \
              WHERE id_hash = $1 AND lease_id = $2",
         )
         .bind(&self.id_hash)
         .bind(&self.lease_id)
-        .execute(db)
+        .execute(&self.db)
         .await;
         if let Err(e) = released {
             tracing::warn!(error = %e, "an upload's lease was not released; it runs out");
