@@ -720,6 +720,56 @@ fn read_cached(fd: impl rustix::fd::AsFd, pos: u64, len: usize, buf: &mut BytesM
 mod tests {
     use super::*;
 
+    /// A resumable part: only saved bytes count (bytes written after the last save are cut
+    /// off when it resumes), nothing shows under the key before the finish, a repeated finish
+    /// is no error, a discard leaves nothing.
+    #[tokio::test]
+    async fn a_part_resumes_at_its_saved_offset_and_shows_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let key = StorageKey::generate();
+        let state = store.start_part(&key).await.unwrap();
+        let mut part = store.append_part(&key, &state, 0).await.unwrap();
+        part.write(Bytes::from_static(b"0123456789")).await.unwrap();
+        assert_eq!(part.save().await.unwrap().offset, 10);
+
+        // Written, never saved (a crash before the offset was recorded): cut off on resume.
+        let mut lost = store.append_part(&key, &state, 10).await.unwrap();
+        lost.write(Bytes::from_static(b"XXXXX")).await.unwrap();
+        drop(lost);
+        let mut part = store.append_part(&key, &state, 10).await.unwrap();
+        part.write(Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(part.save().await.unwrap().offset, 13);
+        assert!(
+            !dir.path().join(key.as_str()).exists(),
+            "invisible until finished"
+        );
+        // A part shorter than the offset asked is an error, not a hole.
+        let short = store.append_part(&key, &state, 20).await;
+        assert_eq!(
+            short.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::UnexpectedEof)
+        );
+
+        store.finish_part(&key, &state).await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(key.as_str())).unwrap(),
+            b"0123456789abc"
+        );
+        store.finish_part(&key, &state).await.unwrap();
+
+        let other = StorageKey::generate();
+        let state = store.start_part(&other).await.unwrap();
+        store.discard_part(&other, &state).await.unwrap();
+        store.discard_part(&other, &state).await.unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [key.as_str()]);
+    }
+
     /// [`open_blocking`] on the pool, as [`LocalStore::open`] runs it.
     async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Opened>> {
         let buf = BytesMut::with_capacity(head);
