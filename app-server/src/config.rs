@@ -238,6 +238,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_idle_secs: u64,
 
+    /// Seconds a resumable (tus) upload may take from its creation to its last byte (1 to
+    /// 30 days' worth); past it the upload answers 410 and its bytes so far are removed (a
+    /// local part file deleted, an S3 multipart upload aborted). Sent as `Upload-Expires`.
+    #[arg(long, env = "UPLOAD_EXPIRY_SECS", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
+    pub upload_expiry_secs: u64,
+
     /// HTTP worker threads of the app server (0: one per core).
     #[arg(long, env = "APP_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -523,6 +530,7 @@ impl fmt::Debug for Config {
             .field("session_max_secs", &self.session_max_secs)
             .field("secure_cookies", &self.secure_cookies)
             .field("upload_idle_secs", &self.upload_idle_secs)
+            .field("upload_expiry_secs", &self.upload_expiry_secs)
             .field("workers", &self.workers)
             .field("demo_user", &self.demo_user)
             .field("sign_in", &self.sign_in)

@@ -77,6 +77,21 @@ pub enum AppError {
     PasswordLoginDisabled,
     #[error("only administrators may do this")]
     AdminOnly,
+    /// A tus request without `Tus-Resumable: 1.0.0` (tus 1.0 core: 412 with `Tus-Version`).
+    #[error("this server speaks tus 1.0.0: send Tus-Resumable: 1.0.0")]
+    TusVersion,
+    /// A PATCH whose `Upload-Offset` is not the upload's: nothing was written.
+    #[error("Upload-Offset {presented} is not the upload's offset, {offset}; ask with HEAD")]
+    OffsetMismatch { presented: u64, offset: u64 },
+    /// Another request is writing this upload right now.
+    #[error("another request is writing this upload; try again when it ends")]
+    UploadBusy,
+    /// The upload ran past `--upload-expiry-secs` before its last byte.
+    #[error("this upload expired before it was complete; start it again")]
+    UploadExpired,
+    /// A request body in a media type the route does not take.
+    #[error("the body must be {0}")]
+    UnsupportedMediaType(&'static str),
     /// A sign-in through the identity provider failed ([`crate::oidc::failure`]).
     #[error("{0}")]
     Oidc(#[from] Failure),
@@ -127,6 +142,9 @@ impl ErrorFacts {
         self
     }
 }
+
+/// tus 1.0 core: the protocol versions a server speaks, sent with a 412.
+const TUS_VERSION: HeaderName = HeaderName::from_static("tus-version");
 
 /// The only text a client sees for a server-side failure.
 const INTERNAL_MESSAGE: &str = "internal server error";
@@ -309,6 +327,16 @@ impl AppError {
                 "Administrators only",
                 "Only administrators may see this page.".into(),
             ),
+            AppError::TusVersion => refused(S::PRECONDITION_FAILED, "tus_version")
+                .header(TUS_VERSION, HeaderValue::from_static("1.0.0")),
+            // tus 1.0 core: a wrong offset is 409 and changes nothing.
+            AppError::OffsetMismatch { .. } => refused(S::CONFLICT, "offset_mismatch"),
+            // RFC 4918 section 11.3: the resource is locked (by the PATCH holding it).
+            AppError::UploadBusy => refused(S::LOCKED, "upload_busy"),
+            AppError::UploadExpired => refused(S::GONE, "upload_expired"),
+            AppError::UnsupportedMediaType(_) => {
+                refused(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             AppError::Oidc(failure) => oidc_row(failure, row),
             AppError::Database(_) | AppError::Io(_) | AppError::Key(_) | AppError::Internal(_) => {
                 ErrorFacts {
@@ -602,6 +630,14 @@ mod tests {
             AppError::MethodNotAllowed(HeaderValue::from_static("GET")),
             AppError::PasswordLoginDisabled,
             AppError::AdminOnly,
+            AppError::TusVersion,
+            AppError::OffsetMismatch {
+                presented: 1,
+                offset: 2,
+            },
+            AppError::UploadBusy,
+            AppError::UploadExpired,
+            AppError::UnsupportedMediaType("application/offset+octet-stream"),
             AppError::Oidc(Failure::State),
             AppError::Oidc(Failure::Unreachable(Endpoint::Token)),
             AppError::Database(sqlx::Error::PoolTimedOut),

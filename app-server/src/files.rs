@@ -43,7 +43,7 @@ impl FileId {
         }
     }
 
-    fn generate() -> FileId {
+    pub(crate) fn generate() -> FileId {
         FileId(shared::random_token(16))
     }
 
@@ -272,12 +272,30 @@ pub(crate) async fn check_quota_on(
     Ok(())
 }
 
-/// A file read to its end into the store, not yet recorded.
+/// A file read to its end into the store, not yet recorded: the multipart form's `file` field
+/// or a tus upload's last byte. `id` is the row it becomes (a tus upload chooses it at creation,
+/// so a finish that is repeated finds its row rather than making a second one).
 pub(crate) struct Stored {
+    pub id: FileId,
     pub key: StorageKey,
     pub name: DownloadName,
     pub content_type: String,
     pub size: u64,
+}
+
+/// A received file's name and type: the name the client gave, made safe, and the type its
+/// extension says. A declared type (tus `filetype`) counts only when the name says nothing
+/// (`application/octet-stream`) and it is a well-formed `type/subtype`, without parameters.
+pub(crate) fn describe(raw_name: &str, declared: Option<&str>) -> (DownloadName, String) {
+    let name = DownloadName::sanitize(raw_name);
+    let guessed = mime_guess::from_path(name.as_str()).first_or_octet_stream();
+    let content_type = match declared.and_then(|d| d.parse::<mime_guess::Mime>().ok()) {
+        Some(declared) if guessed == mime_guess::mime::APPLICATION_OCTET_STREAM => {
+            declared.essence_str().to_owned()
+        }
+        _ => guessed.to_string(),
+    };
+    (name, content_type)
 }
 
 /// What an upload's small fields must prove before its file is stored, and how many bytes
@@ -410,10 +428,7 @@ async fn write_file(
         .and_then(|cd| cd.get_filename())
         .unwrap_or("")
         .to_owned();
-    let name = DownloadName::sanitize(&raw_name);
-    let content_type = mime_guess::from_path(name.as_str())
-        .first_or_octet_stream()
-        .to_string();
+    let (name, content_type) = describe(&raw_name, None);
     let key = StorageKey::generate();
     let mut upload = to.files.create(&key).await.map_err(storage_error)?;
     let size = match write_field(&mut upload, field, cap, gate).await {
@@ -426,6 +441,7 @@ async fn write_file(
     upload.finish().await.map_err(storage_error)?;
     *stored = Some(DeleteOnDrop::new(to.files.clone(), key.clone()));
     Ok(Stored {
+        id: FileId::generate(),
         key,
         name,
         content_type,
@@ -447,7 +463,7 @@ pub(crate) async fn insert(
     stored: &Stored,
     origin: Option<&Origin<'_>>,
 ) -> Result<FileInfo, AppError> {
-    let id = FileId::generate();
+    let id = &stored.id;
     let created_at = crate::now();
     let size = i64::try_from(stored.size).map_err(|_| AppError::TooLarge(i64::MAX as u64))?;
     sqlx::query(
@@ -470,7 +486,7 @@ pub(crate) async fn insert(
     .execute(&mut *conn)
     .await?;
     Ok(FileInfo {
-        id: id.0,
+        id: id.as_str().to_owned(),
         name: stored.name.as_str().to_owned(),
         size,
         content_type: stored.content_type.clone(),
@@ -484,7 +500,9 @@ pub(crate) async fn insert(
 }
 
 /// Records the stored file; the guard follows the file, so a failed insert leaves nothing.
-async fn commit(
+/// Recording an id already recorded for this user and key (a tus finish repeated) answers the
+/// row there.
+pub(crate) async fn commit(
     to: &Destination<'_>,
     user_id: &str,
     stored_file: Stored,
@@ -494,6 +512,20 @@ async fn commit(
         return Err(AppError::Internal(
             "an upload without its stored file".into(),
         ));
+    }
+    let recorded: Option<FileRow> = sqlx::query_as(&format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE id = $1 AND user_id = $2 AND storage_key = $3"
+    ))
+    .bind(stored_file.id.as_str())
+    .bind(user_id)
+    .bind(stored_file.key.as_str())
+    .fetch_optional(to.db)
+    .await?;
+    if let Some(row) = recorded {
+        if let Some(guard) = stored.as_mut() {
+            guard.keep();
+        }
+        return Ok(info(row));
     }
     let mut conn = to.db.acquire().await?;
     let file = insert(&mut conn, user_id, &stored_file, None).await?;
@@ -521,7 +553,7 @@ async fn commit(
 
 /// A full disk or exhausted quota is `InsufficientStorage` (507): the client can do nothing
 /// about it but should know it is not their mistake nor a bug.
-fn storage_error(e: std::io::Error) -> AppError {
+pub(crate) fn storage_error(e: std::io::Error) -> AppError {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
@@ -561,7 +593,7 @@ pub(crate) struct DeleteOnDrop {
 }
 
 impl DeleteOnDrop {
-    fn new(files: Files, key: StorageKey) -> DeleteOnDrop {
+    pub(crate) fn new(files: Files, key: StorageKey) -> DeleteOnDrop {
         DeleteOnDrop {
             files,
             key: Some(key),

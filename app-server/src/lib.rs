@@ -27,6 +27,7 @@ pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
 pub mod upload_links;
+pub mod uploads;
 pub mod users;
 pub mod views;
 pub mod webhooks;

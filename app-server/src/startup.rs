@@ -178,6 +178,9 @@ impl Application {
             wake.clone(),
         )?;
         let metrics = crate::metrics::Metrics::new();
+        let upload_policy =
+            crate::uploads::UploadPolicy::new(config.upload_expiry_secs, config.upload_idle_secs);
+        crate::uploads::sweep(db.clone(), files.clone(), upload_policy);
         let state = web::Data::new(AppState {
             db,
             sessions: SessionPolicy {
@@ -209,6 +212,7 @@ impl Application {
                 max_files_per_user: config.max_files_per_user,
                 idle_secs: config.upload_idle_secs,
             },
+            upload_policy,
             metrics,
             audit_dir: data.audit(),
             shares: crate::shares::SharePolicy {

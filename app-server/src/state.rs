@@ -30,6 +30,8 @@ pub struct AppState {
     pub files: file_store::Files,
     /// `--max-upload-bytes`, `--max-files-per-user`.
     pub uploads: UploadLimits,
+    /// How long resumable (tus) uploads and their leases live.
+    pub upload_policy: crate::uploads::UploadPolicy,
     /// Prometheus series (`/metrics`).
     pub metrics: crate::metrics::Metrics,
     /// `<data>/audit`: the download servers' audit files, read for "recent downloads".

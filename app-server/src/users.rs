@@ -297,6 +297,7 @@ pub async fn delete(
         .bind(&id)
         .fetch_all(db)
         .await?;
+    let parts = crate::uploads::unfinished_parts(db, &id).await?;
     let mut tx = db.begin().await?;
     // Explicit deletes as well as ON DELETE CASCADE: a SQLite connection without
     // foreign_keys=ON would otherwise leave orphans.
@@ -307,12 +308,16 @@ pub async fn delete(
         "DELETE FROM shares WHERE user_id = $1",
         "DELETE FROM download_events WHERE user_id = $1",
         "DELETE FROM files WHERE user_id = $1",
+        "DELETE FROM uploads WHERE user_id = $1",
         "DELETE FROM oidc_identities WHERE user_id = $1",
         "DELETE FROM users WHERE id = $1",
     ] {
         sqlx::query(table).bind(&id).execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    for (key, state) in parts {
+        crate::uploads::discard(files, &key, &state).await;
+    }
     let mut removed = 0;
     for (key,) in keys {
         let Ok(key) = shared::StorageKey::parse(&key) else {

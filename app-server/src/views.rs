@@ -170,7 +170,7 @@ pub fn files_page(
         section.card aria-labelledby="upload-title" {
             h2 #upload-title { "Upload a file" }
             form #upload-form method="post" action="/files" enctype="multipart/form-data"
-                data-max-bytes=(max_upload) {
+                data-max-bytes=(max_upload) data-tus-from=(crate::uploads::BROWSER_TUS_FROM) {
                 // Before the file: the server checks the token before it stores a byte.
                 (csrf_field(session))
                 label.drop #drop for="file-input" {
@@ -187,6 +187,9 @@ pub fn files_page(
                 }
                 p #upload-status role="status" aria-live="polite" {}
             }
+            // tus-js-client, for large files: only this page loads it; the page's script looks
+            // for it when an upload starts.
+            script src=(assets::tus_url()) defer {}
         }
         (share_dialog(session, choices))
         section.card aria-labelledby="files-title" {

@@ -1,5 +1,5 @@
 // burnlink: progressive enhancement only. Every page works without this file; it adds upload
-// progress and drag-and-drop, a Share dialog with a Copy button, and a confirmation before
+// progress and drag-and-drop (large files through tus, resuming after a broken connection), a Share dialog with a Copy button, and a confirmation before
 // deleting. Served from /static/app.js (the CSP allows no inline script).
 'use strict';
 
@@ -16,6 +16,7 @@
     too_large: 'That file is too large.',
     too_many_files: 'You already keep the most files allowed. Delete one first.',
     insufficient_storage: 'The server has no room left for this upload. Try again later.',
+    upload_expired: 'This upload took too long and expired. Start it again.',
     internal: 'Something went wrong on our side. Try again in a moment.',
     wrong_password: 'Wrong password. Nothing was stored; try again.',
     upload_link_gone: 'This upload link can no longer be used. Ask the person who sent it for a new one.',
@@ -120,6 +121,7 @@
     const percent = $('#upload-percent');
     const button = $('#upload-button');
     const max = Number(form.dataset.maxBytes) || Infinity;
+    const tusFrom = Number(form.dataset.tusFrom) || Infinity;
     const hint = chosen ? chosen.textContent : '';
     let busy = false;
 
@@ -128,6 +130,44 @@
       chosen.textContent = file ? file.name + ' (' + humanSize(file.size) + ')' : hint;
     };
     input.addEventListener('change', showChosen);
+
+    const showPercent = (sent, total) => {
+      const pct = total > 0 ? Math.floor((sent / total) * 100) : 0;
+      bar.value = pct;
+      percent.textContent = pct + '%';
+    };
+    const finished = (file) => {
+      bar.value = 100;
+      percent.textContent = '100%';
+      try {
+        sessionStorage.setItem('burnlink-flash', 'Uploaded ' + file.name + '.');
+      } catch (_) { /* no flash */ }
+      window.location.replace('/');
+    };
+
+    // A large file goes through tus (/api/uploads, docs/UPLOADS.md): after a broken connection
+    // tus-js-client asks where the upload stands and sends the rest from there; a page
+    // reloaded mid-upload finds the upload again (its URL kept in localStorage) and carries on.
+    const resumable = (file, failed) => {
+      const upload = new window.tus.Upload(file, {
+        endpoint: '/api/uploads',
+        headers: { 'X-CSRF-Token': csrfToken() },
+        metadata: { filename: file.name, filetype: file.type || '' },
+        chunkSize: 16 * 1024 * 1024,
+        retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+        removeFingerprintOnSuccess: true,
+        onProgress: showPercent,
+        onSuccess: () => finished(file),
+        onError: (err) => {
+          const res = err && err.originalResponse;
+          failed(res ? res.getStatus() : 0, res ? parseJson(res.getBody()) : null, null);
+        },
+      });
+      upload.findPreviousUploads().then((previous) => {
+        if (previous.length > 0) upload.resumeFromPreviousUpload(previous[0]);
+        upload.start();
+      }, () => upload.start());
+    };
 
     const upload = (file) => {
       if (busy) return;
@@ -141,6 +181,15 @@
       bar.value = 0;
       percent.textContent = '0%';
       say(status, 'Uploading ' + file.name + '…', false);
+      if (file.size >= tusFrom && window.tus && window.tus.isSupported) {
+        resumable(file, (code, body, retryAfter) => {
+          busy = false;
+          button.disabled = false;
+          progress.hidden = true;
+          say(status, describe(code, body, retryAfter), true);
+        });
+        return;
+      }
 
       const data = new FormData();
       data.append('file', file, file.name);
@@ -150,9 +199,7 @@
       xhr.setRequestHeader('Accept', 'application/json');
       xhr.upload.addEventListener('progress', (e) => {
         if (!e.lengthComputable) return;
-        const pct = Math.floor((e.loaded / e.total) * 100);
-        bar.value = pct;
-        percent.textContent = pct + '%';
+        showPercent(e.loaded, e.total);
       });
       const done = () => {
         busy = false;
@@ -160,12 +207,7 @@
       };
       xhr.addEventListener('load', () => {
         if (xhr.status === 201) {
-          bar.value = 100;
-          percent.textContent = '100%';
-          try {
-            sessionStorage.setItem('burnlink-flash', 'Uploaded ' + file.name + '.');
-          } catch (_) { /* no flash */ }
-          window.location.replace('/');
+          finished(file);
           return;
         }
         done();

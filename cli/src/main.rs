@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 mod api;
 mod get;
+mod tus;
 
 use api::{Api, Failure};
 
@@ -48,10 +49,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Upload a file; prints its id (scope files:write). With --to, send it through
-    /// someone's upload link instead (no token needed); prints its name and size.
+    /// Upload a file; prints its id (scope files:write). From 4 MiB on it goes through tus
+    /// (docs/UPLOADS.md) and resumes by itself after a broken connection, and in a later run.
+    /// With --to, send it through someone's upload link instead (no token needed); prints its
+    /// name and size.
     Upload {
         file: PathBuf,
+        /// Failures in a row a large upload resumes after before giving up.
+        #[arg(long, default_value_t = 8)]
+        retries: u32,
         /// An upload link, `<app>/u/<secret>`.
         #[arg(long, value_name = "LINK")]
         to: Option<String>,
@@ -191,14 +197,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Upload {
             file,
+            retries,
             to: None,
             password_stdin: _,
         } => {
-            let info = api()?.upload(file).await?;
+            let api = api()?;
+            let len = std::fs::metadata(file)
+                .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?
+                .len();
+            let info = if len >= tus::THRESHOLD {
+                tus::upload(&api, file, *retries).await?
+            } else {
+                api.upload(file).await?
+            };
             print(&info, str_field(&info, "id"));
         }
         Command::Upload {
             file,
+            retries: _,
             to: Some(link),
             password_stdin,
         } => {

@@ -405,3 +405,67 @@ async fn upload_to_an_upload_link_needs_no_token() {
     .await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// Runs `burnlink --url URL upload FILE EXTRA…` with `token`, remembering uploads under `state`.
+async fn upload_at(url: &str, token: &str, state: &Path, file: &Path, extra: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_burnlink"))
+        .args(["--url", url, "upload", path(file)])
+        .args(extra)
+        .env_remove("BURNLINK_URL")
+        .env("BURNLINK_TOKEN", token)
+        .env("XDG_STATE_HOME", state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("burnlink ran")
+}
+
+/// A large file goes through tus: cut mid-upload it resumes by itself; a run that gave up
+/// leaves its upload remembered, and the next run carries on from where the server stands
+/// rather than starting again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_upload_resumes_by_itself_and_in_a_later_run() {
+    let app = spawn().await;
+    let (alice, token) = alice_with_token(&app).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let bytes = sample_bytes(20 * 1024 * 1024 + 5);
+    let src = dir.path().join("scan.bin");
+    std::fs::write(&src, &bytes).expect("write");
+    let remembered = state.join("burnlink/uploads");
+
+    // Cut past 6 MiB, no retry: it gives up, the upload remembered.
+    let proxy = services::upload_cutting_proxy_for(&app.app_url, 6 * 1024 * 1024).await;
+    let through = format!("http://{}", proxy.addr);
+    let out = upload_at(&through, &token, &state, &src, &["--retries", "0"]).await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let lines = std::fs::read_to_string(&remembered).expect("remembered");
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert_eq!(app.count_rows("files").await, 0);
+
+    // The next run (the proxy passes it whole) resumes it: the same upload, no second one,
+    // the bytes whole.
+    let out = upload_at(&through, &token, &state, &src, &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    let id = stdout(&out);
+    assert_eq!(app.count_rows("uploads").await, 1, "not started again");
+    let url = alice.link_url(&id).await;
+    let got = app.anon.get(url).send().await.expect("download");
+    assert_eq!(got.bytes().await.expect("bytes").to_vec(), bytes);
+    let lines = std::fs::read_to_string(&remembered).expect("the memory file");
+    assert_eq!(lines, "", "forgotten once whole");
+
+    // Cut again, with its retries: it resumes within the run.
+    let proxy = services::upload_cutting_proxy_for(&app.app_url, 6 * 1024 * 1024).await;
+    let through = format!("http://{}", proxy.addr);
+    let out = upload_at(&through, &token, &state, &src, &[]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    let id = stdout(&out);
+    let heads = proxy.requests();
+    assert!(heads.iter().any(|h| h.starts_with("HEAD ")), "{heads:?}");
+    let url = alice.link_url(&id).await;
+    let got = app.anon.get(url).send().await.expect("download");
+    assert_eq!(got.bytes().await.expect("bytes").to_vec(), bytes);
+    assert_eq!(app.count_rows("files").await, 2);
+}

@@ -163,7 +163,12 @@ impl FileStoreArgs {
                 }
                 builder = builder.with_region(self.aws_region.as_deref().unwrap_or("us-east-1"));
                 let store = builder.build().map_err(|e| bad(FILE_STORE, e))?;
-                Ok(Files::new(S3Store::new(Arc::new(store), bucket, prefix)))
+                Ok(Files::new(S3Store::new(
+                    Arc::new(store),
+                    bucket,
+                    prefix,
+                    local_dir,
+                )))
             }
         }
     }

@@ -19,5 +19,6 @@ pub use self::local::LocalStore;
 pub use self::s3::S3Store;
 pub use self::store::{FileStore, Files};
 pub use self::types::{
-    ByteRange, FileStream, FileVersion, OpenFile, Opening, StoredFile, Upload, UploadWriter,
+    Appending, ByteRange, FileStream, FileVersion, OpenFile, Opening, PartState, PartWriter, Saved,
+    StoredFile, Upload, UploadWriter,
 };

@@ -17,10 +17,15 @@ use shared::StorageKey;
 use tokio::io::AsyncWriteExt;
 
 use crate::store::FileStore;
-use crate::types::{ByteRange, FileVersion, OpenFile, Opening, StoredFile, Upload, UploadWriter};
+use crate::types::{
+    Appending, ByteRange, FileVersion, OpenFile, Opening, PartState, PartWriter, Saved, StoredFile,
+    Upload, UploadWriter,
+};
 
 /// Uploads are written to `<root>/.tmp-<random>` and renamed to their key when whole.
 const TEMP_PREFIX: &str = ".tmp-";
+/// A resumable upload's bytes so far are `<root>/.part-<key>`, renamed to `<key>` when whole.
+const PART_PREFIX: &str = ".part-";
 
 /// Files in one directory, by storage key.
 #[derive(Clone, Debug)]
@@ -38,6 +43,15 @@ impl LocalStore {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    fn part_path(&self, key: &StorageKey) -> PathBuf {
+        self.root.join(format!("{PART_PREFIX}{}", key.as_str()))
+    }
+}
+
+/// The state a local part keeps: none (its file is named by its key).
+fn local_state() -> PartState {
+    PartState(String::new())
 }
 
 impl FileStore for LocalStore {
@@ -79,6 +93,81 @@ impl FileStore for LocalStore {
     fn delete<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<()>> {
         Box::pin(async move {
             match tokio::fs::remove_file(self.root.join(key.as_str())).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    /// Creates `<root>/.part-<key>`, empty, and makes its directory entry durable.
+    fn start_part<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<PartState>> {
+        Box::pin(async move {
+            let mut options = tokio::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            options.mode(shared::FILE_MODE);
+            let file = options.open(self.part_path(key)).await?;
+            file.sync_all().await?;
+            sync_dir(&self.root).await?;
+            Ok(local_state())
+        })
+    }
+
+    /// Opens the part for appending at `offset`: bytes past it (written by a request whose
+    /// offset was never recorded) are cut off first.
+    fn append_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        _state: &'a PartState,
+        offset: u64,
+    ) -> BoxFuture<'a, std::io::Result<Appending>> {
+        Box::pin(async move {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(self.part_path(key))
+                .await?;
+            let len = file.metadata().await?.len();
+            if len < offset {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the part holds {len} bytes, {offset} were saved"),
+                ));
+            }
+            if len > offset {
+                file.set_len(offset).await?;
+            }
+            use tokio::io::AsyncSeekExt;
+            file.seek(std::io::SeekFrom::Start(offset)).await?;
+            Ok(Appending::new(LocalPart { file, offset }))
+        })
+    }
+
+    /// Renames the part to its key (and makes the rename durable). A part already renamed
+    /// (its key there, the part not) is no error.
+    fn finish_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        _state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            let target = self.root.join(key.as_str());
+            match tokio::fs::rename(self.part_path(key), &target).await {
+                Ok(()) => sync_dir(&self.root).await,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tokio::fs::metadata(&target).await.map(drop)
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn discard_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        _state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.part_path(key)).await {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             }
@@ -193,6 +282,48 @@ impl Drop for LocalUpload {
             }
         }
     }
+}
+
+/// A part being appended to; `offset` counts what it holds.
+struct LocalPart {
+    file: tokio::fs::File,
+    offset: u64,
+}
+
+impl PartWriter for LocalPart {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, std::io::Result<()>> {
+        Box::pin(async move {
+            self.file.write_all(&chunk).await?;
+            self.offset += chunk.len() as u64;
+            Ok(())
+        })
+    }
+
+    /// fsync: the bytes are on disk before their offset is acknowledged.
+    fn save(mut self: Box<Self>) -> BoxFuture<'static, std::io::Result<Saved>> {
+        Box::pin(async move {
+            self.file.flush().await?;
+            self.file.sync_data().await?;
+            Ok(Saved {
+                offset: self.offset,
+                state: local_state(),
+            })
+        })
+    }
+}
+
+/// Makes a directory's entries (a created or renamed file) durable.
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+            .await
+            .map_err(std::io::Error::other)??;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// An open local file: its size and version, and the bytes of its head already read.
@@ -588,6 +719,56 @@ fn read_cached(fd: impl rustix::fd::AsFd, pos: u64, len: usize, buf: &mut BytesM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resumable part: only saved bytes count (bytes written after the last save are cut
+    /// off when it resumes), nothing shows under the key before the finish, a repeated finish
+    /// is no error, a discard leaves nothing.
+    #[tokio::test]
+    async fn a_part_resumes_at_its_saved_offset_and_shows_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let key = StorageKey::generate();
+        let state = store.start_part(&key).await.unwrap();
+        let mut part = store.append_part(&key, &state, 0).await.unwrap();
+        part.write(Bytes::from_static(b"0123456789")).await.unwrap();
+        assert_eq!(part.save().await.unwrap().offset, 10);
+
+        // Written, never saved (a crash before the offset was recorded): cut off on resume.
+        let mut lost = store.append_part(&key, &state, 10).await.unwrap();
+        lost.write(Bytes::from_static(b"XXXXX")).await.unwrap();
+        drop(lost);
+        let mut part = store.append_part(&key, &state, 10).await.unwrap();
+        part.write(Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(part.save().await.unwrap().offset, 13);
+        assert!(
+            !dir.path().join(key.as_str()).exists(),
+            "invisible until finished"
+        );
+        // A part shorter than the offset asked is an error, not a hole.
+        let short = store.append_part(&key, &state, 20).await;
+        assert_eq!(
+            short.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::UnexpectedEof)
+        );
+
+        store.finish_part(&key, &state).await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(key.as_str())).unwrap(),
+            b"0123456789abc"
+        );
+        store.finish_part(&key, &state).await.unwrap();
+
+        let other = StorageKey::generate();
+        let state = store.start_part(&other).await.unwrap();
+        store.discard_part(&other, &state).await.unwrap();
+        store.discard_part(&other, &state).await.unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [key.as_str()]);
+    }
 
     /// [`open_blocking`] on the pool, as [`LocalStore::open`] runs it.
     async fn open_in_pool(path: PathBuf, head: usize) -> std::io::Result<Option<Opened>> {

@@ -6,15 +6,15 @@
 //! `--file-store` value in `config.rs`. A local download allocates one box here, its
 //! [`OpenFile`](crate::OpenFile), which becomes its stream (see [`Opening`]).
 //!
-//! What comes next fits beside these methods, as methods with a default that refuses
-//! (`ErrorKind::Unsupported`), so no backend has to change until it offers them:
-//! - Resumable uploads (tus): a `resume(key, upload id)` giving back an [`Upload`] positioned
-//!   at the bytes already received, and an `UploadWriter::suspend` that keeps them rather
-//!   than aborting. Locally that is appending to `<dir>/.part-<id>` (renamed by `finish`, as
-//!   uploads are now); in S3, parts of one multipart upload (`object_store`'s
-//!   `MultipartStore`: create, put part, complete, abort, by upload id) sent over several
-//!   requests; S3 refuses parts under 5 MiB but the last, so a short request's bytes wait in
-//!   an object of their own until a part fills. Either stays invisible until `finish`.
+//! Resumable uploads (tus) are the `*_part` methods, with defaults that refuse
+//! (`ErrorKind::Unsupported`), so a backend offers them when it can: a part is started, resumed
+//! at the offset its caller last saved ([`Appending`], whose `save` makes the bytes durable
+//! before their offset may be acknowledged), then finished into its key or discarded. Locally
+//! that is appending to `<dir>/.part-<key>` (renamed by `finish_part`); in S3, parts of one
+//! multipart upload sent over several requests, the tail under 5 MiB waiting in a local file
+//! until a part fills. Either stays invisible until finished.
+//!
+//! What comes next fits beside these methods the same way:
 //! - An open-file cache on the local backend: `open` takes `&self`, so the cache is the
 //!   backend's own state, answered with [`Opening::now`]; its entries must be dropped by this
 //!   process's `create`/`delete` and checked against the directory (a file replaced by
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use shared::StorageKey;
 
-use crate::types::{FileVersion, Opening, Upload};
+use crate::types::{Appending, FileVersion, Opening, PartState, Upload};
 
 /// Where files live. Keys are [`StorageKey`]s, which cannot name anything outside the store.
 ///
@@ -60,6 +60,50 @@ pub trait FileStore: Send + Sync + 'static {
     /// Removes the file under `key`; a missing one is no error.
     fn delete<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<()>>;
 
+    /// Starts a resumable upload (tus) that will become the file under `key`: an empty part
+    /// (a `.part-<key>` file; an S3 multipart upload). Nothing is visible under `key` until
+    /// [`FileStore::finish_part`]. The default refuses (`Unsupported`).
+    fn start_part<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<PartState>> {
+        let _ = key;
+        Box::pin(async { Err(resumable_unsupported()) })
+    }
+
+    /// Carries on writing the part of `key` at `offset`, the offset last saved with `state`.
+    /// Bytes past `offset` (written, never saved: a crash before the caller recorded them) are
+    /// cut off; a part shorter than `offset` is an error (`UnexpectedEof`).
+    fn append_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        state: &'a PartState,
+        offset: u64,
+    ) -> BoxFuture<'a, std::io::Result<Appending>> {
+        let _ = (key, state, offset);
+        Box::pin(async { Err(resumable_unsupported()) })
+    }
+
+    /// Makes the part, whole, the file under `key`. Finishing a part already finished (the
+    /// file is there, the part is not) is no error, so a finish interrupted after this step
+    /// can be repeated.
+    fn finish_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        let _ = (key, state);
+        Box::pin(async { Err(resumable_unsupported()) })
+    }
+
+    /// Removes the part and what it holds (an expired or terminated upload); a missing one is
+    /// no error.
+    fn discard_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        let _ = (key, state);
+        Box::pin(async { Err(resumable_unsupported()) })
+    }
+
     /// Whether the store can be used at all, at start-up: the bucket answers with these
     /// credentials; the directory is one (or is not there yet: the app server creates it).
     fn check(&self) -> BoxFuture<'_, std::io::Result<()>>;
@@ -77,6 +121,13 @@ pub trait FileStore: Send + Sync + 'static {
     fn local_dir(&self) -> Option<&Path> {
         None
     }
+}
+
+fn resumable_unsupported() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "this file store does not take resumable uploads",
+    )
 }
 
 /// The store a server was configured with (built by
@@ -114,6 +165,35 @@ impl FileStore for Files {
 
     fn delete<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<()>> {
         self.0.delete(key)
+    }
+
+    fn start_part<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<PartState>> {
+        self.0.start_part(key)
+    }
+
+    fn append_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        state: &'a PartState,
+        offset: u64,
+    ) -> BoxFuture<'a, std::io::Result<Appending>> {
+        self.0.append_part(key, state, offset)
+    }
+
+    fn finish_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        self.0.finish_part(key, state)
+    }
+
+    fn discard_part<'a>(
+        &'a self,
+        key: &'a StorageKey,
+        state: &'a PartState,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        self.0.discard_part(key, state)
     }
 
     fn check(&self) -> BoxFuture<'_, std::io::Result<()>> {

@@ -233,6 +233,50 @@ impl Upload {
     }
 }
 
+/// A backend's note on a resumable upload (tus): what it needs to carry on from the bytes
+/// already received (in S3, the multipart upload's id and its parts so far). Opaque and not
+/// secret: the caller keeps it beside the offset (the app server in its database) and hands it
+/// back with the next request's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartState(pub String);
+
+/// What [`Appending::save`] made durable: every byte up to `offset`, and the note to resume
+/// from there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub offset: u64,
+    pub state: PartState,
+}
+
+/// A backend's half of an [`Appending`].
+pub trait PartWriter: Send {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, std::io::Result<()>>;
+    /// Makes every byte written durable (fsync'd, or sent to the object store), and says how
+    /// far that is.
+    fn save(self: Box<Self>) -> BoxFuture<'static, std::io::Result<Saved>>;
+}
+
+/// Bytes being appended to a resumable upload, from the offset it was resumed at. Nothing
+/// counts until [`Appending::save`]: bytes written and not saved (a crash, a drop) are cut off
+/// by the next resume at the saved offset. Nothing is visible under the key before
+/// [`FileStore::finish_part`](crate::FileStore::finish_part).
+pub struct Appending(Box<dyn PartWriter>);
+
+impl Appending {
+    pub fn new(writer: impl PartWriter + 'static) -> Appending {
+        Appending(Box::new(writer))
+    }
+
+    pub async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.0.write(chunk).await
+    }
+
+    /// Makes the bytes written durable: only then may their offset be acknowledged.
+    pub async fn save(self) -> std::io::Result<Saved> {
+        self.0.save().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use futures_util::StreamExt;

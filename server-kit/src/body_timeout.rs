@@ -6,7 +6,8 @@
 //!
 //! - a body must arrive whole within `deadline` (`--body-timeout-secs`): logins and forms are
 //!   a few hundred bytes, so ten seconds is generous even on a poor link;
-//! - a `multipart/form-data` body (an upload, up to `--max-upload-bytes`) has no whole-body
+//! - an upload's body (`multipart/form-data`, or a resumable upload's
+//!   `application/offset+octet-stream`, up to `--max-upload-bytes`) has no whole-body
 //!   deadline, which would cut large files on slow links, but fails after `idle`
 //!   (`--upload-idle-secs`) without a byte (an idle timeout, not a rate: a slow but moving
 //!   upload is fine).
@@ -63,9 +64,8 @@ pub async fn limit(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/")
+                let v = v.trim_start().to_ascii_lowercase();
+                v.starts_with("multipart/") || v.starts_with("application/offset+octet-stream")
             });
         let now = Instant::now();
         let (idle, deadline) = if multipart {

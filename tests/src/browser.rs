@@ -169,6 +169,28 @@ impl Harness {
 }
 
 impl Browser {
+    /// Logs in as alice through the form at `app_url`, as a person types it, and waits for
+    /// the file list.
+    pub async fn log_in(&self, app_url: &str) {
+        self.driver.goto(app_url).await.unwrap();
+        self.find("#username")
+            .await
+            .send_keys(crate::ALICE.0)
+            .await
+            .unwrap();
+        self.find("#password")
+            .await
+            .send_keys(crate::ALICE.1)
+            .await
+            .unwrap();
+        self.find("form[action='/login'] button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        self.find("#upload-form").await;
+    }
+
     /// The first element matching `css`, waiting for it to be displayed.
     pub async fn find(&self, css: &str) -> WebElement {
         self.driver

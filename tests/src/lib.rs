@@ -8,6 +8,7 @@ pub mod postgres;
 pub mod process;
 pub mod s3;
 pub mod services;
+pub mod tus;
 
 use std::path::{Path, PathBuf};
 
@@ -250,6 +251,15 @@ impl TestApp {
         match self.bucket() {
             Some((moto, bucket, prefix)) => moto.list(&bucket, &prefix),
             None => stored_files(&self.files_dir()),
+        }
+    }
+
+    /// Multipart uploads begun and neither completed nor aborted in the app's bucket (0 for
+    /// the local store).
+    pub fn open_multipart_uploads(&self) -> usize {
+        match self.bucket() {
+            Some((moto, bucket, _)) => moto.open_uploads(&bucket),
+            None => 0,
         }
     }
 

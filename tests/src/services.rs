@@ -375,9 +375,15 @@ pub async fn spawn_download_server(app: &TestApp, burn_store: &str) -> String {
 pub struct CuttingProxy {
     pub addr: std::net::SocketAddr,
     requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CuttingProxy {
+    /// Whether the connection was cut (a proxy cutting uploads: once one request got that far).
+    pub fn cut_made(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The request heads seen so far (request line and headers), one per connection.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("not poisoned").clone()
@@ -401,6 +407,32 @@ pub async fn cutting_proxy_for(url: &str, cut_after: usize) -> CuttingProxy {
 }
 
 pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
+    proxy(upstream, Cut::Response(cut_after)).await
+}
+
+/// A [`CuttingProxy`] in front of the server of `url` that cuts the first connection whose
+/// request (head and body) reaches `cut_after` bytes, there, as a broken network cuts an
+/// upload; every other connection, before or after, passes whole.
+pub async fn upload_cutting_proxy_for(url: &str, cut_after: usize) -> CuttingProxy {
+    let upstream = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("an http URL");
+    proxy(upstream, Cut::Request(cut_after)).await
+}
+
+/// Which way the one cut goes.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// The first connection's response, after this many bytes.
+    Response(usize),
+    /// The first request to reach this many bytes.
+    Request(usize),
+}
+
+async fn proxy(upstream: &str, cut: Cut) -> CuttingProxy {
+    let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made = cut_done.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("proxy binds");
@@ -411,9 +443,16 @@ pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
     tokio::spawn(async move {
         let mut first = true;
         while let Ok((mut client, _)) = listener.accept().await {
-            let limit = if first { Some(cut_after) } else { None };
+            let limit = match cut {
+                Cut::Response(cut_after) if first => Some(cut_after),
+                _ => None,
+            };
+            let up_limit = match cut {
+                Cut::Request(cut_after) => Some(cut_after),
+                Cut::Response(_) => None,
+            };
             first = false;
-            let (upstream, seen) = (upstream.clone(), seen.clone());
+            let (upstream, seen, cut_done) = (upstream.clone(), seen.clone(), made.clone());
             tokio::spawn(async move {
                 let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
@@ -423,11 +462,20 @@ pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
                 let up = async {
                     let mut head = Vec::new();
                     let mut buf = vec![0u8; 16 * 1024];
+                    let mut sent = 0;
                     loop {
-                        let n = match client_read.read(&mut buf).await {
+                        let mut n = match client_read.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        let cut_here = up_limit.is_some_and(|limit| {
+                            sent + n >= limit
+                                && !cut_done.swap(true, std::sync::atomic::Ordering::SeqCst)
+                        });
+                        if let (true, Some(limit)) = (cut_here, up_limit) {
+                            n = limit - sent;
+                        }
+                        sent += n;
                         if head.len() < 64 * 1024 {
                             head.extend_from_slice(&buf[..n]);
                             if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -436,7 +484,7 @@ pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
                                 head = vec![0; 64 * 1024]; // seen: stop looking
                             }
                         }
-                        if server_write.write_all(&buf[..n]).await.is_err() {
+                        if server_write.write_all(&buf[..n]).await.is_err() || cut_here {
                             break;
                         }
                     }
@@ -467,5 +515,9 @@ pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
             });
         }
     });
-    CuttingProxy { addr, requests }
+    CuttingProxy {
+        addr,
+        requests,
+        cut: cut_done,
+    }
 }

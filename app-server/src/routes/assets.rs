@@ -1,6 +1,7 @@
 //! `/static/app.js` and `/static/app.css`: the pages' script and style, compiled into the
 //! binary (no front-end build step, nothing fetched from elsewhere: the CSP allows `'self'`
-//! only).
+//! only); and `/static/tus.min.js`, tus-js-client as its npm package publishes it (pinned and
+//! licensed in `static/vendor/`), which the upload form uses for large files.
 //!
 //! Pages link them as `/static/app.js?v=<content hash>`. A request carrying the current hash
 //! may be cached for a year (`immutable`): a new build changes the hash, hence the URL. Any
@@ -14,18 +15,26 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 const JS: &str = include_str!("../../static/app.js");
 const CSS: &str = include_str!("../../static/app.css");
+const TUS: &str = include_str!("../../static/vendor/tus-js-client.min.js");
 // FNV-1a at compile time: a cache key, not a security measure.
 const JS_HASH: u64 = fnv1a(JS.as_bytes());
 const CSS_HASH: u64 = fnv1a(CSS.as_bytes());
+const TUS_HASH: u64 = fnv1a(TUS.as_bytes());
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/static/app.js", web::get().to(js))
-        .route("/static/app.css", web::get().to(css));
+        .route("/static/app.css", web::get().to(css))
+        .route("/static/tus.min.js", web::get().to(tus));
 }
 
 /// The script's URL, versioned by its content.
 pub fn js_url() -> String {
     format!("/static/app.js?v={JS_HASH:016x}")
+}
+
+/// tus-js-client's URL, versioned by its content.
+pub fn tus_url() -> String {
+    format!("/static/tus.min.js?v={TUS_HASH:016x}")
 }
 
 /// The stylesheet's URL, versioned by its content.
@@ -35,6 +44,10 @@ pub fn css_url() -> String {
 
 async fn js(req: HttpRequest) -> HttpResponse {
     asset(&req, JS, JS_HASH, "text/javascript; charset=utf-8")
+}
+
+async fn tus(req: HttpRequest) -> HttpResponse {
+    asset(&req, TUS, TUS_HASH, "text/javascript; charset=utf-8")
 }
 
 async fn css(req: HttpRequest) -> HttpResponse {

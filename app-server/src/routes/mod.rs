@@ -28,6 +28,7 @@ pub mod session;
 pub mod shares;
 pub mod tokens;
 pub mod upload_links;
+pub mod uploads;
 pub mod webhooks;
 
 /// Largest JSON body (a login is a few hundred bytes).
@@ -77,6 +78,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .service(openapi::openapi_json)
     .configure(session::configure)
     .configure(files::configure)
+    .configure(uploads::configure)
     .configure(downloads::configure)
     .configure(shares::configure)
     .configure(tokens::configure)
@@ -207,7 +209,14 @@ mod tests {
             }
         }
         public.sort();
-        assert_eq!(public, ["GET /api/openapi.json", "POST /api/login"]);
+        assert_eq!(
+            public,
+            [
+                "GET /api/openapi.json",
+                "OPTIONS /api/uploads",
+                "POST /api/login"
+            ]
+        );
         assert!(session_only.contains(&"POST /api/tokens".to_owned()));
         assert!(scoped.len() >= 10, "{scoped:?}");
     }

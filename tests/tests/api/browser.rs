@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use burnlink_tests::browser::{self, Browser};
-use burnlink_tests::{ALICE, TestApp, sample_bytes, spawn_with};
+use burnlink_tests::{ALICE, sample_bytes, spawn_with};
 use thirtyfour::By;
 use thirtyfour::prelude::ElementQueryable;
 
@@ -16,30 +16,6 @@ async fn bounded(walk: impl Future<Output = ()>) {
     tokio::time::timeout(WALK_LIMIT, walk)
         .await
         .expect("the browser walk finishes in time");
-}
-
-/// Logs in through the form, as a person types it.
-pub(crate) async fn log_in(browser: &Browser, app: &TestApp) {
-    browser.driver.goto(&app.app_url).await.unwrap();
-    browser
-        .find("#username")
-        .await
-        .send_keys(ALICE.0)
-        .await
-        .unwrap();
-    browser
-        .find("#password")
-        .await
-        .send_keys(ALICE.1)
-        .await
-        .unwrap();
-    browser
-        .find("form[action='/login'] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser.find("#upload-form").await;
 }
 
 /// Limits uploads to `bytes_per_sec` (`None`: no limit).
@@ -97,7 +73,7 @@ async fn browser_walk_upload_download_share_and_log_out() {
             .find_text("[role=alert]", "Unknown user or wrong password")
             .await;
         harness.screenshot(&alice, "login-refused").await;
-        log_in(&alice, &app).await;
+        alice.log_in(&app.app_url).await;
         alice.wait_for_text("No files yet").await;
         harness.screenshot(&alice, "no-files").await;
 
@@ -271,7 +247,7 @@ async fn browser_without_javascript_logs_in_uploads_and_downloads() {
     let app = spawn_with(|_| {}).await;
     bounded(async {
         let browser = harness.browser(false).await;
-        log_in(&browser, &app).await;
+        browser.log_in(&app.app_url).await;
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plain.txt");

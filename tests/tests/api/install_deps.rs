@@ -7,13 +7,14 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const TOOLS: [&str; 6] = [
+const TOOLS: [&str; 7] = [
     "pyjwt",
     "moto",
     "jose",
     "oidc-provider",
     "standardwebhooks",
     "standardwebhooks-npm",
+    "tuspy",
 ];
 /// Stand-in packages for every tool, under `root` (Python modules) and `root/node_modules`.
 fn stand_ins(root: &Path) {
@@ -24,6 +25,7 @@ fn stand_ins(root: &Path) {
         "moto/server.py",
         "flask/__init__.py",
         "standardwebhooks/__init__.py",
+        "tusclient/__init__.py",
     ] {
         let file = root.join(module);
         std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
@@ -129,7 +131,8 @@ fn an_absent_tool_is_installed_and_an_installed_one_is_left() {
             "jose",
             "oidc-provider",
             "standardwebhooks",
-            "standardwebhooks-npm"
+            "standardwebhooks-npm",
+            "tuspy"
         ]
     );
     stand_ins(&tests.path().join("s3/python"));
@@ -138,16 +141,22 @@ fn an_absent_tool_is_installed_and_an_installed_one_is_left() {
     assert_eq!(installed, ["pyjwt", "moto", "jose"]);
     assert_eq!(
         plan,
-        ["oidc-provider", "standardwebhooks", "standardwebhooks-npm"]
+        [
+            "oidc-provider",
+            "standardwebhooks",
+            "standardwebhooks-npm",
+            "tuspy"
+        ]
     );
 
     stand_ins(&tests.path().join("oidc"));
     let (installed, plan) = decision(tests.path(), ambient.path());
     assert_eq!(installed, ["pyjwt", "moto", "jose", "oidc-provider"]);
-    assert_eq!(plan, ["standardwebhooks", "standardwebhooks-npm"]);
+    assert_eq!(plan, ["standardwebhooks", "standardwebhooks-npm", "tuspy"]);
 
     stand_ins(&tests.path().join("webhooks/python"));
     stand_ins(&tests.path().join("webhooks"));
+    stand_ins(&tests.path().join("tus/python"));
     let (installed, plan) = decision(tests.path(), ambient.path());
     assert_eq!(installed, TOOLS);
     assert_eq!(plan, Vec::<String>::new(), "nothing left to install");

@@ -27,4 +27,5 @@ mod tls;
 mod token_format;
 mod tokens;
 mod upload_links;
+mod uploads;
 mod webhooks;

@@ -975,7 +975,7 @@ async fn browser_sends(javascript: bool) {
             // The owner sees it arrive: on the Upload links page (linked in the header) under
             // its link, and in the file list marked received.
             let owner = harness.browser(true).await;
-            crate::browser::log_in(&owner, &app).await;
+            owner.log_in(&app.app_url).await;
             owner.find_text("table.files tbody tr", "Received").await;
             owner
                 .find_text("header a", "Upload links")

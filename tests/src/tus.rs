@@ -1,0 +1,154 @@
+//! A plain tus 1.0 client for the protocol's edge tests: each request as the protocol writes
+//! it, nothing retried, so a test sees every answer. (The real clients, tuspy and
+//! tus-js-client, and the CLI resume by themselves.)
+
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+
+use crate::{TestApp, User};
+
+/// Who a [`Tus`] client is: a logged-in browser session (its CSRF token echoed) or a bearer
+/// access token.
+pub enum Auth {
+    Session { client: Client, csrf: String },
+    Bearer(String),
+}
+
+/// Requests to one app's `/api/uploads`.
+pub struct Tus {
+    pub app_url: String,
+    /// Where requests go: the app, or a proxy in front of it.
+    pub base: String,
+    auth: Auth,
+}
+
+impl Tus {
+    pub fn session(app: &TestApp, user: &User) -> Tus {
+        Tus {
+            app_url: app.app_url.clone(),
+            base: app.app_url.clone(),
+            auth: Auth::Session {
+                client: user.client.clone(),
+                csrf: user.csrf.clone(),
+            },
+        }
+    }
+
+    pub fn bearer(app: &TestApp, token: &str) -> Tus {
+        Tus::bearer_at(&app.app_url, token)
+    }
+
+    /// A bearer client of the app at `app_url` (one a test started by itself).
+    pub fn bearer_at(app_url: &str, token: &str) -> Tus {
+        Tus {
+            app_url: app_url.to_owned(),
+            base: app_url.to_owned(),
+            auth: Auth::Bearer(token.to_owned()),
+        }
+    }
+
+    /// A request with `Tus-Resumable: 1.0.0` and the client's authority. `path` is a path
+    /// (`/api/uploads`, a `Location`) resolved against [`Tus::base`].
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = format!("{}{path}", self.base);
+        let builder = match &self.auth {
+            Auth::Session { client, csrf } => {
+                client.request(method, url).header("X-CSRF-Token", csrf)
+            }
+            Auth::Bearer(token) => crate::client().request(method, url).bearer_auth(token),
+        };
+        builder.header("Tus-Resumable", "1.0.0")
+    }
+
+    /// `POST /api/uploads` of `length` bytes named `name`, with `first` as its first bytes
+    /// when given (creation-with-upload).
+    pub async fn create(&self, length: u64, name: &str, first: Option<Vec<u8>>) -> Response {
+        let mut req = self
+            .request(Method::POST, "/api/uploads")
+            .header("Upload-Length", length)
+            .header("Upload-Metadata", metadata(name));
+        if let Some(bytes) = first {
+            req = req
+                .header("Content-Type", "application/offset+octet-stream")
+                .body(bytes);
+        }
+        req.send().await.expect("creation request")
+    }
+
+    /// Creates an upload and returns its `Location`, panicking unless 201.
+    pub async fn create_ok(&self, length: u64, name: &str) -> String {
+        let res = self.create(length, name, None).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "create {name}");
+        location(&res)
+    }
+
+    /// `PATCH location` with `bytes` at `offset`.
+    pub async fn patch(&self, location: &str, offset: u64, bytes: Vec<u8>) -> Response {
+        self.request(Method::PATCH, location)
+            .header("Upload-Offset", offset)
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("PATCH request")
+    }
+
+    /// `HEAD location`.
+    pub async fn head(&self, location: &str) -> Response {
+        self.request(Method::HEAD, location)
+            .send()
+            .await
+            .expect("HEAD request")
+    }
+
+    /// The upload's offset as HEAD says it, panicking unless 200.
+    pub async fn offset(&self, location: &str) -> u64 {
+        let res = self.head(location).await;
+        assert_eq!(res.status(), StatusCode::OK, "HEAD {location}");
+        header_u64(&res, "Upload-Offset")
+    }
+
+    /// `DELETE location` (termination).
+    pub async fn delete(&self, location: &str) -> Response {
+        self.request(Method::DELETE, location)
+            .send()
+            .await
+            .expect("DELETE request")
+    }
+}
+
+/// `Upload-Metadata` naming the file.
+pub fn metadata(name: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "filename {}",
+        base64::engine::general_purpose::STANDARD.encode(name)
+    )
+}
+
+/// A creation's `Location`, panicking without one.
+pub fn location(res: &Response) -> String {
+    res.headers()
+        .get("Location")
+        .expect("a Location")
+        .to_str()
+        .expect("ASCII")
+        .to_owned()
+}
+
+/// A header holding a number, panicking without one.
+pub fn header_u64(res: &Response, name: &str) -> u64 {
+    res.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("a {name} header"))
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("a number")
+}
+
+/// The file an upload became (`Burnlink-File-Id`), if the answer names one.
+pub fn file_id(res: &Response) -> Option<String> {
+    res.headers()
+        .get("Burnlink-File-Id")
+        .map(|v| v.to_str().expect("ASCII").to_owned())
+}

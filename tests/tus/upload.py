@@ -1,0 +1,25 @@
+"""Uploads one file with tuspy, as a script would, retrying after a broken connection.
+
+    python3 upload.py ENDPOINT TOKEN FILE CHUNK_BYTES
+
+ENDPOINT is the server's /api/uploads; TOKEN an access token with files:write. Prints
+`FILE <id>`, the file the upload became (the last answer's Burnlink-File-Id).
+"""
+import os
+import sys
+
+from tusclient import client
+
+endpoint, token, path, chunk = sys.argv[1:5]
+tus = client.TusClient(endpoint, headers={"Authorization": "Bearer " + token})
+uploader = tus.uploader(
+    path,
+    chunk_size=int(chunk),
+    metadata={"filename": os.path.basename(path)},
+    # After a broken connection: ask the offset (HEAD) and carry on from there. A retry that
+    # finds the cut request still holding the upload (423) tries again.
+    retries=20,
+    retry_delay=1,
+)
+uploader.upload()
+print("FILE", uploader.request.response_headers["burnlink-file-id"], flush=True)
