@@ -235,18 +235,8 @@ impl Valgrind {
             .spawn()
             .context("starting valgrind (is it installed?)")?;
         let mut child = child;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .with_context(|| {
-                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                format!("the server said {line:?}: {log}")
-            })?;
+        let addr = crate::announced_address(&mut child)
+            .with_context(|| std::fs::read_to_string(&stderr).unwrap_or_default())?;
         Ok(Valgrind {
             child,
             addr,

@@ -951,6 +951,16 @@ impl Wrk {
         self.requests as f64 / (self.duration_us as f64 / 1e6)
     }
 
+    /// `N req/s, p99 N µs, server on N cores`.
+    fn throughput(&self) -> String {
+        format!(
+            "{:.0} req/s, p99 {} µs, server on {:.2} cores",
+            self.rps(),
+            self.p99_us,
+            self.server_cores
+        )
+    }
+
     fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / 1e6 / (self.duration_us as f64 / 1e6)
     }
@@ -1044,6 +1054,18 @@ fn wrk(
     Ok(result)
 }
 
+/// The address a server prints as `... http://<address>` on its first line.
+fn announced_address(child: &mut Child) -> anyhow::Result<SocketAddr> {
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    line.trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("the server said {line:?}"))
+}
+
 /// A server process, killed when dropped.
 struct Server {
     child: Child,
@@ -1093,15 +1115,7 @@ impl Server {
 
     /// A server that prints `... http://<address>` as its first line.
     fn announced(mut child: Child) -> anyhow::Result<Server> {
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .with_context(|| format!("the server said {line:?}"))?;
+        let addr = announced_address(&mut child)?;
         Ok(Server { child, addr })
     }
 }
@@ -1420,20 +1434,13 @@ impl Report {
         ));
         self.ratios
             .push(("4 KiB EdDSA req/s".into(), eddsa.rps() / nginx.rps(), 0.6));
-        for (label, w) in [
+        self.small_errors(&[
             ("nginx", nginx),
             ("actix-web", floor),
             ("actix-web from disk", disk_floor),
             ("EdDSA", eddsa),
             ("HS256", hs),
-        ] {
-            if w.status_errors + w.socket_errors > 0 {
-                self.notes.push(format!(
-                    "{label} small-file run had {} non-2xx and {} socket errors.",
-                    w.status_errors, w.socket_errors
-                ));
-            }
-        }
+        ]);
     }
 
     /// The open-file cache (issue 29): ours with and without it, against nginx with and
@@ -1441,14 +1448,7 @@ impl Report {
     fn open_file_cache(&mut self, nginx: [&Wrk; 2], disk_floor: &Wrk, ours: [&Wrk; 2]) {
         let [nginx, nginx_cached] = nginx;
         let [cached, uncached] = ours;
-        let rps = |w: &Wrk| {
-            format!(
-                "{:.0} req/s, p99 {} µs, server on {:.2} cores",
-                w.rps(),
-                w.p99_us,
-                w.server_cores
-            )
-        };
+        let rps = Wrk::throughput;
         // Server CPU per download, µs.
         let cpu = |w: &Wrk| w.server_cores / w.rps() * 1e6;
         self.row(
@@ -1477,10 +1477,15 @@ impl Report {
                 "≤ 1.4x",
             );
         }
-        for (label, w) in [
+        self.small_errors(&[
             ("nginx with open_file_cache", nginx_cached),
             ("HS256 without the open-file cache", uncached),
-        ] {
+        ]);
+    }
+
+    /// A note for each small-file load that had errors.
+    fn small_errors(&mut self, loads: &[(&str, &Wrk)]) {
+        for (label, w) in loads {
             if w.status_errors + w.socket_errors > 0 {
                 self.notes.push(format!(
                     "{label} small-file run had {} non-2xx and {} socket errors.",
@@ -1547,14 +1552,7 @@ impl Report {
     fn s3(&mut self, store: &str, small: (&Wrk, &Wrk, f64), large: (&Wrk, &Wrk, f64)) {
         let ((local_small, s3_small, store_small), (local_large, s3_large, store_large)) =
             (small, large);
-        let rps = |w: &Wrk| {
-            format!(
-                "{:.0} req/s, p99 {} µs, server on {:.2} cores",
-                w.rps(),
-                w.p99_us,
-                w.server_cores
-            )
-        };
+        let rps = Wrk::throughput;
         self.row(
             &format!("4 KiB, HS256, files in S3 ({store}) against the local directory (req/s)"),
             format!("{}, {store} on {store_small:.2}", rps(s3_small)),
