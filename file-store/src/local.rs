@@ -1,7 +1,9 @@
 //! The local directory: `<data dir>/files/<key>`. Opening is the download fast path: on
 //! Linux a cached file is opened, stat'ed and its head read on the async worker with calls that
 //! fail rather than wait (no blocking-pool hop); anything else takes one hop. Reads then grow
-//! for a fast client and stay small for a slow one ([`Pace`]).
+//! for a fast client and stay small for a slow one ([`Pace`]). A small file read whole at open
+//! is closed at once and, with `--open-file-cache`, kept in memory for the next download
+//! (`cache.rs`: what keeps it from ever serving another version).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

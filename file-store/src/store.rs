@@ -15,11 +15,12 @@
 //!   `MultipartStore`: create, put part, complete, abort, by upload id) sent over several
 //!   requests; S3 refuses parts under 5 MiB but the last, so a short request's bytes wait in
 //!   an object of their own until a part fills. Either stays invisible until `finish`.
-//! - An open-file cache on the local backend: `open` takes `&self`, so the cache is the
-//!   backend's own state, answered with [`Opening::now`]; its entries must be dropped by this
-//!   process's `create`/`delete` and checked against the directory (a file replaced by
-//!   another server), since an open never yields bytes of a version other than the one it
-//!   describes.
+//!
+//! The local backend's open-file cache fits this way: `open` takes `&self`, so the cache is
+//! the backend's own state (`local/cache.rs`), answered with [`Opening::now`]; its entries are
+//! dropped by this process's `create`/`delete` and checked against the directory with one
+//! `statx` (a file replaced by another server), since an open never yields bytes of a version
+//! other than the one it describes.
 
 use std::path::Path;
 use std::sync::Arc;
