@@ -5,6 +5,8 @@
 //! binaries first. Every load is bounded in time; every server is started here and stopped
 //! when the run ends.
 
+mod count;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener};
@@ -64,6 +66,26 @@ struct Args {
     /// Internal, with `--serve-floor`: how the floor answers.
     #[arg(long, hide = true, value_enum, default_value_t = Floor::Memory)]
     floor: Floor,
+    /// Internal, with `--serve-floor`: its workers (default: one per core).
+    #[arg(long, hide = true)]
+    floor_workers: Option<usize>,
+    /// Count, not time: allocations and instructions per 4 KiB HS256 download of the release
+    /// download server and of bare actix-web reading the file, under valgrind (dhat, then
+    /// callgrind), from runs of N and 2N downloads. Prints a table; writes no report.
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
+    /// With `--count`: keep valgrind's outputs (per-call-site detail) in this directory.
+    #[arg(long, value_name = "DIR", requires = "count")]
+    count_keep: Option<PathBuf>,
+    /// With `--count`: one more argument for the download server (repeat for several), e.g.
+    /// `--server-arg=--open-file-cache=0`.
+    #[arg(
+        long,
+        value_name = "ARG",
+        requires = "count",
+        allow_hyphen_values = true
+    )]
+    server_arg: Vec<String>,
 }
 
 /// How bare actix-web answers in [`serve_floor`].
@@ -110,7 +132,15 @@ fn main() -> anyhow::Result<()> {
             file,
             args.floor,
             args.read_buffer_kib as usize * 1024,
-            workers,
+            args.floor_workers.unwrap_or(workers),
+        );
+    }
+    if let Some(n) = args.count {
+        return count::count(
+            &args.bin_dir,
+            n,
+            args.count_keep.as_deref(),
+            &args.server_arg,
         );
     }
     let dir = tempfile::tempdir()?;
@@ -135,6 +165,13 @@ fn main() -> anyhow::Result<()> {
         s3(&bench, &mut report)?;
     }
     if !args.only.is_empty() {
+        // The rows these workloads gave, as the report would show them.
+        for row in &report.rows {
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                row.workload, row.ours, row.peer, row.ratio, row.target
+            );
+        }
         return Ok(());
     }
     report.write(&args, workers)?;
@@ -150,8 +187,11 @@ fn main() -> anyhow::Result<()> {
 fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let (args, dir, workers) = (bench.args, bench.dir, bench.workers);
     eprintln!("== small file, {} connections", args.connections);
-    let nginx = Nginx::start(dir, SMALL, workers)?;
+    let nginx = Nginx::start(dir, SMALL, workers, false)?;
     let nginx_small = bench.wrk_small(&nginx, Algorithm::HS256, "nginx")?;
+    drop(nginx);
+    let nginx = Nginx::start(dir, SMALL, workers, true)?;
+    let nginx_cached = bench.wrk_small(&nginx, Algorithm::HS256, "nginx-open-file-cache")?;
     drop(nginx);
     let small_file = dir.join("files").join(SMALL);
     let floor = Server::floor(&small_file, Floor::Memory, bench)?;
@@ -164,7 +204,11 @@ fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let eddsa = bench.wrk_small(&ours, Algorithm::EdDSA, "burnlink-eddsa")?;
     let hs = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-hs256")?;
     drop(ours);
+    let ours = Server::download(bench, "memory", &[("OPEN_FILE_CACHE", "0".into())])?;
+    let uncached = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-hs256-no-cache")?;
+    drop(ours);
     report.small(&nginx_small, [&floor_small, &disk_floor], &eddsa, &hs);
+    report.open_file_cache([&nginx_small, &nginx_cached], &disk_floor, [&hs, &uncached]);
 
     if redis_reachable(&args.redis_url) {
         let ours = bench.download_server(&args.redis_url)?;
@@ -188,7 +232,7 @@ fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
 fn streams(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let (dir, workers) = (bench.dir, bench.workers);
     eprintln!("== 1 GiB file, 1 and 8 streams");
-    let nginx = Nginx::start(dir, LARGE, workers)?;
+    let nginx = Nginx::start(dir, LARGE, workers, false)?;
     let nginx_one = bench.wrk_stream(&nginx, 1, "nginx")?;
     let nginx_eight = bench.wrk_stream(&nginx, 8, "nginx")?;
     drop(nginx);
@@ -224,7 +268,7 @@ fn memory(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let mut ours = Vec::new();
     let medium = dir.join("files").join(MEDIUM);
     for _ in 0..MEMORY_LOADS {
-        nginx.push(bench.slow_readers(&Nginx::start(dir, MEDIUM, workers)?)?);
+        nginx.push(bench.slow_readers(&Nginx::start(dir, MEDIUM, workers, false)?)?);
         floor.push(bench.slow_readers(&Server::floor(&medium, Floor::Stream, bench)?)?);
         ours.push(bench.slow_readers(&bench.download_server("memory")?)?);
     }
@@ -365,6 +409,7 @@ impl S3Peer {
                 aws_secret_access_key: Some("testing".into()),
                 aws_region: Some("us-east-1".into()),
                 s3_path_style: true,
+                ..file_store::FileStoreArgs::default()
             },
             pid: Some(server.child.id()),
             _server: Some(server),
@@ -906,6 +951,16 @@ impl Wrk {
         self.requests as f64 / (self.duration_us as f64 / 1e6)
     }
 
+    /// `N req/s, p99 N µs, server on N cores`.
+    fn throughput(&self) -> String {
+        format!(
+            "{:.0} req/s, p99 {} µs, server on {:.2} cores",
+            self.rps(),
+            self.p99_us,
+            self.server_cores
+        )
+    }
+
     fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / 1e6 / (self.duration_us as f64 / 1e6)
     }
@@ -999,6 +1054,18 @@ fn wrk(
     Ok(result)
 }
 
+/// The address a server prints as `... http://<address>` on its first line.
+fn announced_address(child: &mut Child) -> anyhow::Result<SocketAddr> {
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    line.trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("the server said {line:?}"))
+}
+
 /// A server process, killed when dropped.
 struct Server {
     child: Child,
@@ -1048,15 +1115,7 @@ impl Server {
 
     /// A server that prints `... http://<address>` as its first line.
     fn announced(mut child: Child) -> anyhow::Result<Server> {
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .with_context(|| format!("the server said {line:?}"))?;
+        let addr = announced_address(&mut child)?;
         Ok(Server { child, addr })
     }
 }
@@ -1103,8 +1162,20 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    fn start(dir: &Path, file: &str, workers: usize) -> anyhow::Result<Nginx> {
-        let conf_dir = dir.join(format!("nginx-{file}"));
+    /// With `open_file_cache`: descriptors and sizes kept for a minute, unchecked for as long
+    /// (the peer of the download server's `--open-file-cache`).
+    fn start(
+        dir: &Path,
+        file: &str,
+        workers: usize,
+        open_file_cache: bool,
+    ) -> anyhow::Result<Nginx> {
+        let conf_dir = dir.join(format!("nginx-{file}-{open_file_cache}"));
+        let cache = if open_file_cache {
+            "open_file_cache max=1000 inactive=60s;\n    open_file_cache_valid 60s;"
+        } else {
+            ""
+        };
         std::fs::create_dir_all(&conf_dir)?;
         // nginx cannot report a port it picked, so take a free one and hand it over (a tiny
         // race, acceptable for a benchmark on a quiet machine).
@@ -1122,6 +1193,7 @@ http {{
     access_log off;
     sendfile on;
     tcp_nopush on;
+    {cache}
     keepalive_requests 1000000;
     client_body_temp_path {dir};
     proxy_temp_path {dir};
@@ -1362,13 +1434,58 @@ impl Report {
         ));
         self.ratios
             .push(("4 KiB EdDSA req/s".into(), eddsa.rps() / nginx.rps(), 0.6));
-        for (label, w) in [
+        self.small_errors(&[
             ("nginx", nginx),
             ("actix-web", floor),
             ("actix-web from disk", disk_floor),
             ("EdDSA", eddsa),
             ("HS256", hs),
+        ]);
+    }
+
+    /// The open-file cache (issue 29): ours with and without it, against nginx with and
+    /// without its own, and each one's server CPU per download against the disk floor's.
+    fn open_file_cache(&mut self, nginx: [&Wrk; 2], disk_floor: &Wrk, ours: [&Wrk; 2]) {
+        let [nginx, nginx_cached] = nginx;
+        let [cached, uncached] = ours;
+        let rps = Wrk::throughput;
+        // Server CPU per download, µs.
+        let cpu = |w: &Wrk| w.server_cores / w.rps() * 1e6;
+        self.row(
+            "4 KiB, HS256, open-file cache (the default) against nginx with its `open_file_cache` (req/s)",
+            rps(cached),
+            rps(nginx_cached),
+            Some(cached.rps() / nginx_cached.rps()),
+            "",
+        );
+        self.row(
+            "4 KiB, HS256, `--open-file-cache 0` (req/s) against nginx",
+            rps(uncached),
+            rps(nginx),
+            Some(uncached.rps() / nginx.rps()),
+            "",
+        );
+        for (label, w) in [
+            ("open-file cache", cached),
+            ("`--open-file-cache 0`", uncached),
         ] {
+            self.row(
+                &format!("4 KiB, HS256, {label}: server CPU per download against the disk floor's"),
+                format!("{:.1} µs", cpu(w)),
+                format!("{:.1} µs", cpu(disk_floor)),
+                Some(cpu(w) / cpu(disk_floor)),
+                "≤ 1.4x",
+            );
+        }
+        self.small_errors(&[
+            ("nginx with open_file_cache", nginx_cached),
+            ("HS256 without the open-file cache", uncached),
+        ]);
+    }
+
+    /// A note for each small-file load that had errors.
+    fn small_errors(&mut self, loads: &[(&str, &Wrk)]) {
+        for (label, w) in loads {
             if w.status_errors + w.socket_errors > 0 {
                 self.notes.push(format!(
                     "{label} small-file run had {} non-2xx and {} socket errors.",
@@ -1435,14 +1552,7 @@ impl Report {
     fn s3(&mut self, store: &str, small: (&Wrk, &Wrk, f64), large: (&Wrk, &Wrk, f64)) {
         let ((local_small, s3_small, store_small), (local_large, s3_large, store_large)) =
             (small, large);
-        let rps = |w: &Wrk| {
-            format!(
-                "{:.0} req/s, p99 {} µs, server on {:.2} cores",
-                w.rps(),
-                w.p99_us,
-                w.server_cores
-            )
-        };
+        let rps = Wrk::throughput;
         self.row(
             &format!("4 KiB, HS256, files in S3 ({store}) against the local directory (req/s)"),
             format!("{}, {store} on {store_small:.2}", rps(s3_small)),

@@ -38,6 +38,27 @@ pub struct FileStoreArgs {
     /// S3-compatible servers need this).
     #[arg(long = "s3-path-style", env = "S3_PATH_STYLE")]
     pub s3_path_style: bool,
+    /// Local directory: how many small files (those a download's first read takes whole,
+    /// `--read-buffer-kib`) to keep in memory, so that downloading one again costs one `statx`
+    /// instead of an open, a stat, a read and a close. 0: none. Never a replaced file's bytes:
+    /// see `--open-file-cache-secs`.
+    #[arg(
+        long = "open-file-cache",
+        env = "OPEN_FILE_CACHE",
+        default_value_t = 1024
+    )]
+    pub open_file_cache: usize,
+    /// Local directory: seconds a cached file is served without checking the directory.
+    /// 0 (the default): checked before every download (inode, size and modification time),
+    /// so a file replaced or deleted by any process is never served from the cache. N: a file
+    /// replaced or deleted by another process (an app server elsewhere) may be served whole in
+    /// its previous version for up to N seconds.
+    #[arg(
+        long = "open-file-cache-secs",
+        env = "OPEN_FILE_CACHE_SECS",
+        default_value_t = 0
+    )]
+    pub open_file_cache_secs: u64,
 }
 
 /// The local directory, as with no flags.
@@ -50,6 +71,8 @@ impl Default for FileStoreArgs {
             aws_secret_access_key: None,
             aws_region: None,
             s3_path_style: false,
+            open_file_cache: 1024,
+            open_file_cache_secs: 0,
         }
     }
 }
@@ -66,6 +89,8 @@ impl std::fmt::Debug for FileStoreArgs {
             )
             .field("aws_region", &self.aws_region)
             .field("s3_path_style", &self.s3_path_style)
+            .field("open_file_cache", &self.open_file_cache)
+            .field("open_file_cache_secs", &self.open_file_cache_secs)
             .finish()
     }
 }
@@ -132,7 +157,10 @@ impl FileStoreArgs {
     /// The configured store (not yet contacted: see [`FileStoreArgs::open`]).
     pub fn build(&self, local_dir: PathBuf) -> Result<Files, SettingError> {
         match Location::parse(&self.file_store)? {
-            Location::Local => Ok(Files::new(LocalStore::new(local_dir))),
+            Location::Local => Ok(Files::new(LocalStore::new(local_dir).with_open_file_cache(
+                self.open_file_cache,
+                Duration::from_secs(self.open_file_cache_secs),
+            ))),
             Location::S3 { bucket, prefix } => {
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(&bucket)

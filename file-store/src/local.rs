@@ -1,7 +1,9 @@
 //! The local directory: `<data dir>/files/<key>`. Opening is the download fast path: on
 //! Linux a cached file is opened, stat'ed and its head read on the async worker with calls that
 //! fail rather than wait (no blocking-pool hop); anything else takes one hop. Reads then grow
-//! for a fast client and stay small for a slow one ([`Pace`]).
+//! for a fast client and stay small for a slow one ([`Pace`]). A small file read whole at open
+//! is closed at once and, with `--open-file-cache`, kept in memory for the next download
+//! (`cache.rs`: what keeps it from ever serving another version).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -22,22 +24,49 @@ use crate::types::{
     Upload, UploadWriter,
 };
 
+mod cache;
+
+use cache::{Identity, Lookup, OpenFileCache};
+
 /// Uploads are written to `<root>/.tmp-<random>` and renamed to their key when whole.
 const TEMP_PREFIX: &str = ".tmp-";
 /// A resumable upload's bytes so far are `<root>/.part-<key>`, renamed to `<key>` when whole.
 const PART_PREFIX: &str = ".part-";
 
 /// Files in one directory, by storage key.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LocalStore {
     root: Arc<Path>,
+    /// Small files' bytes (`--open-file-cache`; see the `cache` module for what keeps them
+    /// current).
+    cache: Option<Arc<OpenFileCache>>,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("root", &self.root)
+            .field("open_file_cache", &self.cache.is_some())
+            .finish()
+    }
 }
 
 impl LocalStore {
+    /// The directory, with no open-file cache.
     pub fn new(root: impl Into<PathBuf>) -> LocalStore {
         LocalStore {
             root: Arc::from(root.into()),
+            cache: None,
         }
+    }
+
+    /// Keeps the bytes of up to `entries` small files (those an open reads whole), each
+    /// checked against the directory with one `statx` before it is served again, or trusted
+    /// for `trust` after a check when that is not zero (`--open-file-cache`,
+    /// `--open-file-cache-secs`). `entries` 0: no cache.
+    pub fn with_open_file_cache(mut self, entries: usize, trust: Duration) -> LocalStore {
+        self.cache = (entries > 0).then(|| Arc::new(OpenFileCache::new(entries, trust)));
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -62,18 +91,35 @@ impl FileStore for LocalStore {
     /// A small file is then sent with no further hop (each hop is two thread wake-ups, which
     /// profiling showed to be the largest cost of a small download).
     fn open<'a>(&'a self, key: &'a StorageKey, head: usize) -> Opening<'a> {
+        if let Some(cache) = &self.cache {
+            match cache.lookup(key.as_str(), || identity_now(&self.root, key)) {
+                Lookup::Hit(entry) => {
+                    let file = LocalFile::Whole(entry.bytes);
+                    let stored = StoredFile::new(entry.identity.size, entry.version, file);
+                    return Opening::now(Ok(Some(stored)));
+                }
+                Lookup::Gone => return Opening::now(Ok(None)),
+                Lookup::Miss => {}
+            }
+        }
         let path = self.root.join(key.as_str());
         #[cfg(target_os = "linux")]
         if let Some(opened) = open_without_waiting(&path, head) {
-            return Opening::now(Ok(Some(opened.into_stored())));
+            return Opening::now(Ok(Some(opened.into_stored(self.cache.as_deref(), key))));
         }
         // Allocated here, on the worker thread that frees it, not in a blocking thread's arena.
         let buf = BytesMut::with_capacity(head);
-        Opening::in_pool(move || Ok(open_blocking(&path, head, buf)?.map(Opened::into_stored)))
+        let (cache, key) = (self.cache.clone(), key.clone());
+        Opening::in_pool(move || {
+            let opened = open_blocking(&path, head, buf)?;
+            Ok(opened.map(|opened| opened.into_stored(cache.as_deref(), &key)))
+        })
     }
 
     fn create<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<Upload>> {
         Box::pin(async move {
+            // A new file under `key` drops whatever the cache held for it, when it is in place.
+            let forget = self.cache.clone().map(|cache| (cache, key.clone()));
             let temp = self
                 .root
                 .join(format!("{TEMP_PREFIX}{}", shared::random_token(16)));
@@ -86,13 +132,18 @@ impl FileStore for LocalStore {
                 file: Some(file),
                 temp: Some(temp),
                 target: self.root.join(key.as_str()),
+                forget,
             }))
         })
     }
 
     fn delete<'a>(&'a self, key: &'a StorageKey) -> BoxFuture<'a, std::io::Result<()>> {
         Box::pin(async move {
-            match tokio::fs::remove_file(self.root.join(key.as_str())).await {
+            let removed = tokio::fs::remove_file(self.root.join(key.as_str())).await;
+            if let Some(cache) = &self.cache {
+                cache.forget(key.as_str());
+            }
+            match removed {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             }
@@ -230,6 +281,8 @@ struct LocalUpload {
     file: Option<tokio::fs::File>,
     temp: Option<PathBuf>,
     target: PathBuf,
+    /// The open-file cache and the key, whose entry goes once the file is in place.
+    forget: Option<(Arc<OpenFileCache>, StorageKey)>,
 }
 
 impl UploadWriter for LocalUpload {
@@ -251,6 +304,9 @@ impl UploadWriter for LocalUpload {
             if let Some(temp) = &self.temp {
                 tokio::fs::rename(temp, &self.target).await?;
                 self.temp = None;
+                if let Some((cache, key)) = &self.forget {
+                    cache.forget(key.as_str());
+                }
             }
             Ok(())
         })
@@ -326,10 +382,9 @@ async fn sync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// An open local file: its size and version, and the bytes of its head already read.
+/// An open local file: what identifies its version, and the bytes of its head already read.
 struct Opened {
-    size: u64,
-    version: FileVersion,
+    identity: Identity,
     file: std::fs::File,
     /// The file's first bytes, read in the same hop as the open when asked (see
     /// [`LocalStore::open`]).
@@ -337,49 +392,104 @@ struct Opened {
 }
 
 impl Opened {
-    /// Boxed behind the seam: the one allocation of a download here.
-    fn into_stored(self) -> StoredFile {
-        StoredFile::new(
-            self.size,
-            self.version,
-            LocalFile::Open(self.file, self.buf),
-        )
+    /// Boxed behind the seam: the one allocation of a download here. A file read whole by
+    /// the open is closed now, and its bytes kept in `cache` when there is one.
+    fn into_stored(self, cache: Option<&OpenFileCache>, key: &StorageKey) -> StoredFile {
+        let Opened {
+            identity,
+            file,
+            buf,
+        } = self;
+        let version = version(identity);
+        if buf.len() as u64 == identity.size {
+            let bytes = buf.freeze();
+            if let Some(cache) = cache {
+                cache.insert(key.as_str(), identity, version, bytes.clone());
+            }
+            return StoredFile::new(identity.size, version, LocalFile::Whole(bytes));
+        }
+        StoredFile::new(identity.size, version, LocalFile::Open(file, buf))
     }
 }
 
 /// The version of a local file: inode, size and modification time to the nanosecond, so a
 /// file rewritten in place or replaced by a rename is another version.
-fn version(ino: u64, size: u64, mtime: i64, mtime_nsec: u32) -> FileVersion {
+fn version(identity: Identity) -> FileVersion {
     FileVersion::of_parts(
         &[
-            &ino.to_le_bytes(),
-            &size.to_le_bytes(),
-            &mtime.to_le_bytes(),
-            &u64::from(mtime_nsec).to_le_bytes(),
+            &identity.ino.to_le_bytes(),
+            &identity.size.to_le_bytes(),
+            &identity.mtime.to_le_bytes(),
+            &u64::from(identity.mtime_nsec).to_le_bytes(),
         ],
-        mtime,
+        identity.mtime,
     )
 }
 
 #[cfg(unix)]
-fn version_of(meta: &std::fs::Metadata) -> FileVersion {
+fn identity_of(meta: &std::fs::Metadata) -> Identity {
     use std::os::unix::fs::MetadataExt;
-    version(
-        meta.ino(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec() as u32,
-    )
+    Identity {
+        ino: meta.ino(),
+        size: meta.len(),
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec() as u32,
+    }
 }
 
 #[cfg(not(unix))]
-fn version_of(meta: &std::fs::Metadata) -> FileVersion {
+fn identity_of(meta: &std::fs::Metadata) -> Identity {
     let mtime = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .unwrap_or_default();
-    version(0, meta.len(), mtime.as_secs() as i64, mtime.subsec_nanos())
+    Identity {
+        ino: 0,
+        size: meta.len(),
+        mtime: mtime.as_secs() as i64,
+        mtime_nsec: mtime.subsec_nanos(),
+    }
+}
+
+/// The identity of `<root>/<key>` now, for the open-file cache: one `statx` that does not
+/// wait on a network file system, of a path built on the stack. `None`: no regular file.
+#[cfg(target_os = "linux")]
+fn identity_now(root: &Path, key: &StorageKey) -> std::io::Result<Option<Identity>> {
+    use rustix::fs::{AtFlags, FileType, StatxFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let (root, key) = (root.as_os_str().as_bytes(), key.as_str().as_bytes());
+    let mut path = [0u8; 512];
+    let len = root.len() + 1 + key.len();
+    if len >= path.len() {
+        return Err(std::io::ErrorKind::WouldBlock.into());
+    }
+    path[..root.len()].copy_from_slice(root);
+    path[root.len()] = b'/';
+    path[root.len() + 1..len].copy_from_slice(key);
+    let path = std::ffi::CStr::from_bytes_with_nul(&path[..=len])
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let stat = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::INO | StatxFlags::MTIME,
+    )?;
+    if FileType::from_raw_mode(stat.stx_mode.into()) != FileType::RegularFile {
+        return Ok(None);
+    }
+    Ok(Some(Identity {
+        ino: stat.stx_ino,
+        size: stat.stx_size,
+        mtime: stat.stx_mtime.tv_sec,
+        mtime_nsec: stat.stx_mtime.tv_nsec,
+    }))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn identity_now(root: &Path, key: &StorageKey) -> std::io::Result<Option<Identity>> {
+    let meta = std::fs::metadata(root.join(key.as_str()))?;
+    Ok(meta.is_file().then(|| identity_of(&meta)))
 }
 
 /// Open, stat and read `head` bytes into `buf`, blocking (on the pool). `None` when there is
@@ -403,8 +513,7 @@ fn open_blocking(path: &Path, head: usize, mut buf: BytesMut) -> std::io::Result
             read_chunk(&file, 0, head.min(meta.len() as usize), &mut buf)?;
         }
         Ok(Some(Opened {
-            size: meta.len(),
-            version: version_of(&meta),
+            identity: identity_of(&meta),
             file,
             buf,
         }))
@@ -450,32 +559,45 @@ fn open_without_waiting(path: &Path, head: usize) -> Option<Opened> {
         read_cached(&fd, 0, want, &mut buf);
     }
     Some(Opened {
-        size: stat.stx_size,
-        version: version(
-            stat.stx_ino,
-            stat.stx_size,
-            stat.stx_mtime.tv_sec,
-            stat.stx_mtime.tv_nsec,
-        ),
+        identity: Identity {
+            ino: stat.stx_ino,
+            size: stat.stx_size,
+            mtime: stat.stx_mtime.tv_sec,
+            mtime_nsec: stat.stx_mtime.tv_nsec,
+        },
         file: std::fs::File::from(fd),
         buf,
     })
 }
 
 /// What [`Opened::into_stored`] boxes: the open file until its range is selected, then its
-/// stream.
+/// stream; or a small file's bytes, read whole at open (or kept by the open-file cache).
 enum LocalFile {
     Open(std::fs::File, BytesMut),
     Streaming(LocalStream),
-    /// Between the two (never seen by a poll).
+    /// The whole file, then (once a range is selected) the bytes of the range.
+    Whole(Bytes),
+    Range(Bytes),
+    /// Between the two (never seen by a poll), or sent.
     Spent,
 }
 
 impl OpenFile for LocalFile {
     fn select(self: Pin<&mut Self>, range: ByteRange, chunk: usize) {
+        use bytes::Buf as _;
         let this = self.get_mut();
-        if let LocalFile::Open(file, buf) = std::mem::replace(this, LocalFile::Spent) {
-            *this = LocalFile::Streaming(LocalStream::new(file, buf, range, chunk));
+        match std::mem::replace(this, LocalFile::Spent) {
+            LocalFile::Open(file, buf) => {
+                *this = LocalFile::Streaming(LocalStream::new(file, buf, range, chunk));
+            }
+            // Cut in place (no reference count taken): a range is within the file's size.
+            LocalFile::Whole(mut bytes) if range.end <= bytes.len() as u64 => {
+                bytes.truncate(range.end as usize);
+                bytes.advance(range.start as usize);
+                *this = LocalFile::Range(bytes);
+            }
+            // A range past the end: nothing (the caller's length check makes it an error).
+            _ => {}
         }
     }
 }
@@ -484,10 +606,15 @@ impl Stream for LocalFile {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             LocalFile::Streaming(stream) => Pin::new(stream).poll_next(cx),
+            LocalFile::Range(_) => match std::mem::replace(this, LocalFile::Spent) {
+                LocalFile::Range(bytes) if !bytes.is_empty() => Poll::Ready(Some(Ok(bytes))),
+                _ => Poll::Ready(None),
+            },
             // No range selected: nothing (which the caller's length check makes an error).
-            LocalFile::Open(..) | LocalFile::Spent => Poll::Ready(None),
+            LocalFile::Open(..) | LocalFile::Whole(_) | LocalFile::Spent => Poll::Ready(None),
         }
     }
 }
@@ -791,7 +918,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(pooled.size, 100_000);
+        assert_eq!(pooled.identity.size, 100_000);
         assert_eq!(pooled.buf[..], bytes[..4096]);
         assert!(
             open_in_pool(dir.path().join("dir"), 4096)
@@ -822,7 +949,7 @@ mod tests {
             // has openat2 with RESOLVE_CACHED, Linux 5.12, and no seccomp filter refuses it).
             match open_without_waiting(&dir.path().join("file"), 4096) {
                 Some(direct) => {
-                    assert_eq!(direct.size, 100_000);
+                    assert_eq!(direct.identity.size, 100_000);
                     assert_eq!(direct.buf[..], bytes[..4096]);
                 }
                 None => eprintln!("skipped: this kernel cannot open without waiting"),
@@ -850,6 +977,85 @@ mod tests {
             got.extend_from_slice(&chunk.unwrap());
         }
         assert_eq!(got[..], bytes[10..]);
+    }
+
+    /// The bytes of `key` through `store`, whole, with the version they were opened as.
+    async fn read_all(store: &LocalStore, key: &StorageKey) -> Option<(Vec<u8>, FileVersion)> {
+        let stored = store.open(key, 8192).await.unwrap()?;
+        let (size, version) = (stored.size, stored.version);
+        let mut stream = stored.stream(ByteRange::whole(size), 8192);
+        let mut got = Vec::new();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        Some((got, version))
+    }
+
+    /// A cached small file replaced by a rename (same size), rewritten in place or deleted
+    /// behind this process's back is read afresh: never the cached bytes of another version.
+    #[tokio::test]
+    async fn the_open_file_cache_never_serves_a_replaced_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).with_open_file_cache(16, Duration::ZERO);
+        let key = StorageKey::generate();
+        let path = dir.path().join(key.as_str());
+        std::fs::write(&path, [1u8; 4096]).unwrap();
+        let (first, v1) = read_all(&store, &key).await.unwrap();
+        assert_eq!(first, [1u8; 4096]);
+        assert_eq!(store.cache.as_ref().unwrap().len(), 1, "kept");
+        let (again, v) = read_all(&store, &key).await.unwrap();
+        assert_eq!((again, v), (first, v1), "served again");
+        // Replaced by another process: written aside, renamed over (a new inode).
+        let aside = dir.path().join("aside");
+        std::fs::write(&aside, [2u8; 4096]).unwrap();
+        std::fs::rename(&aside, &path).unwrap();
+        let (got, v2) = read_all(&store, &key).await.unwrap();
+        assert_eq!(got, [2u8; 4096]);
+        assert_ne!(v2, v1);
+        // Rewritten in place with another length.
+        std::fs::write(&path, [3u8; 100]).unwrap();
+        assert_eq!(read_all(&store, &key).await.unwrap().0, [3u8; 100]);
+        // Deleted.
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_all(&store, &key).await.is_none());
+        // A file larger than what the open reads is not kept.
+        let big = StorageKey::generate();
+        std::fs::write(dir.path().join(big.as_str()), vec![4u8; 10_000]).unwrap();
+        assert_eq!(read_all(&store, &big).await.unwrap().0, vec![4u8; 10_000]);
+        assert_eq!(
+            store.cache.as_ref().unwrap().len(),
+            0,
+            "neither the deleted file nor the large one"
+        );
+    }
+
+    /// Trusted for a while (`--open-file-cache-secs`), an entry is served without looking at
+    /// the directory, whole in the version it was read as; this process's own delete and
+    /// upload drop it at once.
+    #[tokio::test]
+    async fn a_trusted_entry_goes_with_this_process_s_own_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).with_open_file_cache(16, Duration::from_secs(3600));
+        let key = StorageKey::generate();
+        let path = dir.path().join(key.as_str());
+        std::fs::write(&path, b"first").unwrap();
+        let (_, v1) = read_all(&store, &key).await.unwrap();
+        std::fs::write(&path, b"second!").unwrap();
+        let (got, v) = read_all(&store, &key).await.unwrap();
+        assert_eq!((&got[..], v), (&b"first"[..], v1), "trusted: not checked");
+        store.delete(&key).await.unwrap();
+        assert!(
+            read_all(&store, &key).await.is_none(),
+            "deleted here: gone at once"
+        );
+        let mut upload = store.create(&key).await.unwrap();
+        upload.write(Bytes::from_static(b"third")).await.unwrap();
+        upload.finish().await.unwrap();
+        assert_eq!(read_all(&store, &key).await.unwrap().0, b"third");
+        let mut upload = store.create(&key).await.unwrap();
+        upload.write(Bytes::from_static(b"fourth")).await.unwrap();
+        upload.finish().await.unwrap();
+        assert_eq!(read_all(&store, &key).await.unwrap().0, b"fourth");
     }
 
     /// Start-up tidying removes temporary files a crash left a day ago, and nothing else:

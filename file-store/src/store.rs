@@ -14,12 +14,11 @@
 //! multipart upload sent over several requests, the tail under 5 MiB waiting in a local file
 //! until a part fills. Either stays invisible until finished.
 //!
-//! What comes next fits beside these methods the same way:
-//! - An open-file cache on the local backend: `open` takes `&self`, so the cache is the
-//!   backend's own state, answered with [`Opening::now`]; its entries must be dropped by this
-//!   process's `create`/`delete` and checked against the directory (a file replaced by
-//!   another server), since an open never yields bytes of a version other than the one it
-//!   describes.
+//! The local backend's open-file cache fits the same way: `open` takes `&self`, so the cache is
+//! the backend's own state (`local/cache.rs`), answered with [`Opening::now`]; its entries are
+//! dropped by this process's `create`/`delete` and checked against the directory with one
+//! `statx` (a file replaced by another server), since an open never yields bytes of a version
+//! other than the one it describes.
 
 use std::path::Path;
 use std::sync::Arc;

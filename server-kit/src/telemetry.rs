@@ -99,10 +99,7 @@ pub async fn request_span(
         .get(&REQUEST_ID)
         .filter(|v| plausible_id(v.as_bytes()))
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&shared::random_token(12))
-                .unwrap_or_else(|_| HeaderValue::from_static("-"))
-        });
+        .unwrap_or_else(new_request_id);
     let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
@@ -112,21 +109,24 @@ pub async fn request_span(
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut res) => {
-            let route = res.request().match_pattern();
-            // Downloads are served by the `/d` scope's default service (a prefix match, no
-            // regex), which has no pattern of its own: name it, never print the path.
-            let route = match route.as_deref() {
-                Some(pattern) => pattern,
-                None if res.request().path().starts_with("/d/") => "/d/{token}",
-                None => "unmatched",
-            };
-            tracing::info!(
-                method = %method,
-                route,
-                status = res.status().as_u16(),
-                latency_ms,
-                "request"
-            );
+            // Only when the line is logged: the pattern is a new `String` (issue 29).
+            if tracing::enabled!(tracing::Level::INFO) {
+                let route = res.request().match_pattern();
+                // Downloads are served by the `/d` scope's default service (a prefix match,
+                // no regex), which has no pattern of its own: name it, never print the path.
+                let route = match route.as_deref() {
+                    Some(pattern) => pattern,
+                    None if res.request().path().starts_with("/d/") => "/d/{token}",
+                    None => "unmatched",
+                };
+                tracing::info!(
+                    method = %method,
+                    route,
+                    status = res.status().as_u16(),
+                    latency_ms,
+                    "request"
+                );
+            }
             res.headers_mut().insert(REQUEST_ID, id);
             Ok(res)
         }
@@ -140,6 +140,23 @@ pub async fn request_span(
             Err(e)
         }
     }
+}
+
+/// A fresh request id: 16 characters of base64url (96 random bits), written on the stack, so
+/// the header value is the one allocation.
+fn new_request_id() -> HeaderValue {
+    use base64::Engine;
+    let mut random = [0u8; 12];
+    rand::fill(&mut random);
+    let mut id = [0u8; 16];
+    let written = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode_slice(random, &mut id)
+        .unwrap_or(0);
+    // Owned by its reference-counted `Bytes` from the start, so the copies the request's
+    // extensions and the response header take share it (a value copied from a slice is
+    // re-allocated by its first clone).
+    let id = bytes::Bytes::from_owner(id).slice(..written);
+    HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 fn plausible_id(id: &[u8]) -> bool {

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use base64::Engine;
@@ -92,13 +93,17 @@ pub struct Grant {
 /// The header fields we read. Others (`jku`, `jwk`, `x5u`, `x5c`...) are ignored: a key is
 /// never taken from the token itself (RFC 8725 section 3.10). Duplicate members are refused
 /// before this is parsed ([`unique_members`]).
+///
+/// Strings are borrowed from the decoded header unless they hold escapes (one allocation per
+/// member otherwise, on every download: issue 29).
 #[derive(Deserialize)]
-struct RawHeader {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
     /// `Some` whenever the member is present, even as `null`: presence alone refuses.
     #[serde(default, deserialize_with = "present")]
     crit: Option<()>,
@@ -106,6 +111,44 @@ struct RawHeader {
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
     serde::de::IgnoredAny::deserialize(d).map(|_| Some(()))
+}
+
+/// The claims as [`Claims`] reads them (every member required, the same types), their strings
+/// borrowed from the decoded payload unless they hold escapes: the verifier copies only what
+/// the [`Grant`] keeps.
+#[derive(Deserialize)]
+struct ClaimsView<'a> {
+    #[serde(borrow)]
+    iss: Cow<'a, str>,
+    #[serde(borrow)]
+    aud: Cow<'a, str>,
+    #[serde(borrow)]
+    sub: Cow<'a, str>,
+    #[serde(borrow)]
+    jti: Cow<'a, str>,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    #[serde(borrow)]
+    file: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+impl<'a> ClaimsView<'a> {
+    fn of(c: &'a Claims) -> ClaimsView<'a> {
+        ClaimsView {
+            iss: Cow::Borrowed(&c.iss),
+            aud: Cow::Borrowed(&c.aud),
+            sub: Cow::Borrowed(&c.sub),
+            jti: Cow::Borrowed(&c.jti),
+            iat: c.iat,
+            nbf: c.nbf,
+            exp: c.exp,
+            file: Cow::Borrowed(&c.file),
+            name: Cow::Borrowed(&c.name),
+        }
+    }
 }
 
 /// A JSON object whose member names are all distinct (compared after unescaping, so `"kid"`
@@ -126,7 +169,7 @@ impl<'de> Deserialize<'de> for UniqueMembers {
                 mut map: A,
             ) -> Result<UniqueMembers, A::Error> {
                 let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::with_capacity(16);
-                while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
                     if seen.contains(&name) {
                         return Err(serde::de::Error::custom("duplicate member"));
                     }
@@ -137,6 +180,33 @@ impl<'de> Deserialize<'de> for UniqueMembers {
             }
         }
         d.deserialize_map(Visitor)
+    }
+}
+
+/// A member name: borrowed from the JSON when it has no escapes (serde's own `Cow<str>` always
+/// copies: one allocation per member of every token, issue 29), unescaped into a copy when it
+/// has some.
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(name)))
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(name.to_owned())))
+            }
+            fn visit_string<E>(self, name: String) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(name)))
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 
@@ -277,7 +347,7 @@ impl Verifier {
         if !unique_members(&decoded_payload(token)?) {
             return Err(TokenError::BadClaims("duplicate member"));
         }
-        self.check_claims(claims, entry.key.retired_at, now)
+        self.check_claims(ClaimsView::of(&claims), entry.key.retired_at, now)
     }
 
     /// [`Verifier::verify_allowing_expiry_at`] for each of `tokens` (each with its own reading
@@ -408,7 +478,7 @@ impl Verifier {
         now: u64,
     ) -> Result<(Grant, bool), TokenError> {
         let payload = decoded_payload(token)?;
-        let claims: Claims = serde_json::from_slice(&payload)
+        let claims: ClaimsView<'_> = serde_json::from_slice(&payload)
             .map_err(|_| TokenError::BadClaims("missing or ill-typed"))?;
         if claims.iss != self.policy.issuer {
             return Err(TokenError::WrongIssuer);
@@ -425,7 +495,7 @@ impl Verifier {
     /// The claims' checks; `true` with a grant whose token has expired.
     fn check_claims(
         &self,
-        c: Claims,
+        c: ClaimsView<'_>,
         retired_at: Option<u64>,
         now: u64,
     ) -> Result<(Grant, bool), TokenError> {
@@ -501,12 +571,12 @@ fn token_error(e: jsonwebtoken::errors::Error) -> TokenError {
 }
 
 /// The claims as domain types.
-fn grant(c: Claims) -> Result<Grant, TokenError> {
+fn grant(c: ClaimsView<'_>) -> Result<Grant, TokenError> {
     Ok(Grant {
         jti: Jti::parse(&c.jti).map_err(|_| TokenError::BadClaims("jti"))?,
         file: StorageKey::parse(&c.file).map_err(|_| TokenError::BadClaims("file"))?,
         name: DownloadName::parse(&c.name).map_err(|_| TokenError::BadClaims("name"))?,
-        sub: c.sub,
+        sub: c.sub.into_owned(),
         iat: c.iat,
         exp: c.exp,
     })

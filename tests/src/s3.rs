@@ -138,6 +138,7 @@ impl Moto {
             aws_secret_access_key: Some("testing".into()),
             aws_region: Some("us-east-1".into()),
             s3_path_style: true,
+            ..file_store::FileStoreArgs::default()
         }
     }
 

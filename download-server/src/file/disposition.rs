@@ -2,6 +2,9 @@
 
 use std::fmt::Write as _;
 
+use actix_web::http::header::HeaderValue;
+use bytes::BytesMut;
+
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// RFC 8187 `attr-char`: what may stand unencoded in `filename*`.
@@ -18,6 +21,26 @@ const ATTR_CHAR_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'`')
     .remove(b'|')
     .remove(b'~');
+
+/// [`content_disposition`] as a header value. The usual name (printable ASCII, none of
+/// `"`, `\\`, `%`) is written straight into a buffer of its exact size: one allocation.
+pub fn content_disposition_value(name: &str) -> HeaderValue {
+    const PREFIX: &[u8] = b"attachment; filename=\"";
+    let plain = name
+        .bytes()
+        .all(|b| (b.is_ascii_graphic() || b == b' ') && !matches!(b, b'"' | b'\\' | b'%'));
+    let value = if plain {
+        let mut out = BytesMut::with_capacity(PREFIX.len() + name.len() + 1);
+        out.extend_from_slice(PREFIX);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\"");
+        HeaderValue::from_maybe_shared(out.freeze())
+    } else {
+        HeaderValue::try_from(content_disposition(name))
+    };
+    // Built of printable ASCII only: always valid.
+    value.unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
 
 /// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266
 /// section 4.3): old clients get a safe ASCII name, every current browser the real one.
@@ -44,6 +67,26 @@ pub fn content_disposition(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-allocation value is the same header as the general one, whatever the name.
+    #[test]
+    fn the_header_value_is_the_disposition() {
+        for name in [
+            "report.pdf",
+            "a b.txt",
+            "50%.txt",
+            "q\"uote",
+            "back\\slash",
+            "Résumé.pdf",
+            "",
+        ] {
+            assert_eq!(
+                content_disposition_value(name).to_str().unwrap(),
+                content_disposition(name),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn disposition_has_an_ascii_fallback_and_the_real_name() {

@@ -8,5 +8,5 @@ mod range;
 
 pub use file_store::{FileStream, FileVersion, StoredFile};
 
-pub use self::disposition::content_disposition;
+pub use self::disposition::{content_disposition, content_disposition_value};
 pub use self::range::{ByteRange, RangeRequest, parse_range};

@@ -411,3 +411,52 @@ async fn large_file_streams_whole_and_in_ranges() {
     let body = res.bytes().await.unwrap();
     assert!(body == bytes[first..=last], "the range, byte for byte");
 }
+
+/// Small files are kept by the download server's open-file cache (`--open-file-cache`, on by
+/// default), which must never serve bytes of a file replaced or deleted behind its back: a
+/// link used after the change gets the new bytes under a new `ETag`, or a 404 that burns
+/// nothing.
+#[tokio::test]
+async fn a_cached_small_file_replaced_or_deleted_is_served_as_it_is_now() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let file = alice.upload_ok("note.txt", vec![b'a'; 4096]).await;
+    let stored = app.files_dir().join(app.only_stored_file());
+    let fetch = |url: String| {
+        let client = app.anon.clone();
+        async move {
+            let res = client.get(&url).send().await.unwrap();
+            let status = res.status();
+            let etag = header(&res, reqwest::header::ETAG).to_owned();
+            (status, etag, res.bytes().await.unwrap().to_vec())
+        }
+    };
+
+    let (status, first_etag, body) = fetch(alice.link_url(&file.id).await).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &[b'a'; 4096][..]));
+    let (status, etag, body) = fetch(alice.link_url(&file.id).await).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &[b'a'; 4096][..]));
+    assert_eq!(etag, first_etag, "the same version, served again");
+
+    // Replaced by another process, same size: written aside and renamed over.
+    let aside = app.data_dir.join("aside");
+    std::fs::write(&aside, [b'b'; 4096]).unwrap();
+    std::fs::rename(&aside, &stored).unwrap();
+    let (status, etag, body) = fetch(alice.link_url(&file.id).await).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &[b'b'; 4096][..]));
+    assert_ne!(etag, first_etag);
+
+    // Rewritten in place with another length.
+    std::fs::write(&stored, [b'c'; 100]).unwrap();
+    let (status, _, body) = fetch(alice.link_url(&file.id).await).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &[b'c'; 100][..]));
+
+    // Deleted: 404, and the link is not burned.
+    std::fs::remove_file(&stored).unwrap();
+    let url = alice.link_url(&file.id).await;
+    let (status, _, _) = fetch(url.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    std::fs::write(&stored, [b'd'; 10]).unwrap();
+    let (status, _, body) = fetch(url).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &[b'd'; 10][..]));
+}
