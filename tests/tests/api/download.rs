@@ -418,6 +418,11 @@ async fn large_file_streams_whole_and_in_ranges() {
 /// nothing.
 #[tokio::test]
 async fn a_cached_small_file_replaced_or_deleted_is_served_as_it_is_now() {
+    // The cache is the local directory's; with the files in S3 (CI's second pass) there is no
+    // file here to replace behind the server's back.
+    if burnlink_tests::s3::s3_under_test() {
+        return;
+    }
     let app = spawn().await;
     let alice = app.login(ALICE).await;
     let file = alice.upload_ok("note.txt", vec![b'a'; 4096]).await;
