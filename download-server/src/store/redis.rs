@@ -666,25 +666,27 @@ impl RedisStore {
             ))),
             Err(e) => Err(e),
         };
-        let answers = match answers {
+        // The records the script ran for were written (or counted refused) whatever `WAIT`
+        // says of the burns.
+        let (answers, lost) = match answers {
             // Something was burned: served only once the replicas asked for have it.
-            Ok((a, lost)) if a.contains(&1) => self.replicated().await.map(|()| (a, lost)),
-            other => other,
+            Ok((a, lost)) if a.contains(&1) => (self.replicated().await.map(|()| a), lost),
+            Ok((a, lost)) => (Ok(a), lost),
+            Err(e) => (Err(e), records.len() as u64),
         };
         match answers {
-            Ok((answers, lost)) => {
+            Ok(answers) => {
                 for (burn, answer) in batch.drain(..).zip(answers) {
                     let _ = burn.reply.send(Ok(answer));
                 }
-                lost
             }
             Err(e) => {
                 for burn in batch.drain(..) {
                     let _ = burn.reply.send(Err(StoreError(e.0.clone())));
                 }
-                records.len() as u64
             }
         }
+        lost
     }
 
     /// Waits for `WAIT replicas timeout` to report enough replicas holding this connection's

@@ -756,3 +756,56 @@ async fn redis_commands_per_download_with_and_without_outcomes_in_the_burn() {
         rows.join("\n")
     );
 }
+
+/// An outcome the stream refuses (here the key holds a string, not a stream) never changes the
+/// answer of the burns in the same script: the downloads it rides with are served, and a burned
+/// token stays burned. (With `redis.call` instead of `redis.pcall` the script would fail, and
+/// every burn of its batch with it: 503.)
+#[tokio::test]
+async fn an_outcome_the_stream_refuses_leaves_the_burns_beside_it_alone() {
+    let Some(redis) = services::private_redis().await else {
+        return;
+    };
+    let (app, bytes, key) = app_with_file().await;
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("SET")
+        .arg("burnlink:outcomes")
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut config = download_config(&app, redis.url());
+    config.audit_log = Some(audit.display().to_string());
+    config.outcomes_linger_ms = 60_000;
+    let server = start_download_server(config).await;
+    let mut audited = 0;
+    for _ in 0..3 {
+        let token = mint(&app, &key);
+        let res = get(&app, &server, &token).await;
+        // From the second on, the burn's script also appends the one before's outcome.
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap(), bytes);
+        let res = get(&app, &server, &token).await;
+        assert_eq!(res.status(), StatusCode::GONE, "burned");
+        audited += 2;
+        // Both outcomes are queued (before their audit lines) before the next burn.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            < audited
+        {
+            assert!(std::time::Instant::now() < deadline, "audit lines");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let kept: String = redis::cmd("GET")
+        .arg("burnlink:outcomes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept, "not a stream");
+}
