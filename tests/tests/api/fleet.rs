@@ -464,6 +464,20 @@ async fn a_burn_is_served_only_once_the_replicas_asked_for_have_it() {
     );
 }
 
+/// Waits (bounded) until the audit file holds `n` lines. The outcome sink gets each record
+/// before its line is written, so by then the outcomes are queued.
+async fn audited(audit: &std::path::Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let lines = std::fs::read_to_string(audit).unwrap_or_default();
+        if lines.lines().count() >= n {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "audit line {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// One round trip to Redis per burned download (issue 29): the outcome of a download rides to
 /// the stream inside the next download's burn script, never as an `XADD` of its own. MONITOR
 /// on a private Redis sees every command the download server sends, and those a script runs
@@ -482,25 +496,11 @@ async fn a_download_is_one_script_call_carrying_the_outcome_of_the_one_before() 
     config.audit_log = Some(audit.display().to_string());
     config.outcomes_linger_ms = 60_000;
     let server = start_download_server(config).await;
-    let audited = |n: usize| {
-        let audit = audit.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            loop {
-                let lines = std::fs::read_to_string(&audit).unwrap_or_default();
-                if lines.lines().count() >= n {
-                    break;
-                }
-                assert!(std::time::Instant::now() < deadline, "audit line {n}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
     // Scripts loaded, connection made: what follows is the steady state.
     let warm = get(&app, &server, &mint(&app, &key)).await;
     assert_eq!(warm.status(), StatusCode::OK);
     assert_eq!(warm.bytes().await.unwrap(), bytes);
-    audited(1).await;
+    audited(&audit, 1).await;
 
     let client = redis::Client::open(redis.url()).unwrap();
     let monitor = client.get_async_monitor().await.expect("MONITOR");
@@ -517,7 +517,7 @@ async fn a_download_is_one_script_call_carrying_the_outcome_of_the_one_before() 
         let res = get(&app, &server, &mint(&app, &key)).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.bytes().await.unwrap(), bytes);
-        audited(i + 2).await;
+        audited(&audit, i + 2).await;
     }
     // Every command before the marker has reached MONITOR once the marker has.
     let mut conn = redis.connection().await;
@@ -780,7 +780,7 @@ async fn an_outcome_the_stream_refuses_leaves_the_burns_beside_it_alone() {
     config.audit_log = Some(audit.display().to_string());
     config.outcomes_linger_ms = 60_000;
     let server = start_download_server(config).await;
-    let mut audited = 0;
+    let mut lines = 0;
     for _ in 0..3 {
         let token = mint(&app, &key);
         let res = get(&app, &server, &token).await;
@@ -789,18 +789,9 @@ async fn an_outcome_the_stream_refuses_leaves_the_burns_beside_it_alone() {
         assert_eq!(res.bytes().await.unwrap(), bytes);
         let res = get(&app, &server, &token).await;
         assert_eq!(res.status(), StatusCode::GONE, "burned");
-        audited += 2;
+        lines += 2;
         // Both outcomes are queued (before their audit lines) before the next burn.
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while std::fs::read_to_string(&audit)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            < audited
-        {
-            assert!(std::time::Instant::now() < deadline, "audit lines");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        audited(&audit, lines).await;
     }
     let kept: String = redis::cmd("GET")
         .arg("burnlink:outcomes")
