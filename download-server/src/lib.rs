@@ -121,24 +121,31 @@ impl Application {
             None => None,
         };
         let recorders = recorders(&config, &settings)?;
-        let recorders = with_outcomes(&config, &settings.burn_store, recorders)?;
-        let registry = recorders.0.registry().clone();
-        let (server, keys) = match &settings.burn_store {
-            BurnStoreSetting::Memory => {
-                let store = MemoryStore::start(Duration::from_secs(10));
-                start(&config, &settings, store, listener, recorders).await?
-            }
-            BurnStoreSetting::Redis(info) => {
-                let store = RedisStore::new(
+        // Made before the outcome sink, which may be its burn batches (`outcome_sink`).
+        let redis = match &settings.burn_store {
+            BurnStoreSetting::Redis(info) => Some(
+                RedisStore::new(
                     info.clone(),
                     config.burn_store_timeout(),
                     config.burn_store_replicas,
                 )
-                .map_err(|e| StartupError::BurnStore(e.to_string()))?;
+                .map_err(|e| StartupError::BurnStore(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let recorders = with_outcomes(&config, &settings.burn_store, redis.as_ref(), recorders)?;
+        let registry = recorders.0.registry().clone();
+        let (server, keys) = match (&settings.burn_store, redis) {
+            (BurnStoreSetting::Memory, _) => {
+                let store = MemoryStore::start(Duration::from_secs(10));
+                start(&config, &settings, store, listener, recorders).await?
+            }
+            (BurnStoreSetting::Redis(_), Some(store)) => {
                 store.start().await;
                 start(&config, &settings, store, listener, recorders).await?
             }
-            BurnStoreSetting::RedisCluster(nodes) => {
+            (BurnStoreSetting::Redis(_), None) => unreachable!("made above for a Redis"),
+            (BurnStoreSetting::RedisCluster(nodes), _) => {
                 let store = RedisStore::cluster(nodes.clone(), config.burn_store_timeout())
                     .map_err(|e| StartupError::BurnStore(e.to_string()))?;
                 store.start().await;
@@ -271,16 +278,29 @@ fn recorders(
 }
 
 /// The audit log, also handing outcomes to the sink given in-process, else (`--outcomes-redis`)
-/// to the Redis Stream: the burn store's Redis by default (`auto`), none for `off`.
+/// to the Redis Stream: the burn store's Redis by default (`auto`, written by its burn batches:
+/// one round trip per download), none for `off`.
 fn with_outcomes(
     config: &Config,
     burn_store: &BurnStoreSetting,
+    redis: Option<&RedisStore>,
     (metrics, audit): (metrics::Metrics, audit::AuditLog),
 ) -> Result<(metrics::Metrics, audit::AuditLog), StartupError> {
     let bad = |why: String| StartupError::BurnStore(format!("--outcomes-redis: {why}"));
     let info = match (config.outcome_sink.clone(), config.outcomes_redis.expose()) {
         (Some(sink), _) => return Ok((metrics, audit.with_outcomes(Some(sink)))),
         (None, "off") => None,
+        (None, "auto") if redis.is_some() => {
+            let sink = redis.and_then(|store| {
+                store.outcome_sink(
+                    config.outcomes_stream_maxlen,
+                    Duration::from_millis(config.outcomes_linger_ms),
+                    metrics.outcomes_dropped.clone(),
+                )
+            });
+            let sink = sink.map(|s| outcome::SinkHandle(Arc::new(s)));
+            return Ok((metrics, audit.with_outcomes(sink)));
+        }
         (None, "auto") => match burn_store {
             BurnStoreSetting::Redis(info) => Some(info.clone()),
             _ => None,

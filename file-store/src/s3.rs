@@ -1,6 +1,8 @@
 //! S3-compatible object storage (`--file-store s3://bucket/prefix`), through the
-//! `object_store` crate: a HEAD gives size and ETag (the version), a ranged GET with
-//! `If-Match` streams exactly that version's bytes in bounded memory, and uploads are
+//! `object_store` crate: a whole-file download is one ranged GET of its head, whose headers
+//! give size (`Content-Range`) and version (ETag), and whose bytes are the whole of a small
+//! file; any further ranged GET has `If-Match` and so streams exactly that version's bytes in
+//! bounded memory (a HEAD gives size and version where no bytes are wanted yet), and uploads are
 //! streaming multipart uploads (one PUT below the part size) that leave no object until they
 //! complete. Resumable uploads are one multipart upload over many requests
 //! ([`S3Store::append_part`]).
@@ -87,6 +89,31 @@ impl S3Store {
         }
     }
 
+    /// The object `meta` describes, with its first bytes already read (`head`, possibly
+    /// none).
+    fn opened(&self, path: ObjectPath, meta: object_store::ObjectMeta, head: Bytes) -> StoredFile {
+        // The version id where the bucket keeps versions, else the ETag: either changes when
+        // the object is rewritten.
+        let validator = meta.version.as_ref().or(meta.e_tag.as_ref());
+        let modified = meta.last_modified.timestamp();
+        let version = FileVersion::of_parts(
+            &[
+                validator.map_or(&b""[..], |v| v.as_bytes()),
+                &meta.size.to_le_bytes(),
+                &modified.to_le_bytes(),
+            ],
+            modified,
+        );
+        let object = S3Object::Opened {
+            store: self.store.clone(),
+            path,
+            e_tag: meta.e_tag,
+            version: meta.version,
+            head,
+        };
+        StoredFile::new(meta.size, version, object)
+    }
+
     /// The prefix objects live under, as an object path (`None` for the bucket's root).
     fn prefix_path(&self) -> Option<ObjectPath> {
         (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()))
@@ -98,7 +125,7 @@ fn io_error(e: object_store::Error) -> std::io::Error {
     let kind = match &e {
         object_store::Error::NotFound { .. } => ErrorKind::NotFound,
         object_store::Error::Precondition { .. } | object_store::Error::NotModified { .. } => {
-            // The object was replaced between the HEAD and the GET.
+            // The object was replaced between the open and a later GET.
             ErrorKind::InvalidData
         }
         object_store::Error::PermissionDenied { .. }
@@ -109,34 +136,41 @@ fn io_error(e: object_store::Error) -> std::io::Error {
 }
 
 impl FileStore for S3Store {
-    /// A HEAD: size and version, never the bytes (`head` is not read ahead).
-    fn open<'a>(&'a self, key: &'a StorageKey, _head: usize) -> Opening<'a> {
+    /// With `head` > 0 (a whole-file download), one ranged GET of the first `head` bytes: the
+    /// size comes from its `Content-Range`, the version from its `ETag` (or version id) and
+    /// `Last-Modified`, and a file that fits is read whole by this one request. Otherwise (and
+    /// for an empty object, which has no range to GET), a HEAD: size and version, never the
+    /// bytes. Either way the version is computed alike, and later reads ask for it
+    /// (`If-Match`).
+    fn open<'a>(&'a self, key: &'a StorageKey, head: usize) -> Opening<'a> {
         Opening::later(async move {
             let path = self.path(key);
+            if head > 0 {
+                let options = GetOptions {
+                    range: Some(GetRange::Bounded(0..head as u64)),
+                    ..GetOptions::default()
+                };
+                match self.store.get_opts(&path, options).await {
+                    Ok(got) => {
+                        let meta = got.meta.clone();
+                        let bytes = got.bytes().await.map_err(io_error)?;
+                        return Ok(Some(self.opened(path, meta, bytes)));
+                    }
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(
+                        e @ (object_store::Error::PermissionDenied { .. }
+                        | object_store::Error::Unauthenticated { .. }),
+                    ) => return Err(io_error(e)),
+                    // An empty object has no first byte to GET (416): the HEAD says so.
+                    Err(_) => {}
+                }
+            }
             let meta = match self.store.head(&path).await {
                 Ok(meta) => meta,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(io_error(e)),
             };
-            // The version id where the bucket keeps versions, else the ETag: either changes
-            // when the object is rewritten.
-            let validator = meta.version.as_ref().or(meta.e_tag.as_ref());
-            let modified = meta.last_modified.timestamp();
-            let version = FileVersion::of_parts(
-                &[
-                    validator.map_or(&b""[..], |v| v.as_bytes()),
-                    &meta.size.to_le_bytes(),
-                    &modified.to_le_bytes(),
-                ],
-                modified,
-            );
-            let object = S3Object::Head {
-                store: self.store.clone(),
-                path,
-                e_tag: meta.e_tag,
-                version: meta.version,
-            };
-            Ok(Some(StoredFile::new(meta.size, version, object)))
+            Ok(Some(self.opened(path, meta, Bytes::new())))
         })
     }
 
@@ -444,15 +478,17 @@ impl PartWriter for S3Part {
     }
 }
 
-/// An object whose size and version were read; its bytes are fetched when a range is
-/// selected, and then stream as the response delivers them (reqwest's chunks: memory is
-/// bounded by the connection's buffers, not the object).
+/// An object whose size and version were read, and perhaps its first bytes; the rest is
+/// fetched when a range is selected, and then streams as the response delivers it (reqwest's
+/// chunks: memory is bounded by the connection's buffers, not the object).
 enum S3Object {
-    Head {
+    Opened {
         store: Arc<dyn ObjectStore>,
         path: ObjectPath,
         e_tag: Option<String>,
         version: Option<String>,
+        /// The object's first bytes, read with the open (the same version's).
+        head: Bytes,
     },
     Get(BoxStream<'static, std::io::Result<Bytes>>),
 }
@@ -460,11 +496,12 @@ enum S3Object {
 impl OpenFile for S3Object {
     fn select(self: Pin<&mut Self>, range: ByteRange, _chunk: usize) {
         let this = self.get_mut();
-        let S3Object::Head {
+        let S3Object::Opened {
             store,
             path,
             e_tag,
             version,
+            head,
         } = std::mem::replace(this, S3Object::Get(futures_util::stream::empty().boxed()))
         else {
             return;
@@ -472,8 +509,18 @@ impl OpenFile for S3Object {
         if range.is_empty() {
             return;
         }
+        // What the open already read: no request for it.
+        let held = head.len() as u64;
+        let first = (range.start < held)
+            .then(|| head.slice(range.start as usize..range.end.min(held) as usize));
+        let rest = range.start.max(held)..range.end;
+        let first = futures_util::stream::iter(first.map(Ok));
+        if rest.is_empty() {
+            *this = S3Object::Get(first.boxed());
+            return;
+        }
         let options = GetOptions {
-            range: Some(GetRange::Bounded(range.start..range.end)),
+            range: Some(GetRange::Bounded(rest)),
             // Only the version described: a replaced object fails the GET rather than mix.
             if_match: e_tag,
             version,
@@ -485,7 +532,7 @@ impl OpenFile for S3Object {
                 Err(e) => futures_util::stream::once(async move { Err(io_error(e)) }).boxed(),
             }
         };
-        *this = S3Object::Get(get.flatten_stream().boxed());
+        *this = S3Object::Get(first.chain(get.flatten_stream()).boxed());
     }
 }
 
@@ -496,7 +543,7 @@ impl Stream for S3Object {
         match self.get_mut() {
             S3Object::Get(body) => body.poll_next_unpin(cx),
             // No range selected: nothing (which the caller's length check makes an error).
-            S3Object::Head { .. } => Poll::Ready(None),
+            S3Object::Opened { .. } => Poll::Ready(None),
         }
     }
 }

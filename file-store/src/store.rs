@@ -40,7 +40,7 @@ pub trait FileStore: Send + Sync + 'static {
     fn open<'a>(&'a self, key: &'a StorageKey, head: usize) -> Opening<'a>;
 
     /// The size and version of the file under `key`, without reading it; `None` when there
-    /// is none. (For S3 this is the HEAD that [`FileStore::open`] makes.)
+    /// is none. (For S3 a HEAD: [`FileStore::open`] with no head to read.)
     fn metadata<'a>(
         &'a self,
         key: &'a StorageKey,

@@ -1,11 +1,13 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, Pipeline, RedisFuture, Script, Value};
 use shared::Jti;
+use shared::record::{OUTCOME_STREAM, OutcomeEvent, OutcomeSink};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
@@ -34,6 +36,16 @@ use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 /// one script per batch instead of one per download (issue 18). A cluster takes one script per
 /// burn, as a script may only touch the keys of one slot.
 ///
+/// **Outcomes ride with burns.** When the outcome stream is the burn store's own Redis
+/// (`--outcomes-redis auto`, one Redis), [`RedisStore::outcome_sink`] queues finished
+/// downloads' records for the same task, and the next batch's script appends them to the
+/// stream (`XADD` inside [`BURN_MANY`], after the burns, each through `redis.pcall` so a
+/// stream that refuses one never changes a burn's answer): one round trip per download under
+/// load instead of a burn and an `XADD` (issue 29). Records wait for a burn at most
+/// `--outcomes-linger-ms` (50 ms by default), then go on their own in the same script with no burns. A cluster, or an
+/// outcome stream on another Redis, keeps the stream's own writer
+/// ([`crate::outcome::redis::RedisStreamSink`]).
+///
 /// The connection is made on first use and remade after any failure, so a server starts while
 /// Redis is down (unready, refusing downloads with 503) and recovers on its own when Redis is
 /// back. Every command is bounded by the `--burn-store-timeout-ms` deadline: past it the
@@ -46,6 +58,34 @@ pub struct RedisStore {
     epochs: Arc<Epochs>,
     /// Where burns queue for the batching task (one Redis only).
     burns: Option<mpsc::Sender<Queued>>,
+}
+
+/// Records waiting for a batch, at most; past it a record is dropped (and counted).
+const OUTCOME_QUEUE: usize = 4096;
+/// Records appended by one script call, at most.
+const OUTCOME_BATCH: usize = 256;
+
+/// The outcome records' end of the batching task (see [`RedisStore::outcome_sink`]).
+struct OutcomeFeed {
+    records: mpsc::Receiver<OutcomeEvent>,
+    maxlen: u64,
+    linger: Duration,
+    dropped: IntCounter,
+}
+
+/// Download records for the outcome stream, handed to the burn batching task of the store
+/// that made it: an [`OutcomeSink`] that only queues (a full queue drops, counted).
+pub struct BatchedOutcomes {
+    records: mpsc::Sender<OutcomeEvent>,
+    dropped: IntCounter,
+}
+
+impl OutcomeSink for BatchedOutcomes {
+    fn send(&self, event: OutcomeEvent) {
+        if self.records.try_send(event).is_err() {
+            self.dropped.inc();
+        }
+    }
 }
 
 /// Burns queued for one batch, at most: a script this long runs in well under a millisecond.
@@ -141,6 +181,9 @@ struct Epochs {
     burn_many: Script,
     /// The batching task's end of the burn queue, until [`RedisStore::start`] takes it.
     queued: Mutex<Option<mpsc::Receiver<Queued>>>,
+    /// The outcome records' end, when [`RedisStore::outcome_sink`] made one, until
+    /// [`RedisStore::start`] takes it.
+    outcomes: Mutex<Option<OutcomeFeed>>,
     grant: Script,
     is_burned: Script,
     get_or_create: Script,
@@ -157,10 +200,14 @@ return 0
 ";
 
 /// [`BURN`] for many ids at once: `KEYS` holds each burn's epoch key and id in turn, `ARGV`
-/// each burn's known epoch, life and value; one answer per burn, in order.
+/// each burn's known epoch, life and value; one answer per burn, in order. Then outcome
+/// records, when there are any: the stream is the last key (an odd count of keys), and after
+/// the burns' arguments come the stream's `MAXLEN ~` and one JSON record each, appended after
+/// every burn is decided. The last answer is the number of records the stream refused.
 const BURN_MANY: &str = r"
+local n = math.floor(#KEYS / 2)
 local out = {}
-for i = 1, #KEYS / 2 do
+for i = 1, n do
   local a = 3 * i - 2
   if redis.call('GET', KEYS[2 * i - 1]) ~= ARGV[a] then
     out[i] = -1
@@ -170,6 +217,15 @@ for i = 1, #KEYS / 2 do
     out[i] = 0
   end
 end
+local refused = 0
+if #KEYS > 2 * n then
+  local maxlen = ARGV[3 * n + 1]
+  for j = 3 * n + 2, #ARGV do
+    local id = redis.pcall('XADD', KEYS[#KEYS], 'MAXLEN', '~', maxlen, '*', 'e', ARGV[j])
+    if type(id) == 'table' and id.err then refused = refused + 1 end
+  end
+end
+out[n + 1] = refused
 return out
 ";
 
@@ -287,6 +343,29 @@ impl RedisStore {
         Ok(RedisStore::with(Conn::Cluster(conn), timeout, 0))
     }
 
+    /// A sink whose records the burn batches append to the outcome stream (see the type's
+    /// doc), capped at `maxlen` entries; `None` on a cluster. Made before [`RedisStore::start`].
+    pub fn outcome_sink(
+        &self,
+        maxlen: u64,
+        linger: Duration,
+        dropped: IntCounter,
+    ) -> Option<BatchedOutcomes> {
+        self.burns.as_ref()?;
+        let (records, feed) = mpsc::channel(OUTCOME_QUEUE);
+        *self
+            .epochs
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(OutcomeFeed {
+            records: feed,
+            maxlen,
+            linger,
+            dropped: dropped.clone(),
+        });
+        Some(BatchedOutcomes { records, dropped })
+    }
+
     fn with(conn: Conn, timeout: Duration, replicas: u32) -> RedisStore {
         RedisStore {
             conn,
@@ -298,6 +377,7 @@ impl RedisStore {
                 burn: Script::new(BURN),
                 burn_many: Script::new(BURN_MANY),
                 queued: Mutex::new(None),
+                outcomes: Mutex::new(None),
                 grant: Script::new(GRANT),
                 is_burned: Script::new(IS_BURNED),
                 get_or_create: Script::new(GET_OR_CREATE),
@@ -318,7 +398,13 @@ impl RedisStore {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(queued) = queued {
-            tokio::spawn(self.clone().send_burns(queued));
+            let outcomes = self
+                .epochs
+                .outcomes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            tokio::spawn(self.clone().send_burns(queued, outcomes));
         }
         match self.check_epochs().await {
             Ok(boundary) => super::wait_for_second(boundary).await,
@@ -474,55 +560,133 @@ impl RedisStore {
     }
 
     /// The batching task: sends every burn queued meanwhile as one [`BURN_MANY`] call (and one
-    /// `WAIT` when replicas are asked for), hands each burn its answer, and goes again, until
-    /// every store holding the queue is gone.
-    async fn send_burns(self, mut queued: mpsc::Receiver<Queued>) {
+    /// `WAIT` when replicas are asked for), with the outcome records queued meanwhile, hands
+    /// each burn its answer, and goes again, until every store holding the queue is gone.
+    /// Records with no burn to ride on wait the feed's `linger` for one, then go alone.
+    async fn send_burns(self, mut queued: mpsc::Receiver<Queued>, feed: Option<OutcomeFeed>) {
         // Only the queue's other ends may keep it open.
         let store = RedisStore {
             burns: None,
             ..self
         };
+        let (mut records_rx, maxlen, linger, dropped) = match feed {
+            Some(f) => (Some(f.records), f.maxlen, f.linger, Some(f.dropped)),
+            None => (None, 0, Duration::ZERO, None),
+        };
         let mut batch = Vec::with_capacity(MAX_BURNS);
-        while queued.recv_many(&mut batch, MAX_BURNS).await > 0 {
-            batch.retain(|burn| !burn.reply.is_closed());
-            if batch.is_empty() {
-                continue;
-            }
-            let mut call = store.epochs.burn_many.prepare_invoke();
-            for burn in &batch {
-                call.key(epoch_key(burn.bucket))
-                    .key(&burn.key)
-                    .arg(&burn.epoch)
-                    .arg(burn.life_ms)
-                    .arg(&burn.value);
-            }
-            let mut conn = store.conn.clone();
-            let answers: Result<Vec<i64>, StoreError> = store
-                .within(store.timeout, call.invoke_async(&mut conn))
-                .await;
-            let answers = match answers {
-                Ok(a) if a.len() != batch.len() => Err(StoreError(format!(
-                    "{} answers for {} burns",
-                    a.len(),
-                    batch.len()
-                ))),
-                // Something was burned: served only once the replicas asked for have it.
-                Ok(a) if a.contains(&1) => store.replicated().await.map(|()| a),
-                other => other,
-            };
-            match answers {
-                Ok(answers) => {
-                    for (burn, answer) in batch.drain(..).zip(answers) {
-                        let _ = burn.reply.send(Ok(answer));
+        let mut records = Vec::new();
+        loop {
+            let feed_open = records_rx.is_some();
+            tokio::select! {
+                biased;
+                n = queued.recv_many(&mut batch, MAX_BURNS) => if n == 0 { break },
+                n = async {
+                    match records_rx.as_mut() {
+                        Some(rx) => rx.recv_many(&mut records, OUTCOME_BATCH).await,
+                        None => 0,
+                    }
+                }, if feed_open => {
+                    if n == 0 {
+                        records_rx = None;
+                        continue;
+                    }
+                    // Records alone: a burn arriving soon carries them.
+                    let wait = queued.recv_many(&mut batch, MAX_BURNS);
+                    if let Ok(0) = tokio::time::timeout(linger, wait).await {
+                        break;
                     }
                 }
-                Err(e) => {
-                    for burn in batch.drain(..) {
-                        let _ = burn.reply.send(Err(StoreError(e.0.clone())));
+            }
+            if let Some(rx) = records_rx.as_mut() {
+                while records.len() < OUTCOME_BATCH {
+                    match rx.try_recv() {
+                        Ok(record) => records.push(record),
+                        Err(_) => break,
                     }
+                }
+            }
+            batch.retain(|burn| !burn.reply.is_closed());
+            if batch.is_empty() && records.is_empty() {
+                continue;
+            }
+            let lost = store.send_batch(&mut batch, &records, maxlen).await;
+            lost_outcomes(dropped.as_ref(), lost);
+            records.clear();
+        }
+        // The last records, when every store is gone.
+        if !records.is_empty() {
+            let lost = store.send_batch(&mut Vec::new(), &records, maxlen).await;
+            lost_outcomes(dropped.as_ref(), lost);
+        }
+    }
+
+    /// One [`BURN_MANY`] call: `batch`'s burns (each handed its answer), then `records`
+    /// appended to the outcome stream. How many records were not written.
+    async fn send_batch(
+        &self,
+        batch: &mut Vec<Queued>,
+        records: &[OutcomeEvent],
+        maxlen: u64,
+    ) -> u64 {
+        let mut call = self.epochs.burn_many.prepare_invoke();
+        for burn in batch.iter() {
+            call.key(epoch_key(burn.bucket))
+                .key(&burn.key)
+                .arg(&burn.epoch)
+                .arg(burn.life_ms)
+                .arg(&burn.value);
+        }
+        let mut unwritable = 0;
+        if !records.is_empty() {
+            call.key(OUTCOME_STREAM).arg(maxlen);
+            for record in records {
+                match serde_json::to_string(record) {
+                    Ok(json) => call.arg(json),
+                    Err(_) => {
+                        unwritable += 1;
+                        continue;
+                    }
+                };
+            }
+        }
+        let mut conn = self.conn.clone();
+        let answers: Result<Vec<i64>, StoreError> = self
+            .within(self.timeout, call.invoke_async(&mut conn))
+            .await;
+        // The last answer counts the records the stream refused; the rest are the burns'.
+        let answers = match answers {
+            Ok(mut a) if a.len() == batch.len() + 1 => {
+                let refused = a.pop().unwrap_or(0);
+                Ok((a, unwritable + u64::try_from(refused).unwrap_or(0)))
+            }
+            Ok(a) => Err(StoreError(format!(
+                "{} answers for {} burns",
+                a.len(),
+                batch.len()
+            ))),
+            Err(e) => Err(e),
+        };
+        // The records the script ran for were written (or counted refused) whatever `WAIT`
+        // says of the burns.
+        let (answers, lost) = match answers {
+            // Something was burned: served only once the replicas asked for have it.
+            Ok((a, lost)) if a.contains(&1) => (self.replicated().await.map(|()| a), lost),
+            Ok((a, lost)) => (Ok(a), lost),
+            Err(e) => (Err(e), records.len() as u64),
+        };
+        match answers {
+            Ok(answers) => {
+                for (burn, answer) in batch.drain(..).zip(answers) {
+                    let _ = burn.reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                for burn in batch.drain(..) {
+                    let _ = burn.reply.send(Err(StoreError(e.0.clone())));
                 }
             }
         }
+        lost
     }
 
     /// Waits for `WAIT replicas timeout` to report enough replicas holding this connection's
@@ -560,6 +724,14 @@ impl RedisStore {
                 deadline.as_millis()
             ))),
         }
+    }
+}
+
+/// Counts and logs outcome records that were not written.
+fn lost_outcomes(dropped: Option<&IntCounter>, lost: u64) {
+    if let Some(dropped) = dropped.filter(|_| lost > 0) {
+        dropped.inc_by(lost);
+        tracing::warn!(events = lost, "outcomes not written");
     }
 }
 

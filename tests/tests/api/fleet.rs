@@ -463,3 +463,340 @@ async fn a_burn_is_served_only_once_the_replicas_asked_for_have_it() {
         "no file bytes without the replica's acknowledgement"
     );
 }
+
+/// Waits (bounded) until the audit file holds `n` lines. The outcome sink gets each record
+/// before its line is written, so by then the outcomes are queued.
+async fn audited(audit: &std::path::Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let lines = std::fs::read_to_string(audit).unwrap_or_default();
+        if lines.lines().count() >= n {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "audit line {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One round trip to Redis per burned download (issue 29): the outcome of a download rides to
+/// the stream inside the next download's burn script, never as an `XADD` of its own. MONITOR
+/// on a private Redis sees every command the download server sends, and those a script runs
+/// (`[0 lua]`). The outcome linger is long, so that each outcome (queued before its audit line
+/// is written, which the test waits for) is carried by the next burn whatever the machine's load.
+#[tokio::test]
+async fn a_download_is_one_script_call_carrying_the_outcome_of_the_one_before() {
+    use futures_util::StreamExt;
+    let Some(redis) = services::private_redis().await else {
+        return;
+    };
+    let (app, bytes, key) = app_with_file().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut config = download_config(&app, redis.url());
+    config.audit_log = Some(audit.display().to_string());
+    config.outcomes_linger_ms = 60_000;
+    let server = start_download_server(config).await;
+    // Scripts loaded, connection made: what follows is the steady state.
+    let warm = get(&app, &server, &mint(&app, &key)).await;
+    assert_eq!(warm.status(), StatusCode::OK);
+    assert_eq!(warm.bytes().await.unwrap(), bytes);
+    audited(&audit, 1).await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let monitor = client.get_async_monitor().await.expect("MONITOR");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let into = seen.clone();
+    tokio::spawn(async move {
+        let mut lines = monitor.into_on_message::<String>();
+        while let Some(line) = lines.next().await {
+            into.lock().unwrap().push(line);
+        }
+    });
+    const N: usize = 8;
+    for i in 0..N {
+        let res = get(&app, &server, &mint(&app, &key)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap(), bytes);
+        audited(&audit, i + 2).await;
+    }
+    // Every command before the marker has reached MONITOR once the marker has.
+    let mut conn = redis.connection().await;
+    let _: String = redis::cmd("ECHO")
+        .arg("end-of-test")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("end-of-test"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "MONITOR sees the marker"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let (scripted, sent): (Vec<&String>, Vec<&String>) =
+        seen.iter().partition(|l| l.contains(" lua]"));
+    // The server's own commands, without the epoch checks of every second.
+    let sent: Vec<String> = sent
+        .iter()
+        .map(|l| l.to_lowercase())
+        .filter(|l| !l.contains("end-of-test"))
+        .filter(|l| l.contains(":burn:") || !l.contains(":epoch\""))
+        .collect();
+    assert_eq!(sent.len(), N, "one command per download: {sent:#?}");
+    for line in &sent {
+        assert!(line.contains("\"evalsha\""), "{line}");
+        assert_eq!(line.matches(":burn:").count(), 1, "one burn: {line}");
+        // The download before this one's outcome, appended by the same call.
+        assert_eq!(line.matches("\"burnlink:outcomes\"").count(), 1, "{line}");
+    }
+    let appended = scripted
+        .iter()
+        .filter(|l| l.to_lowercase().contains("\"xadd\""))
+        .count();
+    assert_eq!(appended, N, "{scripted:#?}");
+    let len: usize = redis::cmd("XLEN")
+        .arg("burnlink:outcomes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The warm-up's and N - 1 more; the last waits for a burn to carry it.
+    assert_eq!(len, N);
+}
+
+/// What Redis does per download, counted on a private Redis with every command in its slow log
+/// (`slowlog-log-slower-than 0`: each top-level command with its own microseconds), for the
+/// outcome stream written by its own writer (`--outcomes-redis <the same url>`, as before
+/// issue 29) and carried by the burns (`auto`). Prints the figures of docs/BENCHMARKS.md
+/// (`--nocapture`); fails if a burned download costs more than one command with `auto`.
+#[tokio::test]
+async fn redis_commands_per_download_with_and_without_outcomes_in_the_burn() {
+    let Some(redis) = services::private_redis().await else {
+        return;
+    };
+    let (app, bytes, key) = app_with_file().await;
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .arg("slowlog-max-len")
+        .arg(100_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    const N: usize = 200;
+    let mut rows = Vec::new();
+    for own_writer in [true, false] {
+        let mut config = download_config(&app, redis.url());
+        if own_writer {
+            config.outcomes_redis = redis.url().into();
+        }
+        config.outcomes_linger_ms = 60_000;
+        let server = start_download_server(config).await;
+        // Scripts loaded and connections made before counting.
+        let start: usize = redis::cmd("XLEN")
+            .arg("burnlink:outcomes")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let warm = get(&app, &server, &mint(&app, &key)).await;
+        assert_eq!(warm.status(), StatusCode::OK);
+        // The warm-up's outcome is written (own writer) before the log is cleared; with
+        // `auto` the first burn counted carries it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let len: usize = redis::cmd("XLEN")
+                .arg("burnlink:outcomes")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !own_writer || len > start {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the warm-up's outcome"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SLOWLOG")
+            .arg("RESET")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for _ in 0..N {
+            let res = get(&app, &server, &mint(&app, &key)).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.bytes().await.unwrap(), bytes);
+        }
+        // N outcomes more: with `auto`, the warm-up's and all but the last (which waits for a
+        // burn to carry it).
+        let want = start + 1 + N - usize::from(!own_writer);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let len: usize = redis::cmd("XLEN")
+                .arg("burnlink:outcomes")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if len >= want {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{len} of {want} outcomes"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // `INFO commandstats` as well (the epoch checks of every second are `evalsha` too).
+        for line in stats.lines().filter(|l| {
+            ["cmdstat_evalsha:", "cmdstat_xadd:", "cmdstat_set:"]
+                .iter()
+                .any(|c| l.starts_with(c))
+        }) {
+            println!("{}: {line}", if own_writer { "own writer" } else { "auto" });
+        }
+        let log: Vec<redis::Value> = redis::cmd("SLOWLOG")
+            .arg("GET")
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // (command, whether it burns, microseconds), the server's own commands only.
+        let mut burns = (0usize, 0i64);
+        let mut xadds = (0usize, 0i64);
+        let mut other = Vec::new();
+        let mut inner_xadds = 0usize;
+        for entry in &log {
+            let redis::Value::Array(fields) = entry else {
+                panic!("{entry:?}")
+            };
+            let (Some(redis::Value::Int(us)), Some(redis::Value::Array(args))) =
+                (fields.get(2), fields.get(3))
+            else {
+                panic!("{entry:?}")
+            };
+            // Redis 7 logs the commands a script runs too, from client `?:0`, their arguments
+            // quoted; the script's own time includes theirs.
+            let scripted =
+                matches!(fields.get(4), Some(redis::Value::BulkString(c)) if c.starts_with(b"?"));
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| match a {
+                    redis::Value::BulkString(b) => {
+                        String::from_utf8_lossy(b).trim_matches('"').to_lowercase()
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            let text = args.join(" ");
+            if scripted {
+                if args[0] == "xadd" {
+                    inner_xadds += 1;
+                }
+                continue;
+            }
+            if text.contains(":burn:") {
+                burns = (burns.0 + 1, burns.1 + us);
+            } else if args[0] == "xadd" {
+                xadds = (xadds.0 + 1, xadds.1 + us);
+            } else if !(text.contains(":epoch") || ["xlen", "slowlog", "info"].contains(&&*args[0]))
+            {
+                other.push(text);
+            }
+        }
+        assert_eq!(burns.0, N, "one burn script per download");
+        assert!(other.is_empty(), "{other:#?}");
+        let per = |n: usize| n as f64 / N as f64;
+        let us = |(n, t): (usize, i64)| if n == 0 { 0.0 } else { t as f64 / n as f64 };
+        rows.push(format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} µs | {:.1} µs | {:.1} µs |",
+            if own_writer {
+                "own writer (before)"
+            } else {
+                "auto: in the burn"
+            },
+            per(burns.0 + xadds.0),
+            per(burns.0),
+            per(xadds.0),
+            per(inner_xadds),
+            us(burns),
+            us(xadds),
+            (burns.1 + xadds.1) as f64 / N as f64,
+        ));
+        if !own_writer {
+            assert_eq!(xadds.0, 0, "no XADD of its own");
+            assert_eq!(
+                inner_xadds, N,
+                "each burn script appends the outcome before it"
+            );
+        }
+    }
+    println!(
+        "{N} downloads, one after another\n\
+         | outcomes | commands per download | burn scripts | XADDs | XADDs in a script | µs per burn script | µs per XADD | Redis µs per download |\n\
+         |---|---|---|---|---|---|---|---|\n{}",
+        rows.join("\n")
+    );
+}
+
+/// An outcome the stream refuses (here the key holds a string, not a stream) never changes the
+/// answer of the burns in the same script: the downloads it rides with are served, and a burned
+/// token stays burned. (With `redis.call` instead of `redis.pcall` the script would fail, and
+/// every burn of its batch with it: 503.)
+#[tokio::test]
+async fn an_outcome_the_stream_refuses_leaves_the_burns_beside_it_alone() {
+    let Some(redis) = services::private_redis().await else {
+        return;
+    };
+    let (app, bytes, key) = app_with_file().await;
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("SET")
+        .arg("burnlink:outcomes")
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut config = download_config(&app, redis.url());
+    config.audit_log = Some(audit.display().to_string());
+    config.outcomes_linger_ms = 60_000;
+    let server = start_download_server(config).await;
+    let mut lines = 0;
+    for _ in 0..3 {
+        let token = mint(&app, &key);
+        let res = get(&app, &server, &token).await;
+        // From the second on, the burn's script also appends the one before's outcome.
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap(), bytes);
+        let res = get(&app, &server, &token).await;
+        assert_eq!(res.status(), StatusCode::GONE, "burned");
+        lines += 2;
+        // Both outcomes are queued (before their audit lines) before the next burn.
+        audited(&audit, lines).await;
+    }
+    let kept: String = redis::cmd("GET")
+        .arg("burnlink:outcomes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept, "not a stream");
+}

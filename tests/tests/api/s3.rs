@@ -320,3 +320,163 @@ async fn a_large_upload_refused_midway_leaves_no_object_and_no_open_upload() {
     assert_eq!(moto.list(&bucket, "files").len(), 1);
     assert_eq!(moto.open_uploads(&bucket), 0);
 }
+
+/// A TCP proxy in front of `upstream` (`host:port`) that counts the HTTP requests sent through
+/// it (request lines, on every connection, kept alive or not) and keeps their heads.
+async fn counting_proxy(
+    upstream: String,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (upstream, seen) = (upstream.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.split();
+                let (mut server_read, mut server_write) = server.split();
+                let up = async {
+                    // The download server sends GETs and HEADs here: no bodies, so the bytes
+                    // are heads, one after another.
+                    let mut pending = Vec::new();
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                            seen.lock().unwrap().push(head);
+                            pending.drain(..end + 4);
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = tokio::io::copy(&mut server_read, &mut client_write);
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// One request to the store per download (issue 29): the open is a ranged GET of the file's
+/// head whose headers give its size (`Content-Range`) and version (`ETag`), and whose bytes are
+/// the whole of a small file. A larger file's rest is one more GET, for that version only
+/// (`If-Match`). An empty object, which has no range, is a refused GET and a HEAD. A missing
+/// object is one GET answered 404, and burns nothing. Counted by a proxy between the download
+/// server and moto.
+#[tokio::test]
+async fn a_small_download_is_one_request_to_the_store() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.file_store = moto.settings(&bucket, "one");
+    let app = start(config).await;
+    let alice = app.login(ALICE).await;
+    let small = sample_bytes(3_000);
+    alice.upload_ok("small.bin", small.clone()).await;
+    let small_key = moto.list(&bucket, "one").pop().expect("the small object");
+    // Past the download server's first read (8 KiB by default).
+    let large = sample_bytes(100_000);
+    alice.upload_ok("large.bin", large.clone()).await;
+    let large_key = moto
+        .list(&bucket, "one")
+        .into_iter()
+        .find(|k| *k != small_key)
+        .expect("the large object");
+    alice.upload_ok("empty.bin", Vec::new()).await;
+    let empty_key = moto
+        .list(&bucket, "one")
+        .into_iter()
+        .find(|k| *k != small_key && *k != large_key)
+        .expect("the empty object");
+
+    let upstream = moto.endpoint().trim_start_matches("http://").to_owned();
+    let (proxy, heads) = counting_proxy(upstream).await;
+    let mut config = burnlink_tests::services::download_config(&app, "memory");
+    config.file_store = moto.settings(&bucket, "one");
+    config.file_store.aws_endpoint_url = Some(format!("http://{proxy}"));
+    let server = start_download_server(config).await;
+    let link = |key: &str, name: &str| {
+        let token = app.signing_key().mint(&app.claims(key, name)).unwrap();
+        format!("{server}/d/{token}")
+    };
+    let requests = |heads: &std::sync::Mutex<Vec<String>>| heads.lock().unwrap().split_off(0);
+    // The start-up check that the bucket is usable.
+    requests(&heads);
+
+    for _ in 0..5 {
+        let res = app
+            .anon
+            .get(link(&small_key, "small.bin"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.bytes().await.unwrap() == small[..], "byte for byte");
+        let seen = requests(&heads);
+        assert_eq!(seen.len(), 1, "one request per download: {seen:#?}");
+        let head = seen[0].to_ascii_lowercase();
+        assert!(head.starts_with("get "), "{head}");
+        assert!(head.contains("\r\nrange: bytes=0-8191"), "{head}");
+    }
+
+    let res = app
+        .anon
+        .get(link(&large_key, "large.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap() == large[..], "byte for byte");
+    let seen = requests(&heads);
+    assert_eq!(seen.len(), 2, "the head, then the rest: {seen:#?}");
+    let rest = seen[1].to_ascii_lowercase();
+    assert!(rest.contains("\r\nrange: bytes=8192-99999"), "{rest}");
+    assert!(
+        rest.contains("\r\nif-match: "),
+        "only the version opened: {rest}"
+    );
+
+    // An empty object has no first byte to GET: the GET's refusal, then a HEAD.
+    let res = app
+        .anon
+        .get(link(&empty_key, "empty.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().is_empty());
+    let seen = requests(&heads);
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert!(
+        seen[1].to_ascii_lowercase().starts_with("head "),
+        "{seen:#?}"
+    );
+
+    // A missing object: one GET, 404, and nothing burned (the same link is 404 again, not 410).
+    let missing = link(&shared::random_token(24), "gone.bin");
+    for _ in 0..2 {
+        let res = app.anon.get(&missing).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let seen = requests(&heads);
+        assert_eq!(seen.len(), 1, "{seen:#?}");
+    }
+}
