@@ -922,7 +922,8 @@ pub(crate) async fn admit(
     password: Option<&str>,
 ) -> Result<(), AppError> {
     if uploader.caller == Caller::Browser {
-        let fresh = form_token.is_some_and(|t| uploader.form_key.verify(t, &visit.id, crate::now()));
+        let fresh =
+            form_token.is_some_and(|t| uploader.form_key.verify(t, &visit.id, crate::now()));
         if !fresh {
             return Err(AppError::Csrf);
         }

@@ -883,8 +883,8 @@ pub async fn sweep_once(db: &AnyPool, files: &Files) -> Result<usize, AppError> 
             .bind(now / 1000)
             .bind(&id_hash)
             .execute(db)
-        .await?
-        .rows_affected();
+            .await?
+            .rows_affected();
         if deleted != 1 {
             continue;
         }

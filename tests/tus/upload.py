@@ -2,7 +2,8 @@
 
     python3 upload.py ENDPOINT TOKEN FILE CHUNK_BYTES
 
-ENDPOINT is the server's /api/uploads; TOKEN an access token with files:write. Prints
+ENDPOINT is the server's /api/uploads, TOKEN an access token with files:write; or ENDPOINT is
+an upload link's <link>/uploads and TOKEN is `-` (no account). Prints
 `FILE <id>`, the file the upload became (the last answer's Burnlink-File-Id).
 """
 import os
@@ -11,7 +12,8 @@ import sys
 from tusclient import client
 
 endpoint, token, path, chunk = sys.argv[1:5]
-tus = client.TusClient(endpoint, headers={"Authorization": "Bearer " + token})
+headers = {} if token == "-" else {"Authorization": "Bearer " + token}
+tus = client.TusClient(endpoint, headers=headers)
 uploader = tus.uploader(
     path,
     chunk_size=int(chunk),
