@@ -281,7 +281,7 @@ async fn terminate_upload(
         ("Burnlink-Link-Password" = Option<String>, Header, description = "the link's password, when it has one"),
     ),
     responses(
-        (status = 201, description = "created, holding one of the link's file slots: `Location` is the upload's URL (`/u/<secret>/uploads/<id>`); `Upload-Offset`, `Upload-Expires`"),
+        (status = 201, description = "created, holding one of the link's file slots: `Location` is the upload's URL (`/u/<secret>/uploads/<id>`); `Upload-Offset`, `Upload-Expires`. No `Burnlink-File-Id`: the file is the owner's"),
         (status = 400, description = "`bad_request`", body = ErrorBody),
         (status = 401, description = "`wrong_password`", body = ErrorBody),
         (status = 403, description = "`csrf` or `cross_site`: a browser's request without a fresh form token, or from another site", body = ErrorBody),
@@ -329,8 +329,14 @@ async fn create_link_upload(
             user_agent: gate.user_agent,
         };
         let base = format!("/u/{}/uploads", secret.expose());
-        let response = creation(req.clone(), state.clone(), uploader, body, &base).await?;
-        if response.headers().contains_key(FILE_ID_HEADER) {
+        let mut response = creation(req.clone(), state.clone(), uploader, body, &base).await?;
+        // As with the form, the sender learns no file id: the file is the owner's.
+        if response
+            .headers_mut()
+            .remove(FILE_ID_HEADER)
+            .next()
+            .is_some()
+        {
             state.webhooks.wake.notify();
         }
         Ok(response)
@@ -346,7 +352,7 @@ async fn create_link_upload(
         ("Tus-Resumable" = String, Header, description = "`1.0.0`"),
     ),
     responses(
-        (status = 200, description = "`Upload-Offset`, `Upload-Length`, `Upload-Expires`; `Burnlink-File-Id` once whole"),
+        (status = 200, description = "`Upload-Offset`, `Upload-Length`, `Upload-Expires` (none once whole)"),
         (status = 404, description = "`not_found`: no such upload through this link", body = ErrorBody),
         (status = 410, description = "`upload_expired`, or `upload_link_gone`: the link was revoked or expired (the upload is removed)", body = ErrorBody),
         (status = 412, description = "`tus_version`", body = ErrorBody),
@@ -361,7 +367,8 @@ async fn link_upload_progress(
 ) -> HttpResponse {
     tus(async {
         let (uploader, id) = link_upload(&req, &state, &path).await?;
-        let progress = uploads::progress(&state.db, &uploader, &id).await?;
+        let mut progress = uploads::progress(&state.db, &uploader, &id).await?;
+        progress.file_id = None;
         Ok(with_progress(&mut HttpResponse::Ok(), &progress).finish())
     }
     .await)
@@ -377,7 +384,7 @@ async fn link_upload_progress(
         ("Upload-Offset" = u64, Header, description = "the upload's offset, as HEAD says it"),
     ),
     responses(
-        (status = 204, description = "kept: `Upload-Offset` is the new offset; `Burnlink-File-Id` when it was the last byte (the file is the link owner's, marked received)"),
+        (status = 204, description = "kept: `Upload-Offset` is the new offset; at `Upload-Length` the file is the link owner's, marked received"),
         (status = 400, description = "`bad_request`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such upload through this link", body = ErrorBody),
         (status = 409, description = "`offset_mismatch`, or `upload_link_full` at the finish", body = ErrorBody),
@@ -400,8 +407,9 @@ async fn append_link_upload(
         offset_stream(&req)?;
         let presented = number(&req, UPLOAD_OFFSET)?
             .ok_or_else(|| AppError::BadRequest("Upload-Offset is required".into()))?;
-        let progress = append(&req, state.clone(), uploader, id, presented, body).await?;
-        if progress.file_id.is_some() {
+        let mut progress = append(&req, state.clone(), uploader, id, presented, body).await?;
+        // Whole when `Upload-Offset` reaches `Upload-Length`; the file's id stays the owner's.
+        if progress.file_id.take().is_some() {
             state.webhooks.wake.notify();
         }
         Ok(with_progress(&mut HttpResponse::NoContent(), &progress).finish())

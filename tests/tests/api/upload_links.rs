@@ -1288,11 +1288,10 @@ async fn tuspy_through_a_link_resumes_after_a_cut_and_arrives_received_and_annou
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(proxy.cut_made(), "the upload was cut");
-    let file_id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("FILE "))
-        .expect("FILE <id>")
-        .to_owned();
+    assert!(
+        stdout.lines().any(|l| l == "DONE"),
+        "whole, and the sender learns no file id: {stdout}"
+    );
     // It resumed from where it was cut, not from 0.
     let offsets: Vec<u64> = proxy
         .requests()
@@ -1312,7 +1311,7 @@ async fn tuspy_through_a_link_resumes_after_a_cut_and_arrives_received_and_annou
     // Alice's, byte-identical, marked received through the link.
     let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
     assert_eq!(files.len(), 1, "one file: {files:?}");
-    assert_eq!(files[0]["id"], file_id.as_str());
+    let file_id = files[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(files[0]["name"], "scan.pdf");
     assert_eq!(files[0]["received"]["link_id"], id.as_str());
     assert_eq!(files[0]["received"]["client"], "127.0.0.1");
@@ -1478,7 +1477,13 @@ async fn concurrent_tus_creations_on_a_three_file_link_keep_exactly_three() {
     for location in &locations {
         let res = tus.patch(location, 0, bytes.clone()).await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
-        assert!(burnlink_tests::tus::file_id(&res).is_some());
+        assert_eq!(burnlink_tests::tus::header_u64(&res, "Upload-Offset"), 1000);
+        assert_eq!(
+            burnlink_tests::tus::file_id(&res),
+            None,
+            "no file id for the sender"
+        );
+        assert_eq!(tus.offset(location).await, 1000, "whole");
     }
     // Full: a fourth is refused, three kept.
     let res = tus.create(1000, "a.bin", None).await;
@@ -1590,6 +1595,6 @@ async fn an_expired_tus_upload_through_a_link_gives_its_slot_back() {
     let again = tus.create_ok(10, "b.bin").await;
     let res = tus.patch(&again, 0, vec![6; 10]).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert!(burnlink_tests::tus::file_id(&res).is_some());
     assert_eq!(listed(&alice, &id).await["files_received"], 1);
+    assert_eq!(app.count_rows("files").await, 1);
 }
