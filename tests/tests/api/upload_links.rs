@@ -1598,3 +1598,86 @@ async fn an_expired_tus_upload_through_a_link_gives_its_slot_back() {
     assert_eq!(listed(&alice, &id).await["files_received"], 1);
     assert_eq!(app.count_rows("files").await, 1);
 }
+
+/// The link's page sends a large file through tus-js-client (vendored, served by the app), the
+/// password and form token as headers; the network breaks mid-file and the page carries on
+/// from where the server stands by itself.
+#[tokio::test]
+async fn chromium_sends_a_large_file_through_a_link_with_tus_and_resumes_after_a_cut() {
+    let test = "chromium_sends_a_large_file_through_a_link_with_tus_and_resumes_after_a_cut";
+    let Some(harness) = burnlink_tests::browser::start(test).await else {
+        return;
+    };
+    // The browser reaches the app through the proxy, which is the app's public URL: the page
+    // and its script's requests have the app's origin, as in production behind a proxy.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    let app = spawn_with(|c| c.public_url = Some(public.clone())).await;
+    let proxy =
+        burnlink_tests::services::upload_cutting_proxy_on(listener, &app.app_url, 3 * 1024 * 1024)
+            .await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"password": "open sesame", "max_files": 1})).await;
+    let id = link["id"].as_str().unwrap().to_owned();
+    let link_url = url_of(&link);
+    let bytes = sample_bytes(6 * 1024 * 1024 + 11);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scan.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    let walk = async {
+        let browser = harness.browser(true).await;
+        browser.driver.goto(&link_url).await.unwrap();
+        browser
+            .find("#link-password")
+            .await
+            .send_keys("open sesame")
+            .await
+            .unwrap();
+        browser
+            .find("#link-file")
+            .await
+            .send_keys(file.to_string_lossy())
+            .await
+            .unwrap();
+        browser
+            .find("#link-upload-button")
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser
+            .find_text("#link-status.received", "Received scan.pdf")
+            .await;
+        let bar = browser.find("#link-bar").await;
+        assert_eq!(bar.attr("value").await.unwrap().as_deref(), Some("100"));
+        harness
+            .screenshot(&browser, "upload-link-tus-received")
+            .await;
+        browser.quit().await;
+    };
+    tokio::time::timeout(Duration::from_secs(120), walk)
+        .await
+        .expect("the browser walk finishes in time");
+    // Cut, and carried on with the same upload (one creation), not the one-request form.
+    assert!(proxy.cut_made(), "the upload was cut");
+    assert_eq!(app.count_rows("uploads").await, 1, "one upload, resumed");
+    let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["received"]["link_id"], id.as_str());
+    assert!(
+        files[0]["received"]["user_agent"]
+            .as_str()
+            .is_some_and(|ua| ua.contains("Chrome")),
+        "{}",
+        files[0]
+    );
+    let got = app
+        .anon
+        .get(alice.link_url(files[0]["id"].as_str().unwrap()).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap(), bytes, "byte for byte");
+    nothing_left(&app, &alice, &id, 1).await;
+    assert_eq!(tus_parts(&app), Vec::<String>::new());
+}
