@@ -1681,3 +1681,42 @@ async fn chromium_sends_a_large_file_through_a_link_with_tus_and_resumes_after_a
     nothing_left(&app, &alice, &id, 1).await;
     assert_eq!(tus_parts(&app), Vec::<String>::new());
 }
+
+/// docs/UPLOADS.md's tuspy recipe for a link, run as written against a link with a password.
+#[tokio::test]
+async fn uploads_md_tuspy_link_recipe_works_as_written() {
+    if !burnlink_tests::services::tool_installed("tuspy") {
+        return burnlink_tests::services::skip("tuspy not installed in tests/tus/python");
+    }
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"password": "open sesame"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = sample_bytes(5 * 1024 * 1024 + 1);
+    let file = dir.path().join("contract.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    let tus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tus");
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(doc_block("UPLOADS.md", "python"))
+        .env("LINK", url_of(&link))
+        .env("FILE", &file)
+        .env("PASSWORD", "open sesame")
+        .env("PYTHONPATH", tus_dir.join("python"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("python3 runs the recipe");
+    assert!(out.status.success(), "{out:?}");
+    let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["name"], "contract.pdf");
+    assert_eq!(files[0]["received"]["link_id"], link["id"]);
+    let got = app
+        .anon
+        .get(alice.link_url(files[0]["id"].as_str().unwrap()).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap(), bytes);
+}
