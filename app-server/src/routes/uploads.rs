@@ -290,7 +290,7 @@ async fn terminate_upload(
         (status = 410, description = "`upload_link_gone`: revoked or expired", body = ErrorBody),
         (status = 412, description = "`tus_version`", body = ErrorBody),
         (status = 413, description = "`too_large`: more than the link has left or Tus-Max-Size", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: wrong passwords", body = ErrorBody),
+        (status = 429, description = "`throttled`: too many wrong passwords (see Retry-After)", body = ErrorBody),
     ),
     security(())
 )]
@@ -387,7 +387,7 @@ async fn link_upload_progress(
         (status = 204, description = "kept: `Upload-Offset` is the new offset; at `Upload-Length` the file is the link owner's, marked received"),
         (status = 400, description = "`bad_request`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such upload through this link", body = ErrorBody),
-        (status = 409, description = "`offset_mismatch`, or `upload_link_full` at the finish", body = ErrorBody),
+        (status = 409, description = "`offset_mismatch`", body = ErrorBody),
         (status = 410, description = "`upload_expired`, or `upload_link_gone`: the link was revoked or expired (the upload is removed)", body = ErrorBody),
         (status = 412, description = "`tus_version`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),

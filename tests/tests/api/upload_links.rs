@@ -1552,8 +1552,8 @@ async fn a_link_revoked_while_its_upload_is_paused_is_swept() {
         .await
         .unwrap();
     // No request comes back: the sweep removes it and gives the slot back.
-    until("the sweep removes the upload", || async {
-        app.count_rows("uploads").await == 0
+    until("the sweep removes the upload and its part", || async {
+        app.count_rows("uploads").await == 0 && tus_parts(&app).is_empty()
     })
     .await;
     let now_ms = i64::try_from(
@@ -1585,9 +1585,10 @@ async fn an_expired_tus_upload_through_a_link_gives_its_slot_back() {
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(res).await, "upload_link_full");
 
-    until("the sweep removes the expired upload", || async {
-        app.count_rows("uploads").await == 0
-    })
+    until(
+        "the sweep removes the expired upload and its part",
+        || async { app.count_rows("uploads").await == 0 && tus_parts(&app).is_empty() },
+    )
     .await;
     assert_eq!(tus_parts(&app), Vec::<String>::new());
     nothing_left(&app, &alice, &id, 0).await;
