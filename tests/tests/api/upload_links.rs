@@ -1353,6 +1353,9 @@ async fn tuspy_through_a_link_resumes_after_a_cut_and_arrives_received_and_annou
     assert_eq!(rows, 1);
 }
 
+/// A creation's request headers and `Upload-Length`, and the status and code it gets.
+type Refusal<'a> = (&'a [(&'a str, &'a str)], u64, StatusCode, &'a str);
+
 #[tokio::test]
 async fn a_tus_creation_through_a_link_is_checked_as_the_form_is() {
     let app = spawn().await;
@@ -1365,7 +1368,7 @@ async fn a_tus_creation_through_a_link_is_checked_as_the_form_is() {
     let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
     let password = ("Burnlink-Link-Password", "correct horse");
 
-    let cases: [(&[(&str, &str)], u64, StatusCode, &str); 5] = [
+    let cases: [Refusal; 5] = [
         (&[], 10, StatusCode::UNAUTHORIZED, "wrong_password"),
         (
             &[("Burnlink-Link-Password", "wrong guess!")],
