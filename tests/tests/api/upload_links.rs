@@ -1512,7 +1512,7 @@ async fn a_link_revoked_mid_upload_stops_the_patches_and_leaves_nothing() {
     let upload = tus.create_ok(200_000, "half.bin").await;
     let res = tus.patch(&upload, 0, bytes[..100_000].to_vec()).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert_eq!(tus_parts(&app).len(), 1, "bytes so far are kept");
+    assert!(!tus_parts(&app).is_empty(), "bytes so far are kept");
 
     let res = alice
         .client
