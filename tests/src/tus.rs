@@ -175,3 +175,26 @@ pub fn file_id(res: &Response) -> Option<String> {
         .get("Burnlink-File-Id")
         .map(|v| v.to_str().expect("ASCII").to_owned())
 }
+
+/// Resumable uploads' bytes so far, in either store: `.part-*` files of the local directory;
+/// with S3, the open multipart uploads and the `.tail-*` files their last bytes wait in.
+pub fn parts(app: &TestApp) -> Vec<String> {
+    let mut parts: Vec<String> = crate::stored_files(&app.files_dir())
+        .into_iter()
+        .filter(|name| name.starts_with(".part-") || name.starts_with(".tail-"))
+        .collect();
+    parts.extend((0..app.open_multipart_uploads()).map(|i| format!("multipart upload {i}")));
+    parts
+}
+
+/// Waits (bounded) until `check` holds, asking again every 50 ms.
+pub async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what} within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -13,6 +13,8 @@ use burnlink_tests::{
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use burnlink_tests::tus::{parts, until};
+
 use crate::shares::form_token;
 use crate::webhooks::{Receiver, app_with_webhook};
 
@@ -1212,25 +1214,6 @@ async fn logs_never_carry_the_links_secret_or_password() {
 
 // Resumable (tus) uploads through a link: `/u/<secret>/uploads`.
 
-/// Resumable uploads' bytes so far (local `.part-*`/`.tail-*` files, open S3 multipart uploads).
-fn tus_parts(app: &TestApp) -> Vec<String> {
-    let mut parts: Vec<String> = burnlink_tests::stored_files(&app.files_dir())
-        .into_iter()
-        .filter(|name| name.starts_with(".part-") || name.starts_with(".tail-"))
-        .collect();
-    parts.extend((0..app.open_multipart_uploads()).map(|i| format!("multipart upload {i}")));
-    parts
-}
-
-/// Waits (bounded) until `check` holds, asking again every 50 ms.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "{what} within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `POST <link>/uploads` of `length` bytes, with these request headers.
 async fn tus_create(
     app: &TestApp,
@@ -1334,7 +1317,7 @@ async fn tuspy_through_a_link_resumes_after_a_cut_and_arrives_received_and_annou
     assert_eq!(counted["bytes_received"], bytes.len(), "{counted}");
     assert_eq!(counted["status"], "full", "{counted}");
     nothing_left(&app, &alice, &id, 1).await;
-    assert_eq!(tus_parts(&app), Vec::<String>::new());
+    assert_eq!(parts(&app), Vec::<String>::new());
 
     // Announced once, verified.
     let got = receiver
@@ -1404,7 +1387,7 @@ async fn a_tus_creation_through_a_link_is_checked_as_the_form_is() {
     }
     assert_eq!(app.count_rows("uploads").await, 0, "no upload started");
     nothing_left(&app, &alice, &id, 0).await;
-    assert_eq!(tus_parts(&app), Vec::<String>::new());
+    assert_eq!(parts(&app), Vec::<String>::new());
 
     // The page's form token admits a browser; the script path needs only the password.
     let (_, page) = get_text(&app.anon, &url).await;
@@ -1453,7 +1436,7 @@ async fn a_tus_creation_through_a_link_is_checked_as_the_form_is() {
     let tus = burnlink_tests::tus::Tus::link(&app, &url);
     assert_eq!(tus.delete(&location).await.status(), StatusCode::NO_CONTENT);
     nothing_left(&app, &alice, &id, 0).await;
-    assert_eq!(tus_parts(&app), Vec::<String>::new());
+    assert_eq!(parts(&app), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -1512,7 +1495,7 @@ async fn a_link_revoked_mid_upload_stops_the_patches_and_leaves_nothing() {
     let upload = tus.create_ok(200_000, "half.bin").await;
     let res = tus.patch(&upload, 0, bytes[..100_000].to_vec()).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert!(!tus_parts(&app).is_empty(), "bytes so far are kept");
+    assert!(!parts(&app).is_empty(), "bytes so far are kept");
 
     let res = alice
         .client
@@ -1527,7 +1510,7 @@ async fn a_link_revoked_mid_upload_stops_the_patches_and_leaves_nothing() {
     assert_eq!(error_code(res).await, "upload_link_gone");
     assert_eq!(tus.head(&upload).await.status(), StatusCode::GONE);
     assert_eq!(app.count_rows("uploads").await, 0, "the upload is removed");
-    assert_eq!(tus_parts(&app), Vec::<String>::new(), "with its bytes");
+    assert_eq!(parts(&app), Vec::<String>::new(), "with its bytes");
     nothing_left(&app, &alice, &id, 0).await;
     assert_eq!(listed(&alice, &id).await["files_received"], 0);
 }
@@ -1556,7 +1539,7 @@ async fn a_link_revoked_while_its_upload_is_paused_is_swept() {
         .unwrap();
     // No request comes back: the sweep removes it and gives the slot back.
     until("the sweep removes the upload and its part", || async {
-        app.count_rows("uploads").await == 0 && tus_parts(&app).is_empty()
+        app.count_rows("uploads").await == 0 && parts(&app).is_empty()
     })
     .await;
     let now_ms = i64::try_from(
@@ -1567,7 +1550,7 @@ async fn a_link_revoked_while_its_upload_is_paused_is_swept() {
     )
     .unwrap();
     assert!(now_ms < expires_ms, "removed for its link, not its expiry");
-    assert_eq!(tus_parts(&app), Vec::<String>::new());
+    assert_eq!(parts(&app), Vec::<String>::new());
     nothing_left(&app, &alice, &id, 0).await;
 }
 
@@ -1590,10 +1573,10 @@ async fn an_expired_tus_upload_through_a_link_gives_its_slot_back() {
 
     until(
         "the sweep removes the expired upload and its part",
-        || async { app.count_rows("uploads").await == 0 && tus_parts(&app).is_empty() },
+        || async { app.count_rows("uploads").await == 0 && parts(&app).is_empty() },
     )
     .await;
-    assert_eq!(tus_parts(&app), Vec::<String>::new());
+    assert_eq!(parts(&app), Vec::<String>::new());
     nothing_left(&app, &alice, &id, 0).await;
     // The slot is back: the next upload takes it and finishes.
     let again = tus.create_ok(10, "b.bin").await;
@@ -1683,7 +1666,7 @@ async fn chromium_sends_a_large_file_through_a_link_with_tus_and_resumes_after_a
         .unwrap();
     assert_eq!(got.bytes().await.unwrap(), bytes, "byte for byte");
     nothing_left(&app, &alice, &id, 1).await;
-    assert_eq!(tus_parts(&app), Vec::<String>::new());
+    assert_eq!(parts(&app), Vec::<String>::new());
 }
 
 /// docs/UPLOADS.md's tuspy recipe for a link, run as written against a link with a password.
