@@ -1538,9 +1538,14 @@ async fn a_link_revoked_while_its_upload_is_paused_is_swept() {
         .await
         .unwrap();
     // No request comes back: the sweep removes it and gives the slot back.
-    until("the sweep removes the upload and its part", || async {
-        app.count_rows("uploads").await == 0 && parts(&app).is_empty()
-    })
+    until(
+        "the sweep removes the upload, its part and its slot",
+        || async {
+            app.count_rows("uploads").await == 0
+                && parts(&app).is_empty()
+                && app.count_rows("upload_link_slots").await == 0
+        },
+    )
     .await;
     let now_ms = i64::try_from(
         std::time::SystemTime::now()
@@ -1573,7 +1578,11 @@ async fn an_expired_tus_upload_through_a_link_gives_its_slot_back() {
 
     until(
         "the sweep removes the expired upload and its part",
-        || async { app.count_rows("uploads").await == 0 && parts(&app).is_empty() },
+        || async {
+            app.count_rows("uploads").await == 0
+                && parts(&app).is_empty()
+                && app.count_rows("upload_link_slots").await == 0
+        },
     )
     .await;
     assert_eq!(parts(&app), Vec::<String>::new());
