@@ -23,11 +23,14 @@
 //! more ([`heartbeat`]) and is reclaimed by the next upload that finds the link full
 //! ([`reclaim`]).
 //!
-//! A resumable (tus) upload through a link takes the same steps across its requests: the
-//! creation calls [`reserve_slot`] and keeps the [`Slot`]'s id with the upload (its
-//! `Upload-Length` must fit `bytes_left`); each `PATCH` calls [`heartbeat`]; the last one
-//! calls [`commit_bytes`] in the transaction that records the file; termination and expiry
-//! call [`release`]. [`visit`] and the password check come first, as here.
+//! A resumable (tus) upload through a link (`/u/<secret>/uploads`, [`crate::uploads`]) takes
+//! the same steps across its requests: the creation checks the form token and password
+//! ([`admit`], as the form does), calls [`reserve_slot`] and keeps the [`Slot`]'s id with the
+//! upload (its `Upload-Length` must fit `bytes_left`), marking the slot seen until the
+//! upload's expiry ([`hold_slot`]: a paused upload may resume on any app server until then);
+//! the last `PATCH` calls [`commit_bytes`] in the transaction that records the file
+//! ([`keep`]); termination, expiry, a refusal and the link's revocation or expiry call
+//! [`release`]. Every request on such an upload first finds its link live ([`open`]).
 
 use std::net::IpAddr;
 
@@ -363,6 +366,32 @@ pub async fn revoke(db: &AnyPool, user_id: &str, id: &UploadLinkId) -> Result<()
     Ok(())
 }
 
+/// The link behind `secret`, as a request on one of its resumable uploads finds it.
+#[derive(Debug, Clone)]
+pub struct LinkRef {
+    pub id: String,
+    pub owner: String,
+    /// Neither revoked nor expired (a link full of files still serves the uploads holding
+    /// its slots).
+    pub live: bool,
+}
+
+/// The link behind `secret`, whatever its state: `NotFound` for an unknown secret.
+pub async fn open(db: &AnyPool, secret: &ShareSecret) -> Result<LinkRef, AppError> {
+    let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, user_id, expires_at, revoked_at FROM upload_links WHERE secret_hash = $1",
+    )
+    .bind(secret.hash())
+    .fetch_optional(db)
+    .await?;
+    let (id, owner, expires_at, revoked_at) = row.ok_or(AppError::NotFound)?;
+    Ok(LinkRef {
+        id,
+        owner,
+        live: revoked_at.is_none() && expires_at > crate::now(),
+    })
+}
+
 /// What an uploader's page shows of a live link, and what uploading through it needs.
 #[derive(Clone)]
 pub struct LinkVisit {
@@ -376,6 +405,13 @@ pub struct LinkVisit {
     /// The owner and the password's hash: for the upload, never shown.
     owner: String,
     password_hash: Option<String>,
+}
+
+impl LinkVisit {
+    /// Who receives the files.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
 }
 
 impl std::fmt::Debug for LinkVisit {
@@ -578,6 +614,17 @@ pub async fn reclaim(db: &AnyPool, link_id: &str, before: i64) -> Result<u64, Ap
         );
     }
     Ok(freed.len() as u64)
+}
+
+/// Marks slot `slot_id` seen until `until` (Unix seconds): a resumable upload holds its slot
+/// for its life.
+pub async fn hold_slot(db: &AnyPool, slot_id: &str, until: i64) -> Result<(), AppError> {
+    sqlx::query("UPDATE upload_link_slots SET seen_at = $1 WHERE id = $2")
+        .bind(until)
+        .bind(slot_id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Marks `slot` seen now: its upload is still receiving bytes.
@@ -800,35 +847,97 @@ async fn record(
         .slot()
         .cloned()
         .ok_or_else(|| AppError::Internal("an upload slot committed twice".into()))?;
-    let mut tx = to.db.begin().await?;
-    let left = commit_bytes(&mut tx, &slot, file.size).await?;
-    let origin = Origin {
+    let kept = Keep {
+        owner: &visit.owner,
         link_id: &visit.id,
+        slot_id: &slot.id,
         client: uploader.client.map(|ip| ip.to_string()),
         user_agent: uploader.user_agent.clone(),
     };
-    let info = files::insert(&mut tx, &visit.owner, file, Some(&origin)).await?;
-    files::check_quota_on(&mut tx, to.limits, &visit.owner, true).await?;
-    crate::webhooks::outbox::for_upload(
-        &mut tx,
-        &crate::webhooks::outbox::UploadFacts {
-            user_id: &visit.owner,
-            file_id: &info.id,
-            file_name: &info.name,
-            link_id: &visit.id,
-            bytes: file.size,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    let (info, left) = keep(to, &kept, file).await?;
     guard.committed();
-    tracing::info!(upload_link = %visit.id, file = %info.id, user = %visit.owner, size = info.size, "file received through an upload link");
     Ok(Arrived {
         name: info.name,
         size: info.size,
         left,
         file_id: info.id,
     })
+}
+
+/// A file received through a link, to keep: whose, through which link and slot, from where.
+pub(crate) struct Keep<'a> {
+    pub owner: &'a str,
+    pub link_id: &'a str,
+    pub slot_id: &'a str,
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Keeps a file received through a link, in one transaction: the slot's bytes committed
+/// ([`commit_bytes`]), the file's row (the owner's, marked received), the owner's
+/// `--max-files-per-user`, the `upload.received` event. A file already recorded under
+/// `file.id` (a resumable upload's finish repeated) is answered as it is.
+pub(crate) async fn keep(
+    to: &Destination<'_>,
+    kept: &Keep<'_>,
+    file: &files::Stored,
+) -> Result<(FileInfo, Left), AppError> {
+    let slot = Slot {
+        id: kept.slot_id.to_owned(),
+        link_id: kept.link_id.to_owned(),
+        bytes_left: file.size,
+    };
+    let mut tx = to.db.begin().await?;
+    let left = commit_bytes(&mut tx, &slot, file.size).await?;
+    let origin = Origin {
+        link_id: kept.link_id,
+        client: kept.client.clone(),
+        user_agent: kept.user_agent.clone(),
+    };
+    let info = files::insert(&mut tx, kept.owner, file, Some(&origin)).await?;
+    files::check_quota_on(&mut tx, to.limits, kept.owner, true).await?;
+    crate::webhooks::outbox::for_upload(
+        &mut tx,
+        &crate::webhooks::outbox::UploadFacts {
+            user_id: kept.owner,
+            file_id: &info.id,
+            file_name: &info.name,
+            link_id: kept.link_id,
+            bytes: file.size,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(upload_link = %kept.link_id, file = %info.id, user = %kept.owner, size = info.size, "file received through an upload link");
+    Ok((info, left))
+}
+
+/// Checks what an upload through a link must prove before a slot is taken, in this order: a
+/// browser's fresh form token (`Caller::Browser`), the password (throttled, before any
+/// hashing).
+pub(crate) async fn admit(
+    visit: &LinkVisit,
+    uploader: &Uploader<'_>,
+    form_token: Option<&str>,
+    password: Option<&str>,
+) -> Result<(), AppError> {
+    if uploader.caller == Caller::Browser {
+        let fresh =
+            form_token.is_some_and(|t| uploader.form_key.verify(t, &visit.id, crate::now()));
+        if !fresh {
+            return Err(AppError::Csrf);
+        }
+    }
+    if let Some(phc) = &visit.password_hash {
+        let guess = Guess {
+            throttled_as: &visit.id,
+            phc,
+            password,
+            client: uploader.client,
+        };
+        shares::check_password(uploader.throttle, guess, AppError::WrongUploadPassword).await?;
+    }
+    Ok(())
 }
 
 /// The upload link's side of a multipart upload: the form token and password ahead of the
@@ -864,26 +973,13 @@ impl Gate for LinkGate<'_> {
     /// In order: a browser's form token, the password (throttled, before any hashing), the
     /// owner's file count, then the slot.
     async fn open(&mut self) -> Result<u64, AppError> {
-        if self.uploader.caller == Caller::Browser {
-            let fresh = self.form_token.as_deref().is_some_and(|t| {
-                self.uploader
-                    .form_key
-                    .verify(t, &self.visit.id, crate::now())
-            });
-            if !fresh {
-                return Err(AppError::Csrf);
-            }
-        }
-        if let Some(phc) = &self.visit.password_hash {
-            let guess = Guess {
-                throttled_as: &self.visit.id,
-                phc,
-                password: self.password.as_deref(),
-                client: self.uploader.client,
-            };
-            shares::check_password(self.uploader.throttle, guess, AppError::WrongUploadPassword)
-                .await?;
-        }
+        admit(
+            self.visit,
+            self.uploader,
+            self.form_token.as_deref(),
+            self.password.as_deref(),
+        )
+        .await?;
         files::check_quota(self.to, &self.visit.owner, false).await?;
         let stale = stale_after_secs(self.to.limits.idle_secs);
         let slot = reserve_slot(self.to.db, &self.visit.id, stale).await?;

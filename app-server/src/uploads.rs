@@ -20,10 +20,13 @@
 //! - An upload not finished by `--upload-expiry-secs` answers 410 and its part is removed by
 //!   [`sweep`] (a local part file deleted, an S3 multipart upload aborted).
 //!
-//! Who uploads is an [`Uploader`]: today the owner (a session or an access token, checked by the
-//! route); it carries the owner's user id and is told at creation, per saved PATCH, at the
-//! finish and when the upload ends unfinished, so an upload link can reserve and release its
-//! file slot and bytes there.
+//! Who uploads is an [`Uploader`]: the owner (a session or an access token, checked by the
+//! route) or anyone holding an upload link (`/u/<secret>/uploads`, the link checked by the
+//! route). It carries the owner's user id and is told at creation, at the finish and when the
+//! upload ends unfinished: a link's upload reserves its file slot and bytes at creation
+//! ([`upload_links::reserve_slot`], holding it for the upload's life), commits them with the
+//! file's row and `upload.received` event in one transaction, and gives the slot back when the
+//! upload expires, is terminated, refused at its finish, or its link is revoked or expires.
 
 use std::time::Duration;
 
@@ -36,6 +39,7 @@ use sqlx::AnyPool;
 
 use crate::error::AppError;
 use crate::files::{self, DeleteOnDrop, Destination, FileId, FileInfo, Stored};
+use crate::upload_links;
 
 /// The protocol version this server speaks (`Tus-Resumable`, `Tus-Version`).
 pub const TUS_VERSION: &str = "1.0.0";
@@ -81,24 +85,29 @@ impl UploadPolicy {
     }
 }
 
-/// Who is uploading, and so whose file the upload becomes.
-///
-/// A third kind (an upload link's recipient) goes here with its own arms in the hooks below:
-/// reserving its file slot and bytes at [`Uploader::reserve`], counting bytes at
-/// [`Uploader::received`], keeping the slot at [`Uploader::finished`] and giving it back at
-/// [`Uploader::released`]. Rows record the link in `uploads.via_link`.
+/// Who is uploading, and so whose file the upload becomes. Rows record the link in
+/// `uploads.via_link` and the slot it holds in `uploads.link_slot`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uploader {
     /// The owner, through a session (whose CSRF token the route checked) or an access token
     /// with `files:write`.
     Owner { user_id: String },
+    /// Anyone holding an upload link, which the route found neither revoked nor expired (and,
+    /// at creation, whose form token and password it checked). `client` and `user_agent` are
+    /// the request's, recorded on the file by the request that finishes it.
+    Link {
+        user_id: String,
+        link_id: String,
+        client: Option<String>,
+        user_agent: Option<String>,
+    },
 }
 
 impl Uploader {
     /// Whose file the upload becomes.
     pub fn owner(&self) -> &str {
         match self {
-            Uploader::Owner { user_id } => user_id,
+            Uploader::Owner { user_id } | Uploader::Link { user_id, .. } => user_id,
         }
     }
 
@@ -106,40 +115,95 @@ impl Uploader {
     fn via_link(&self) -> Option<&str> {
         match self {
             Uploader::Owner { .. } => None,
+            Uploader::Link { link_id, .. } => Some(link_id),
         }
     }
 
     /// The uploader of a stored row (for the sweep, which has no request).
-    fn of_row(user_id: String, _via_link: Option<String>) -> Uploader {
-        Uploader::Owner { user_id }
-    }
-
-    /// At creation, before the row exists: may an upload of `length` bytes start?
-    async fn reserve(&self, to: &Destination<'_>, _length: u64) -> Result<(), AppError> {
-        match self {
-            // The same check a form upload makes before its first byte.
-            Uploader::Owner { user_id } => files::check_quota(to, user_id, false).await,
+    fn of_row(user_id: String, via_link: Option<String>) -> Uploader {
+        match via_link {
+            None => Uploader::Owner { user_id },
+            Some(link_id) => Uploader::Link {
+                user_id,
+                link_id,
+                client: None,
+                user_agent: None,
+            },
         }
     }
 
-    /// After each PATCH's bytes were saved: the upload now holds `offset` bytes.
-    async fn received(&self, _db: &AnyPool, _offset: u64) -> Result<(), AppError> {
-        match self {
-            Uploader::Owner { .. } => Ok(()),
+    /// At creation, before the row exists: may an upload of `length` bytes start? A link's
+    /// upload takes a file slot here (its id is returned, for the row) and is refused (the
+    /// slot given back) when `length` is more than the link has left.
+    async fn reserve(&self, to: &Destination<'_>, length: u64) -> Result<Option<String>, AppError> {
+        // The same check a form upload makes before its first byte.
+        files::check_quota(to, self.owner(), false).await?;
+        let Uploader::Link { link_id, .. } = self else {
+            return Ok(None);
+        };
+        let stale = upload_links::stale_after_secs(to.limits.idle_secs);
+        let slot = upload_links::reserve_slot(to.db, link_id, stale).await?;
+        if length > slot.bytes_left {
+            upload_links::release(to.db, &slot.id).await?;
+            return Err(AppError::TooLarge(slot.bytes_left));
+        }
+        Ok(Some(slot.id))
+    }
+
+    /// The upload is created and lives until `expires_ms`: a link's slot is held that long
+    /// (a paused upload resumes on any app server until then; the sweep gives the slot back).
+    async fn created(&self, db: &AnyPool, slot: Option<&str>, expires_ms: i64) {
+        if let Some(slot) = slot
+            && let Err(e) = upload_links::hold_slot(db, slot, expires_ms / 1000 + 1).await
+        {
+            tracing::warn!(error = %e, "an upload's slot was not held for its life");
         }
     }
 
-    /// The upload became the file `file`.
-    async fn finished(&self, _db: &AnyPool, _file: &FileInfo) -> Result<(), AppError> {
+    /// Records the whole upload as the file `received`: the owner's as a form upload is; a
+    /// link's with its slot's bytes committed, the file marked received and its
+    /// `upload.received` event, in one transaction.
+    async fn commit(
+        &self,
+        to: &Destination<'_>,
+        slot: Option<&str>,
+        received: Stored,
+        stored: &mut Option<DeleteOnDrop>,
+    ) -> Result<FileInfo, AppError> {
         match self {
-            Uploader::Owner { .. } => Ok(()),
+            Uploader::Owner { user_id } => files::commit(to, user_id, received, stored).await,
+            Uploader::Link {
+                user_id,
+                link_id,
+                client,
+                user_agent,
+            } => {
+                let slot = slot.ok_or_else(|| {
+                    AppError::Internal("an upload through a link without its slot".into())
+                })?;
+                let kept = upload_links::Keep {
+                    owner: user_id,
+                    link_id,
+                    slot_id: slot,
+                    client: client.clone(),
+                    user_agent: user_agent.clone(),
+                };
+                let file = upload_links::keep(to, &kept, &received).await?;
+                if let Some(guard) = stored.as_mut() {
+                    guard.keep();
+                }
+                Ok(file.0)
+            }
         }
     }
 
-    /// The upload ended without a file (expired, terminated, refused at its finish).
-    async fn released(&self, _db: &AnyPool) {
-        match self {
-            Uploader::Owner { .. } => {}
+    /// The upload ended without a file (expired, terminated, refused at its finish, its link
+    /// gone): a link's slot is given back.
+    async fn released(&self, db: &AnyPool, slot: Option<&str>) {
+        if let Some(slot) = slot
+            && let Err(e) = upload_links::release(db, slot).await
+        {
+            tracing::error!(error = %e, "an upload's slot was not released");
         }
     }
 }
@@ -259,6 +323,7 @@ pub struct Created {
 struct Row {
     user_id: String,
     via_link: Option<String>,
+    link_slot: Option<String>,
     file_id: String,
     storage_key: String,
     name: String,
@@ -270,7 +335,7 @@ struct Row {
     finished_ms: Option<i64>,
 }
 
-const ROW_COLUMNS: &str = "user_id, via_link, file_id, storage_key, name, content_type, \
+const ROW_COLUMNS: &str = "user_id, via_link, link_slot, file_id, storage_key, name, content_type, \
      upload_length, upload_offset, store_state, expires_ms, finished_ms";
 
 impl Row {
@@ -302,12 +367,15 @@ fn as_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-async fn find(db: &AnyPool, owner: &str, id: &UploadId) -> Result<Row, AppError> {
+/// The uploader's upload `id`: the owner's own, or one through the same link.
+async fn find(db: &AnyPool, uploader: &Uploader, id: &UploadId) -> Result<Row, AppError> {
     let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {ROW_COLUMNS} FROM uploads WHERE id_hash = $1 AND user_id = $2"
+        "SELECT {ROW_COLUMNS} FROM uploads WHERE id_hash = $1 AND user_id = $2 \
+         AND COALESCE(via_link, '') = $3"
     ))
     .bind(id.hash())
-    .bind(owner)
+    .bind(uploader.owner())
+    .bind(uploader.via_link().unwrap_or(""))
     .fetch_optional(db)
     .await?;
     row.ok_or(AppError::NotFound)
@@ -326,29 +394,32 @@ pub async fn create(
     if creation.length > max {
         return Err(AppError::TooLarge(max));
     }
-    uploader.reserve(to, creation.length).await?;
+    let slot = uploader.reserve(to, creation.length).await?;
     let (name, content_type) = files::describe(
         creation.metadata.filename.as_deref().unwrap_or(""),
         creation.metadata.filetype.as_deref(),
     );
     let id = UploadId::generate();
     let key = StorageKey::generate();
-    let state = to
-        .files
-        .start_part(&key)
-        .await
-        .map_err(files::storage_error)?;
+    let state = match to.files.start_part(&key).await {
+        Ok(state) => state,
+        Err(e) => {
+            uploader.released(to.db, slot.as_deref()).await;
+            return Err(files::storage_error(e));
+        }
+    };
     let now = crate::now_millis();
     let expires_ms = now.saturating_add(policy.expiry_ms);
     let inserted = sqlx::query(
-        "INSERT INTO uploads (id_hash, user_id, via_link, file_id, storage_key, name, \
-         content_type, upload_length, upload_offset, store_state, created_ms, expires_ms, \
-         lease_id, lease_until_ms, finished_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, NULL, 0, NULL)",
+        "INSERT INTO uploads (id_hash, user_id, via_link, link_slot, file_id, storage_key, \
+         name, content_type, upload_length, upload_offset, store_state, created_ms, \
+         expires_ms, lease_id, lease_until_ms, finished_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, NULL, 0, NULL)",
     )
     .bind(id.hash())
     .bind(uploader.owner())
     .bind(uploader.via_link())
+    .bind(slot.as_deref())
     .bind(FileId::generate().as_str())
     .bind(key.as_str())
     .bind(name.as_str())
@@ -361,11 +432,13 @@ pub async fn create(
     .await;
     if let Err(e) = inserted {
         discard(to.files, &key, &state).await;
-        uploader.released(to.db).await;
+        uploader.released(to.db, slot.as_deref()).await;
         return Err(e.into());
     }
+    uploader.created(to.db, slot.as_deref(), expires_ms).await;
     tracing::info!(
         user = uploader.owner(),
+        upload_link = uploader.via_link(),
         length = creation.length,
         "upload created"
     );
@@ -386,7 +459,7 @@ pub async fn progress(
     uploader: &Uploader,
     id: &UploadId,
 ) -> Result<Progress, AppError> {
-    let row = find(db, uploader.owner(), id).await?;
+    let row = find(db, uploader, id).await?;
     if row.expired(crate::now_millis()) {
         return Err(AppError::UploadExpired);
     }
@@ -456,7 +529,6 @@ where
     let whole = saved.offset == length && cut.is_none();
     // Recorded only by the lease's holder; released unless the finish follows.
     lease.record(&saved, !whole).await?;
-    uploader.received(to.db, saved.offset).await?;
     match cut {
         Some(Cut::Body(e)) => return Err(e),
         Some(Cut::Overflow) => {
@@ -544,7 +616,8 @@ async fn finish(
         content_type: row.content_type.clone(),
         size: as_u64(row.upload_length),
     };
-    let committed = files::commit(to, uploader.owner(), received, &mut stored).await;
+    let slot = row.link_slot.as_deref();
+    let committed = uploader.commit(to, slot, received, &mut stored).await;
     if let Some(guard) = stored.take() {
         guard.remove_now().await;
     }
@@ -556,7 +629,7 @@ async fn finish(
                 .bind(&lease.id_hash)
                 .execute(to.db)
                 .await?;
-            uploader.released(to.db).await;
+            uploader.released(to.db, slot).await;
             return Err(e);
         }
     };
@@ -569,8 +642,12 @@ async fn finish(
     .bind(&lease.lease_id)
     .execute(to.db)
     .await?;
-    uploader.finished(to.db, &file).await?;
-    tracing::info!(file = file.id, user = uploader.owner(), "upload finished");
+    tracing::info!(
+        file = file.id,
+        user = uploader.owner(),
+        upload_link = uploader.via_link(),
+        "upload finished"
+    );
     Ok(Progress {
         offset: as_u64(row.upload_length),
         length: as_u64(row.upload_length),
@@ -610,8 +687,9 @@ impl Lease {
         let now = crate::now_millis();
         let taken = sqlx::query(
             "UPDATE uploads SET lease_id = $1, lease_until_ms = $2 \
-             WHERE id_hash = $3 AND user_id = $4 AND upload_offset = $5 \
-             AND lease_until_ms < $6 AND expires_ms > $6 AND finished_ms IS NULL",
+             WHERE id_hash = $3 AND user_id = $4 AND COALESCE(via_link, '') = $7 \
+             AND upload_offset = $5 AND lease_until_ms < $6 AND expires_ms > $6 \
+             AND finished_ms IS NULL",
         )
         .bind(&lease_id)
         .bind(now.saturating_add(policy.lease_ms))
@@ -619,10 +697,11 @@ impl Lease {
         .bind(uploader.owner())
         .bind(as_i64(presented))
         .bind(now)
+        .bind(uploader.via_link().unwrap_or(""))
         .execute(db)
         .await?
         .rows_affected();
-        let row = find(db, uploader.owner(), id).await?;
+        let row = find(db, uploader, id).await?;
         if taken == 1 {
             return Ok(Hold::Taken(Box::new(Lease {
                 id_hash,
@@ -719,7 +798,7 @@ pub async fn terminate(
     id: &UploadId,
 ) -> Result<(), AppError> {
     let now = crate::now_millis();
-    let row = find(db, uploader.owner(), id).await?;
+    let row = find(db, uploader, id).await?;
     let deleted = sqlx::query(
         "DELETE FROM uploads WHERE id_hash = $1 AND user_id = $2 AND lease_until_ms < $3",
     )
@@ -734,9 +813,13 @@ pub async fn terminate(
     }
     if row.finished_ms.is_none() {
         discard(files, &row.key()?, &PartState(row.store_state.clone())).await;
-        uploader.released(db).await;
+        uploader.released(db, row.link_slot.as_deref()).await;
     }
-    tracing::info!(user = uploader.owner(), "upload terminated");
+    tracing::info!(
+        user = uploader.owner(),
+        upload_link = uploader.via_link(),
+        "upload terminated"
+    );
     Ok(())
 }
 
@@ -765,7 +848,13 @@ pub(crate) async fn discard(files: &Files, key: &StorageKey, state: &PartState) 
     }
 }
 
-/// Removes uploads past their expiry that no request holds: an unfinished one's part is
+/// The uploads [`sweep_once`] removes (`$1` now in milliseconds, `$2` in seconds): past their
+/// expiry, or unfinished through a link revoked or expired since; no request holding them.
+const DUE: &str = "lease_until_ms < $1 AND (expires_ms <= $1 OR (finished_ms IS NULL \
+     AND via_link IN (SELECT id FROM upload_links WHERE revoked_at IS NOT NULL \
+     OR expires_at <= $2)))";
+
+/// Removes uploads past their expiry (or whose link is gone) that no request holds: an unfinished one's part is
 /// discarded (local part deleted, S3 multipart upload aborted) and its uploader told; a
 /// finished one's row goes. Each row is removed by one `DELETE` that re-checks both, so app
 /// servers sweeping together remove each once. Returns how many went.
@@ -779,24 +868,23 @@ pub async fn sweep_once(db: &AnyPool, files: &Files) -> Result<usize, AppError> 
             row: Row,
         }
         let rows: Vec<Due> = sqlx::query_as(&format!(
-            "SELECT id_hash, {ROW_COLUMNS} FROM uploads \
-             WHERE expires_ms <= $1 AND lease_until_ms < $1 LIMIT {SWEEP_BATCH}"
+            "SELECT id_hash, {ROW_COLUMNS} FROM uploads WHERE {DUE} LIMIT {SWEEP_BATCH}"
         ))
         .bind(now)
+        .bind(now / 1000)
         .fetch_all(db)
         .await?;
         rows.into_iter().map(|d| (d.id_hash, d.row)).collect()
     };
     let mut removed = 0;
     for (id_hash, row) in due {
-        let deleted = sqlx::query(
-            "DELETE FROM uploads WHERE id_hash = $1 AND expires_ms <= $2 AND lease_until_ms < $2",
-        )
-        .bind(&id_hash)
-        .bind(now)
-        .execute(db)
-        .await?
-        .rows_affected();
+        let deleted = sqlx::query(&format!("DELETE FROM uploads WHERE {DUE} AND id_hash = $3"))
+            .bind(now)
+            .bind(now / 1000)
+            .bind(&id_hash)
+            .execute(db)
+            .await?
+            .rows_affected();
         if deleted != 1 {
             continue;
         }
@@ -806,7 +894,7 @@ pub async fn sweep_once(db: &AnyPool, files: &Files) -> Result<usize, AppError> 
                 discard(files, &key, &PartState(row.store_state.clone())).await;
             }
             Uploader::of_row(row.user_id, row.via_link)
-                .released(db)
+                .released(db, row.link_slot.as_deref())
                 .await;
         }
     }

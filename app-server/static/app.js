@@ -343,6 +343,8 @@
 
   // ---- Upload link page: the same form, sent with a progress bar ----
   // The form's own fields (form token, password) go first, the file last, as without script.
+  // A large file goes through tus at <link>/uploads (docs/UPLOADS.md), the form token and
+  // password as headers: after a broken connection it resumes from where the server stands.
   const linkForm = $('#link-upload-form');
   if (linkForm && typeof FormData !== 'undefined') {
     const input = $('#link-file');
@@ -352,6 +354,7 @@
     const percent = $('#link-percent');
     const button = $('#link-upload-button');
     const max = Number(linkForm.dataset.maxBytes) || Infinity;
+    const tusFrom = Number(linkForm.dataset.tusFrom) || Infinity;
 
     linkForm.addEventListener('submit', (e) => {
       const file = input.files && input.files[0];
@@ -366,6 +369,44 @@
       bar.value = 0;
       percent.textContent = '0%';
       say(status, 'Sending ' + file.name + '…', false);
+      if (file.size >= tusFrom && window.tus && window.tus.isSupported) {
+        const headers = { 'Burnlink-Form-Token': linkForm.elements.form_token.value };
+        const password = linkForm.elements.password;
+        if (password) headers['Burnlink-Link-Password'] = password.value;
+        const upload = new window.tus.Upload(file, {
+          endpoint: linkForm.getAttribute('action') + '/uploads',
+          headers: headers,
+          metadata: { filename: file.name, filetype: file.type || '' },
+          chunkSize: 16 * 1024 * 1024,
+          retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+          removeFingerprintOnSuccess: true,
+          onProgress: (sent, total) => {
+            const pct = total > 0 ? Math.floor((sent / total) * 100) : 0;
+            bar.value = pct;
+            percent.textContent = pct + '%';
+          },
+          onSuccess: () => {
+            button.disabled = false;
+            bar.value = 100;
+            percent.textContent = '100%';
+            say(status, 'Received ' + file.name + ' (' + humanSize(file.size) + ').', false);
+            status.classList.add('received');
+            linkForm.reset();
+          },
+          onError: (err) => {
+            const res = err && err.originalResponse;
+            button.disabled = false;
+            progress.hidden = true;
+            say(status, describe(res ? res.getStatus() : 0,
+              res ? parseJson(res.getBody()) : null, null), true);
+          },
+        });
+        upload.findPreviousUploads().then((previous) => {
+          if (previous.length > 0) upload.resumeFromPreviousUpload(previous[0]);
+          upload.start();
+        }, () => upload.start());
+        return;
+      }
       const xhr = new XMLHttpRequest();
       xhr.open('POST', linkForm.getAttribute('action'));
       xhr.setRequestHeader('Accept', 'application/json');

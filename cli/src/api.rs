@@ -100,15 +100,27 @@ impl Api {
         })
     }
 
+    /// The app at `url` without an account (an upload link's requests).
+    pub fn anonymous(url: &str) -> Result<Api, Failure> {
+        Ok(Api {
+            base: url.trim_end_matches('/').to_owned(),
+            token: String::new(),
+            client: client()?,
+        })
+    }
+
     /// The app's URL, without a trailing slash.
     pub fn base(&self) -> &str {
         &self.base
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+        let req = self.client.request(method, format!("{}{path}", self.base));
+        if self.token.is_empty() {
+            req
+        } else {
+            req.bearer_auth(&self.token)
+        }
     }
 
     async fn json_of(res: Response) -> Result<Value, Failure> {
@@ -190,12 +202,36 @@ async fn file_form(
 
 /// Sends `file` through an upload link (`<app>/u/<secret>`): no token, the link is the
 /// permission. The password, when the link has one, goes ahead of the file, as the server
-/// checks it before it stores a byte.
-pub async fn upload_to(link: &str, file: &Path, password: Option<&str>) -> Result<Value, Failure> {
-    if !link.contains("/u/") {
+/// checks it before it stores a byte. From [`crate::tus::THRESHOLD`] on, the file goes through
+/// tus (`<link>/uploads`, the password in `Burnlink-Link-Password`) and resumes by itself
+/// after up to `retries` failures in a row.
+pub async fn upload_to(
+    link: &str,
+    file: &Path,
+    password: Option<&str>,
+    retries: u32,
+) -> Result<Value, Failure> {
+    let Some(at) = link.find("/u/") else {
         return Err(Failure::Usage(format!(
             "--to {link:?} is not an upload link (<app>/u/<secret>)"
         )));
+    };
+    let len = tokio::fs::metadata(file)
+        .await
+        .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?
+        .len();
+    if len >= crate::tus::THRESHOLD {
+        let api = Api::anonymous(&link[..at])?;
+        let to = crate::tus::Endpoint {
+            api: &api,
+            path: format!("{}/uploads", link[at..].trim_end_matches('/')),
+            headers: password
+                .map(|p| ("Burnlink-Link-Password", p.to_owned()))
+                .into_iter()
+                .collect(),
+            remember: false,
+        };
+        return crate::tus::upload(&to, file, retries).await;
     }
     let client = client()?;
     let mut form = reqwest::multipart::Form::new();

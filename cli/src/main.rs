@@ -51,8 +51,8 @@ struct Cli {
 enum Command {
     /// Upload a file; prints its id (scope files:write). From 4 MiB on it goes through tus
     /// (docs/UPLOADS.md) and resumes by itself after a broken connection, and in a later run.
-    /// With --to, send it through someone's upload link instead (no token needed); prints its
-    /// name and size.
+    /// With --to, send it through someone's upload link instead (no token needed; from 4 MiB
+    /// on through tus too, resuming within the run); prints its name and size.
     Upload {
         file: PathBuf,
         /// Failures in a row a large upload resumes after before giving up.
@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::Local(format!("{}: {e}", file.display())))?
                 .len();
             let info = if len >= tus::THRESHOLD {
-                tus::upload(&api, file, *retries).await?
+                tus::upload(&tus::Endpoint::own(&api), file, *retries).await?
             } else {
                 api.upload(file).await?
             };
@@ -214,12 +214,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Upload {
             file,
-            retries: _,
+            retries,
             to: Some(link),
             password_stdin,
         } => {
             let password = password_if(*password_stdin)?;
-            let arrived = api::upload_to(link, file, password.as_deref()).await?;
+            let arrived = api::upload_to(link, file, password.as_deref(), *retries).await?;
             print(
                 &arrived,
                 format!("{}\t{}", str_field(&arrived, "name"), arrived["size"]),

@@ -1,9 +1,11 @@
-//! `burnlink upload` of a large file: tus 1.0 (`/api/uploads`, docs/UPLOADS.md), so a broken
-//! connection costs only the request it broke. The upload resumes by itself: after a failure it
-//! asks the server where the upload stands (HEAD) and sends the rest from there, a bounded
-//! number of times in a row. It also resumes across runs: the upload's URL is remembered under
-//! `$XDG_STATE_HOME/burnlink/uploads` (else `~/.local/state/burnlink/uploads`), keyed by the
-//! server, the file's path, size and modification time, and forgotten once the file is whole.
+//! `burnlink upload` of a large file: tus 1.0 (`/api/uploads`, or `<link>/uploads` for
+//! `--to LINK`; docs/UPLOADS.md), so a broken connection costs only the request it broke. The
+//! upload resumes by itself: after a failure it asks the server where the upload stands (HEAD)
+//! and sends the rest from there, a bounded number of times in a row. With a token it also
+//! resumes across runs: the upload's URL is remembered under `$XDG_STATE_HOME/burnlink/uploads`
+//! (else `~/.local/state/burnlink/uploads`), keyed by the server, the file's path, size and
+//! modification time, and forgotten once the file is whole. An upload through a link is not
+//! remembered: its URL holds the link's secret, which is not written to disk.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,9 +20,31 @@ pub const THRESHOLD: u64 = 4 * 1024 * 1024;
 /// Bytes sent per PATCH: what one broken request can cost.
 const CHUNK: u64 = 16 * 1024 * 1024;
 
+/// Where a tus upload is created: the creation endpoint's path on `api`, the creation's extra
+/// headers (a link's password), and whether its URL may be remembered across runs.
+pub struct Endpoint<'a> {
+    pub api: &'a Api,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub remember: bool,
+}
+
+impl<'a> Endpoint<'a> {
+    /// The owner's own `/api/uploads` (a token).
+    pub fn own(api: &'a Api) -> Endpoint<'a> {
+        Endpoint {
+            api,
+            path: "/api/uploads".into(),
+            headers: Vec::new(),
+            remember: true,
+        }
+    }
+}
+
 /// Uploads `file` through tus, resuming after up to `retries` failures in a row. Returns the
-/// file as `{"id", "name", "size"}`.
-pub async fn upload(api: &Api, file: &Path, retries: u32) -> Result<Value, Failure> {
+/// file as `{"id", "name", "size"}` (no `id` through a link: the sender learns none).
+pub async fn upload(to: &Endpoint<'_>, file: &Path, retries: u32) -> Result<Value, Failure> {
+    let api = to.api;
     let local = |e: std::io::Error| Failure::Local(format!("{}: {e}", file.display()));
     let meta = tokio::fs::metadata(file).await.map_err(local)?;
     let len = meta.len();
@@ -39,7 +63,7 @@ pub async fn upload(api: &Api, file: &Path, retries: u32) -> Result<Value, Failu
         segment(api.base()),
         segment(&canonical.to_string_lossy())
     );
-    let memory = Remembered::at_default();
+    let memory = Remembered::at_default().filter(|_| to.remember);
     let bar = crate::get::bar(len, &name);
     let mut location = memory.as_ref().and_then(|m| m.get(&key));
     let mut failures = 0;
@@ -49,7 +73,7 @@ pub async fn upload(api: &Api, file: &Path, retries: u32) -> Result<Value, Failu
             let here = match &location {
                 Some(here) => here.clone(),
                 None => {
-                    let here = create(api, len, &name).await?;
+                    let here = create(to, len, &name).await?;
                     if let Some(memory) = &memory {
                         memory.put(&key, &here);
                     }
@@ -61,8 +85,9 @@ pub async fn upload(api: &Api, file: &Path, retries: u32) -> Result<Value, Failu
             let at = match offset {
                 Some(at) => at,
                 None => match head(api, &here).await? {
+                    Where::At(at) if at == len => return Ok(Some(None)),
                     Where::At(at) => at,
-                    Where::Done(id) => return Ok(Some(id)),
+                    Where::Done(id) => return Ok(Some(Some(id))),
                     Where::Gone => {
                         location = None;
                         return Ok(None);
@@ -73,7 +98,7 @@ pub async fn upload(api: &Api, file: &Path, retries: u32) -> Result<Value, Failu
             let (next, id) = patch(api, &here, file, at, len).await?;
             offset = Some(next);
             bar.set_position(next);
-            Ok::<_, Failure>(id)
+            Ok::<_, Failure>((id.is_some() || next == len).then_some(id))
         };
         match step.await {
             Ok(Some(id)) => break Ok(id),
@@ -99,7 +124,10 @@ pub async fn upload(api: &Api, file: &Path, retries: u32) -> Result<Value, Failu
     if let Some(memory) = &memory {
         memory.forget(&key);
     }
-    Ok(json!({ "id": id, "name": name, "size": len }))
+    Ok(match id {
+        Some(id) => json!({ "id": id, "name": name, "size": len }),
+        None => json!({ "name": name, "size": len }),
+    })
 }
 
 /// A refusal worth another try: the upload busy (a cut request still holds it), its offset
@@ -123,16 +151,17 @@ fn tus(api: &Api, method: Method, path: &str) -> reqwest::RequestBuilder {
     api.request(method, path).header("Tus-Resumable", "1.0.0")
 }
 
-async fn create(api: &Api, len: u64, name: &str) -> Result<String, Failure> {
-    let res = tus(api, Method::POST, "/api/uploads")
+async fn create(to: &Endpoint<'_>, len: u64, name: &str) -> Result<String, Failure> {
+    let mut req = tus(to.api, Method::POST, &to.path)
         .header("Upload-Length", len)
         .header(
             "Upload-Metadata",
             format!("filename {}", base64(name.as_bytes())),
-        )
-        .send()
-        .await
-        .map_err(Failure::network)?;
+        );
+    for (name, value) in &to.headers {
+        req = req.header(*name, value);
+    }
+    let res = req.send().await.map_err(Failure::network)?;
     if res.status() != StatusCode::CREATED {
         return Err(Failure::from_response(res).await);
     }

@@ -469,3 +469,68 @@ async fn a_large_upload_resumes_by_itself_and_in_a_later_run() {
     assert_eq!(got.bytes().await.expect("bytes").to_vec(), bytes);
     assert_eq!(app.count_rows("files").await, 2);
 }
+
+/// A large file sent `--to` a link goes through tus (`<link>/uploads`): cut mid-upload it
+/// resumes by itself, arrives whole as the owner's, and the link's secret is not written to
+/// disk to resume in a later run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_upload_through_a_link_resumes_by_itself() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let res = alice
+        .client
+        .post(format!("{}/api/upload-links", alice.app_url))
+        .header("X-CSRF-Token", &alice.csrf)
+        .json(&serde_json::json!({"max_files": 1, "password": "open sesame"}))
+        .send()
+        .await
+        .expect("create upload link");
+    let link: Value = res.json().await.expect("JSON");
+    let link_path = link["url"]
+        .as_str()
+        .and_then(|u| u.strip_prefix(&app.app_url))
+        .expect("a link of the app")
+        .to_owned();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let bytes = sample_bytes(12 * 1024 * 1024 + 3);
+    let src = dir.path().join("scan.bin");
+    std::fs::write(&src, &bytes).expect("write");
+
+    let proxy = services::upload_cutting_proxy_for(&app.app_url, 6 * 1024 * 1024).await;
+    let to = format!("http://{}{link_path}", proxy.addr);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnlink"));
+    cmd.args(["upload", "--to", &to, "--password-stdin", path(&src)])
+        .env_remove("BURNLINK_URL")
+        .env_remove("BURNLINK_TOKEN")
+        .env("XDG_STATE_HOME", &state)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("burnlink starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"open sesame\n").await.expect("stdin");
+    drop(input);
+    let out = child.wait_with_output().await.expect("burnlink ran");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), format!("scan.bin\t{}", bytes.len()));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    assert!(proxy.cut_made(), "the upload was cut");
+    let heads = proxy.requests();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with(&format!("POST {link_path}/uploads "))),
+        "created through tus: {heads:?}"
+    );
+    assert!(heads.iter().any(|h| h.starts_with("HEAD ")), "{heads:?}");
+    assert!(!state.exists(), "nothing remembered on disk");
+
+    let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["received"]["link_id"], link["id"]);
+    let url = alice.link_url(files[0]["id"].as_str().expect("id")).await;
+    let got = app.anon.get(url).send().await.expect("download");
+    assert_eq!(got.bytes().await.expect("bytes").to_vec(), bytes);
+    assert_eq!(app.count_rows("upload_link_slots").await, 0);
+}

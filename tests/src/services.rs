@@ -414,11 +414,24 @@ pub async fn cutting_proxy(upstream: &str, cut_after: usize) -> CuttingProxy {
 /// request (head and body) reaches `cut_after` bytes, there, as a broken network cuts an
 /// upload; every other connection, before or after, passes whole.
 pub async fn upload_cutting_proxy_for(url: &str, cut_after: usize) -> CuttingProxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy binds");
+    upload_cutting_proxy_on(listener, url, cut_after).await
+}
+
+/// [`upload_cutting_proxy_for`] on a listener bound before the server started (so that the
+/// server's `--public-url` can be the proxy's: a browser's page then has the app's origin).
+pub async fn upload_cutting_proxy_on(
+    listener: tokio::net::TcpListener,
+    url: &str,
+    cut_after: usize,
+) -> CuttingProxy {
     let upstream = url
         .strip_prefix("http://")
         .and_then(|rest| rest.split('/').next())
         .expect("an http URL");
-    proxy(upstream, Cut::Request(cut_after)).await
+    proxy_on(listener, upstream, Cut::Request(cut_after)).await
 }
 
 /// Which way the one cut goes.
@@ -431,11 +444,15 @@ enum Cut {
 }
 
 async fn proxy(upstream: &str, cut: Cut) -> CuttingProxy {
-    let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let made = cut_done.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("proxy binds");
+    proxy_on(listener, upstream, cut).await
+}
+
+async fn proxy_on(listener: tokio::net::TcpListener, upstream: &str, cut: Cut) -> CuttingProxy {
+    let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made = cut_done.clone();
     let addr = listener.local_addr().expect("proxy address");
     let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = requests.clone();

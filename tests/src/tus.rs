@@ -9,8 +9,13 @@ use crate::{TestApp, User};
 /// Who a [`Tus`] client is: a logged-in browser session (its CSRF token echoed) or a bearer
 /// access token.
 pub enum Auth {
-    Session { client: Client, csrf: String },
+    Session {
+        client: Client,
+        csrf: String,
+    },
     Bearer(String),
+    /// No account: an upload link's holder (as curl or a script, no `Origin`).
+    Anonymous,
 }
 
 /// Requests to one app's `/api/uploads`.
@@ -18,6 +23,8 @@ pub struct Tus {
     pub app_url: String,
     /// Where requests go: the app, or a proxy in front of it.
     pub base: String,
+    /// The creation endpoint's path: `/api/uploads`, or `/u/<secret>/uploads`.
+    pub endpoint: String,
     auth: Auth,
 }
 
@@ -26,6 +33,7 @@ impl Tus {
         Tus {
             app_url: app.app_url.clone(),
             base: app.app_url.clone(),
+            endpoint: "/api/uploads".into(),
             auth: Auth::Session {
                 client: user.client.clone(),
                 csrf: user.csrf.clone(),
@@ -42,7 +50,21 @@ impl Tus {
         Tus {
             app_url: app_url.to_owned(),
             base: app_url.to_owned(),
+            endpoint: "/api/uploads".into(),
             auth: Auth::Bearer(token.to_owned()),
+        }
+    }
+
+    /// Uploads through the upload link `link_url` (`<app>/u/<secret>`), without an account.
+    pub fn link(app: &TestApp, link_url: &str) -> Tus {
+        let path = link_url
+            .strip_prefix(&app.app_url)
+            .expect("a link of this app");
+        Tus {
+            app_url: app.app_url.clone(),
+            base: app.app_url.clone(),
+            endpoint: format!("{path}/uploads"),
+            auth: Auth::Anonymous,
         }
     }
 
@@ -55,15 +77,16 @@ impl Tus {
                 client.request(method, url).header("X-CSRF-Token", csrf)
             }
             Auth::Bearer(token) => crate::client().request(method, url).bearer_auth(token),
+            Auth::Anonymous => crate::client().request(method, url),
         };
         builder.header("Tus-Resumable", "1.0.0")
     }
 
-    /// `POST /api/uploads` of `length` bytes named `name`, with `first` as its first bytes
+    /// `POST` to the endpoint `length` bytes named `name`, with `first` as its first bytes
     /// when given (creation-with-upload).
     pub async fn create(&self, length: u64, name: &str, first: Option<Vec<u8>>) -> Response {
         let mut req = self
-            .request(Method::POST, "/api/uploads")
+            .request(Method::POST, &self.endpoint)
             .header("Upload-Length", length)
             .header("Upload-Metadata", metadata(name));
         if let Some(bytes) = first {
@@ -151,4 +174,27 @@ pub fn file_id(res: &Response) -> Option<String> {
     res.headers()
         .get("Burnlink-File-Id")
         .map(|v| v.to_str().expect("ASCII").to_owned())
+}
+
+/// Resumable uploads' bytes so far, in either store: `.part-*` files of the local directory;
+/// with S3, the open multipart uploads and the `.tail-*` files their last bytes wait in.
+pub fn parts(app: &TestApp) -> Vec<String> {
+    let mut parts: Vec<String> = crate::stored_files(&app.files_dir())
+        .into_iter()
+        .filter(|name| name.starts_with(".part-") || name.starts_with(".tail-"))
+        .collect();
+    parts.extend((0..app.open_multipart_uploads()).map(|i| format!("multipart upload {i}")));
+    parts
+}
+
+/// Waits (bounded) until `check` holds, asking again every 50 ms.
+pub async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what} within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -2,8 +2,10 @@
 
     python3 upload.py ENDPOINT TOKEN FILE CHUNK_BYTES
 
-ENDPOINT is the server's /api/uploads; TOKEN an access token with files:write. Prints
-`FILE <id>`, the file the upload became (the last answer's Burnlink-File-Id).
+ENDPOINT is the server's /api/uploads, TOKEN an access token with files:write; or ENDPOINT is
+an upload link's <link>/uploads and TOKEN is `-` (no account). Prints
+`FILE <id>`, the file the upload became (the last answer's Burnlink-File-Id), or `DONE` through
+a link (whose sender learns no file id).
 """
 import os
 import sys
@@ -11,7 +13,8 @@ import sys
 from tusclient import client
 
 endpoint, token, path, chunk = sys.argv[1:5]
-tus = client.TusClient(endpoint, headers={"Authorization": "Bearer " + token})
+headers = {} if token == "-" else {"Authorization": "Bearer " + token}
+tus = client.TusClient(endpoint, headers=headers)
 uploader = tus.uploader(
     path,
     chunk_size=int(chunk),
@@ -22,4 +25,5 @@ uploader = tus.uploader(
     retry_delay=1,
 )
 uploader.upload()
-print("FILE", uploader.request.response_headers["burnlink-file-id"], flush=True)
+file_id = uploader.request.response_headers.get("burnlink-file-id")
+print("FILE " + file_id if file_id else "DONE", flush=True)

@@ -179,16 +179,19 @@ mod tests {
         }
     }
 
-    /// Every `/api` operation the app registers says who may call it: anyone (the two
-    /// listed here), a browser session only, or a token with the one scope the scope check
-    /// then asks for.
+    /// Every `/api` operation the app registers says who may call it: anyone (those listed
+    /// here, among them the tus routes under an upload link, whose link is the permission), a
+    /// browser session only, or a token with the one scope the scope check then asks for.
     #[test]
     fn every_api_route_has_a_scope_or_is_session_only() {
         let api = api().expect("the routes' declarations");
         let document: Value = serde_json::from_slice(api.document.json()).expect("JSON");
         let (mut public, mut session_only, mut scoped) = (Vec::new(), Vec::new(), Vec::new());
         for (path, item) in document["paths"].as_object().expect("paths") {
-            assert!(path.starts_with("/api/"), "{path}");
+            assert!(
+                path.starts_with("/api/") || path.starts_with("/u/{secret}/uploads"),
+                "{path}"
+            );
             for (method, operation) in item.as_object().expect("path item") {
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let route = format!("{method} {path}");
@@ -212,9 +215,13 @@ mod tests {
         assert_eq!(
             public,
             [
+                "DELETE /u/{secret}/uploads/{id}",
                 "GET /api/openapi.json",
+                "HEAD /u/{secret}/uploads/{id}",
                 "OPTIONS /api/uploads",
-                "POST /api/login"
+                "PATCH /u/{secret}/uploads/{id}",
+                "POST /api/login",
+                "POST /u/{secret}/uploads"
             ]
         );
         assert!(session_only.contains(&"POST /api/tokens".to_owned()));

@@ -187,7 +187,8 @@ pub fn link_created_page(session: &Session, link: &UploadLinkInfo) -> Markup {
 
 /// What a sender sees: the owner's note, what is left, and a plain form (`form_token` and
 /// `password` ahead of the file: the server checks them before it stores a byte). `app.js`
-/// sends it with a progress bar; without script the browser posts it and gets
+/// sends it with a progress bar (a file from [`crate::uploads::BROWSER_TUS_FROM`] through tus,
+/// resuming after a broken connection); without script the browser posts it and gets
 /// [`received_page`].
 pub fn uploader_page(
     visit: &LinkVisit,
@@ -214,7 +215,8 @@ pub fn uploader_page(
                 dt { "Open until" } dd { (utc_date(visit.expires_at)) " UTC" }
             }
             form.stack #link-upload-form method="post" action=(action)
-                enctype="multipart/form-data" data-max-bytes=(per_file) {
+                enctype="multipart/form-data" data-max-bytes=(per_file)
+                data-tus-from=(crate::uploads::BROWSER_TUS_FROM) {
                 input type="hidden" name=(FORM_TOKEN_FIELD) value=(form_token);
                 @if visit.has_password {
                     label for="link-password" { "Password" }
@@ -234,6 +236,9 @@ pub fn uploader_page(
             }
             p.note { "Files you send go to the person who gave you this link. Nothing you send \
                 is shown to anyone else." }
+            // tus-js-client, for large files (`<link>/uploads`, resuming after a broken
+            // connection); the page's script looks for it and falls back to the form.
+            script src=(crate::routes::assets::tus_url()) defer {}
         }
     };
     layout(

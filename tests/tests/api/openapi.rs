@@ -1,4 +1,5 @@
-//! `/api/openapi.json`: it lists every `/api` route the app registers, and every error code it
+//! `/api/openapi.json`: it lists every `/api` route the app registers (and the tus routes under
+//! an upload link, `/u/{secret}/uploads`), and every error code it
 //! documents is what the route answers when that error is driven.
 
 use std::collections::BTreeSet;
@@ -35,7 +36,7 @@ fn registered_routes() -> BTreeSet<(String, String)> {
             while let Some(at) = rest.find(&attribute) {
                 let after = &rest[at + attribute.len()..];
                 let pattern = &after[..after.find('"').expect("closing quote")];
-                if pattern.starts_with("/api/") {
+                if pattern.starts_with("/api/") || pattern.starts_with(LINK_UPLOADS) {
                     routes.insert((method.to_uppercase(), pattern.to_owned()));
                 }
                 rest = after;
@@ -65,6 +66,9 @@ fn registered_routes() -> BTreeSet<(String, String)> {
     }
     routes
 }
+
+/// The tus routes under an upload link: public, but an API (tus clients), so documented.
+const LINK_UPLOADS: &str = "/u/{secret}/uploads";
 
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];
 
@@ -153,6 +157,9 @@ impl Fixture {
         multipart: bool,
         code: &str,
     ) -> Vec<(u16, String)> {
+        if path.starts_with(LINK_UPLOADS) {
+            return self.through_link(code, method).await;
+        }
         let anon = Client::new();
         let session = &self.alice.client;
         let csrf = &self.alice.csrf;
@@ -247,6 +254,159 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// Drives `code` on a tus route under a fresh upload link of alice's (a password, one
+    /// file of at most 100 bytes): the creation, or a request on an upload made through it.
+    async fn through_link(&self, code: &str, method: &str) -> Vec<(u16, String)> {
+        const PASSWORD: (&str, &str) = ("Burnlink-Link-Password", "open sesame");
+        let res = self
+            .alice
+            .client
+            .post(format!("{}/api/upload-links", self.app_url))
+            .header("X-CSRF-Token", &self.alice.csrf)
+            .json(&json!({"password": PASSWORD.1, "max_files": 1, "max_bytes": 100}))
+            .send()
+            .await
+            .expect("link");
+        let link: Value = res.json().await.expect("link JSON");
+        let link_id = link["id"].as_str().expect("id").to_owned();
+        let mut base = link["url"].as_str().expect("url").to_owned();
+        if code == "not_found" && method == "post" {
+            base = format!("{}/u/{}", self.app_url, "A".repeat(43));
+        }
+        let anon = Client::new();
+        let tus = |method: Method, url: String| {
+            let req = anon.request(method, url);
+            if code == "tus_version" {
+                req
+            } else {
+                req.header("Tus-Resumable", "1.0.0")
+            }
+        };
+        let create = || {
+            let req = anon.post(format!("{base}/uploads"));
+            // The upload a later request is refused on is made whole; the creation refused
+            // for `tus_version` is this one without the header.
+            let req = if code == "tus_version" && method == "post" {
+                req
+            } else {
+                req.header("Tus-Resumable", "1.0.0")
+            };
+            req.header(PASSWORD.0, PASSWORD.1)
+                .header("Upload-Length", 10)
+        };
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let mut requests = Vec::new();
+        if method == Method::POST {
+            if code == "upload_link_full" {
+                assert_eq!(create().send().await.unwrap().status(), 201, "the one slot");
+            }
+            if code == "upload_link_gone" {
+                sqlx::query("UPDATE upload_links SET revoked_at = 1 WHERE id = $1")
+                    .bind(&link_id)
+                    .execute(&self.db)
+                    .await
+                    .expect("revoke");
+            }
+            requests = match code {
+                "bad_request" => vec![
+                    tus(Method::POST, format!("{base}/uploads")).header(PASSWORD.0, PASSWORD.1),
+                ],
+                "wrong_password" => vec![tus(Method::POST, format!("{base}/uploads"))],
+                // From another loopback address: the throttle counts per client address too,
+                // and the other requests here come from 127.0.0.1.
+                "throttled" => {
+                    let elsewhere = Client::builder()
+                        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+                        .build()
+                        .expect("client");
+                    (0..20)
+                        .map(|_| {
+                            elsewhere
+                                .post(format!("{base}/uploads"))
+                                .header("Tus-Resumable", "1.0.0")
+                                .header(PASSWORD.0, "wrong guess!")
+                                .header("Upload-Length", 10)
+                        })
+                        .collect()
+                }
+                "csrf" => vec![
+                    create()
+                        .header("Origin", "null")
+                        .header("Sec-Fetch-Site", "same-origin"),
+                ],
+                "cross_site" => vec![create().header("Origin", "https://evil.example")],
+                "too_large" => vec![
+                    tus(Method::POST, format!("{base}/uploads"))
+                        .header(PASSWORD.0, PASSWORD.1)
+                        .header("Upload-Length", 1000),
+                ],
+                _ => vec![create()],
+            };
+        } else {
+            let res = create().send().await.expect("create");
+            let location = res
+                .headers()
+                .get("Location")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let mut url = format!("{}{location}", self.app_url);
+            match code {
+                "not_found" => url = format!("{base}/uploads/{}", "A".repeat(43)),
+                "upload_link_gone" => {
+                    sqlx::query("UPDATE upload_links SET revoked_at = 1 WHERE id = $1")
+                        .bind(&link_id)
+                        .execute(&self.db)
+                        .await
+                        .expect("revoke");
+                }
+                "upload_expired" => {
+                    sqlx::query("UPDATE uploads SET expires_ms = 1 WHERE via_link = $1")
+                        .bind(&link_id)
+                        .execute(&self.db)
+                        .await
+                        .expect("expire");
+                }
+                "upload_busy" => {
+                    sqlx::query(
+                        "UPDATE uploads SET lease_id = 'other', lease_until_ms = 9000000000000000 \
+                         WHERE via_link = $1",
+                    )
+                    .bind(&link_id)
+                    .execute(&self.db)
+                    .await
+                    .expect("hold");
+                }
+                _ => {}
+            }
+            let mut req = tus(method.clone(), url);
+            if method == Method::PATCH {
+                let offset = if code == "offset_mismatch" { 5 } else { 0 };
+                let media = if code == "unsupported_media_type" {
+                    "application/json"
+                } else {
+                    "application/offset+octet-stream"
+                };
+                req = req.header("Content-Type", media).body("x");
+                if code != "bad_request" {
+                    req = req.header("Upload-Offset", offset);
+                }
+            }
+            requests.push(req);
+        }
+        let mut seen = Vec::new();
+        for req in requests {
+            let res = req.send().await.expect("request");
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            seen.push((status, body["error"].as_str().unwrap_or("").to_owned()));
+        }
+        sqlx::query("UPDATE uploads SET lease_id = NULL, lease_until_ms = 0")
+            .execute(&self.db)
+            .await
+            .expect("free");
+        seen
+    }
+
     /// Drives an upload's state: one of alice's uploads, asked at the wrong offset, past its
     /// expiry, or while another request holds it.
     async fn with_upload(&self, code: &str, method: &str) -> Vec<(u16, String)> {

@@ -13,6 +13,8 @@ use burnlink_tests::{
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use burnlink_tests::tus::{parts, until};
+
 use crate::shares::form_token;
 use crate::webhooks::{Receiver, app_with_webhook};
 
@@ -1208,4 +1210,509 @@ async fn logs_never_carry_the_links_secret_or_password() {
         text.contains("file received through an upload link"),
         "{text}"
     );
+}
+
+// Resumable (tus) uploads through a link: `/u/<secret>/uploads`.
+
+/// `POST <link>/uploads` of `length` bytes, with these request headers.
+async fn tus_create(
+    app: &TestApp,
+    link_url: &str,
+    length: u64,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut req = app
+        .anon
+        .post(format!("{link_url}/uploads"))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", length)
+        .header("Upload-Metadata", burnlink_tests::tus::metadata("scan.pdf"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("creation through the link")
+}
+
+#[tokio::test]
+async fn tuspy_through_a_link_resumes_after_a_cut_and_arrives_received_and_announced_once() {
+    if !burnlink_tests::services::tool_installed("tuspy") {
+        return burnlink_tests::services::skip("tuspy not installed in tests/tus/python");
+    }
+    let Some(receiver) = Receiver::start().await else {
+        return;
+    };
+    let (app, alice, _) = app_with_webhook(&receiver, &["upload.received"], |_| {}).await;
+    let link = link_ok(&alice, json!({"max_files": 1})).await;
+    let id = link["id"].as_str().unwrap().to_owned();
+    let secret_path = url_of(&link).strip_prefix(&app.app_url).unwrap().to_owned();
+    let bytes = sample_bytes(3 * 1024 * 1024 + 17);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scan.pdf");
+    std::fs::write(&path, &bytes).unwrap();
+
+    // The first request to pass 1.5 MiB (the first 2 MiB PATCH) is cut there.
+    let proxy = burnlink_tests::services::upload_cutting_proxy_for(&app.app_url, 1536 * 1024).await;
+    let tus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tus");
+    let out = tokio::process::Command::new("python3")
+        .arg(tus_dir.join("upload.py"))
+        .arg(format!("http://{}{secret_path}/uploads", proxy.addr))
+        .arg("-")
+        .arg(&path)
+        .arg((2 * 1024 * 1024).to_string())
+        .env("PYTHONPATH", tus_dir.join("python"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("python3 runs tuspy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(proxy.cut_made(), "the upload was cut");
+    assert!(
+        stdout.lines().any(|l| l == "DONE"),
+        "whole, and the sender learns no file id: {stdout}"
+    );
+    // It resumed from where it was cut, not from 0.
+    let offsets: Vec<u64> = proxy
+        .requests()
+        .iter()
+        .filter(|h| h.starts_with("PATCH "))
+        .filter_map(|h| {
+            h.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("upload-offset: ")
+                    .and_then(|v| v.parse().ok())
+            })
+        })
+        .collect();
+    assert_eq!(offsets.len(), 2, "{offsets:?}");
+    assert!(offsets[1] > 1024 * 1024, "{offsets:?}");
+
+    // Alice's, byte-identical, marked received through the link.
+    let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files.len(), 1, "one file: {files:?}");
+    let file_id = files[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(files[0]["name"], "scan.pdf");
+    assert_eq!(files[0]["received"]["link_id"], id.as_str());
+    assert_eq!(files[0]["received"]["client"], "127.0.0.1");
+    assert!(
+        files[0]["received"]["user_agent"]
+            .as_str()
+            .is_some_and(|a| a.contains("python")),
+        "{}",
+        files[0]
+    );
+    let got = app
+        .anon
+        .get(alice.link_url(&file_id).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap(), bytes);
+    let counted = listed(&alice, &id).await;
+    assert_eq!(counted["files_received"], 1, "{counted}");
+    assert_eq!(counted["bytes_received"], bytes.len(), "{counted}");
+    assert_eq!(counted["status"], "full", "{counted}");
+    nothing_left(&app, &alice, &id, 1).await;
+    assert_eq!(parts(&app), Vec::<String>::new());
+
+    // Announced once, verified.
+    let got = receiver
+        .wait_for("the upload's event", |got| !got.is_empty())
+        .await;
+    assert_eq!(got[0].kind.as_deref(), Some("upload.received"));
+    assert_eq!(got[0].verified, [true]);
+    assert_eq!(got[0].data["file_id"], file_id.as_str());
+    assert_eq!(got[0].data["bytes"], bytes.len());
+    let (rows,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM webhook_messages WHERE event_type = 'upload.received'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(rows, 1);
+}
+
+/// A creation's request headers and `Upload-Length`, and the status and code it gets.
+type Refusal<'a> = (&'a [(&'a str, &'a str)], u64, StatusCode, &'a str);
+
+#[tokio::test]
+async fn a_tus_creation_through_a_link_is_checked_as_the_form_is() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(
+        &alice,
+        json!({"password": "correct horse", "max_bytes": 1000}),
+    )
+    .await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let password = ("Burnlink-Link-Password", "correct horse");
+
+    let cases: [Refusal; 5] = [
+        (&[], 10, StatusCode::UNAUTHORIZED, "wrong_password"),
+        (
+            &[("Burnlink-Link-Password", "wrong guess!")],
+            10,
+            StatusCode::UNAUTHORIZED,
+            "wrong_password",
+        ),
+        // A browser (our own page's headers) without the page's form token.
+        (
+            &[SAME_ORIGIN[0], SAME_ORIGIN[1], password],
+            10,
+            StatusCode::FORBIDDEN,
+            "csrf",
+        ),
+        (
+            &[("Origin", "https://evil.example"), password],
+            10,
+            StatusCode::FORBIDDEN,
+            "cross_site",
+        ),
+        (
+            &[password],
+            1001,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+    ];
+    for (headers, length, status, code) in cases {
+        let res = tus_create(&app, &url, length, headers).await;
+        assert_eq!(res.status(), status, "{headers:?} {length}");
+        assert_eq!(res.headers()["Tus-Resumable"], "1.0.0");
+        assert_eq!(error_code(res).await, code, "{headers:?}");
+    }
+    assert_eq!(app.count_rows("uploads").await, 0, "no upload started");
+    nothing_left(&app, &alice, &id, 0).await;
+    assert_eq!(parts(&app), Vec::<String>::new());
+
+    // The page's form token admits a browser; the script path needs only the password.
+    let (_, page) = get_text(&app.anon, &url).await;
+    let token = form_token(&page);
+    let res = tus_create(
+        &app,
+        &url,
+        10,
+        &[
+            SAME_ORIGIN[0],
+            SAME_ORIGIN[1],
+            password,
+            ("Burnlink-Form-Token", &token),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = burnlink_tests::tus::location(&res);
+    assert!(
+        location.starts_with(&format!(
+            "{}/uploads/",
+            url.strip_prefix(&app.app_url).unwrap()
+        )),
+        "{location}"
+    );
+    assert_eq!(listed(&alice, &id).await["files_pending"], 1, "a slot held");
+    // An unknown link, and an upload id under another link, are 404.
+    let other = link_ok(&alice, json!({})).await;
+    let tus = burnlink_tests::tus::Tus::link(&app, &url_of(&other));
+    let upload_id = location.rsplit('/').next().unwrap();
+    let elsewhere = format!("{}/{upload_id}", tus.endpoint);
+    assert_eq!(tus.head(&elsewhere).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        tus.patch(&elsewhere, 0, vec![1; 10]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let res = tus_create(
+        &app,
+        &format!("{}/u/{}", app.app_url, "A".repeat(43)),
+        10,
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // Terminated, the slot is given back.
+    let tus = burnlink_tests::tus::Tus::link(&app, &url);
+    assert_eq!(tus.delete(&location).await.status(), StatusCode::NO_CONTENT);
+    nothing_left(&app, &alice, &id, 0).await;
+    assert_eq!(parts(&app), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn concurrent_tus_creations_on_a_three_file_link_keep_exactly_three() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"max_files": 3})).await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let tus = burnlink_tests::tus::Tus::link(&app, &url);
+    let created =
+        futures_util::future::join_all((0..20).map(|_| tus.create(1000, "a.bin", None))).await;
+    let mut locations = Vec::new();
+    for res in created {
+        match res.status() {
+            StatusCode::CREATED => locations.push(burnlink_tests::tus::location(&res)),
+            status => {
+                assert_eq!(status, StatusCode::CONFLICT);
+                assert_eq!(error_code(res).await, "upload_link_full");
+            }
+        }
+    }
+    assert_eq!(locations.len(), 3, "exactly three slots");
+    let bytes = sample_bytes(1000);
+    for location in &locations {
+        let res = tus.patch(location, 0, bytes.clone()).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(burnlink_tests::tus::header_u64(&res, "Upload-Offset"), 1000);
+        assert_eq!(
+            burnlink_tests::tus::file_id(&res),
+            None,
+            "no file id for the sender"
+        );
+        assert_eq!(tus.offset(location).await, 1000, "whole");
+    }
+    // Full: a fourth is refused, three kept.
+    let res = tus.create(1000, "a.bin", None).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::GONE,
+        "full: the link is gone for new uploads"
+    );
+    let counted = listed(&alice, &id).await;
+    assert_eq!(counted["files_received"], 3, "{counted}");
+    assert_eq!(counted["bytes_received"], 3000, "{counted}");
+    nothing_left(&app, &alice, &id, 3).await;
+}
+
+#[tokio::test]
+async fn a_link_revoked_mid_upload_stops_the_patches_and_leaves_nothing() {
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({})).await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let tus = burnlink_tests::tus::Tus::link(&app, &url);
+    let bytes = sample_bytes(200_000);
+    let upload = tus.create_ok(200_000, "half.bin").await;
+    let res = tus.patch(&upload, 0, bytes[..100_000].to_vec()).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(!parts(&app).is_empty(), "bytes so far are kept");
+
+    let res = alice
+        .client
+        .delete(format!("{}/api/upload-links/{id}", app.app_url))
+        .header("X-CSRF-Token", &alice.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = tus.patch(&upload, 100_000, bytes[100_000..].to_vec()).await;
+    assert_eq!(res.status(), StatusCode::GONE);
+    assert_eq!(error_code(res).await, "upload_link_gone");
+    assert_eq!(tus.head(&upload).await.status(), StatusCode::GONE);
+    assert_eq!(app.count_rows("uploads").await, 0, "the upload is removed");
+    assert_eq!(parts(&app), Vec::<String>::new(), "with its bytes");
+    nothing_left(&app, &alice, &id, 0).await;
+    assert_eq!(listed(&alice, &id).await["files_received"], 0);
+}
+
+#[tokio::test]
+async fn a_link_revoked_while_its_upload_is_paused_is_swept() {
+    // Uploads live 30 s, so the sweep runs every 15 s: the upload goes well before its expiry.
+    let app = spawn_with(|c| c.upload_expiry_secs = 30).await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({})).await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let tus = burnlink_tests::tus::Tus::link(&app, &url);
+    let upload = tus.create_ok(1000, "paused.bin").await;
+    assert_eq!(
+        tus.patch(&upload, 0, vec![3; 400]).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let (expires_ms,): (i64,) = sqlx::query_as("SELECT expires_ms FROM uploads")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE upload_links SET revoked_at = 1 WHERE id = $1")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // No request comes back: the sweep removes it and gives the slot back.
+    until(
+        "the sweep removes the upload, its part and its slot",
+        || async {
+            app.count_rows("uploads").await == 0
+                && parts(&app).is_empty()
+                && app.count_rows("upload_link_slots").await == 0
+        },
+    )
+    .await;
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    assert!(now_ms < expires_ms, "removed for its link, not its expiry");
+    assert_eq!(parts(&app), Vec::<String>::new());
+    nothing_left(&app, &alice, &id, 0).await;
+}
+
+#[tokio::test]
+async fn an_expired_tus_upload_through_a_link_gives_its_slot_back() {
+    let app = spawn_with(|c| c.upload_expiry_secs = 1).await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"max_files": 1})).await;
+    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let tus = burnlink_tests::tus::Tus::link(&app, &url);
+    let upload = tus.create_ok(1000, "slow.bin").await;
+    assert_eq!(
+        tus.patch(&upload, 0, vec![5; 100]).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // While it lives, it holds the link's only slot (not reclaimed as stale).
+    let res = tus.create(10, "b.bin", None).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(res).await, "upload_link_full");
+
+    until(
+        "the sweep removes the expired upload and its part",
+        || async {
+            app.count_rows("uploads").await == 0
+                && parts(&app).is_empty()
+                && app.count_rows("upload_link_slots").await == 0
+        },
+    )
+    .await;
+    assert_eq!(parts(&app), Vec::<String>::new());
+    nothing_left(&app, &alice, &id, 0).await;
+    // The slot is back: the next upload takes it and finishes.
+    let again = tus.create_ok(10, "b.bin").await;
+    let res = tus.patch(&again, 0, vec![6; 10]).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(listed(&alice, &id).await["files_received"], 1);
+    assert_eq!(app.count_rows("files").await, 1);
+}
+
+/// The link's page sends a large file through tus-js-client (vendored, served by the app), the
+/// password and form token as headers; the network breaks mid-file and the page carries on
+/// from where the server stands by itself.
+#[tokio::test]
+async fn chromium_sends_a_large_file_through_a_link_with_tus_and_resumes_after_a_cut() {
+    let test = "chromium_sends_a_large_file_through_a_link_with_tus_and_resumes_after_a_cut";
+    let Some(harness) = burnlink_tests::browser::start(test).await else {
+        return;
+    };
+    // The browser reaches the app through the proxy, which is the app's public URL: the page
+    // and its script's requests have the app's origin, as in production behind a proxy.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    let app = spawn_with(|c| c.public_url = Some(public.clone())).await;
+    let proxy =
+        burnlink_tests::services::upload_cutting_proxy_on(listener, &app.app_url, 3 * 1024 * 1024)
+            .await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"password": "open sesame", "max_files": 1})).await;
+    let id = link["id"].as_str().unwrap().to_owned();
+    let link_url = url_of(&link);
+    let bytes = sample_bytes(6 * 1024 * 1024 + 11);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scan.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    let walk = async {
+        let browser = harness.browser(true).await;
+        browser.driver.goto(&link_url).await.unwrap();
+        browser
+            .find("#link-password")
+            .await
+            .send_keys("open sesame")
+            .await
+            .unwrap();
+        browser
+            .find("#link-file")
+            .await
+            .send_keys(file.to_string_lossy())
+            .await
+            .unwrap();
+        browser
+            .find("#link-upload-button")
+            .await
+            .click()
+            .await
+            .unwrap();
+        browser
+            .find_text("#link-status.received", "Received scan.pdf")
+            .await;
+        let bar = browser.find("#link-bar").await;
+        assert_eq!(bar.attr("value").await.unwrap().as_deref(), Some("100"));
+        harness
+            .screenshot(&browser, "upload-link-tus-received")
+            .await;
+        browser.quit().await;
+    };
+    tokio::time::timeout(Duration::from_secs(120), walk)
+        .await
+        .expect("the browser walk finishes in time");
+    // Cut, and carried on with the same upload (one creation), not the one-request form.
+    assert!(proxy.cut_made(), "the upload was cut");
+    assert_eq!(app.count_rows("uploads").await, 1, "one upload, resumed");
+    let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["received"]["link_id"], id.as_str());
+    assert!(
+        files[0]["received"]["user_agent"]
+            .as_str()
+            .is_some_and(|ua| ua.contains("Chrome")),
+        "{}",
+        files[0]
+    );
+    let got = app
+        .anon
+        .get(alice.link_url(files[0]["id"].as_str().unwrap()).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap(), bytes, "byte for byte");
+    nothing_left(&app, &alice, &id, 1).await;
+    assert_eq!(parts(&app), Vec::<String>::new());
+}
+
+/// docs/UPLOADS.md's tuspy recipe for a link, run as written against a link with a password.
+#[tokio::test]
+async fn uploads_md_tuspy_link_recipe_works_as_written() {
+    if !burnlink_tests::services::tool_installed("tuspy") {
+        return burnlink_tests::services::skip("tuspy not installed in tests/tus/python");
+    }
+    let app = spawn().await;
+    let alice = app.login(ALICE).await;
+    let link = link_ok(&alice, json!({"password": "open sesame"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = sample_bytes(5 * 1024 * 1024 + 1);
+    let file = dir.path().join("contract.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    let tus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tus");
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(doc_block("UPLOADS.md", "python"))
+        .env("LINK", url_of(&link))
+        .env("FILE", &file)
+        .env("PASSWORD", "open sesame")
+        .env("PYTHONPATH", tus_dir.join("python"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("python3 runs the recipe");
+    assert!(out.status.success(), "{out:?}");
+    let files: Vec<Value> = alice.get_json(format!("{}/api/files", app.app_url)).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["name"], "contract.pdf");
+    assert_eq!(files[0]["received"]["link_id"], link["id"]);
+    let got = app
+        .anon
+        .get(alice.link_url(files[0]["id"].as_str().unwrap()).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap(), bytes);
 }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use burnlink_tests::services::{skip, tool_installed, upload_cutting_proxy_for};
-use burnlink_tests::tus::{Tus, file_id, header_u64, location};
+use burnlink_tests::tus::{Tus, file_id, header_u64, location, parts, until};
 use burnlink_tests::{ALICE, BOB, TestApp, User, error_code, sample_bytes, spawn};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
@@ -19,17 +19,6 @@ async fn downloaded(app: &TestApp, user: &User, id: &str) -> Vec<u8> {
     res.bytes().await.expect("the file").to_vec()
 }
 
-/// Resumable uploads' bytes so far, in either store: `.part-*` files of the local directory;
-/// with S3, the open multipart uploads and the `.tail-*` files their last bytes wait in.
-fn parts(app: &TestApp) -> Vec<String> {
-    let mut parts: Vec<String> = burnlink_tests::stored_files(&app.files_dir())
-        .into_iter()
-        .filter(|name| name.starts_with(".part-") || name.starts_with(".tail-"))
-        .collect();
-    parts.extend((0..app.open_multipart_uploads()).map(|i| format!("multipart upload {i}")));
-    parts
-}
-
 /// Uploads held by a request right now.
 async fn leased(app: &TestApp) -> i64 {
     let (count,): (i64,) =
@@ -38,15 +27,6 @@ async fn leased(app: &TestApp) -> i64 {
             .await
             .expect("count leases");
     count
-}
-
-/// Waits (bounded) until `check` holds, asking again every 50 ms.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "{what} within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
