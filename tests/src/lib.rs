@@ -123,11 +123,18 @@ pub async fn sleep_until_second(unix_secs: u64) {
     }
 }
 
+/// How long test clients keep an idle connection: under actix-web's default keep-alive (5 s).
+pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A client that keeps cookies and never follows redirects (tests look at each hop).
 pub fn client() -> Client {
     Client::builder()
         .cookie_store(true)
         .redirect(redirect::Policy::none())
+        // Idle connections are dropped before the servers' 5 s keep-alive ends: a request
+        // sent on one the server is closing at that instant fails (IncompleteMessage, seen
+        // after a browser walk left the client idle).
+        .pool_idle_timeout(POOL_IDLE)
         .build()
         .expect("client builds")
 }

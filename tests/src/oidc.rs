@@ -210,6 +210,7 @@ pub async fn start() -> Option<Idp> {
 fn no_redirects() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(crate::POOL_IDLE)
         .build()
         .expect("client builds")
 }
