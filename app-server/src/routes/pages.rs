@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extract::upload_csrf;
+use super::extract::{CheckedForm, PageForm, upload_csrf};
 use super::render::{PageError, error_html, html, see_other};
 use crate::error::AppError;
 use crate::files::{self, FileId};
@@ -51,6 +51,14 @@ pub struct CsrfForm {
 
 fn csrf_of(form: &Option<web::Form<CsrfForm>>) -> Option<&str> {
     form.as_ref().and_then(|f| f.csrf_token.as_deref())
+}
+
+/// A body that is not such a form (or is too large for one) carries no token: 403 `csrf`, not
+/// 400.
+impl PageForm for Option<web::Form<CsrfForm>> {
+    fn csrf_token(&self) -> Option<&str> {
+        csrf_of(self)
+    }
 }
 
 async fn index(
@@ -189,15 +197,10 @@ async fn upload(
 
 async fn delete(
     state: web::Data<AppState>,
-    session: MaybeSession,
     id: web::Path<String>,
-    form: Option<web::Form<CsrfForm>>,
+    CheckedForm { session, .. }: CheckedForm<Option<web::Form<CsrfForm>>>,
 ) -> Result<HttpResponse, PageError> {
-    let session = session
-        .0
-        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
     let page_error = |e| PageError::new(e, Some(&session));
-    session.check_csrf(csrf_of(&form)).map_err(page_error)?;
     let id = FileId::parse(&id).map_err(page_error)?;
     files::delete(&state.db, &state.files, &session.user_id, &id)
         .await
@@ -278,21 +281,22 @@ pub struct ShareForm {
     pub password: Option<String>,
 }
 
+/// A body that is not such a form is refused by the app's `FormConfig` (400), logged in or
+/// not.
+impl PageForm for web::Form<ShareForm> {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+}
+
 /// `POST /files/{id}/shares`: creates the share and shows its URL (201), or the form again
 /// with why (400).
 async fn create_share(
     state: web::Data<AppState>,
-    session: MaybeSession,
     id: web::Path<String>,
-    form: web::Form<ShareForm>,
+    CheckedForm { session, form }: CheckedForm<web::Form<ShareForm>>,
 ) -> Result<HttpResponse, PageError> {
-    let session = session
-        .0
-        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
     let page_error = |e| PageError::new(e, Some(&session));
-    session
-        .check_csrf(form.csrf_token.as_deref())
-        .map_err(page_error)?;
     let file = own_file(&state, &session, &id).await.map_err(page_error)?;
     let form = form.into_inner();
     let new = crate::shares::NewShare {
@@ -317,15 +321,10 @@ async fn create_share(
 /// `POST /shares/{id}/revoke`: revokes at once and goes back to the file list.
 async fn revoke_share(
     state: web::Data<AppState>,
-    session: MaybeSession,
     id: web::Path<String>,
-    form: Option<web::Form<CsrfForm>>,
+    CheckedForm { session, .. }: CheckedForm<Option<web::Form<CsrfForm>>>,
 ) -> Result<HttpResponse, PageError> {
-    let session = session
-        .0
-        .ok_or_else(|| PageError::new(AppError::Unauthorized, None))?;
     let page_error = |e| PageError::new(e, Some(&session));
-    session.check_csrf(csrf_of(&form)).map_err(page_error)?;
     let id = crate::shares::ShareId::parse(&id).map_err(page_error)?;
     crate::shares::revoke(&state.db, &session.user_id, &id)
         .await

@@ -6,11 +6,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extract::FormFields;
+use super::extract::{CheckedForm, FormFields};
 use super::openapi::{ReadRefused, WriteRefused};
 use super::render::{PageError, error_html, html, json_no_store, see_other};
 use crate::error::{AppError, ErrorBody};
-use crate::sessions::{CSRF_FIELD, MaybeSession, Session};
+use crate::sessions::{MaybeSession, Session};
 use crate::state::AppState;
 use crate::tokens::{self, CreatedToken, NewToken, TokenId, TokenInfo};
 use crate::views::tokens as views;
@@ -139,14 +139,8 @@ fn new_token_of(form: &FormFields) -> Result<NewToken, AppError> {
 /// why, and the status the API would send.
 async fn create_from_form(
     state: web::Data<AppState>,
-    session: MaybeSession,
-    body: web::Bytes,
+    CheckedForm { session, form }: CheckedForm,
 ) -> Result<HttpResponse, PageError> {
-    let session = session.0.ok_or_else(not_logged_in)?;
-    let form = FormFields::parse(&body);
-    session
-        .check_csrf(form.get(CSRF_FIELD))
-        .map_err(|e| PageError::new(e, Some(&session)))?;
     let created = match new_token_of(&form) {
         Ok(new) => tokens::create(&state.db, &session.user_id, new).await,
         Err(e) => Err(e),
@@ -171,16 +165,10 @@ async fn create_from_form(
 /// `POST /tokens/{id}/revoke`.
 async fn revoke_from_form(
     state: web::Data<AppState>,
-    session: MaybeSession,
     id: web::Path<String>,
-    body: web::Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Result<HttpResponse, PageError> {
-    let session = session.0.ok_or_else(not_logged_in)?;
-    let form = FormFields::parse(&body);
     let page_error = |e| PageError::new(e, Some(&session));
-    session
-        .check_csrf(form.get(CSRF_FIELD))
-        .map_err(page_error)?;
     let id = TokenId::parse(&id).map_err(page_error)?;
     tokens::revoke(&state.db, &session.user_id, &id)
         .await

@@ -9,11 +9,11 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, delete, get, pos
 use maud::Markup;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extract::FormFields;
+use super::extract::{CheckedForm, FormFields};
 use super::openapi::{ReadRefused, WriteRefused};
 use super::render::{PageError, error_html, html, json_no_store, see_other};
 use crate::error::{AppError, ErrorBody};
-use crate::sessions::{self, CSRF_FIELD, MaybeSession, Session};
+use crate::sessions::{self, MaybeSession, Session};
 use crate::share_form;
 use crate::shares::ShareSecret;
 use crate::state::AppState;
@@ -198,14 +198,8 @@ fn new_link_of(form: &FormFields) -> Result<NewUploadLink, AppError> {
 /// page again with why, and the status the API would send.
 async fn create_from_form(
     state: web::Data<AppState>,
-    session: MaybeSession,
-    body: web::Bytes,
+    CheckedForm { session, form }: CheckedForm,
 ) -> Result<HttpResponse, PageError> {
-    let session = session.0.ok_or_else(not_logged_in)?;
-    let form = FormFields::parse(&body);
-    session
-        .check_csrf(form.get(CSRF_FIELD))
-        .map_err(|e| PageError::new(e, Some(&session)))?;
     let created = match new_link_of(&form) {
         Ok(new) => upload_links::create(&state.db, policy(&state), &session.user_id, new).await,
         Err(e) => Err(e),
@@ -225,16 +219,10 @@ async fn create_from_form(
 /// `POST /upload-links/{id}/revoke`.
 async fn revoke_from_form(
     state: web::Data<AppState>,
-    session: MaybeSession,
     id: web::Path<String>,
-    body: web::Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Result<HttpResponse, PageError> {
-    let session = session.0.ok_or_else(not_logged_in)?;
-    let form = FormFields::parse(&body);
     let page_error = |e| PageError::new(e, Some(&session));
-    session
-        .check_csrf(form.get(CSRF_FIELD))
-        .map_err(page_error)?;
     let id = UploadLinkId::parse(&id).map_err(page_error)?;
     upload_links::revoke(&state.db, &session.user_id, &id)
         .await

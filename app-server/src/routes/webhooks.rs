@@ -5,11 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extract::FormFields;
+use super::extract::CheckedForm;
 use super::openapi::{ReadRefused, WriteRefused};
 use super::render::{PageError, error_html, html, json_no_store, see_other};
 use crate::error::{AppError, ErrorBody};
-use crate::sessions::{CSRF_FIELD, MaybeSession, Session};
+use crate::sessions::{MaybeSession, Session};
 use crate::state::AppState;
 use crate::views::webhooks as views;
 use crate::webhooks::{
@@ -247,14 +247,8 @@ async fn page(
 /// Shows the secret once; a refused form is the page again with why, and the API's status.
 async fn create_from_form(
     state: web::Data<AppState>,
-    session: MaybeSession,
-    body: web::Bytes,
+    CheckedForm { session, form }: CheckedForm,
 ) -> Result<HttpResponse, PageError> {
-    let session = session.0.ok_or_else(not_logged_in)?;
-    let form = FormFields::parse(&body);
-    session
-        .check_csrf(form.get(CSRF_FIELD))
-        .map_err(|e| PageError::new(e, Some(&session)))?;
     let new = NewWebhook {
         url: form.get("url").unwrap_or("").to_owned(),
         events: form.all("event").map(str::to_owned).collect(),
@@ -300,16 +294,10 @@ async fn detail_page(
 /// `POST /webhooks/{id}/{rotate,test,enable,delete}`: the page's buttons.
 async fn act_from_form(
     state: web::Data<AppState>,
-    session: MaybeSession,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    CheckedForm { session, .. }: CheckedForm,
 ) -> Result<HttpResponse, PageError> {
-    let session = session.0.ok_or_else(not_logged_in)?;
     let page_error = |e| PageError::new(e, Some(&session));
-    let form = FormFields::parse(&body);
-    session
-        .check_csrf(form.get(CSRF_FIELD))
-        .map_err(page_error)?;
     let (id, action) = path.into_inner();
     let id = WebhookId::parse(&id).map_err(page_error)?;
     let (db, user, wake) = (&state.db, &session.user_id, &state.webhooks.wake);
