@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
-use crate::error::StartupError;
+use crate::error::{AppError, StartupError};
 
 /// Connects and brings the schema up to date.
 pub async fn connect(url: &str) -> Result<AnyPool, StartupError> {
@@ -97,6 +97,37 @@ pub fn stored_hash(secret: &str) -> String {
         hex.push_str(&format!("{byte:02x}"));
     }
     hex
+}
+
+/// Revokes row `id` of `table` for its owner `user_id`, at once (every app server reads the
+/// same row): sets `revoked_at`, unless it is set already, so revoking twice is fine and keeps
+/// the first time. A row the user does not own, or none, is `NotFound`. `table` is one of ours
+/// with `id`, `user_id` and `revoked_at` columns (shares, upload links), never input.
+pub async fn revoke_owned(
+    db: &AnyPool,
+    table: &'static str,
+    user_id: &str,
+    id: &str,
+) -> Result<(), AppError> {
+    let found: Option<(String,)> = sqlx::query_as(&format!(
+        "SELECT id FROM {table} WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?;
+    if found.is_none() {
+        return Err(AppError::NotFound);
+    }
+    sqlx::query(&format!(
+        "UPDATE {table} SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL"
+    ))
+    .bind(crate::now())
+    .bind(id)
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

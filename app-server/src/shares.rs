@@ -380,23 +380,7 @@ async fn owner_rows(
 /// Revokes one of the user's shares at once (every app server reads the same row). Revoking
 /// twice is fine; another user's share is `NotFound`.
 pub async fn revoke(db: &AnyPool, user_id: &str, id: &ShareId) -> Result<(), AppError> {
-    let found: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM shares WHERE id = $1 AND user_id = $2")
-            .bind(id.as_str())
-            .bind(user_id)
-            .fetch_optional(db)
-            .await?;
-    if found.is_none() {
-        return Err(AppError::NotFound);
-    }
-    sqlx::query(
-        "UPDATE shares SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-    )
-    .bind(crate::now())
-    .bind(id.as_str())
-    .bind(user_id)
-    .execute(db)
-    .await?;
+    crate::db::revoke_owned(db, "shares", user_id, id.as_str()).await?;
     tracing::info!(share = id.as_str(), user = user_id, "share revoked");
     Ok(())
 }

@@ -340,24 +340,7 @@ pub async fn list(db: &AnyPool, user_id: &str) -> Result<Vec<UploadLinkInfo>, Ap
 /// upload starts, and one still streaming is refused at its commit. Revoking twice is fine;
 /// another user's link is `NotFound`.
 pub async fn revoke(db: &AnyPool, user_id: &str, id: &UploadLinkId) -> Result<(), AppError> {
-    let found: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM upload_links WHERE id = $1 AND user_id = $2")
-            .bind(id.as_str())
-            .bind(user_id)
-            .fetch_optional(db)
-            .await?;
-    if found.is_none() {
-        return Err(AppError::NotFound);
-    }
-    sqlx::query(
-        "UPDATE upload_links SET revoked_at = $1 \
-         WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-    )
-    .bind(crate::now())
-    .bind(id.as_str())
-    .bind(user_id)
-    .execute(db)
-    .await?;
+    crate::db::revoke_owned(db, "upload_links", user_id, id.as_str()).await?;
     tracing::info!(
         upload_link = id.as_str(),
         user = user_id,
