@@ -146,6 +146,15 @@ pub struct User {
     pub app_url: String,
 }
 
+/// `bytes` as the file `name` in a fresh temporary directory, for a tool or a browser that
+/// reads a file from disk; the directory is removed when the returned guard is dropped.
+pub fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write the file");
+    (dir, path)
+}
+
 /// A file as the API lists it.
 #[derive(Debug, Clone)]
 pub struct FileInfo {
@@ -413,12 +422,40 @@ impl User {
     }
 
     pub async fn delete(&self, file_id: &str) -> Response {
+        self.delete_at(&format!("/api/files/{file_id}")).await
+    }
+
+    /// `DELETE path` (a share, an upload link, …) with the session's CSRF token.
+    pub async fn delete_at(&self, path: &str) -> Response {
         self.client
-            .delete(self.url(&format!("/api/files/{file_id}")))
+            .delete(self.url(path))
             .header("X-CSRF-Token", &self.csrf)
             .send()
             .await
             .expect("delete request")
+    }
+
+    /// `POST path` with `body` as JSON and the session's CSRF token, as the page's script
+    /// sends it.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("X-CSRF-Token", &self.csrf)
+            .json(body)
+            .send()
+            .await
+            .expect("JSON POST request")
+    }
+
+    /// `POST path` as a page's form posts it: `fields` urlencoded, exactly as given (the
+    /// CSRF token only when the test puts it there).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .expect("form POST request")
     }
 
     /// Creates a personal access token with these scopes and returns its secret, panicking

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use sqlx::{Connection, PgConnection};
 
+use crate::TestApp;
+
 /// How long a private cluster may take to accept connections.
 const START_TIMEOUT_SECS: u32 = 60;
 
@@ -51,6 +53,18 @@ pub fn on_postgres(data_dir: &Path, pg: &PgDatabase) -> app_server::Config {
     let mut config = crate::test_config(data_dir);
     config.database_url = Some(pg.url().to_owned());
     config
+}
+
+/// Two app servers behind one load balancer: one database (`pg`), one data directory, one
+/// file store (with S3, one bucket), and B mints links for A's download server, so a link
+/// minted on either is burned in one place.
+pub async fn two_app_servers(data_dir: &Path, pg: &PgDatabase) -> (TestApp, TestApp) {
+    let a = crate::start(on_postgres(data_dir, pg)).await;
+    let mut config_b = on_postgres(data_dir, pg);
+    config_b.download_url = Some(a.dl_url.clone());
+    config_b.file_store = a.config.file_store.clone();
+    let b = crate::start(config_b).await;
+    (a, b)
 }
 
 /// A PostgreSQL database for one test, or `None` (after printing why) when there is none to

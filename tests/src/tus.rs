@@ -2,7 +2,11 @@
 //! it, nothing retried, so a test sees every answer. (The real clients, tuspy and
 //! tus-js-client, and the CLI resume by themselves.)
 
-use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use reqwest::{Body, Client, Method, RequestBuilder, Response, StatusCode};
+use tokio::sync::mpsc::Sender;
 
 use crate::{TestApp, User};
 
@@ -106,13 +110,24 @@ impl Tus {
 
     /// `PATCH location` with `bytes` at `offset`.
     pub async fn patch(&self, location: &str, offset: u64, bytes: Vec<u8>) -> Response {
-        self.request(Method::PATCH, location)
-            .header("Upload-Offset", offset)
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(bytes)
+        self.patch_request(location, offset, bytes)
             .send()
             .await
             .expect("PATCH request")
+    }
+
+    /// `PATCH location` with `body` at `offset`, not sent yet: for a body the test streams
+    /// ([`held_body`]) or a request whose sending it watches itself.
+    pub fn patch_request(
+        &self,
+        location: &str,
+        offset: u64,
+        body: impl Into<Body>,
+    ) -> RequestBuilder {
+        self.request(Method::PATCH, location)
+            .header("Upload-Offset", offset)
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body)
     }
 
     /// `HEAD location`.
@@ -137,6 +152,32 @@ impl Tus {
             .await
             .expect("DELETE request")
     }
+}
+
+/// A request body the test sends piece by piece through the returned sender; it ends when the
+/// sender is dropped. For a PATCH held open mid-body.
+pub fn held_body() -> (Sender<Result<Vec<u8>, std::io::Error>>, Body) {
+    let (send, mut receive) = tokio::sync::mpsc::channel(4);
+    let pieces = futures_util::stream::poll_fn(move |cx| receive.poll_recv(cx));
+    (send, Body::wrap_stream(pieces))
+}
+
+/// Runs tuspy (`tests/tus/upload.py`, installed by `.ci/install-deps`): sends `file` to the
+/// creation URL `endpoint` in PATCHes of at most `chunk` bytes, with `token` as its bearer
+/// token (`-` for none). What it printed, and how it ended.
+pub async fn tuspy(endpoint: &str, token: &str, file: &Path, chunk: usize) -> Output {
+    let tus_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tus");
+    tokio::process::Command::new("python3")
+        .arg(tus_dir.join("upload.py"))
+        .arg(endpoint)
+        .arg(token)
+        .arg(file)
+        .arg(chunk.to_string())
+        .env("PYTHONPATH", tus_dir.join("python"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("python3 runs tuspy")
 }
 
 /// `Upload-Metadata` naming the file.

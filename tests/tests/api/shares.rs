@@ -17,13 +17,8 @@ const SLACKBOT: &str = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robot
 const CURL: &str = "curl/8.5.0";
 
 async fn create_share(user: &User, file_id: &str, body: Value) -> Response {
-    user.client
-        .post(format!("{}/api/files/{file_id}/shares", user.app_url))
-        .header("X-CSRF-Token", &user.csrf)
-        .json(&body)
-        .send()
+    user.post_json(&format!("/api/files/{file_id}/shares"), &body)
         .await
-        .expect("create share request")
 }
 
 /// Creates a share, panicking unless 201; returns its JSON.
@@ -353,13 +348,7 @@ async fn share_api_has_defaults_caps_and_hides_other_users_shares() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let share_id = share["id"].as_str().unwrap();
-    let res = bob
-        .client
-        .delete(format!("{}/api/shares/{share_id}", app.app_url))
-        .header("X-CSRF-Token", &bob.csrf)
-        .send()
-        .await
-        .unwrap();
+    let res = bob.delete_at(&format!("/api/shares/{share_id}")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = bob
         .client
@@ -381,16 +370,8 @@ async fn revoked_expired_used_up_and_unknown_shares_show_one_neutral_page() {
     let (app, alice, file) = app_with_file(b"neutral").await;
     let revoked = share_ok(&alice, &file, json!({})).await;
     let res = alice
-        .client
-        .delete(format!(
-            "{}/api/shares/{}",
-            app.app_url,
-            revoked["id"].as_str().unwrap()
-        ))
-        .header("X-CSRF-Token", &alice.csrf)
-        .send()
-        .await
-        .unwrap();
+        .delete_at(&format!("/api/shares/{}", revoked["id"].as_str().unwrap()))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let expired = share_ok(&alice, &file, json!({ "expires_in_secs": 1 })).await;
     let used_up = share_ok(&alice, &file, json!({})).await;
@@ -718,17 +699,16 @@ async fn share_pages_work_without_script() {
     assert!(html.contains("name=\"expires_in_secs\""), "{html}");
     assert!(html.contains("name=\"max_downloads\""));
     let created = alice
-        .client
-        .post(format!("{}/files/{file}/shares", app.app_url))
-        .form(&[
-            ("csrf_token", alice.csrf.as_str()),
-            ("expires_in_secs", "86400"),
-            ("max_downloads", "4"),
-            ("password", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("/files/{file}/shares"),
+            &[
+                ("csrf_token", alice.csrf.as_str()),
+                ("expires_in_secs", "86400"),
+                ("max_downloads", "4"),
+                ("password", ""),
+            ],
+        )
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let html = created.text().await.unwrap();
     let url_at = html
@@ -749,12 +729,11 @@ async fn share_pages_work_without_script() {
         .unwrap()
         .to_owned();
     let res = alice
-        .client
-        .post(format!("{}/shares/{id}/revoke", app.app_url))
-        .form(&[("csrf_token", alice.csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("/shares/{id}/revoke"),
+            &[("csrf_token", alice.csrf.as_str())],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         app.anon.get(&url).send().await.unwrap().status(),
@@ -768,16 +747,11 @@ async fn share_pages_work_without_script() {
     // Revoking without the CSRF token does nothing.
     let other = share_ok(&alice, &file, json!({})).await;
     let res = alice
-        .client
-        .post(format!(
-            "{}/shares/{}/revoke",
-            app.app_url,
-            other["id"].as_str().unwrap()
-        ))
-        .form(&[("csrf_token", "nope")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("/shares/{}/revoke", other["id"].as_str().unwrap()),
+            &[("csrf_token", "nope")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         app.anon.get(url_of(&other)).send().await.unwrap().status(),
@@ -845,16 +819,8 @@ async fn concurrent_posts_over_two_app_servers_take_exactly_what_is_left() {
         StatusCode::OK
     );
     let res = alice
-        .client
-        .delete(format!(
-            "{}/api/shares/{}",
-            a.app_url,
-            again["id"].as_str().unwrap()
-        ))
-        .header("X-CSRF-Token", &alice.csrf)
-        .send()
-        .await
-        .unwrap();
+        .delete_at(&format!("/api/shares/{}", again["id"].as_str().unwrap()))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(script_post(&b.anon, &on_b).await.status(), StatusCode::GONE);
     assert_eq!(

@@ -5,27 +5,21 @@
 
 use std::time::Duration;
 
-use burnlink_tests::postgres::database;
+use burnlink_tests::postgres::{database, two_app_servers};
 use burnlink_tests::{
     ALICE, BOB, TestApp, User, client, doc_block, error_code, get_text, sample_bytes,
-    sleep_until_second, spawn, spawn_with, start, test_config,
+    sleep_until_second, spawn, spawn_with, temp_file,
 };
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use burnlink_tests::tus::{parts, until};
+use burnlink_tests::tus::{parts, tuspy, until};
 
 use crate::shares::form_token;
 use crate::webhooks::{Receiver, app_with_webhook};
 
 async fn create_link(user: &User, body: Value) -> Response {
-    user.client
-        .post(format!("{}/api/upload-links", user.app_url))
-        .header("X-CSRF-Token", &user.csrf)
-        .json(&body)
-        .send()
-        .await
-        .expect("create upload link request")
+    user.post_json("/api/upload-links", &body).await
 }
 
 /// Creates a link, panicking unless 201; returns its JSON.
@@ -33,6 +27,13 @@ async fn link_ok(user: &User, body: Value) -> Value {
     let res = create_link(user, body).await;
     assert_eq!(res.status(), StatusCode::CREATED, "create upload link");
     res.json().await.expect("upload link JSON")
+}
+
+/// Creates a link with `limits` (the API's JSON), panicking unless 201; returns its URL
+/// (`<app>/u/<secret>`, shown only now) and its id.
+async fn link_with(user: &User, limits: Value) -> (String, String) {
+    let link = link_ok(user, limits).await;
+    (url_of(&link), link["id"].as_str().expect("id").to_owned())
 }
 
 fn url_of(link: &Value) -> String {
@@ -198,13 +199,7 @@ async fn the_api_creates_lists_and_revokes_and_hides_other_users_links() {
 
     // Bob sees none of them and cannot revoke them.
     assert!(links_of(&bob).await.is_empty());
-    let res = bob
-        .client
-        .delete(format!("{}/api/upload-links/{id}", app.app_url))
-        .header("X-CSRF-Token", &bob.csrf)
-        .send()
-        .await
-        .unwrap();
+    let res = bob.delete_at(&format!("/api/upload-links/{id}")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(listed(&alice, &id).await["status"], "live");
 
@@ -232,14 +227,12 @@ async fn the_api_creates_lists_and_revokes_and_hides_other_users_links() {
 async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(
+    let (url, id) = link_with(
         &alice,
         json!({"max_files": 2, "note": "Scans of <the> contract"}),
     )
     .await;
     let locked = link_ok(&alice, json!({"max_files": 1, "password": "open sesame"})).await;
-    let url = url_of(&link);
-    let id = link["id"].as_str().unwrap();
 
     // Scanners and previews: GET twice and HEAD, each sees the page, nothing is used.
     for _ in 0..2 {
@@ -264,7 +257,7 @@ async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let seen = listed(&alice, id).await;
+    let seen = listed(&alice, &id).await;
     assert_eq!(
         (
             seen["files_received"].clone(),
@@ -272,11 +265,10 @@ async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
         ),
         (json!(0), json!(0))
     );
-    nothing_left(&app, &alice, id, 0).await;
+    nothing_left(&app, &alice, &id, 0).await;
 
     // docs/UPLOADS.md's recipe, run as written.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("contract.pdf"), sample_bytes(3_000)).unwrap();
+    let (dir, _) = temp_file("contract.pdf", &sample_bytes(3_000));
     let out = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(doc_block("UPLOADS.md", "shell"))
@@ -338,7 +330,7 @@ async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
     let res = send(&app.anon, &url, "more.txt", b"more".to_vec()).await;
     assert_eq!(res.status(), StatusCode::GONE);
     assert_eq!(error_code(res).await, "upload_link_gone");
-    assert_eq!(listed(&alice, id).await["status"], "full");
+    assert_eq!(listed(&alice, &id).await["status"], "full");
     assert_eq!(app.count_rows("files").await, 3);
 }
 
@@ -346,8 +338,7 @@ async fn the_page_uses_nothing_and_curl_sends_a_file_as_documented() {
 async fn a_wrong_password_stores_nothing_and_is_throttled() {
     let app = spawn_with(|c| c.login_attempts_per_minute = 3).await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"password": "open sesame"})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"password": "open sesame"})).await;
     let page = app
         .anon
         .get(&url)
@@ -441,8 +432,7 @@ fn streamed(bytes: Vec<u8>) -> reqwest::multipart::Form {
 async fn max_bytes_exceeded_mid_stream_leaves_nothing() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_bytes": 10_000, "max_files": 5})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"max_bytes": 10_000, "max_files": 5})).await;
 
     // No length declared: refused when the 10,001st byte arrives.
     let res = app
@@ -538,51 +528,27 @@ async fn fifty_at_once(app: &TestApp, alice: &User, id: &str, urls: &[String]) {
 async fn fifty_concurrent_uploads_on_a_three_file_link_keep_exactly_three() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 3})).await;
-    let id = link["id"].as_str().unwrap();
-    fifty_at_once(&app, &alice, id, &[url_of(&link)]).await;
+    let (url, id) = link_with(&alice, json!({"max_files": 3})).await;
+    fifty_at_once(&app, &alice, &id, &[url]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_uploads_over_two_app_servers_on_postgres_keep_exactly_three() {
     let Some(pg) = database().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut config_a = test_config(dir.path());
-    config_a.database_url = Some(pg.url().to_owned());
-    let mut config_b = test_config(dir.path());
-    // One store for both (with the files in S3, each test config has its own bucket).
-    config_b.file_store = config_a.file_store.clone();
-    let a = start(config_a).await;
-    config_b.database_url = Some(pg.url().to_owned());
-    config_b.download_url = Some(a.dl_url.clone());
-    let b = start(config_b).await;
+    let (a, b) = two_app_servers(dir.path(), &pg).await;
 
     let alice = a.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 3})).await;
-    let url_a = url_of(&link);
+    let (url_a, id) = link_with(&alice, json!({"max_files": 3})).await;
     let url_b = url_a.replacen(&a.app_url, &b.app_url, 1);
-    fifty_at_once(
-        &a,
-        &alice,
-        link["id"].as_str().unwrap(),
-        &[url_a, url_b.clone()],
-    )
-    .await;
+    fifty_at_once(&a, &alice, &id, &[url_a, url_b.clone()]).await;
 
     // Revoked on A: B refuses at once.
-    let again = link_ok(&alice, json!({})).await;
-    let on_b = url_of(&again).replacen(&a.app_url, &b.app_url, 1);
+    let (again, again_id) = link_with(&alice, json!({})).await;
+    let on_b = again.replacen(&a.app_url, &b.app_url, 1);
     let res = alice
-        .client
-        .delete(format!(
-            "{}/api/upload-links/{}",
-            a.app_url,
-            again["id"].as_str().unwrap()
-        ))
-        .header("X-CSRF-Token", &alice.csrf)
-        .send()
-        .await
-        .unwrap();
+        .delete_at(&format!("/api/upload-links/{again_id}"))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = send(&b.anon, &on_b, "late.txt", b"late".to_vec()).await;
     assert_eq!(res.status(), StatusCode::GONE);
@@ -592,10 +558,9 @@ async fn fifty_concurrent_uploads_over_two_app_servers_on_postgres_keep_exactly_
 async fn a_received_file_is_the_owners_marked_received_and_shareable() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"note": "for the audit"})).await;
-    let id = link["id"].as_str().unwrap();
+    let (url, id) = link_with(&alice, json!({"note": "for the audit"})).await;
     let bytes = sample_bytes(4_321);
-    let res = send(&app.anon, &url_of(&link), "ledger.xlsx", bytes.clone()).await;
+    let res = send(&app.anon, &url, "ledger.xlsx", bytes.clone()).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let answer: Value = res.json().await.unwrap();
     assert!(
@@ -611,7 +576,7 @@ async fn a_received_file_is_the_owners_marked_received_and_shareable() {
     assert_eq!(file["received"]["link_id"], id);
     assert_eq!(file["received"]["client"], "127.0.0.1");
     assert_eq!(file["received"]["user_agent"], "curl/8.5.0");
-    let listed_link = listed(&alice, id).await;
+    let listed_link = listed(&alice, &id).await;
     assert_eq!(listed_link["files"][0]["id"], file["id"]);
     let page = alice.files_page().await;
     assert!(
@@ -629,13 +594,8 @@ async fn a_received_file_is_the_owners_marked_received_and_shareable() {
         .unwrap();
     assert_eq!(got.bytes().await.unwrap(), bytes);
     let res = alice
-        .client
-        .post(format!("{}/api/files/{file_id}/shares", app.app_url))
-        .header("X-CSRF-Token", &alice.csrf)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(&format!("/api/files/{file_id}/shares"), &json!({}))
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     // Bob does not see it.
     let bob = app.login(BOB).await;
@@ -646,11 +606,11 @@ async fn a_received_file_is_the_owners_marked_received_and_shareable() {
     let capped = spawn_with(|c| c.max_files_per_user = 1).await;
     let owner = capped.login(ALICE).await;
     owner.upload_ok("own.txt", b"mine".to_vec()).await;
-    let link = link_ok(&owner, json!({})).await;
-    let res = send(&capped.anon, &url_of(&link), "more.txt", b"more".to_vec()).await;
+    let (url, id) = link_with(&owner, json!({})).await;
+    let res = send(&capped.anon, &url, "more.txt", b"more".to_vec()).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(res).await, "too_many_files");
-    nothing_left(&capped, &owner, link["id"].as_str().unwrap(), 1).await;
+    nothing_left(&capped, &owner, &id, 1).await;
 }
 
 #[tokio::test]
@@ -767,8 +727,7 @@ async fn slot_times(app: &TestApp, link_id: &str) -> Option<(i64, i64)> {
 async fn a_streaming_upload_marks_its_slot_seen() {
     let app = spawn_with(|c| c.upload_idle_secs = 1).await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 1})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"max_files": 1})).await;
     let mut upload = RawUpload::start(&app, &url, "slow.bin").await;
     upload.send(&sample_bytes(1_000)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -799,8 +758,7 @@ async fn a_streaming_upload_marks_its_slot_seen() {
 async fn a_broken_upload_frees_its_slot_and_leaves_nothing() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 1})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"max_files": 1})).await;
     let mut upload = RawUpload::start(&app, &url, "cut.bin").await;
     upload.send(&sample_bytes(8_000)).await;
     // The slot is held while the bytes arrive.
@@ -849,28 +807,23 @@ async fn the_owners_page_makes_lists_and_revokes_without_script() {
     );
     // Without the CSRF token: refused, nothing made.
     let res = alice
-        .client
-        .post(format!("{}/upload-links", app.app_url))
-        .form(&[("max_files", "2")])
-        .send()
-        .await
-        .unwrap();
+        .post_form("/upload-links", &[("max_files", "2")])
+        .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(links_of(&alice).await.is_empty());
     let res = alice
-        .client
-        .post(format!("{}/upload-links", app.app_url))
-        .form(&[
-            ("csrf_token", alice.csrf.as_str()),
-            ("note", "tax papers"),
-            ("expires_in_secs", "86400"),
-            ("max_files", "2"),
-            ("max_mib", "1"),
-            ("password", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/upload-links",
+            &[
+                ("csrf_token", alice.csrf.as_str()),
+                ("note", "tax papers"),
+                ("expires_in_secs", "86400"),
+                ("max_files", "2"),
+                ("max_mib", "1"),
+                ("password", ""),
+            ],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let created = res.text().await.unwrap();
     assert!(
@@ -882,12 +835,11 @@ async fn the_owners_page_makes_lists_and_revokes_without_script() {
     assert_eq!(link["note"], "tax papers");
     let id = link["id"].as_str().unwrap();
     let res = alice
-        .client
-        .post(format!("{}/upload-links", app.app_url))
-        .form(&[("csrf_token", alice.csrf.as_str()), ("max_files", "0")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/upload-links",
+            &[("csrf_token", alice.csrf.as_str()), ("max_files", "0")],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(
         res.text()
@@ -896,12 +848,11 @@ async fn the_owners_page_makes_lists_and_revokes_without_script() {
             .contains("max_files must be 1 to 1000")
     );
     let res = alice
-        .client
-        .post(format!("{}/upload-links/{id}/revoke", app.app_url))
-        .form(&[("csrf_token", alice.csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("/upload-links/{id}/revoke"),
+            &[("csrf_token", alice.csrf.as_str())],
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let page = alice
         .client
@@ -933,16 +884,13 @@ async fn browser_sends(javascript: bool) {
     };
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(
+    let (url, _) = link_with(
         &alice,
         json!({"max_files": 2, "note": "Your passport scan"}),
     )
     .await;
-    let url = url_of(&link);
     let bytes = sample_bytes(300_000);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("passport.jpg");
-    std::fs::write(&file, &bytes).unwrap();
+    let (_dir, file) = temp_file("passport.jpg", &bytes);
     let walk = async {
         let browser = harness.browser(javascript).await;
         browser.driver.goto(&url).await.unwrap();
@@ -1029,8 +977,7 @@ async fn browser_sends_through_an_upload_link_without_javascript() {
 async fn concurrent_uploads_never_exceed_max_bytes() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 50, "max_bytes": 50_000})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"max_files": 50, "max_bytes": 50_000})).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let url = url.clone();
@@ -1072,8 +1019,7 @@ async fn concurrent_uploads_never_exceed_max_bytes() {
 async fn a_slot_left_by_a_dead_app_server_is_reclaimed_when_stale() {
     let app = spawn_with(|c| c.upload_idle_secs = 5).await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 1})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"max_files": 1})).await;
     let held = async |seen_at: i64| {
         sqlx::query(
             "INSERT INTO upload_link_slots (id, link_id, reserved_at, seen_at) \
@@ -1125,7 +1071,7 @@ async fn an_upload_is_a_fixed_number_of_statements_and_the_list_does_not_grow() 
     capture_statements();
     let app = spawn_with(|c| c.max_files_per_user = 100).await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({})).await;
+    let (url, _) = link_with(&alice, json!({})).await;
     let counted = async |request: reqwest::RequestBuilder| {
         let id = format!("count-{}", shared::random_token(9));
         let res = request.header("X-Request-Id", &id).send().await.unwrap();
@@ -1137,7 +1083,7 @@ async fn an_upload_is_a_fixed_number_of_statements_and_the_list_does_not_grow() 
             reqwest::multipart::Part::bytes(b"counted".to_vec()).file_name("c.txt"),
         )
     };
-    let (res, upload) = counted(app.anon.post(url_of(&link)).multipart(form())).await;
+    let (res, upload) = counted(app.anon.post(url).multipart(form())).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let list_url = format!("{}/api/upload-links", app.app_url);
     let (res, one) = counted(alice.client.get(&list_url)).await;
@@ -1174,8 +1120,7 @@ async fn logs_never_carry_the_links_secret_or_password() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
     let password = "the-link-password-77";
-    let link = link_ok(&alice, json!({"password": password})).await;
-    let url = url_of(&link);
+    let (url, _) = link_with(&alice, json!({"password": password})).await;
     let secret = url.rsplit_once("/u/").unwrap().1.to_owned();
     assert_eq!(app.anon.get(&url).send().await.unwrap().status(), 200);
     let wrong = "a-wrong-guess-88";
@@ -1242,28 +1187,15 @@ async fn tuspy_through_a_link_resumes_after_a_cut_and_arrives_received_and_annou
         return;
     };
     let (app, alice, _) = app_with_webhook(&receiver, &["upload.received"], |_| {}).await;
-    let link = link_ok(&alice, json!({"max_files": 1})).await;
-    let id = link["id"].as_str().unwrap().to_owned();
-    let secret_path = url_of(&link).strip_prefix(&app.app_url).unwrap().to_owned();
+    let (url, id) = link_with(&alice, json!({"max_files": 1})).await;
+    let secret_path = url.strip_prefix(&app.app_url).unwrap().to_owned();
     let bytes = sample_bytes(3 * 1024 * 1024 + 17);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("scan.pdf");
-    std::fs::write(&path, &bytes).unwrap();
+    let (_dir, path) = temp_file("scan.pdf", &bytes);
 
     // The first request to pass 1.5 MiB (the first 2 MiB PATCH) is cut there.
     let proxy = burnlink_tests::services::upload_cutting_proxy_for(&app.app_url, 1536 * 1024).await;
-    let tus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tus");
-    let out = tokio::process::Command::new("python3")
-        .arg(tus_dir.join("upload.py"))
-        .arg(format!("http://{}{secret_path}/uploads", proxy.addr))
-        .arg("-")
-        .arg(&path)
-        .arg((2 * 1024 * 1024).to_string())
-        .env("PYTHONPATH", tus_dir.join("python"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("python3 runs tuspy");
+    let endpoint = format!("http://{}{secret_path}/uploads", proxy.addr);
+    let out = tuspy(&endpoint, "-", &path, 2 * 1024 * 1024).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -1343,12 +1275,11 @@ type Refusal<'a> = (&'a [(&'a str, &'a str)], u64, StatusCode, &'a str);
 async fn a_tus_creation_through_a_link_is_checked_as_the_form_is() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(
+    let (url, id) = link_with(
         &alice,
         json!({"password": "correct horse", "max_bytes": 1000}),
     )
     .await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
     let password = ("Burnlink-Link-Password", "correct horse");
 
     let cases: [Refusal; 5] = [
@@ -1443,8 +1374,7 @@ async fn a_tus_creation_through_a_link_is_checked_as_the_form_is() {
 async fn concurrent_tus_creations_on_a_three_file_link_keep_exactly_three() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 3})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"max_files": 3})).await;
     let tus = burnlink_tests::tus::Tus::link(&app, &url);
     let created =
         futures_util::future::join_all((0..20).map(|_| tus.create(1000, "a.bin", None))).await;
@@ -1488,8 +1418,7 @@ async fn concurrent_tus_creations_on_a_three_file_link_keep_exactly_three() {
 async fn a_link_revoked_mid_upload_stops_the_patches_and_leaves_nothing() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({})).await;
     let tus = burnlink_tests::tus::Tus::link(&app, &url);
     let bytes = sample_bytes(200_000);
     let upload = tus.create_ok(200_000, "half.bin").await;
@@ -1497,13 +1426,7 @@ async fn a_link_revoked_mid_upload_stops_the_patches_and_leaves_nothing() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(!parts(&app).is_empty(), "bytes so far are kept");
 
-    let res = alice
-        .client
-        .delete(format!("{}/api/upload-links/{id}", app.app_url))
-        .header("X-CSRF-Token", &alice.csrf)
-        .send()
-        .await
-        .unwrap();
+    let res = alice.delete_at(&format!("/api/upload-links/{id}")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = tus.patch(&upload, 100_000, bytes[100_000..].to_vec()).await;
     assert_eq!(res.status(), StatusCode::GONE);
@@ -1520,8 +1443,7 @@ async fn a_link_revoked_while_its_upload_is_paused_is_swept() {
     // Uploads live 30 s, so the sweep runs every 15 s: the upload goes well before its expiry.
     let app = spawn_with(|c| c.upload_expiry_secs = 30).await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({})).await;
     let tus = burnlink_tests::tus::Tus::link(&app, &url);
     let upload = tus.create_ok(1000, "paused.bin").await;
     assert_eq!(
@@ -1563,8 +1485,7 @@ async fn a_link_revoked_while_its_upload_is_paused_is_swept() {
 async fn an_expired_tus_upload_through_a_link_gives_its_slot_back() {
     let app = spawn_with(|c| c.upload_expiry_secs = 1).await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"max_files": 1})).await;
-    let (url, id) = (url_of(&link), link["id"].as_str().unwrap().to_owned());
+    let (url, id) = link_with(&alice, json!({"max_files": 1})).await;
     let tus = burnlink_tests::tus::Tus::link(&app, &url);
     let upload = tus.create_ok(1000, "slow.bin").await;
     assert_eq!(
@@ -1613,13 +1534,10 @@ async fn chromium_sends_a_large_file_through_a_link_with_tus_and_resumes_after_a
         burnlink_tests::services::upload_cutting_proxy_on(listener, &app.app_url, 3 * 1024 * 1024)
             .await;
     let alice = app.login(ALICE).await;
-    let link = link_ok(&alice, json!({"password": "open sesame", "max_files": 1})).await;
-    let id = link["id"].as_str().unwrap().to_owned();
-    let link_url = url_of(&link);
+    let (link_url, id) =
+        link_with(&alice, json!({"password": "open sesame", "max_files": 1})).await;
     let bytes = sample_bytes(6 * 1024 * 1024 + 11);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scan.pdf");
-    std::fs::write(&file, &bytes).unwrap();
+    let (_dir, file) = temp_file("scan.pdf", &bytes);
     let walk = async {
         let browser = harness.browser(true).await;
         browser.driver.goto(&link_url).await.unwrap();
@@ -1687,10 +1605,8 @@ async fn uploads_md_tuspy_link_recipe_works_as_written() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
     let link = link_ok(&alice, json!({"password": "open sesame"})).await;
-    let dir = tempfile::tempdir().unwrap();
     let bytes = sample_bytes(5 * 1024 * 1024 + 1);
-    let file = dir.path().join("contract.pdf");
-    std::fs::write(&file, &bytes).unwrap();
+    let (_dir, file) = temp_file("contract.pdf", &bytes);
     let tus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tus");
     let out = tokio::process::Command::new("python3")
         .arg("-c")

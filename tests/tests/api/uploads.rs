@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use burnlink_tests::services::{skip, tool_installed, upload_cutting_proxy_for};
-use burnlink_tests::tus::{Tus, file_id, header_u64, location, parts, until};
-use burnlink_tests::{ALICE, BOB, TestApp, User, error_code, sample_bytes, spawn};
+use burnlink_tests::tus::{Tus, file_id, header_u64, held_body, location, parts, tuspy, until};
+use burnlink_tests::{ALICE, BOB, TestApp, User, error_code, sample_bytes, spawn, temp_file};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 
@@ -391,15 +391,8 @@ async fn of_two_concurrent_patches_one_writes_and_the_other_is_refused() {
     let upload = tus.create_ok(200_000, "a.bin").await;
 
     // The first PATCH sends half its body and holds on.
-    let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let body = reqwest::Body::wrap_stream(tokio_stream(receive));
-    let first = tokio::spawn(
-        tus.request(Method::PATCH, &upload)
-            .header("Upload-Offset", 0)
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(body)
-            .send(),
-    );
+    let (send, body) = held_body();
+    let first = tokio::spawn(tus.patch_request(&upload, 0, body).send());
     send.send(Ok(bytes[..100_000].to_vec())).await.unwrap();
     until("the first PATCH holds the upload", || async {
         leased(&app).await == 1
@@ -424,13 +417,6 @@ async fn of_two_concurrent_patches_one_writes_and_the_other_is_refused() {
     assert_eq!(app.count_rows("files").await, 1);
 }
 
-/// A channel's receiver as a stream (for a request body sent piece by piece).
-fn tokio_stream<T: Send + 'static>(
-    mut receive: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| receive.poll_recv(cx))
-}
-
 #[tokio::test]
 async fn a_cut_patch_keeps_what_arrived_and_the_rest_follows() {
     let app = spawn().await;
@@ -442,13 +428,7 @@ async fn a_cut_patch_keeps_what_arrived_and_the_rest_follows() {
     let proxy = upload_cutting_proxy_for(&app.app_url, 1024 * 1024).await;
     let mut cut = Tus::session(&app, &alice);
     cut.base = format!("http://{}", proxy.addr);
-    let res = cut
-        .request(Method::PATCH, &upload)
-        .header("Upload-Offset", 0)
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(bytes.clone())
-        .send()
-        .await;
+    let res = cut.patch_request(&upload, 0, bytes.clone()).send().await;
     assert!(res.is_err(), "the connection was cut: {res:?}");
 
     // What arrived before the cut was kept and recorded; the rest goes on from there.
@@ -474,24 +454,12 @@ async fn tuspy_resumes_after_a_cut_connection() {
     let alice = app.login(ALICE).await;
     let token = alice.create_token(&["files:write"]).await;
     let bytes = sample_bytes(3 * 1024 * 1024 + 17);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("scan.pdf");
-    std::fs::write(&path, &bytes).unwrap();
+    let (_dir, path) = temp_file("scan.pdf", &bytes);
 
     // The first request to pass 1.5 MiB (the first 2 MiB PATCH) is cut there.
     let proxy = upload_cutting_proxy_for(&app.app_url, 1536 * 1024).await;
-    let tus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tus");
-    let out = tokio::process::Command::new("python3")
-        .arg(tus_dir.join("upload.py"))
-        .arg(format!("http://{}/api/uploads", proxy.addr))
-        .arg(&token)
-        .arg(&path)
-        .arg((2 * 1024 * 1024).to_string())
-        .env("PYTHONPATH", tus_dir.join("python"))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("python3 runs tuspy");
+    let endpoint = format!("http://{}/api/uploads", proxy.addr);
+    let out = tuspy(&endpoint, &token, &path, 2 * 1024 * 1024).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -606,15 +574,8 @@ async fn an_upload_resumes_on_a_restarted_app_server() {
     );
 
     // A PATCH in flight when the server stops.
-    let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let in_flight = tokio::spawn(
-        before
-            .request(Method::PATCH, &upload)
-            .header("Upload-Offset", 200_000)
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(reqwest::Body::wrap_stream(tokio_stream(receive)))
-            .send(),
-    );
+    let (send, body) = held_body();
+    let in_flight = tokio::spawn(before.patch_request(&upload, 200_000, body).send());
     send.send(Ok(vec![0xEE; 100_000])).await.unwrap();
     let db = sqlx::AnyPool::connect(config.database_url.as_deref().unwrap())
         .await
@@ -685,11 +646,8 @@ async fn a_5_gib_upload_keeps_memory_flat() {
             Ok::<_, std::io::Error>(vec![((piece * 4096 + i) % 251) as u8; 256 * 1024])
         });
         let res = tus
-            .request(Method::PATCH, &upload)
-            .header("Upload-Offset", piece * GIB)
-            .header("Content-Type", "application/offset+octet-stream")
+            .patch_request(&upload, piece * GIB, reqwest::Body::wrap_stream(chunks))
             .header("Content-Length", GIB)
-            .body(reqwest::Body::wrap_stream(chunks))
             .send()
             .await
             .expect("PATCH");
@@ -726,10 +684,8 @@ async fn chromium_uploads_a_large_file_through_tus_and_resumes_after_a_cut() {
             .goto(format!("http://{}/", proxy.addr))
             .await
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let bytes = sample_bytes(6 * 1024 * 1024 + 11);
-        let file = dir.path().join("scan.pdf");
-        std::fs::write(&file, &bytes).unwrap();
+        let (_dir, file) = temp_file("scan.pdf", &bytes);
         browser.find("#upload-form").await;
         browser
             .driver
@@ -772,10 +728,8 @@ async fn uploads_md_curl_recipe_works_as_written() {
     let app = spawn().await;
     let alice = app.login(ALICE).await;
     let token = alice.create_token(&["files:write"]).await;
-    let dir = tempfile::tempdir().unwrap();
     let bytes = sample_bytes(7 * 1024 * 1024 + 3);
-    let file = dir.path().join("contract scan.pdf");
-    std::fs::write(&file, &bytes).unwrap();
+    let (_dir, file) = temp_file("contract scan.pdf", &bytes);
     let out = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(burnlink_tests::doc_block("UPLOADS.md", "sh"))
@@ -810,12 +764,7 @@ async fn two_app_servers_on_postgres_write_one_upload_one_request_at_a_time() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let a = burnlink_tests::start(burnlink_tests::postgres::on_postgres(dir.path(), &pg)).await;
-    let mut config_b = burnlink_tests::postgres::on_postgres(dir.path(), &pg);
-    config_b.download_url = Some(a.dl_url.clone());
-    // One file store (with S3, one bucket) for both.
-    config_b.file_store = a.config.file_store.clone();
-    let b = burnlink_tests::start(config_b).await;
+    let (a, b) = burnlink_tests::postgres::two_app_servers(dir.path(), &pg).await;
     let alice = a.login(ALICE).await;
     let token = alice.create_token(&["files:write"]).await;
     let (on_a, on_b) = (Tus::bearer(&a, &token), Tus::bearer(&b, &token));
@@ -823,14 +772,8 @@ async fn two_app_servers_on_postgres_write_one_upload_one_request_at_a_time() {
     let upload = on_a.create_ok(300_000, "a.bin").await;
 
     // A PATCH on A holds the upload; one on B at the same offset is refused meanwhile.
-    let (send, receive) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let first = tokio::spawn(
-        on_a.request(Method::PATCH, &upload)
-            .header("Upload-Offset", 0)
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(reqwest::Body::wrap_stream(tokio_stream(receive)))
-            .send(),
-    );
+    let (send, body) = held_body();
+    let first = tokio::spawn(on_a.patch_request(&upload, 0, body).send());
     send.send(Ok(bytes[..100_000].to_vec())).await.unwrap();
     until("the PATCH on A holds the upload", || async {
         leased(&a).await == 1
