@@ -1360,7 +1360,7 @@ impl Report {
             rps(hs),
             rps(nginx),
             Some(hs.rps() / nginx.rps()),
-            "≥ 1.0x",
+            "≥ 0.8x",
         );
         self.row(
             "4 KiB from memory, bare actix-web: the framework's ceiling (req/s)",
@@ -1397,43 +1397,48 @@ impl Report {
             Some(hs.p99_us as f64 / nginx.p99_us as f64),
             "≤ 1.5x",
         );
-        self.row(
-            "4 KiB, EdDSA (req/s) against the verify bound (one at a time)",
-            rps(eddsa),
-            format!("{bound:.0} verifies/s"),
-            Some(eddsa.rps() / bound),
-            "",
-        );
-        // wrk shares the cores: the bound scaled to the CPU the server got is what it could
-        // reach if everything but the signature check were free.
-        let cores = std::thread::available_parallelism().map_or(2.0, |n| n.get() as f64);
-        let left = bound * eddsa.server_cores / cores;
-        self.row(
-            &format!(
-                "4 KiB, EdDSA, against the bound on the {:.2} cores the server got (req/s)",
-                eddsa.server_cores
-            ),
-            req_s(eddsa),
-            format!("{left:.0} verifies/s"),
-            Some(eddsa.rps() / left),
-            "",
-        );
+        // The bound comes from the crypto workload: not measured when `--only` left it out.
+        if bound > 0.0 {
+            self.row(
+                "4 KiB, EdDSA (req/s) against the verify bound (one at a time)",
+                rps(eddsa),
+                format!("{bound:.0} verifies/s"),
+                Some(eddsa.rps() / bound),
+                "",
+            );
+            // wrk shares the cores: the bound scaled to the CPU the server got is what it
+            // could reach if everything but the signature check were free.
+            let cores = std::thread::available_parallelism().map_or(2.0, |n| n.get() as f64);
+            let left = bound * eddsa.server_cores / cores;
+            self.row(
+                &format!(
+                    "4 KiB, EdDSA, against the bound on the {:.2} cores the server got (req/s)",
+                    eddsa.server_cores
+                ),
+                req_s(eddsa),
+                format!("{left:.0} verifies/s"),
+                Some(eddsa.rps() / left),
+                "",
+            );
+        }
         self.row(
             "4 KiB, EdDSA (req/s) against nginx",
             req_s(eddsa),
             req_s(nginx),
             Some(eddsa.rps() / nginx.rps()),
-            "≥ 0.6x",
+            "≥ 0.5x",
         );
+        // Issue 29's targets (issue 18's floors: bare actix-web reading the file reaches
+        // 0.89-0.96x nginx on these machines, so 1.0x is no target for a server that does).
         self.ratios
-            .push(("4 KiB HS256 req/s".into(), hs.rps() / nginx.rps(), 1.0));
+            .push(("4 KiB HS256 req/s".into(), hs.rps() / nginx.rps(), 0.8));
         self.ratios.push((
             "4 KiB HS256 p99 (nginx/ours)".into(),
             nginx.p99_us as f64 / hs.p99_us as f64,
             1.0 / 1.5,
         ));
         self.ratios
-            .push(("4 KiB EdDSA req/s".into(), eddsa.rps() / nginx.rps(), 0.6));
+            .push(("4 KiB EdDSA req/s".into(), eddsa.rps() / nginx.rps(), 0.5));
         self.small_errors(&[
             ("nginx", nginx),
             ("actix-web", floor),
@@ -1510,12 +1515,12 @@ impl Report {
                 memory.p99_us
             ),
             Some(redis.rps() / memory.rps()),
-            "≥ 0.9x",
+            "≥ 0.75x",
         );
         self.ratios.push((
             "Redis / memory burn store".into(),
             redis.rps() / memory.rps(),
-            0.9,
+            0.75,
         ));
     }
 

@@ -1,8 +1,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::{DecodeSliceError, Engine};
 use jsonwebtoken::Validation;
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
@@ -168,12 +168,19 @@ impl<'de> Deserialize<'de> for UniqueMembers {
                 self,
                 mut map: A,
             ) -> Result<UniqueMembers, A::Error> {
-                let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::with_capacity(16);
+                // The first names on the stack (a token has about ten), any more in a `Vec`.
+                let mut first: [Cow<'de, str>; 16] = Default::default();
+                let mut more: Vec<Cow<'de, str>> = Vec::new();
+                let mut count = 0;
                 while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
-                    if seen.contains(&name) {
+                    if first[..count.min(first.len())].contains(&name) || more.contains(&name) {
                         return Err(serde::de::Error::custom("duplicate member"));
                     }
-                    seen.push(name);
+                    match first.get_mut(count) {
+                        Some(slot) => *slot = name,
+                        None => more.push(name),
+                    }
+                    count += 1;
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
                 Ok(UniqueMembers)
@@ -186,7 +193,7 @@ impl<'de> Deserialize<'de> for UniqueMembers {
 /// A member name: borrowed from the JSON when it has no escapes (serde's own `Cow<str>` always
 /// copies: one allocation per member of every token, issue 29), unescaped into a copy when it
 /// has some.
-struct Name<'de>(std::borrow::Cow<'de, str>);
+struct Name<'de>(Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -197,13 +204,13 @@ impl<'de> Deserialize<'de> for Name<'de> {
                 f.write_str("a member name")
             }
             fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
-                Ok(Name(std::borrow::Cow::Borrowed(name)))
+                Ok(Name(Cow::Borrowed(name)))
             }
             fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
-                Ok(Name(std::borrow::Cow::Owned(name.to_owned())))
+                Ok(Name(Cow::Owned(name.to_owned())))
             }
             fn visit_string<E>(self, name: String) -> Result<Name<'de>, E> {
-                Ok(Name(std::borrow::Cow::Owned(name)))
+                Ok(Name(Cow::Owned(name)))
             }
         }
         d.deserialize_str(Visitor)
@@ -224,6 +231,48 @@ struct KeyEntry {
 pub struct Verifier {
     keys: HashMap<String, KeyEntry>,
     policy: Policy,
+    known: KnownHeaders,
+}
+
+/// How many distinct headers [`KnownHeaders`] remembers: a minter signs every token of a key
+/// under one header, so this is room for a few minters per key.
+const KNOWN_HEADERS: usize = 16;
+
+/// Header segments (still base64) that passed every check made of a header alone, under a
+/// good signature, each with its key's `kid`. Whether a header passes depends only on its bytes and the verifier's keys,
+/// which never change, so a token whose header is here skips the decode and the three JSON
+/// reads of [`Verifier::check_whole_header`] (issue 29). Bounded and lock-free: slots are set
+/// once, a full table stays as it is and other headers are checked every time.
+#[derive(Default)]
+struct KnownHeaders([std::sync::OnceLock<(Box<str>, Box<str>)>; KNOWN_HEADERS]);
+
+impl KnownHeaders {
+    fn kid(&self, header: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .map_while(|slot| slot.get())
+            .find(|(known, _)| **known == *header)
+            .map(|(_, kid)| &**kid)
+    }
+
+    /// Remembers the header of `token`, which `entry`'s key has just been seen to sign, in the
+    /// first free slot, unless it is there already or none is free. Only a signed header goes
+    /// in: anyone can send headers that pass the checks, but not fill the table with them.
+    /// Two threads may fill two slots with the same header; lookups find the first.
+    fn remember(&self, token: &str, entry: &KeyEntry) {
+        let header = token.split('.').next().unwrap_or_default();
+        if self.kid(header).is_some() {
+            return;
+        }
+        for slot in &self.0 {
+            if slot
+                .set((header.into(), entry.key.kid.as_str().into()))
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
 }
 
 impl Verifier {
@@ -244,7 +293,11 @@ impl Verifier {
                 (key.kid.clone(), KeyEntry { key, validation: v })
             })
             .collect();
-        Verifier { keys, policy }
+        Verifier {
+            keys,
+            policy,
+            known: KnownHeaders::default(),
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -287,8 +340,8 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Result<(Grant, bool), TokenError> {
-        let (entry, header) = self.check_header(token)?;
-        self.verify_after_header(token, entry, &header, now)
+        let (entry, known) = self.check_whole_header(token)?;
+        self.verify_after_header(token, entry, known, now)
     }
 
     /// [`Verifier::verify_allowing_expiry_at`], unless `token` names an Ed25519 key and passes
@@ -299,10 +352,10 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Option<Result<(Grant, bool), TokenError>> {
-        match self.check_header(token) {
+        match self.check_whole_header(token) {
             Err(e) => Some(Err(e)),
             Ok((entry, _)) if matches!(entry.key.check, SignatureCheck::Ed25519(_)) => None,
-            Ok((entry, header)) => Some(self.verify_after_header(token, entry, &header, now)),
+            Ok((entry, known)) => Some(self.verify_after_header(token, entry, known, now)),
         }
     }
 
@@ -310,23 +363,27 @@ impl Verifier {
         &self,
         token: &str,
         entry: &KeyEntry,
-        header: &[u8],
+        known: bool,
         now: u64,
     ) -> Result<(Grant, bool), TokenError> {
-        let (message, signature) = signed_parts(token, header)?;
+        let mut buffer = [0; SIGNATURE_BUFFER];
+        let (message, signature) = signed_parts(token, &mut buffer)?;
         let signed = match &entry.key.check {
             SignatureCheck::Ed25519(key) => {
-                let signature = ed25519_signature(&signature)?;
+                let signature = ed25519_signature(signature)?;
                 ed25519_dalek::Verifier::verify(key, message, &signature).is_ok()
             }
             SignatureCheck::Hs256(mac) => {
                 let mut mac = mac.clone();
                 hmac::Mac::update(&mut mac, message);
-                hmac::Mac::verify_slice(mac, &signature).is_ok()
+                hmac::Mac::verify_slice(mac, signature).is_ok()
             }
         };
         if !signed {
             return Err(TokenError::BadSignature);
+        }
+        if !known {
+            self.known.remember(token, entry);
         }
         self.after_signature(token, entry, now)
     }
@@ -365,14 +422,14 @@ impl Verifier {
         tokens: &[(&str, u64)],
     ) -> Vec<Result<(Grant, bool), TokenError>> {
         let mut out: Vec<Option<Result<(Grant, bool), TokenError>>> = vec![None; tokens.len()];
-        let mut batch: Vec<(usize, &KeyEntry)> = Vec::with_capacity(tokens.len());
+        let mut batch: Vec<(usize, &KeyEntry, bool)> = Vec::with_capacity(tokens.len());
         let mut messages: Vec<&[u8]> = Vec::with_capacity(tokens.len());
         let mut signatures = Vec::with_capacity(tokens.len());
         let mut keys = Vec::with_capacity(tokens.len());
         for (i, &(token, now)) in tokens.iter().enumerate() {
             match self.batchable(token) {
-                Ok(Some((entry, message, signature, key))) => {
-                    batch.push((i, entry));
+                Ok(Some((entry, known, message, signature, key))) => {
+                    batch.push((i, entry, known));
                     messages.push(message);
                     signatures.push(signature);
                     keys.push(key);
@@ -388,9 +445,12 @@ impl Verifier {
             1 => ed25519_dalek::Verifier::verify(&keys[0], messages[0], &signatures[0]).is_ok(),
             _ => ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok(),
         };
-        for (i, entry) in batch {
+        for (i, entry, known) in batch {
             let (token, now) = tokens[i];
             out[i] = Some(if signed {
+                if !known {
+                    self.known.remember(token, entry);
+                }
                 self.after_signature(token, entry, now)
             } else {
                 self.verify_allowing_expiry_at(token, now)
@@ -401,24 +461,29 @@ impl Verifier {
             .collect()
     }
 
+    /// Every check of the token before its signature: [`Verifier::check_header`], then the
+    /// header read as jsonwebtoken reads it, whose typed members (`jwk`, `x5c`...) refuse what
+    /// ours ignore. Returns the key, and `true` when the header was known ([`KnownHeaders`]):
+    /// after the token's shape, such a header is not checked again.
+    fn check_whole_header(&self, token: &str) -> Result<(&KeyEntry, bool), TokenError> {
+        let segment = header_segment(token)?;
+        if let Some(entry) = self.known.kid(segment).and_then(|kid| self.keys.get(kid)) {
+            return Ok((entry, true));
+        }
+        let (entry, header) = self.check_header_segment(segment)?;
+        serde_json::from_slice::<jsonwebtoken::Header>(&header)
+            .map_err(|_| TokenError::BadClaims("missing or ill-typed"))?;
+        Ok((entry, false))
+    }
+
     /// The checks before the signature: size, shape, `typ`, `crit`, `kid` and `alg`. Returns
     /// the key and the decoded header.
     fn check_header(&self, token: &str) -> Result<(&KeyEntry, Vec<u8>), TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(header), Some(_), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        if !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(TokenError::Malformed);
-        }
+        self.check_header_segment(header_segment(token)?)
+    }
+
+    /// [`Verifier::check_header`] after the token's shape.
+    fn check_header_segment(&self, header: &str) -> Result<(&KeyEntry, Vec<u8>), TokenError> {
         let header = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| TokenError::Malformed)?;
@@ -445,8 +510,8 @@ impl Verifier {
     }
 
     /// For an Ed25519 token, what batch verification needs, after every check made before
-    /// the signature, so that a token refused before its signature is refused the same way.
-    /// `None`: not an Ed25519 key.
+    /// the signature, so that a token refused before its signature is refused the same way
+    /// (and whether its header was known). `None`: not an Ed25519 key.
     #[allow(clippy::type_complexity)]
     fn batchable<'t>(
         &self,
@@ -454,18 +519,21 @@ impl Verifier {
     ) -> Result<
         Option<(
             &KeyEntry,
+            bool,
             &'t [u8],
             ed25519_dalek::Signature,
             ed25519_dalek::VerifyingKey,
         )>,
         TokenError,
     > {
-        let (entry, header) = self.check_header(token)?;
+        let (entry, known) = self.check_whole_header(token)?;
         let SignatureCheck::Ed25519(key) = entry.key.check else {
             return Ok(None);
         };
-        let (message, signature) = signed_parts(token, &header)?;
-        Ok(Some((entry, message, ed25519_signature(&signature)?, key)))
+        let mut buffer = [0; SIGNATURE_BUFFER];
+        let (message, signature) = signed_parts(token, &mut buffer)?;
+        let signature = ed25519_signature(signature)?;
+        Ok(Some((entry, known, message, signature, key)))
     }
 
     /// What `jsonwebtoken::decode` checks after a good signature, for our `Validation`: the
@@ -528,21 +596,51 @@ impl Verifier {
     }
 }
 
-/// The signed message and the decoded signature of a token whose header has passed
-/// [`Verifier::check_header`] (so it has three parts): the header is also read as
-/// jsonwebtoken reads it, whose typed members (`jwk`, `x5c`...) refuse what ours ignore.
-fn signed_parts<'t>(token: &'t str, header: &[u8]) -> Result<(&'t [u8], Vec<u8>), TokenError> {
-    serde_json::from_slice::<jsonwebtoken::Header>(header)
-        .map_err(|_| TokenError::BadClaims("missing or ill-typed"))?;
-    let dot = token.rfind('.').ok_or(TokenError::Malformed)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(&token[dot + 1..])
-        .map_err(|_| TokenError::Malformed)?;
-    Ok((&token.as_bytes()[..dot], signature))
+/// Room on the stack for a decoded signature: the longest of ours is Ed25519's 64 bytes, and
+/// base64's decoder asks for room by the encoded length (3 bytes per 4 characters).
+const SIGNATURE_BUFFER: usize = 96;
+
+/// The first part of a token of the right size and shape (three parts of base64url
+/// characters), still encoded.
+fn header_segment(token: &str) -> Result<&str, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(TokenError::Malformed);
+    }
+    Ok(header)
 }
 
-/// The payload of a token that has passed [`Verifier::check_header`] (so it has three parts),
-/// base64-decoded.
+/// The signed message and the signature, decoded into `buffer`, of a token of the right shape
+/// ([`header_segment`]). A signature too long for `buffer` is longer than any key of ours
+/// makes: decoded only to tell a bad signature from bad base64.
+fn signed_parts<'t, 'b>(
+    token: &'t str,
+    buffer: &'b mut [u8; SIGNATURE_BUFFER],
+) -> Result<(&'t [u8], &'b [u8]), TokenError> {
+    let dot = token.rfind('.').ok_or(TokenError::Malformed)?;
+    let encoded = &token[dot + 1..];
+    match URL_SAFE_NO_PAD.decode_slice(encoded, buffer) {
+        Ok(len) => Ok((&token.as_bytes()[..dot], &buffer[..len])),
+        Err(DecodeSliceError::OutputSliceTooSmall) => match URL_SAFE_NO_PAD.decode(encoded) {
+            Ok(_) => Err(TokenError::BadSignature),
+            Err(_) => Err(TokenError::Malformed),
+        },
+        Err(DecodeSliceError::DecodeError(_)) => Err(TokenError::Malformed),
+    }
+}
+
+/// The payload of a token of the right shape ([`header_segment`]), base64-decoded.
 fn decoded_payload(token: &str) -> Result<Vec<u8>, TokenError> {
     let payload = token.split('.').nth(1).unwrap_or_default();
     URL_SAFE_NO_PAD
@@ -595,6 +693,8 @@ fn is_download_type(typ: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use hmac::{Hmac, Mac as _};
+
     use super::*;
     use crate::{Algorithm, SigningKey};
 
@@ -715,5 +815,152 @@ mod tests {
         assert_eq!(verifier.verify("a.b.c.d.e"), Err(TokenError::Malformed));
         assert_eq!(verifier.verify("a b.c.d"), Err(TokenError::Malformed));
         assert_eq!(verifier.verify("e30=.e30.e30"), Err(TokenError::Malformed));
+    }
+
+    const SECRET: [u8; 32] = [9; 32];
+
+    /// An HS256 token under any header JSON, signed with [`SECRET`].
+    fn signed_under(header: &str, payload: &[u8]) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&SECRET).unwrap();
+        hmac::Mac::update(&mut mac, message.as_bytes());
+        let signature = hmac::Mac::finalize(mac).into_bytes();
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    fn header_json(kid: &str, alg: &str, extra: &str) -> String {
+        format!(r#"{{"typ":"{TOKEN_TYPE}","alg":"{alg}","kid":"{kid}"{extra}}}"#)
+    }
+
+    #[test]
+    fn a_header_seen_before_is_remembered_and_every_token_under_it_is_still_checked() {
+        for alg in [Algorithm::EdDSA, Algorithm::HS256] {
+            let (key, verifier) = setup(alg);
+            let now = crate::unix_now();
+            let token = key.mint(&claims(now, 60)).unwrap();
+            let header = token.split('.').next().unwrap();
+            let (signed, _) = token.rsplit_once('.').unwrap();
+            let unsigned = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+            assert_eq!(verifier.verify(&unsigned), Err(TokenError::BadSignature));
+            assert_eq!(
+                verifier.known.kid(header),
+                None,
+                "a header goes in only under a good signature"
+            );
+            verifier.verify(&token).unwrap();
+            assert_eq!(verifier.known.kid(header), Some(key.kid()));
+
+            // Under the remembered header: another token passes, and anything changed after
+            // the header is refused as before.
+            let other = key.mint(&claims(now, 60)).unwrap();
+            assert!(verifier.verify(&other).is_ok());
+            let (signed, signature) = other.rsplit_once('.').unwrap();
+            let (_, payload) = signed.split_once('.').unwrap();
+            let mut forged = claims(now, 60);
+            forged.file = "another".into();
+            let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+            assert_eq!(
+                verifier.verify(&format!("{header}.{forged_payload}.{signature}")),
+                Err(TokenError::BadSignature)
+            );
+            assert_eq!(
+                // A length of 4n + 1 characters is no base64 of anything.
+                verifier.verify(&format!(
+                    "{header}.{payload}.{}",
+                    &signature[..signature.len() / 4 * 4 + 1]
+                )),
+                Err(TokenError::Malformed),
+                "a signature that is not base64"
+            );
+            let long = URL_SAFE_NO_PAD.encode([1u8; 200]);
+            assert_eq!(
+                verifier.verify(&format!("{header}.{payload}.{long}")),
+                Err(TokenError::BadSignature),
+                "a signature longer than any key makes"
+            );
+            assert_eq!(
+                verifier.verify(&format!("{header}.{payload}")),
+                Err(TokenError::Malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_remembers_the_headers_it_found_signed() {
+        let (key, verifier) = setup(Algorithm::EdDSA);
+        let now = crate::unix_now();
+        let tokens: Vec<String> = (0..3)
+            .map(|_| key.mint(&claims(now, 60)).unwrap())
+            .collect();
+        let (signed, _) = tokens[0].rsplit_once('.').unwrap();
+        let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+        let header = tokens[0].split('.').next().unwrap();
+
+        let answers = verifier.verify_batch_allowing_expiry_at(&[(&forged, now), (&forged, now)]);
+        assert!(answers.iter().all(|a| *a == Err(TokenError::BadSignature)));
+        assert_eq!(verifier.known.kid(header), None);
+
+        let batch: Vec<(&str, u64)> = tokens.iter().map(|t| (t.as_str(), now)).collect();
+        assert!(
+            verifier
+                .verify_batch_allowing_expiry_at(&batch)
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert_eq!(verifier.known.kid(header), Some(key.kid()));
+        let answers = verifier.verify_batch_allowing_expiry_at(&[(&forged, now), batch[1]]);
+        assert_eq!(answers[0], Err(TokenError::BadSignature));
+        assert!(answers[1].is_ok());
+    }
+
+    #[test]
+    fn a_refused_header_is_not_remembered_and_is_refused_each_time() {
+        let key = VerifyingKey::hs256(&SECRET).unwrap();
+        let kid = key.kid().to_owned();
+        let verifier = Verifier::new([key], Policy::new("https://app", "https://dl"));
+        let payload = serde_json::to_vec(&claims(crate::unix_now(), 60)).unwrap();
+        for (header, refusal) in [
+            (header_json(&kid, "EdDSA", ""), TokenError::WrongAlgorithm),
+            (
+                header_json(&kid, "HS256", r#","crit":[]"#),
+                TokenError::CriticalHeader,
+            ),
+            (header_json("nope", "HS256", ""), TokenError::UnknownKey),
+            // Ours ignores `jwk`, jsonwebtoken's typed header refuses this one.
+            (
+                header_json(&kid, "HS256", r#","jwk":1"#),
+                TokenError::BadClaims("missing or ill-typed"),
+            ),
+        ] {
+            let token = signed_under(&header, &payload);
+            for _ in 0..2 {
+                assert_eq!(verifier.verify(&token), Err(refusal.clone()), "{header}");
+            }
+            assert_eq!(verifier.known.kid(token.split('.').next().unwrap()), None);
+        }
+    }
+
+    #[test]
+    fn headers_past_the_table_are_checked_every_time() {
+        let key = VerifyingKey::hs256(&SECRET).unwrap();
+        let kid = key.kid().to_owned();
+        let verifier = Verifier::new([key], Policy::new("https://app", "https://dl"));
+        let payload = serde_json::to_vec(&claims(crate::unix_now(), 60)).unwrap();
+        for i in 0..KNOWN_HEADERS + 4 {
+            let token = signed_under(
+                &header_json(&kid, "HS256", &format!(r#","n":{i}"#)),
+                &payload,
+            );
+            assert!(verifier.verify(&token).is_ok(), "header {i}");
+            let header = token.split('.').next().unwrap();
+            assert_eq!(verifier.known.kid(header).is_some(), i < KNOWN_HEADERS);
+            let (signed, _) = token.rsplit_once('.').unwrap();
+            let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 32]));
+            assert_eq!(verifier.verify(&forged), Err(TokenError::BadSignature));
+        }
     }
 }
