@@ -944,6 +944,9 @@ struct Wrk {
     /// and the kernel's loopback work).
     #[serde(skip)]
     server_cores: f64,
+    /// The same for each of the target's processes, in [`Target::pids`]'s order.
+    #[serde(skip)]
+    cores_by_process: Vec<f64>,
 }
 
 impl Wrk {
@@ -1002,7 +1005,7 @@ fn wrk(
 ) -> anyhow::Result<Wrk> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("walk.lua");
     let pids = target.pids();
-    let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let cpu = || pids.iter().map(|&p| cpu_seconds(p)).collect::<Vec<f64>>();
     let before = cpu();
     let output = Command::new("wrk")
         .args([
@@ -1033,7 +1036,13 @@ fn wrk(
         })?;
     let mut result: Wrk = serde_json::from_str(json)?;
     // The server idles while wrk loads its paths, so its CPU time is all load time.
-    result.server_cores = (cpu() - before) / (result.duration_us as f64 / 1e6);
+    let seconds = result.duration_us as f64 / 1e6;
+    result.cores_by_process = cpu()
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| (after - before) / seconds)
+        .collect();
+    result.server_cores = result.cores_by_process.iter().sum();
     eprintln!(
         "   {label:<22} {:>10.0} req/s {:>9.1} MB/s  p50 {:>6} us  p99 {:>6} us  errors {}/{}  \
          server cores {:.2}",
@@ -1517,6 +1526,25 @@ impl Report {
             Some(redis.rps() / memory.rps()),
             "≥ 0.75x",
         );
+        // Where the cores went: the download server and Redis apart (Redis is the last
+        // process of the load's target when its process was found).
+        if let [server, redis_server] = redis.cores_by_process[..] {
+            let per_download = |cores: f64, w: &Wrk| cores / w.rps() * 1e6;
+            self.row(
+                "4 KiB, HS256, Redis burn store: CPU per download, download server + Redis, against the memory store's",
+                format!(
+                    "{:.1} µs + {:.1} µs (server on {server:.2} cores, Redis on {redis_server:.2})",
+                    per_download(server, redis),
+                    per_download(redis_server, redis),
+                ),
+                format!("{:.1} µs", per_download(memory.server_cores, memory)),
+                Some(
+                    per_download(server + redis_server, redis)
+                        / per_download(memory.server_cores, memory),
+                ),
+                "",
+            );
+        }
         self.ratios.push((
             "Redis / memory burn store".into(),
             redis.rps() / memory.rps(),
