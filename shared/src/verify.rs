@@ -832,6 +832,15 @@ mod tests {
         format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
+    /// A verifier of [`SECRET`]'s tokens, its key's `kid`, and good claims to sign.
+    fn secret_verifier() -> (Verifier, String, Vec<u8>) {
+        let key = VerifyingKey::hs256(&SECRET).unwrap();
+        let kid = key.kid().to_owned();
+        let verifier = Verifier::new([key], Policy::new("https://app", "https://dl"));
+        let payload = serde_json::to_vec(&claims(crate::unix_now(), 60)).unwrap();
+        (verifier, kid, payload)
+    }
+
     fn header_json(kid: &str, alg: &str, extra: &str) -> String {
         format!(r#"{{"typ":"{TOKEN_TYPE}","alg":"{alg}","kid":"{kid}"{extra}}}"#)
     }
@@ -919,10 +928,7 @@ mod tests {
 
     #[test]
     fn a_refused_header_is_not_remembered_and_is_refused_each_time() {
-        let key = VerifyingKey::hs256(&SECRET).unwrap();
-        let kid = key.kid().to_owned();
-        let verifier = Verifier::new([key], Policy::new("https://app", "https://dl"));
-        let payload = serde_json::to_vec(&claims(crate::unix_now(), 60)).unwrap();
+        let (verifier, kid, payload) = secret_verifier();
         for (header, refusal) in [
             (header_json(&kid, "EdDSA", ""), TokenError::WrongAlgorithm),
             (
@@ -946,10 +952,7 @@ mod tests {
 
     #[test]
     fn headers_past_the_table_are_checked_every_time() {
-        let key = VerifyingKey::hs256(&SECRET).unwrap();
-        let kid = key.kid().to_owned();
-        let verifier = Verifier::new([key], Policy::new("https://app", "https://dl"));
-        let payload = serde_json::to_vec(&claims(crate::unix_now(), 60)).unwrap();
+        let (verifier, kid, payload) = secret_verifier();
         for i in 0..KNOWN_HEADERS + 4 {
             let token = signed_under(
                 &header_json(&kid, "HS256", &format!(r#","n":{i}"#)),
