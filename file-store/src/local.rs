@@ -94,8 +94,7 @@ impl FileStore for LocalStore {
         if let Some(cache) = &self.cache {
             match cache.lookup(key.as_str(), || identity_now(&self.root, key)) {
                 Lookup::Hit(entry) => {
-                    let file = LocalFile::Whole(entry.bytes);
-                    let stored = StoredFile::new(entry.identity.size, entry.version, file);
+                    let stored = StoredFile::in_memory(entry.version, entry.bytes);
                     return Opening::now(Ok(Some(stored)));
                 }
                 Lookup::Gone => return Opening::now(Ok(None)),
@@ -392,8 +391,9 @@ struct Opened {
 }
 
 impl Opened {
-    /// Boxed behind the seam: the one allocation of a download here. A file read whole by
-    /// the open is closed now, and its bytes kept in `cache` when there is one.
+    /// Behind the seam. A file read whole by the open is closed now, its bytes kept in
+    /// `cache` when there is one, and served from memory (nothing boxed); a larger one is
+    /// boxed, the one allocation of its download here.
     fn into_stored(self, cache: Option<&OpenFileCache>, key: &StorageKey) -> StoredFile {
         let Opened {
             identity,
@@ -406,7 +406,7 @@ impl Opened {
             if let Some(cache) = cache {
                 cache.insert(key.as_str(), identity, version, bytes.clone());
             }
-            return StoredFile::new(identity.size, version, LocalFile::Whole(bytes));
+            return StoredFile::in_memory(version, bytes);
         }
         StoredFile::new(identity.size, version, LocalFile::Open(file, buf))
     }
@@ -570,34 +570,20 @@ fn open_without_waiting(path: &Path, head: usize) -> Option<Opened> {
     })
 }
 
-/// What [`Opened::into_stored`] boxes: the open file until its range is selected, then its
-/// stream; or a small file's bytes, read whole at open (or kept by the open-file cache).
+/// What [`Opened::into_stored`] boxes for a file larger than its first read: the open file
+/// until its range is selected, then its stream.
 enum LocalFile {
     Open(std::fs::File, BytesMut),
     Streaming(LocalStream),
-    /// The whole file, then (once a range is selected) the bytes of the range.
-    Whole(Bytes),
-    Range(Bytes),
     /// Between the two (never seen by a poll), or sent.
     Spent,
 }
 
 impl OpenFile for LocalFile {
     fn select(self: Pin<&mut Self>, range: ByteRange, chunk: usize) {
-        use bytes::Buf as _;
         let this = self.get_mut();
-        match std::mem::replace(this, LocalFile::Spent) {
-            LocalFile::Open(file, buf) => {
-                *this = LocalFile::Streaming(LocalStream::new(file, buf, range, chunk));
-            }
-            // Cut in place (no reference count taken): a range is within the file's size.
-            LocalFile::Whole(mut bytes) if range.end <= bytes.len() as u64 => {
-                bytes.truncate(range.end as usize);
-                bytes.advance(range.start as usize);
-                *this = LocalFile::Range(bytes);
-            }
-            // A range past the end: nothing (the caller's length check makes it an error).
-            _ => {}
+        if let LocalFile::Open(file, buf) = std::mem::replace(this, LocalFile::Spent) {
+            *this = LocalFile::Streaming(LocalStream::new(file, buf, range, chunk));
         }
     }
 }
@@ -609,12 +595,8 @@ impl Stream for LocalFile {
         let this = self.get_mut();
         match this {
             LocalFile::Streaming(stream) => Pin::new(stream).poll_next(cx),
-            LocalFile::Range(_) => match std::mem::replace(this, LocalFile::Spent) {
-                LocalFile::Range(bytes) if !bytes.is_empty() => Poll::Ready(Some(Ok(bytes))),
-                _ => Poll::Ready(None),
-            },
             // No range selected: nothing (which the caller's length check makes an error).
-            LocalFile::Open(..) | LocalFile::Whole(_) | LocalFile::Spent => Poll::Ready(None),
+            LocalFile::Open(..) | LocalFile::Spent => Poll::Ready(None),
         }
     }
 }

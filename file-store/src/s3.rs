@@ -104,6 +104,10 @@ impl S3Store {
             ],
             modified,
         );
+        if head.len() as u64 == meta.size {
+            // Read whole by the open's one GET: served from memory.
+            return StoredFile::in_memory(version, head);
+        }
         let object = S3Object::Opened {
             store: self.store.clone(),
             path,

@@ -64,7 +64,8 @@ impl FileVersion {
     }
 }
 
-/// A backend's opened file: the one allocation a download makes in the file store, which
+/// A backend's opened file: the one allocation a download makes in the file store (none for
+/// a file whose bytes are all in memory: [`StoredFile::in_memory`]), which
 /// becomes its stream in place. [`OpenFile::select`] is called once, before the first poll;
 /// the stream then yields the bytes of that range of the version opened, in order, and ends
 /// (or fails: [`FileStream`] turns an early end into an error).
@@ -80,7 +81,16 @@ pub struct StoredFile {
     /// Which version of the file this is: its strong validator (ETag) and what a resume grant
     /// is bound to.
     pub version: FileVersion,
-    file: Pin<Box<dyn OpenFile>>,
+    body: Body,
+}
+
+/// Where an opened file's bytes come from.
+enum Body {
+    /// Already in memory, whole (a small file read by the open, or cached): nothing to box.
+    /// Once a range is selected, the bytes of the range, taken by the first poll.
+    Bytes(Bytes),
+    /// A backend's open file.
+    File(Pin<Box<dyn OpenFile>>),
 }
 
 impl StoredFile {
@@ -89,7 +99,16 @@ impl StoredFile {
         StoredFile {
             size,
             version,
-            file: Box::pin(file),
+            body: Body::File(Box::pin(file)),
+        }
+    }
+
+    /// A file whose bytes are all in memory, as `version`.
+    pub fn in_memory(version: FileVersion, bytes: Bytes) -> StoredFile {
+        StoredFile {
+            size: bytes.len() as u64,
+            version,
+            body: Body::Bytes(bytes),
         }
     }
 
@@ -97,9 +116,19 @@ impl StoredFile {
     /// while it keeps up, for a local file). Ends with an error, never short, when the
     /// stored bytes cannot all be read: the caller must cut the connection, not end the body.
     pub fn stream(mut self, range: ByteRange, chunk: usize) -> FileStream {
-        self.file.as_mut().select(range, chunk);
+        match &mut self.body {
+            // Cut in place (no reference count taken). A range past the end leaves nothing,
+            // which the stream's length check turns into an error.
+            Body::Bytes(bytes) if range.end <= bytes.len() as u64 => {
+                use bytes::Buf as _;
+                bytes.truncate(range.end as usize);
+                bytes.advance(range.start as usize);
+            }
+            Body::Bytes(bytes) => bytes.clear(),
+            Body::File(file) => file.as_mut().select(range, chunk),
+        }
         FileStream {
-            file: self.file,
+            body: self.body,
             remaining: range.len(),
             sent: 0,
         }
@@ -109,7 +138,7 @@ impl StoredFile {
 /// The body of a download. Counts what was sent so the caller can log partial transfers;
 /// holds every backend to the promised length.
 pub struct FileStream {
-    file: Pin<Box<dyn OpenFile>>,
+    body: Body,
     remaining: u64,
     pub sent: u64,
 }
@@ -119,7 +148,12 @@ impl Stream for FileStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        match this.file.as_mut().poll_next(cx) {
+        let next = match &mut this.body {
+            Body::Bytes(bytes) if bytes.is_empty() => Poll::Ready(None),
+            Body::Bytes(bytes) => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
+            Body::File(file) => file.as_mut().poll_next(cx),
+        };
+        match next {
             Poll::Ready(Some(Ok(chunk))) => {
                 if chunk.len() as u64 > this.remaining {
                     // More than promised: the stored bytes are not the version described.
@@ -334,6 +368,28 @@ mod tests {
         let e = items[1].as_ref().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
         assert_eq!(sent, 5);
+    }
+
+    /// A file in memory streams exactly the range selected, in one chunk, then ends; a range
+    /// past its end (a size that does not hold) ends in an error, never short.
+    #[tokio::test]
+    async fn a_file_in_memory_streams_its_range() {
+        let version = FileVersion::of_parts(&[], 0);
+        let file = || StoredFile::in_memory(version, Bytes::from_static(b"0123456789"));
+        assert_eq!(file().size, 10);
+        let collect = |stream: FileStream| async move {
+            let items: Vec<_> = stream.collect().await;
+            items
+        };
+        let items = collect(file().stream(ByteRange { start: 2, end: 5 }, 4096)).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].as_ref().unwrap().as_ref(), b"234");
+        let items = collect(file().stream(ByteRange::whole(10), 4096)).await;
+        assert_eq!(items[0].as_ref().unwrap().as_ref(), b"0123456789");
+        let items = collect(file().stream(ByteRange { start: 8, end: 12 }, 4096)).await;
+        assert_eq!(items.len(), 1);
+        let e = items[0].as_ref().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     /// ETags and resume grants outlive a release: the fingerprint of given parts is pinned

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
 use bytes::Bytes;
 use futures_util::Stream;
 use shared::Grant;
@@ -20,7 +20,6 @@ use crate::file::{self, FileStream};
 use crate::resume;
 use crate::state::AppState;
 use crate::store::BurnStore;
-use server_kit::telemetry::RequestId;
 
 pub async fn by_path<S: BurnStore>(
     req: HttpRequest,
@@ -175,7 +174,7 @@ fn client(req: &HttpRequest) -> Client {
             .get(HeaderName::from_static("x-forwarded-for"))
             .cloned(),
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
-        request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+        request_id: server_kit::telemetry::current_request_id(),
     }
 }
 

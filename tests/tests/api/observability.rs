@@ -468,3 +468,65 @@ async fn recent_downloads_come_from_the_database_not_the_audit_files() {
     assert_eq!(recent[0]["name"], "report.txt");
     assert_eq!(app.count_rows("download_events").await, 1);
 }
+
+/// The audit file's record of a download carries its request's id, written when the body has
+/// ended: the id a proxy sent when plausible, else the one the server made, which is the
+/// response's `X-Request-Id` either way.
+#[tokio::test]
+async fn audit_records_carry_the_request_id_of_their_download() {
+    use burnlink_tests::services::{download_config, start_download_server};
+    let app = spawn().await;
+    app.login(ALICE)
+        .await
+        .upload_ok("x.txt", sample_bytes(1000))
+        .await;
+    let key = app.only_stored_file();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let audit = dir.path().join("audit.jsonl");
+    let mut config = download_config(&app, "memory");
+    config.audit_log = Some(audit.display().to_string());
+    let server = start_download_server(config).await;
+
+    let mut sent = Vec::new();
+    for given in [Some("proxy-given.id_1"), None, Some("not plausible!")] {
+        let token = app
+            .signing_key()
+            .mint(&app.claims(&key, "x.txt"))
+            .expect("mint");
+        let mut req = app.anon.get(format!("{server}/d/{token}"));
+        if let Some(id) = given {
+            req = req.header("x-request-id", id);
+        }
+        let res = req.send().await.expect("download");
+        assert_eq!(res.status(), StatusCode::OK);
+        let id = res.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        match given {
+            Some(given) if !given.contains(' ') => assert_eq!(id, given),
+            _ => assert_eq!(id.len(), 16, "{id}"),
+        }
+        assert_eq!(res.bytes().await.expect("body").len(), 1000);
+        sent.push(id);
+    }
+    assert_ne!(sent[1], sent[2], "a fresh id each time");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let records: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.lines().count() >= sent.len() {
+            break text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("JSON record"))
+                .collect();
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["request_id"].as_str().expect("request_id"))
+        .collect();
+    assert_eq!(ids, sent, "{records:?}");
+}
