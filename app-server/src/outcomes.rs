@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use serde::Serialize;
-use shared::record::{Outcome, OutcomeEvent, OutcomeSink};
+use shared::record::{DownloadRecord, Outcome, OutcomeEvent, OutcomeSink};
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
@@ -138,8 +138,8 @@ impl InProcessSink {
 }
 
 impl OutcomeSink for InProcessSink {
-    fn send(&self, event: OutcomeEvent) {
-        if self.tx.try_send(event).is_err() {
+    fn send(&self, record: &DownloadRecord<'_>) {
+        if self.tx.try_send(record.clone().into_owned()).is_err() {
             tracing::warn!("download outcome queue full: event dropped");
         }
     }

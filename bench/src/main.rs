@@ -51,6 +51,12 @@ struct Args {
     /// First read size of the download server, KiB (its default).
     #[arg(long, default_value_t = 8)]
     read_buffer_kib: u32,
+    /// Pin each loaded server to the first core and wrk to the last (every thread, with
+    /// `taskset`), so that the two never take turns on one core: for latency (p99) figures
+    /// that say what the server does rather than how the scheduler shared the cores. A Redis
+    /// or S3 server beside the loaded one is left where it runs. Needs two cores or more.
+    #[arg(long)]
+    pin: bool,
     /// Run only these workloads (comma-separated: crypto, small, streams, memory, s3) and print
     /// the figures without writing the report: for trying a change.
     #[arg(long, value_delimiter = ',')]
@@ -142,6 +148,10 @@ fn main() -> anyhow::Result<()> {
             args.count_keep.as_deref(),
             &args.server_arg,
         );
+    }
+    if args.pin {
+        anyhow::ensure!(workers >= 2, "--pin needs two cores or more");
+        PIN.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let dir = tempfile::tempdir()?;
     let bench = Bench::prepare(&args, dir.path(), workers)?;
@@ -928,6 +938,10 @@ impl Target for AlongWith<'_> {
         pids.extend(self.pid);
         pids
     }
+
+    fn own_pids(&self) -> Vec<u32> {
+        self.target.own_pids()
+    }
 }
 
 /// One wrk run's figures.
@@ -993,6 +1007,33 @@ fn cpu_seconds(pid: u32) -> f64 {
 trait Target {
     fn base(&self) -> String;
     fn pids(&self) -> Vec<u32>;
+    /// The processes `--pin` pins: the server's own (not a store beside it).
+    fn own_pids(&self) -> Vec<u32> {
+        self.pids()
+    }
+}
+
+/// `--pin`: loaded servers on the first core, wrk on the last.
+static PIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// With `--pin`, every thread of `target`'s own processes onto core 0; wrk's command then
+/// runs on the last core.
+fn pinned_wrk(target: &dyn Target) -> anyhow::Result<Command> {
+    if !PIN.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(Command::new("wrk"));
+    }
+    for pid in target.own_pids() {
+        let status = Command::new("taskset")
+            .args(["--all-tasks", "--pid", "--cpu-list", "0", &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .context("running taskset (util-linux)")?;
+        anyhow::ensure!(status.success(), "taskset could not pin process {pid}");
+    }
+    let last = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let mut wrk = Command::new("taskset");
+    wrk.args(["--cpu-list", &last.to_string(), "wrk"]);
+    Ok(wrk)
 }
 
 fn wrk(
@@ -1006,8 +1047,9 @@ fn wrk(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("walk.lua");
     let pids = target.pids();
     let cpu = || pids.iter().map(|&p| cpu_seconds(p)).collect::<Vec<f64>>();
+    let mut command = pinned_wrk(target)?;
     let before = cpu();
-    let output = Command::new("wrk")
+    let output = command
         .args([
             &format!("-t{threads}"),
             &format!("-c{connections}"),
@@ -1715,8 +1757,13 @@ impl Report {
         )?;
         writeln!(
             md,
-            "- load: {} with `bench/walk.lua` (every request a fresh token)",
-            version("wrk", "-v").split(" [").next().unwrap_or("wrk")
+            "- load: {} with `bench/walk.lua` (every request a fresh token){}",
+            version("wrk", "-v").split(" [").next().unwrap_or("wrk"),
+            if args.pin {
+                "; `--pin`: each loaded server on core 0, wrk on the last core"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             md,

@@ -157,7 +157,7 @@ impl AuditLog {
             "download"
         );
         if let (Some(sink), Some(_)) = (&self.outcomes, grant) {
-            sink.0.send(line.clone().into_owned());
+            sink.0.send(&line);
         }
         let Some(tx) = &self.file else {
             return;
@@ -197,13 +197,13 @@ mod tests {
         use std::sync::{Arc, Mutex};
 
         use crate::outcome::SinkHandle;
-        use shared::record::{OutcomeEvent, OutcomeSink};
+        use shared::record::{DownloadRecord, OutcomeEvent, OutcomeSink};
 
         #[derive(Default)]
         struct Collect(Mutex<Vec<OutcomeEvent>>);
         impl OutcomeSink for Collect {
-            fn send(&self, event: OutcomeEvent) {
-                self.0.lock().unwrap().push(event);
+            fn send(&self, record: &DownloadRecord<'_>) {
+                self.0.lock().unwrap().push(record.clone().into_owned());
             }
         }
         let sink = Arc::new(Collect::default());

@@ -76,11 +76,12 @@ pub type OutcomeEvent = DownloadRecord<'static>;
 /// Where download outcomes go besides the audit log: the seam through which the app server
 /// learns what happened to the links it minted. Receives every attempt that carried a
 /// verified token (attempts without one concern no link). A sink never slows or refuses a
-/// download: it is handed an event and must return at once (queue it, drop it when full).
+/// download: it is handed a record and must return at once (queue it, drop it when full).
 /// Backends: the app's in-process sink (all-in-one) and the download server's Redis Stream
-/// ([`OUTCOME_STREAM`]).
+/// ([`OUTCOME_STREAM`]). The record is borrowed from the download: a sink takes what it
+/// queues (the stream's JSON, one allocation, made on the download's own thread).
 pub trait OutcomeSink: Send + Sync + 'static {
-    fn send(&self, event: OutcomeEvent);
+    fn send(&self, record: &DownloadRecord<'_>);
 }
 
 /// One download attempt. Never the token. Written borrowed (no copy on the download path), read

@@ -12,7 +12,8 @@ use redis::ConnectionInfo;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
-use super::{OutcomeEvent, OutcomeSink};
+use super::OutcomeSink;
+use shared::record::DownloadRecord;
 
 pub use shared::record::OUTCOME_STREAM as STREAM_KEY;
 /// Events waiting for the writer task, at most.
@@ -21,7 +22,8 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 256;
 
 pub struct RedisStreamSink {
-    tx: mpsc::Sender<OutcomeEvent>,
+    /// Each record as the stream's JSON.
+    tx: mpsc::Sender<String>,
     dropped: IntCounter,
 }
 
@@ -34,7 +36,7 @@ impl RedisStreamSink {
         dropped: IntCounter,
     ) -> Result<RedisStreamSink, redis::RedisError> {
         let client = redis::Client::open(info)?;
-        let (tx, mut rx) = mpsc::channel::<OutcomeEvent>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
         let lost = dropped.clone();
         tokio::spawn(async move {
             let mut conn: Option<ConnectionManager> = None;
@@ -50,10 +52,7 @@ impl RedisStreamSink {
                     continue;
                 };
                 let mut pipe = redis::pipe();
-                for event in &batch {
-                    let Ok(json) = serde_json::to_string(event) else {
-                        continue;
-                    };
+                for json in &batch {
                     pipe.cmd("XADD")
                         .arg(STREAM_KEY)
                         .arg("MAXLEN")
@@ -77,8 +76,9 @@ impl RedisStreamSink {
 }
 
 impl OutcomeSink for RedisStreamSink {
-    fn send(&self, event: OutcomeEvent) {
-        if self.tx.try_send(event).is_err() {
+    fn send(&self, record: &DownloadRecord<'_>) {
+        let queued = serde_json::to_string(record).map(|json| self.tx.try_send(json));
+        if !matches!(queued, Ok(Ok(()))) {
             self.dropped.inc();
         }
     }

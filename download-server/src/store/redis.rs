@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, Pipeline, RedisFuture, Script, Value};
 use shared::Jti;
-use shared::record::{OUTCOME_STREAM, OutcomeEvent, OutcomeSink};
+use shared::record::{DownloadRecord, OUTCOME_STREAM, OutcomeSink};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
@@ -67,7 +68,8 @@ const OUTCOME_BATCH: usize = 256;
 
 /// The outcome records' end of the batching task (see [`RedisStore::outcome_sink`]).
 struct OutcomeFeed {
-    records: mpsc::Receiver<OutcomeEvent>,
+    /// Each record as the stream's JSON.
+    records: mpsc::Receiver<String>,
     maxlen: u64,
     linger: Duration,
     dropped: IntCounter,
@@ -76,13 +78,14 @@ struct OutcomeFeed {
 /// Download records for the outcome stream, handed to the burn batching task of the store
 /// that made it: an [`OutcomeSink`] that only queues (a full queue drops, counted).
 pub struct BatchedOutcomes {
-    records: mpsc::Sender<OutcomeEvent>,
+    records: mpsc::Sender<String>,
     dropped: IntCounter,
 }
 
 impl OutcomeSink for BatchedOutcomes {
-    fn send(&self, event: OutcomeEvent) {
-        if self.records.try_send(event).is_err() {
+    fn send(&self, record: &DownloadRecord<'_>) {
+        let queued = serde_json::to_string(record).map(|json| self.records.try_send(json));
+        if !matches!(queued, Ok(Ok(()))) {
             self.dropped.inc();
         }
     }
@@ -98,9 +101,9 @@ struct Queued {
     bucket: usize,
     key: String,
     /// The bucket's epoch as the caller knew it.
-    epoch: String,
+    epoch: Arc<str>,
     life_ms: u64,
-    value: String,
+    value: Cow<'static, str>,
     /// The script's answer for this burn (1, 0 or -1), once replicated when replicas are
     /// asked for.
     reply: oneshot::Sender<Result<i64, StoreError>>,
@@ -149,8 +152,9 @@ impl ConnectionLike for Conn {
 /// A bucket's epoch as this server knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Epoch {
-    /// The value in Redis: `<boundary>-<random>`.
-    value: String,
+    /// The value in Redis: `<boundary>-<random>` (shared by every burn that reads it, not
+    /// copied for each).
+    value: Arc<str>,
     /// Tokens issued (`iat`) before this second are refused.
     boundary: u64,
 }
@@ -161,7 +165,7 @@ impl Epoch {
     fn new() -> Epoch {
         let boundary = shared::unix_now() + 1;
         Epoch {
-            value: format!("{boundary}-{}", shared::random_token(9)),
+            value: format!("{boundary}-{}", shared::random_token(9)).into(),
             boundary,
         }
     }
@@ -171,7 +175,10 @@ impl Epoch {
             .split_once('-')
             .and_then(|(b, _)| b.parse().ok())
             .ok_or_else(|| StoreError(format!("unreadable burn store epoch {value:?}")))?;
-        Ok(Epoch { value, boundary })
+        Ok(Epoch {
+            value: value.into(),
+            boundary,
+        })
     }
 }
 
@@ -278,7 +285,7 @@ enum Op<'a> {
     /// Record the id for `life_ms`, with `value` (`1`, or a resume grant).
     Burn {
         life_ms: u64,
-        value: &'a str,
+        value: &'a Cow<'static, str>,
     },
     Grant,
     IsBurned,
@@ -442,7 +449,7 @@ impl RedisStore {
     /// The bucket's epoch as Redis has it now (created if missing), remembered.
     async fn learn_epoch(&self, bucket: usize) -> Result<Epoch, StoreError> {
         let mut call = self.epochs.get_or_create.prepare_invoke();
-        call.key(epoch_key(bucket)).arg(Epoch::new().value);
+        call.key(epoch_key(bucket)).arg(&*Epoch::new().value);
         let mut conn = self.conn.clone();
         let value: String = self
             .within(self.timeout, call.invoke_async(&mut conn))
@@ -454,8 +461,8 @@ impl RedisStore {
         if let Some(old) = known.as_ref().filter(|old| **old != epoch) {
             tracing::warn!(
                 bucket,
-                old = old.value,
-                new = epoch.value,
+                old = &*old.value,
+                new = &*epoch.value,
                 refused_before = epoch.boundary,
                 "burn store lost its records (epoch changed): refusing tokens issued before the \
                  new epoch"
@@ -500,7 +507,7 @@ impl RedisStore {
                         key: burn_key(bucket, req.jti),
                         epoch: epoch.value.clone(),
                         life_ms,
-                        value: value.to_owned(),
+                        value: value.clone(),
                         reply,
                     };
                     Value::Int(self.queue_burn(burns, burn, answer).await?)
@@ -509,9 +516,9 @@ impl RedisStore {
                     let mut call = op.script(&self.epochs).prepare_invoke();
                     call.key(epoch_key(bucket))
                         .key(burn_key(bucket, req.jti))
-                        .arg(&epoch.value);
+                        .arg(&*epoch.value);
                     if let Op::Burn { life_ms, value } = op {
-                        call.arg(life_ms).arg(value);
+                        call.arg(life_ms).arg(&**value);
                     }
                     let mut conn = self.conn.clone();
                     self.within(self.timeout, call.invoke_async(&mut conn))
@@ -622,31 +629,19 @@ impl RedisStore {
 
     /// One [`BURN_MANY`] call: `batch`'s burns (each handed its answer), then `records`
     /// appended to the outcome stream. How many records were not written.
-    async fn send_batch(
-        &self,
-        batch: &mut Vec<Queued>,
-        records: &[OutcomeEvent],
-        maxlen: u64,
-    ) -> u64 {
+    async fn send_batch(&self, batch: &mut Vec<Queued>, records: &[String], maxlen: u64) -> u64 {
         let mut call = self.epochs.burn_many.prepare_invoke();
         for burn in batch.iter() {
             call.key(epoch_key(burn.bucket))
                 .key(&burn.key)
-                .arg(&burn.epoch)
+                .arg(&*burn.epoch)
                 .arg(burn.life_ms)
-                .arg(&burn.value);
+                .arg(&*burn.value);
         }
-        let mut unwritable = 0;
         if !records.is_empty() {
             call.key(OUTCOME_STREAM).arg(maxlen);
-            for record in records {
-                match serde_json::to_string(record) {
-                    Ok(json) => call.arg(json),
-                    Err(_) => {
-                        unwritable += 1;
-                        continue;
-                    }
-                };
+            for json in records {
+                call.arg(json);
             }
         }
         let mut conn = self.conn.clone();
@@ -657,7 +652,7 @@ impl RedisStore {
         let answers = match answers {
             Ok(mut a) if a.len() == batch.len() + 1 => {
                 let refused = a.pop().unwrap_or(0);
-                Ok((a, unwritable + u64::try_from(refused).unwrap_or(0)))
+                Ok((a, u64::try_from(refused).unwrap_or(0)))
             }
             Ok(a) => Err(StoreError(format!(
                 "{} answers for {} burns",
@@ -753,7 +748,7 @@ impl BurnStore for RedisStore {
             return Ok(Burn::Expired);
         }
         let life_ms = ttl_ms.max(grant.map_or(0, |g| g.until_ms.saturating_sub(req.now_ms)));
-        let value = grant.map_or_else(|| "1".to_owned(), ResumeGrant::encode);
+        let value = grant.map_or(Cow::Borrowed("1"), |g| Cow::Owned(g.encode()));
         let op = Op::Burn {
             life_ms,
             value: &value,
@@ -827,7 +822,7 @@ mod tests {
     #[test]
     fn an_epoch_names_its_boundary() {
         let epoch = Epoch::new();
-        assert_eq!(Epoch::parse(epoch.value.clone()).unwrap(), epoch);
+        assert_eq!(Epoch::parse(epoch.value.to_string()).unwrap(), epoch);
         assert!(epoch.boundary > shared::unix_now());
         assert!(Epoch::parse("garbage".into()).is_err());
     }
