@@ -5,6 +5,16 @@
 
 local counter = 0
 
+-- WALK_PAUSE_MS: each connection waits this long after each response before its next
+-- request, which paces the load below a server's capacity (wrk asks for `delay` only when
+-- the script defines it, so an unpaced load runs exactly as without it).
+local pause = tonumber(os.getenv("WALK_PAUSE_MS") or "")
+if pause and pause > 0 then
+  function delay()
+    return pause
+  end
+end
+
 function setup(thread)
   thread:set("id", counter)
   counter = counter + 1
