@@ -1837,6 +1837,8 @@ impl Report {
              server's workers and `TCP_NODELAY`, answers any `/d/*` with the same bytes from memory, \
              and once more reading the file for every request on its worker: `openat`, `statx`, `read`, `close`, \
              the system calls the download server makes for a small file). \
+             Paced: the same with `WALK_PAUSE_MS={PACE_MS}` (each connection pauses {PACE_MS} ms after each response), \
+             for nginx and the download server at one request rate below both their capacities. \
              `server on N cores`: the server processes' CPU time over the load's duration. \
              Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
              every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers), \
