@@ -1852,7 +1852,7 @@ impl Report {
              endpoint and dummy credentials in `AWS_*`, and loaded as above (4 KiB HS256; 1 GiB, 1 stream) right after \
              the same two loads on the local directory; the rows are S3/local, with the store's cores beside the \
              server's. moto is a Python test server and s3s-fs an experimental one, so those figures bound from above \
-             what the file-store seam (a HEAD and a ranged GET per download) costs here; they say nothing of what AWS \
+             what the file-store seam (one ranged GET per small download, since issue 29) costs here; they say nothing of what AWS \
              S3 would do.",
             args.connections, args.duration, args.stream_duration, args.slow_readers
         )?;
