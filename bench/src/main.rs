@@ -149,10 +149,7 @@ fn main() -> anyhow::Result<()> {
             &args.server_arg,
         );
     }
-    if args.pin {
-        anyhow::ensure!(workers >= 2, "--pin needs two cores or more");
-        PIN.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+    anyhow::ensure!(!args.pin || workers >= 2, "--pin needs two cores or more");
     let dir = tempfile::tempdir()?;
     let bench = Bench::prepare(&args, dir.path(), workers)?;
     let mut report = Report::default();
@@ -193,12 +190,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 4 KiB: nginx, bare actix-web, then ours with each algorithm and burn store.
 /// The pause of each connection after each response in the paced loads (ms): 64 connections
 /// then ask for at most about 28,000 requests a second, a third of what either server
 /// answers here at saturation.
 const PACE_MS: u32 = 2;
 
+/// 4 KiB: nginx, bare actix-web, then ours with each algorithm and burn store.
 fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let (args, dir, workers) = (bench.args, bench.dir, bench.workers);
     eprintln!("== small file, {} connections", args.connections);
@@ -791,21 +788,7 @@ impl<'a> Bench<'a> {
     }
 
     fn wrk_small(&self, target: &dyn Target, alg: Algorithm, label: &str) -> anyhow::Result<Wrk> {
-        // Enough fresh tokens for the whole run at a rate no server here reaches.
-        let ceiling = match alg {
-            Algorithm::EdDSA => 40_000,
-            Algorithm::HS256 => 90_000,
-        };
-        let count = (ceiling * (self.args.duration as usize + 2)).min(1_200_000);
-        let paths = self.mint_paths(alg, SMALL, count)?;
-        wrk(
-            target,
-            &paths,
-            self.workers,
-            self.args.connections,
-            self.args.duration,
-            label,
-        )
+        self.wrk_small_pausing(target, alg, 0, label)
     }
 
     /// [`Bench::wrk_small`] with HS256 at a pace below either server's capacity: each
@@ -813,24 +796,43 @@ impl<'a> Bench<'a> {
     /// latency is mostly its queue (connections divided by req/s, Little's law), so its p99
     /// says how fast a server is; at one pace for both it says how long a request waits.
     fn wrk_paced(&self, target: &dyn Target, label: &str) -> anyhow::Result<Wrk> {
-        // SAFETY: single-threaded here; wrk is the only reader, as a child.
-        unsafe { std::env::set_var("WALK_PAUSE_MS", PACE_MS.to_string()) };
-        let paced = self.wrk_small(target, Algorithm::HS256, label);
-        unsafe { std::env::remove_var("WALK_PAUSE_MS") };
-        paced
+        self.wrk_small_pausing(target, Algorithm::HS256, PACE_MS, label)
+    }
+
+    fn wrk_small_pausing(
+        &self,
+        target: &dyn Target,
+        alg: Algorithm,
+        pause_ms: u32,
+        label: &str,
+    ) -> anyhow::Result<Wrk> {
+        // Enough fresh tokens for the whole run at a rate no server here reaches.
+        let ceiling = match alg {
+            Algorithm::EdDSA => 40_000,
+            Algorithm::HS256 => 90_000,
+        };
+        let count = (ceiling * (self.args.duration as usize + 2)).min(1_200_000);
+        let paths = self.mint_paths(alg, SMALL, count)?;
+        let load = Load {
+            threads: self.workers,
+            connections: self.args.connections,
+            seconds: self.args.duration,
+            pause_ms,
+            pin: self.args.pin,
+        };
+        wrk(target, &paths, &load, label)
     }
 
     fn wrk_stream(&self, target: &dyn Target, streams: u32, label: &str) -> anyhow::Result<Wrk> {
         let paths = self.mint_paths(Algorithm::HS256, LARGE, 2000)?;
-        let threads = self.workers.min(streams as usize);
-        wrk(
-            target,
-            &paths,
-            threads,
-            streams,
-            self.args.stream_duration,
-            label,
-        )
+        let load = Load {
+            threads: self.workers.min(streams as usize),
+            connections: streams,
+            seconds: self.args.stream_duration,
+            pause_ms: 0,
+            pin: self.args.pin,
+        };
+        wrk(target, &paths, &load, label)
     }
 
     /// Peak extra RSS (KiB) of `pids` while `slow_readers` clients each read a 256 MiB file
@@ -1033,13 +1035,22 @@ trait Target {
     }
 }
 
-/// `--pin`: loaded servers on the first core, wrk on the last.
-static PIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// One wrk load.
+struct Load {
+    threads: usize,
+    connections: u32,
+    seconds: u64,
+    /// Each connection's pause after each response, ms (`bench/walk.lua`'s `WALK_PAUSE_MS`);
+    /// 0: none, the server's saturation.
+    pause_ms: u32,
+    /// `--pin`: the loaded server on the first core, wrk on the last.
+    pin: bool,
+}
 
-/// With `--pin`, every thread of `target`'s own processes onto core 0; wrk's command then
-/// runs on the last core.
-fn pinned_wrk(target: &dyn Target) -> anyhow::Result<Command> {
-    if !PIN.load(std::sync::atomic::Ordering::Relaxed) {
+/// wrk's command; with `pin`, every thread of `target`'s own processes is moved onto core 0
+/// first, and wrk runs on the last core.
+fn pinned_wrk(target: &dyn Target, pin: bool) -> anyhow::Result<Command> {
+    if !pin {
         return Ok(Command::new("wrk"));
     }
     for pid in target.own_pids() {
@@ -1056,18 +1067,21 @@ fn pinned_wrk(target: &dyn Target) -> anyhow::Result<Command> {
     Ok(wrk)
 }
 
-fn wrk(
-    target: &dyn Target,
-    paths: &Path,
-    threads: usize,
-    connections: u32,
-    seconds: u64,
-    label: &str,
-) -> anyhow::Result<Wrk> {
+fn wrk(target: &dyn Target, paths: &Path, load: &Load, label: &str) -> anyhow::Result<Wrk> {
+    let Load {
+        threads,
+        connections,
+        seconds,
+        pause_ms,
+        pin,
+    } = *load;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("walk.lua");
     let pids = target.pids();
     let cpu = || pids.iter().map(|&p| cpu_seconds(p)).collect::<Vec<f64>>();
-    let mut command = pinned_wrk(target)?;
+    let mut command = pinned_wrk(target, pin)?;
+    if pause_ms > 0 {
+        command.env("WALK_PAUSE_MS", pause_ms.to_string());
+    }
     let before = cpu();
     let output = command
         .args([

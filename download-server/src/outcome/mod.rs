@@ -8,7 +8,25 @@ pub mod redis;
 
 use std::sync::Arc;
 
+use prometheus::IntCounter;
+use shared::record::DownloadRecord;
+use tokio::sync::mpsc;
+
 pub use shared::record::{OutcomeEvent, OutcomeSink};
+
+/// What both Redis sinks do with a record: queue it as the stream's JSON, made here on the
+/// download's own thread (one allocation); a record that cannot be written or queued is
+/// counted in `dropped`.
+pub(crate) fn queue_json(
+    tx: &mpsc::Sender<String>,
+    record: &DownloadRecord<'_>,
+    dropped: &IntCounter,
+) {
+    let queued = serde_json::to_string(record).map(|json| tx.try_send(json));
+    if !matches!(queued, Ok(Ok(()))) {
+        dropped.inc();
+    }
+}
 
 /// A sink handed over in `Config` (`#[arg(skip)]`): cloneable, and `Debug` without contents.
 #[derive(Clone)]

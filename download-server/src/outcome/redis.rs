@@ -77,9 +77,6 @@ impl RedisStreamSink {
 
 impl OutcomeSink for RedisStreamSink {
     fn send(&self, record: &DownloadRecord<'_>) {
-        let queued = serde_json::to_string(record).map(|json| self.tx.try_send(json));
-        if !matches!(queued, Ok(Ok(()))) {
-            self.dropped.inc();
-        }
+        super::queue_json(&self.tx, record, &self.dropped);
     }
 }

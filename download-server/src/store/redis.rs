@@ -84,10 +84,7 @@ pub struct BatchedOutcomes {
 
 impl OutcomeSink for BatchedOutcomes {
     fn send(&self, record: &DownloadRecord<'_>) {
-        let queued = serde_json::to_string(record).map(|json| self.records.try_send(json));
-        if !matches!(queued, Ok(Ok(()))) {
-            self.dropped.inc();
-        }
+        crate::outcome::queue_json(&self.records, record, &self.dropped);
     }
 }
 
