@@ -219,20 +219,64 @@ impl Browser {
     /// The page may navigate between finding `body` and reading its text (a form post, a
     /// redirect): the element is then stale, and the body is looked up again, until [`WAIT`].
     pub async fn wait_for_text(&self, text: &str) -> String {
+        self.wait_for_texts(&[text], false).await
+    }
+
+    /// Reloads the page until its body text contains every one of `texts` (what the server
+    /// learns in the background, such as a download's outcome), bounded by [`WAIT`].
+    pub async fn reload_until_texts(&self, texts: &[&str]) -> String {
+        self.wait_for_texts(texts, true).await
+    }
+
+    async fn wait_for_texts(&self, texts: &[&str], reload: bool) -> String {
         let deadline = Instant::now() + WAIT;
         let mut last = String::new();
         loop {
             match self.body_text().await {
-                Ok(body) if body.contains(text) => return body,
+                Ok(body) if texts.iter().all(|text| body.contains(text)) => return body,
                 Ok(body) => last = body,
                 Err(e) if retryable(&e) => {}
                 Err(e) => panic!("reading the page's text: {e}"),
             }
             assert!(
                 Instant::now() < deadline,
-                "{text:?} not shown within {WAIT:?}; the page says {last:?}"
+                "{texts:?} not shown within {WAIT:?}; the page says {last:?}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if reload {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.driver.refresh().await.expect("page reloads");
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Waits until the text of `css` reads as a percentage strictly between 0 and 100 (a
+    /// progress bar on its way), bounded by [`WAIT`]. Reads through a script, so a page
+    /// navigating meanwhile is an error to retry, not a stale element.
+    pub async fn wait_for_percent_between(&self, css: &str) -> u32 {
+        let script =
+            "const el = document.querySelector(arguments[0]); return el ? el.textContent : '';";
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            if let Ok(value) = self.driver.execute(script, vec![json!(css)]).await
+                && let Ok(text) = value.convert::<String>()
+            {
+                if let Some(pct) = text.trim().strip_suffix('%').and_then(|n| n.parse().ok())
+                    && (1..100).contains(&pct)
+                {
+                    return pct;
+                }
+                if seen.last() != Some(&text) {
+                    seen.push(text);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} showed no percentage between 0 and 100 within {WAIT:?}, only {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

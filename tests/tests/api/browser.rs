@@ -95,20 +95,13 @@ async fn browser_walk_upload_download_share_and_log_out() {
         std::fs::write(&file, &bytes).unwrap();
         input.send_keys(file.to_string_lossy()).await.unwrap();
         // Slow the upload down (CDP network emulation) to see the progress bar move.
-        throttle_uploads(&alice, Some(8_000)).await;
+        throttle_uploads(&alice, Some(4_000)).await;
         alice.find("#upload-button").await.click().await.unwrap();
         alice.find("#upload-progress").await;
         alice
             .find_text("#upload-status", "Uploading report.pdf")
             .await;
-        let moved = alice
-            .driver
-            .query(By::Css("#upload-percent"))
-            .with_text("0%")
-            .wait(browser::WAIT, Duration::from_millis(20))
-            .not_exists()
-            .await;
-        assert!(moved.unwrap_or(false), "the progress bar moves");
+        alice.wait_for_percent_between("#upload-percent").await;
         harness.screenshot(&alice, "uploading").await;
         let row = alice.find_text("table.files tbody tr", "report.pdf").await;
         throttle_uploads(&alice, None).await;
@@ -183,26 +176,9 @@ async fn browser_walk_upload_download_share_and_log_out() {
 
         // The owner's list shows the share used up, with the completed download.
         alice.find("#share-done").await.click().await.unwrap();
-        let deadline = std::time::Instant::now() + browser::WAIT;
-        loop {
-            let body = alice
-                .driver
-                .find(By::Css("body"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if body.contains("1 of 1 downloads used") && body.contains("Complete") {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the owner sees the download: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            alice.driver.refresh().await.unwrap();
-        }
+        alice
+            .reload_until_texts(&["1 of 1 downloads used", "Complete"])
+            .await;
         harness.screenshot(&alice, "share-downloaded").await;
 
         // At phone width the list stays readable.
