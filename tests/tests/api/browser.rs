@@ -7,7 +7,6 @@ use std::time::Duration;
 use burnlink_tests::browser::{self, Browser};
 use burnlink_tests::{ALICE, sample_bytes, spawn_with};
 use thirtyfour::By;
-use thirtyfour::prelude::ElementQueryable;
 
 /// Longest a whole browser walk may take.
 const WALK_LIMIT: Duration = Duration::from_secs(120);
