@@ -57,8 +57,8 @@ struct Args {
     /// or S3 server beside the loaded one is left where it runs. Needs two cores or more.
     #[arg(long)]
     pin: bool,
-    /// Run only these workloads (comma-separated: crypto, small, streams, memory, s3) and print
-    /// the figures without writing the report: for trying a change.
+    /// Run only these workloads (comma-separated: crypto, small, redis, streams, memory, s3)
+    /// and print the figures without writing the report: for trying a change.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Workload>,
     /// Internal: print the verify bound of one jsonwebtoken backend (`rust_crypto`,
@@ -111,6 +111,8 @@ enum Floor {
 enum Workload {
     Crypto,
     Small,
+    /// The Redis burn store's row, against the memory store's measured just before it.
+    Redis,
     Streams,
     Memory,
     S3,
@@ -161,6 +163,9 @@ fn main() -> anyhow::Result<()> {
     }
     if runs(Workload::Small) {
         small(&bench, &mut report)?;
+    }
+    if runs(Workload::Redis) {
+        redis(&bench, &mut report)?;
     }
     if runs(Workload::Streams) {
         streams(&bench, &mut report)?;
@@ -225,21 +230,28 @@ fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     report.paced(&nginx_paced, &hs_paced);
     report.open_file_cache([&nginx_small, &nginx_cached], &disk_floor, [&hs, &uncached]);
 
-    if redis_reachable(&args.redis_url) {
-        let ours = bench.download_server(&args.redis_url)?;
-        // Redis works on the same two cores: its CPU time is counted with the server's.
-        let with_redis = AlongWith {
-            target: &ours,
-            pid: redis_pid(&args.redis_url),
-        };
-        let redis = bench.wrk_small(&with_redis, Algorithm::HS256, "burnlink-hs256-redis")?;
-        report.redis(&hs, &redis);
-    } else {
-        report.note(format!(
-            "Redis at {} unreachable: Redis row skipped.",
-            args.redis_url
-        ));
+    Ok(())
+}
+
+/// 4 KiB HS256 with the Redis burn store at `--redis-url`, right after the same load with the
+/// memory store: Redis runs on the same cores, and its CPU time is counted with the server's.
+fn redis(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let url = &bench.args.redis_url;
+    if !redis_reachable(url) {
+        report.note(format!("Redis at {url} unreachable: Redis row skipped."));
+        return Ok(());
     }
+    eprintln!("== small file, memory and Redis burn stores");
+    let ours = bench.download_server("memory")?;
+    let memory = bench.wrk_small(&ours, Algorithm::HS256, "burnlink-hs256-memory")?;
+    drop(ours);
+    let ours = bench.download_server(url)?;
+    let with_redis = AlongWith {
+        target: &ours,
+        pid: redis_pid(url),
+    };
+    let redis = bench.wrk_small(&with_redis, Algorithm::HS256, "burnlink-hs256-redis")?;
+    report.redis(&memory, &redis);
     Ok(())
 }
 
@@ -1854,6 +1866,8 @@ impl Report {
              Paced: the same with `WALK_PAUSE_MS={PACE_MS}` (each connection pauses {PACE_MS} ms after each response), \
              for nginx and the download server at one request rate below both their capacities. \
              `server on N cores`: the server processes' CPU time over the load's duration. \
+             Redis: the HS256 load on the memory store, then on the Redis at `--redis-url` (its CPU time \
+             counted with the server's: it runs on the same cores), back to back (`--only redis` runs these two alone). \
              Large files: the same with `-c1` and `-c8`, {} s each. Memory: {} raw TCP clients each reading 16 KiB \
              every 100 ms for 12 s, the server's RSS sampled every 100 ms (peak minus the idle baseline; nginx: its workers), \
              on {MEMORY_LOADS} fresh processes of each server: the median, with the range. \
