@@ -200,7 +200,8 @@ fn main() -> anyhow::Result<()> {
 /// answers here at saturation.
 const PACE_MS: u32 = 2;
 
-/// 4 KiB: nginx, bare actix-web, then ours with each algorithm and burn store.
+/// 4 KiB: nginx (with and without its open-file cache, and paced), bare actix-web, then ours
+/// with each algorithm, paced, and without the open-file cache.
 fn small(bench: &Bench<'_>, report: &mut Report) -> anyhow::Result<()> {
     let (args, dir, workers) = (bench.args, bench.dir, bench.workers);
     eprintln!("== small file, {} connections", args.connections);
