@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use serde::Serialize;
-use shared::record::{DownloadRecord, Outcome, OutcomeEvent, OutcomeSink};
+use shared::record::{DownloadRecord, Outcome, OutcomeEvent, OutcomeSink, stream_records};
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
@@ -222,7 +222,8 @@ async fn read_stream(
     }
 }
 
-/// Stores then acks each entry; an entry that is not an event is acked and skipped.
+/// Stores each entry's records, then acks the entry; a record that is not an event (or an
+/// entry without records) is skipped, logged.
 async fn handle(
     db: &AnyPool,
     wake: &Wake,
@@ -230,12 +231,15 @@ async fn handle(
     entries: &[StreamId],
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     for entry in entries {
-        let event = entry
-            .get::<String>("e")
-            .and_then(|json| serde_json::from_str::<OutcomeEvent>(&json).ok());
-        match event {
-            Some(event) => store(db, wake, &entry.id, &event).await?,
-            None => tracing::warn!(id = %entry.id, "outcome stream entry unreadable: skipped"),
+        let lines = entry.get::<String>("e");
+        if lines.is_none() {
+            tracing::warn!(id = %entry.id, "outcome stream entry without records: skipped");
+        }
+        for (id, line) in lines.iter().flat_map(|l| stream_records(&entry.id, l)) {
+            match serde_json::from_str::<OutcomeEvent>(line) {
+                Ok(event) => store(db, wake, &id, &event).await?,
+                Err(e) => tracing::warn!(%id, error = %e, "outcome record unreadable: skipped"),
+            }
         }
         let _: i64 = redis::cmd("XACK")
             .arg(STREAM_KEY)

@@ -208,7 +208,8 @@ pub struct Config {
     #[arg(long, env = "OUTCOMES_REDIS", default_value = "auto")]
     pub outcomes_redis: SecretUrl,
 
-    /// Entries the outcome stream keeps, about (`XADD MAXLEN ~`).
+    /// Outcomes the outcome stream keeps, about (`XADD MAXLEN ~`, an entry of several outcomes
+    /// trimmed as that many).
     #[arg(long, env = "OUTCOMES_STREAM_MAXLEN", default_value_t = 100_000)]
     pub outcomes_stream_maxlen: u64,
 

@@ -7,9 +7,41 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// The Redis Stream every download server of a fleet appends its records to (one JSON
-/// [`DownloadRecord`] per entry) and every app server reads with one consumer group.
+/// The Redis Stream every download server of a fleet appends its records to and every app
+/// server reads with one consumer group. An entry holds the records one writer had queued,
+/// as JSON Lines in its field `e` (see [`stream_entry`]).
 pub const OUTCOME_STREAM: &str = "burnlink:outcomes";
+
+/// One stream entry's `e`: the records (each a JSON [`DownloadRecord`], which never holds a
+/// raw newline) joined by `\n`. One record is an entry of one line, as before entries held
+/// several (issue 29): one `XADD` per batch of records, not one per record.
+pub fn stream_entry(records: &[String]) -> String {
+    records.join("\n")
+}
+
+/// The `MAXLEN ~` for an entry of `in_entry` records when the stream should keep about
+/// `records` of them: entries are trimmed as if each held as many as this one. Entries of
+/// one size keep about `records`; a burst of large entries followed by small ones keeps at
+/// most about twice that.
+pub fn stream_maxlen(records: u64, in_entry: usize) -> u64 {
+    records.div_ceil(in_entry.max(1) as u64).max(1)
+}
+
+/// The records of the entry `entry_id` whose `e` is `lines`, each with its event id: the
+/// entry id for the first, `<entry id>/<n>` for the nth after it, so a redelivered entry
+/// names each record as it did the first time.
+pub fn stream_records<'a>(
+    entry_id: &'a str,
+    lines: &'a str,
+) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> {
+    lines.split('\n').enumerate().map(move |(n, line)| {
+        let id = match n {
+            0 => Cow::Borrowed(entry_id),
+            n => Cow::Owned(format!("{entry_id}/{n}")),
+        };
+        (id, line)
+    })
+}
 
 /// How a download attempt ended: the `outcome` of the audit record and of
 /// `burnlink_downloads_total`. Names and the list of variants are derived (serde and strum
@@ -141,6 +173,49 @@ impl DownloadRecord<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_entry_gives_back_its_records_each_with_its_own_id() {
+        let record = |jti: &'static str| DownloadRecord {
+            time_ms: 1,
+            outcome: Outcome::Ok,
+            jti: Some(Cow::Borrowed(jti)),
+            sub: None,
+            file: None,
+            name: Some(Cow::Borrowed("two\nlines.txt")),
+            status: 200,
+            bytes: 3,
+            client: None,
+            forwarded_for: None,
+            user_agent: None,
+            request_id: None,
+        };
+        let records: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|jti| serde_json::to_string(&record(jti)).expect("serializes"))
+            .collect();
+        let entry = stream_entry(&records);
+        let read: Vec<(String, DownloadRecord<'static>)> = stream_records("17-0", &entry)
+            .map(|(id, line)| {
+                let record: DownloadRecord<'_> = serde_json::from_str(line).expect("one record");
+                (id.into_owned(), record.into_owned())
+            })
+            .collect();
+        let ids: Vec<&str> = read.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["17-0", "17-0/1", "17-0/2"]);
+        assert_eq!(read[2].1, record("c"));
+        // An entry of one record (as every entry was before) reads as it always did.
+        let one: Vec<_> = stream_records("9-1", &records[0]).collect();
+        assert_eq!(one, [(Cow::Borrowed("9-1"), records[0].as_str())]);
+    }
+
+    #[test]
+    fn an_entry_of_many_records_is_trimmed_as_many() {
+        assert_eq!(stream_maxlen(100_000, 1), 100_000);
+        assert_eq!(stream_maxlen(100_000, 11), 9_091);
+        assert_eq!(stream_maxlen(100_000, 0), 100_000);
+        assert_eq!(stream_maxlen(5, 256), 1);
+    }
 
     #[test]
     fn outcomes_are_listed_in_discriminant_order() {

@@ -1,10 +1,11 @@
-//! Outcomes to a capped Redis Stream, `burnlink:outcomes`: one `XADD … MAXLEN ~ N * e <json>`
-//! per attempt. App servers read it with one consumer group (`XREADGROUP`, `XACK`), so each
-//! outcome is stored once however many app servers there are; the cap bounds Redis memory if
-//! no app server reads for a while (the oldest entries go first).
+//! Outcomes to a capped Redis Stream, `burnlink:outcomes`: one `XADD … MAXLEN ~ N * e <lines>`
+//! per batch of attempts, their records as JSON Lines ([`shared::record::stream_entry`]). App
+//! servers read it with one consumer group (`XREADGROUP`, `XACK`), so each outcome is stored
+//! once however many app servers there are; the cap bounds Redis memory if no app server
+//! reads for a while (the oldest entries go first).
 //!
-//! The request path only queues the event; one task writes queued events in pipelined
-//! batches. A full queue or an unreachable Redis drops events (logged, counted in
+//! The request path only queues the event; one task writes what is queued, one entry at a
+//! time. A full queue or an unreachable Redis drops events (logged, counted in
 //! `burnlink_outcomes_dropped_total`): a download is never slowed or refused for it.
 
 use prometheus::IntCounter;
@@ -13,12 +14,12 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::OutcomeSink;
-use shared::record::DownloadRecord;
+use shared::record::{DownloadRecord, stream_entry, stream_maxlen};
 
 pub use shared::record::OUTCOME_STREAM as STREAM_KEY;
 /// Events waiting for the writer task, at most.
 const QUEUE: usize = 4096;
-/// Events sent in one pipeline, at most.
+/// Events in one entry, at most.
 const BATCH: usize = 256;
 
 pub struct RedisStreamSink {
@@ -51,19 +52,17 @@ impl RedisStreamSink {
                     batch.clear();
                     continue;
                 };
-                let mut pipe = redis::pipe();
-                for json in &batch {
-                    pipe.cmd("XADD")
-                        .arg(STREAM_KEY)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(maxlen)
-                        .arg("*")
-                        .arg("e")
-                        .arg(json)
-                        .ignore();
-                }
-                if let Err(e) = pipe.query_async::<()>(c).await {
+                let added = redis::cmd("XADD")
+                    .arg(STREAM_KEY)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(stream_maxlen(maxlen, batch.len()))
+                    .arg("*")
+                    .arg("e")
+                    .arg(stream_entry(&batch))
+                    .query_async::<()>(c)
+                    .await;
+                if let Err(e) = added {
                     lost.inc_by(batch.len() as u64);
                     tracing::warn!(error = %e, events = batch.len(), "outcomes not written");
                     conn = None;

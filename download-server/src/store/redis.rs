@@ -8,7 +8,7 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, Pipeline, RedisFuture, Script, Value};
 use shared::Jti;
-use shared::record::{DownloadRecord, OUTCOME_STREAM, OutcomeSink};
+use shared::record::{DownloadRecord, OUTCOME_STREAM, OutcomeSink, stream_entry, stream_maxlen};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
@@ -40,12 +40,12 @@ use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 /// **Outcomes ride with burns.** When the outcome stream is the burn store's own Redis
 /// (`--outcomes-redis auto`, one Redis), [`RedisStore::outcome_sink`] queues finished
 /// downloads' records for the same task, and the next batch's script appends them to the
-/// stream (`XADD` inside [`BURN_MANY`], after the burns, each through `redis.pcall` so a
-/// stream that refuses one never changes a burn's answer): one round trip per download under
-/// load instead of a burn and an `XADD` (issue 29). Records wait for a burn at most
-/// `--outcomes-linger-ms` (50 ms by default), then go on their own in the same script with no burns. A cluster, or an
-/// outcome stream on another Redis, keeps the stream's own writer
-/// ([`crate::outcome::redis::RedisStreamSink`]).
+/// stream as one entry (one `XADD` inside [`BURN_MANY`], after the burns, through
+/// `redis.pcall` so a stream that refuses it never changes a burn's answer): one round trip
+/// per download under load instead of a burn and an `XADD`, and one `XADD` per batch
+/// (issue 29). Records wait for a burn at most `--outcomes-linger-ms` (50 ms by default),
+/// then go on their own in the same script with no burns. A cluster, or an outcome stream on
+/// another Redis, keeps the stream's own writer ([`crate::outcome::redis::RedisStreamSink`]).
 ///
 /// The connection is made on first use and remade after any failure, so a server starts while
 /// Redis is down (unready, refusing downloads with 503) and recovers on its own when Redis is
@@ -204,30 +204,35 @@ return 0
 ";
 
 /// [`BURN`] for many ids at once: `KEYS` holds each burn's epoch key and id in turn, `ARGV`
-/// each burn's known epoch, life and value; one answer per burn, in order. Then outcome
-/// records, when there are any: the stream is the last key (an odd count of keys), and after
-/// the burns' arguments come the stream's `MAXLEN ~` and one JSON record each, appended after
-/// every burn is decided. The last answer is the number of records the stream refused.
+/// each burn's known epoch, life and value; one answer per burn, in order. The batch's epochs
+/// are read by one `MGET` (one Redis might hold them all: the batch path is never a
+/// cluster's), not one `GET` per burn. Then the outcome records, when there are any: the
+/// stream is the last key (an odd count of keys), and after the burns' arguments come the
+/// stream's `MAXLEN ~` and one entry holding every record ([`shared::record::stream_entry`]),
+/// appended after every burn is decided. The last answer is 1 when the stream refused it.
 const BURN_MANY: &str = r"
 local n = math.floor(#KEYS / 2)
 local out = {}
-for i = 1, n do
-  local a = 3 * i - 2
-  if redis.call('GET', KEYS[2 * i - 1]) ~= ARGV[a] then
-    out[i] = -1
-  elseif redis.call('SET', KEYS[2 * i], ARGV[a + 2], 'NX', 'PX', ARGV[a + 1]) then
-    out[i] = 1
-  else
-    out[i] = 0
+if n > 0 then
+  local keys = {}
+  for i = 1, n do keys[i] = KEYS[2 * i - 1] end
+  local epochs = redis.call('MGET', unpack(keys))
+  for i = 1, n do
+    local a = 3 * i - 2
+    if epochs[i] ~= ARGV[a] then
+      out[i] = -1
+    elseif redis.call('SET', KEYS[2 * i], ARGV[a + 2], 'NX', 'PX', ARGV[a + 1]) then
+      out[i] = 1
+    else
+      out[i] = 0
+    end
   end
 end
 local refused = 0
 if #KEYS > 2 * n then
-  local maxlen = ARGV[3 * n + 1]
-  for j = 3 * n + 2, #ARGV do
-    local id = redis.pcall('XADD', KEYS[#KEYS], 'MAXLEN', '~', maxlen, '*', 'e', ARGV[j])
-    if type(id) == 'table' and id.err then refused = refused + 1 end
-  end
+  local id = redis.pcall('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[3 * n + 1], '*', 'e',
+    ARGV[3 * n + 2])
+  if type(id) == 'table' and id.err then refused = 1 end
 end
 out[n + 1] = refused
 return out
@@ -636,20 +641,23 @@ impl RedisStore {
                 .arg(&*burn.value);
         }
         if !records.is_empty() {
-            call.key(OUTCOME_STREAM).arg(maxlen);
-            for json in records {
-                call.arg(json);
-            }
+            call.key(OUTCOME_STREAM)
+                .arg(stream_maxlen(maxlen, records.len()))
+                .arg(stream_entry(records));
         }
         let mut conn = self.conn.clone();
         let answers: Result<Vec<i64>, StoreError> = self
             .within(self.timeout, call.invoke_async(&mut conn))
             .await;
-        // The last answer counts the records the stream refused; the rest are the burns'.
+        // The last answer says whether the stream refused the records; the rest are the
+        // burns'.
         let answers = match answers {
             Ok(mut a) if a.len() == batch.len() + 1 => {
-                let refused = a.pop().unwrap_or(0);
-                Ok((a, u64::try_from(refused).unwrap_or(0)))
+                let lost = match a.pop() {
+                    Some(0) => 0,
+                    _ => records.len() as u64,
+                };
+                Ok((a, lost))
             }
             Ok(a) => Err(StoreError(format!(
                 "{} answers for {} burns",

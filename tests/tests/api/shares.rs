@@ -932,6 +932,82 @@ async fn fleet_outcomes_reach_two_app_servers_database_once_each() {
     assert_eq!(used(&alice_b, &file, id).await, 2);
 }
 
+/// Downloads at the same moment: their outcomes reach the stream as a few entries of several
+/// records each (one `XADD` per burn batch, issue 29), and the app server stores every record
+/// once, each under an event id of its own. (An app server that read one record per entry
+/// would store a few of the forty.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_of_one_batch_are_one_stream_entry_and_each_is_stored() {
+    let Some(redis) = burnlink_tests::services::private_redis().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let placeholder = "http://127.0.0.1:9";
+    let mut config = test_config(dir.path());
+    config.download_url = Some(placeholder.to_owned());
+    config.outcomes_redis = Some(redis.url().to_owned());
+    let app = start(config).await;
+    let dl = burnlink_tests::spawn_download_server(&app, redis.url()).await;
+    let alice = app.login(ALICE).await;
+    let bytes = sample_bytes(3_000);
+    let file = alice.upload_ok("together.bin", bytes.clone()).await.id;
+    const N: usize = 40;
+    let mut links = Vec::new();
+    for _ in 0..N {
+        links.push(alice.link_url(&file).await.replacen(placeholder, &dl, 1));
+    }
+    let anon = &app.anon;
+    let gets = links.iter().map(|link| async move {
+        let got = anon.get(link).send().await.unwrap();
+        (got.status(), got.bytes().await.unwrap())
+    });
+    for (status, body) in futures_util::future::join_all(gets).await {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, bytes);
+    }
+
+    let mut conn = redis.connection().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg("burnlink:outcomes")
+            .arg("burnlink-app")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let pending = matches!(pending.first(), Some(redis::Value::Int(n)) if *n > 0);
+        let (stored,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM download_events WHERE outcome = 'ok'")
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        if stored >= N as i64 && !pending {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "outcomes arrive ({stored} of {N} stored)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (stored, jtis, ids): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT jti), COUNT(DISTINCT event_id) FROM download_events",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((stored, jtis, ids), (N as i64, N as i64, N as i64));
+    let entries: usize = redis::cmd("XLEN")
+        .arg("burnlink:outcomes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        entries < N / 2,
+        "{entries} stream entries for {N} outcomes: records sent together share an entry"
+    );
+}
+
 /// The file list shows under each share the downloads made through it, newest first, at most
 /// 50 of each, and none of the owner's own links'.
 #[tokio::test]
