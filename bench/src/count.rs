@@ -212,10 +212,16 @@ impl Valgrind {
             tool.name(),
             stem.with_extension("out").display()
         ));
+        // The memory store, unless the extra arguments name another.
+        let store: &[&str] = match server_args.iter().any(|a| a.starts_with("--burn-store")) {
+            true => &[],
+            false => &["--burn-store", "memory"],
+        };
         match counted {
             Counted::DownloadServer => command
                 .arg(bin_dir.join("download-server"))
-                .args(["--bind", "127.0.0.1:0", "--burn-store", "memory"])
+                .args(["--bind", "127.0.0.1:0"])
+                .args(store)
                 .arg("--data-dir")
                 .arg(dir)
                 .arg("--hs256-secret-file")

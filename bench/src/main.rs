@@ -84,7 +84,8 @@ struct Args {
     #[arg(long, value_name = "DIR", requires = "count")]
     count_keep: Option<PathBuf>,
     /// With `--count`: one more argument for the download server (repeat for several), e.g.
-    /// `--server-arg=--open-file-cache=0`.
+    /// `--server-arg=--open-file-cache=0`, or `--server-arg=--burn-store=redis://127.0.0.1:6379`
+    /// in place of the memory store (the server's own instructions; Redis's are not counted).
     #[arg(
         long,
         value_name = "ARG",
