@@ -205,8 +205,8 @@ return 0
 
 /// [`BURN`] for many ids at once: `KEYS` holds each burn's epoch key and id in turn, `ARGV`
 /// each burn's known epoch, life and value; one answer per burn, in order. The batch's epochs
-/// are read by one `MGET` (one Redis might hold them all: the batch path is never a
-/// cluster's), not one `GET` per burn. Then the outcome records, when there are any: the
+/// are read by one `MGET`, not one `GET` per burn (the batch path is a single Redis's, which
+/// holds every bucket; a cluster's buckets are in many slots and burn one script each). Then the outcome records, when there are any: the
 /// stream is the last key (an odd count of keys), and after the burns' arguments come the
 /// stream's `MAXLEN ~` and one entry holding every record ([`shared::record::stream_entry`]),
 /// appended after every burn is decided. The last answer is 1 when the stream refused it.

@@ -829,6 +829,17 @@ async fn concurrent_posts_over_two_app_servers_take_exactly_what_is_left() {
     );
 }
 
+/// Whether the app servers' consumer group has read outcome entries it has not acked yet.
+async fn outcomes_pending(conn: &mut redis::aio::MultiplexedConnection) -> bool {
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("burnlink:outcomes")
+        .arg("burnlink-app")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    matches!(pending.first(), Some(redis::Value::Int(n)) if *n > 0)
+}
+
 /// A fleet: two download servers burning in one Redis publish outcomes to its stream; two app
 /// servers on one PostgreSQL read it in one consumer group. Each outcome is stored once, and
 /// the owner sees both downloads from either app server.
@@ -881,13 +892,7 @@ async fn fleet_outcomes_reach_two_app_servers_database_once_each() {
     let mut conn = redis.connection().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
-            .arg("burnlink:outcomes")
-            .arg("burnlink-app")
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        let pending = matches!(pending.first(), Some(redis::Value::Int(n)) if *n > 0);
+        let pending = outcomes_pending(&mut conn).await;
         let mut conn_pg = pg.connect().await;
         let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM download_events")
             .fetch_one(&mut conn_pg)
@@ -969,13 +974,7 @@ async fn outcomes_of_one_batch_are_one_stream_entry_and_each_is_stored() {
     let mut conn = redis.connection().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
-            .arg("burnlink:outcomes")
-            .arg("burnlink-app")
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        let pending = matches!(pending.first(), Some(redis::Value::Int(n)) if *n > 0);
+        let pending = outcomes_pending(&mut conn).await;
         let (stored,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM download_events WHERE outcome = 'ok'")
                 .fetch_one(&app.db)
