@@ -138,7 +138,7 @@ impl InProcessSink {
 }
 
 impl OutcomeSink for InProcessSink {
-    fn send(&self, record: &DownloadRecord<'_>) {
+    fn send(&self, record: &DownloadRecord<'_>, _json: Option<&str>) {
         if self.tx.try_send(record.clone().into_owned()).is_err() {
             tracing::warn!("download outcome queue full: event dropped");
         }

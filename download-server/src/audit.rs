@@ -156,17 +156,22 @@ impl AuditLog {
             user_agent = line.user_agent.as_deref(),
             "download"
         );
+        // The file's line, serialized once: a sink that queues JSON copies the same text.
+        let json = match self.file.as_ref().map(|_| serde_json::to_string(&line)) {
+            Some(Ok(json)) => Some(json),
+            Some(Err(_)) => {
+                self.dropped.inc();
+                None
+            }
+            None => None,
+        };
         if let (Some(sink), Some(_)) = (&self.outcomes, grant) {
-            sink.0.send(&line);
+            sink.0.send(&line, json.as_deref());
         }
-        let Some(tx) = &self.file else {
+        let (Some(tx), Some(json)) = (&self.file, json) else {
             return;
         };
-        let mut buf = Vec::with_capacity(256);
-        if serde_json::to_writer(&mut buf, &line).is_err() {
-            self.dropped.inc();
-            return;
-        }
+        let mut buf = json.into_bytes();
         buf.push(b'\n');
         match tx.try_send(buf) {
             Ok(()) => {}
@@ -200,14 +205,20 @@ mod tests {
         use shared::record::{DownloadRecord, OutcomeEvent, OutcomeSink};
 
         #[derive(Default)]
-        struct Collect(Mutex<Vec<OutcomeEvent>>);
+        struct Collect(Mutex<Vec<(OutcomeEvent, Option<String>)>>);
         impl OutcomeSink for Collect {
-            fn send(&self, record: &DownloadRecord<'_>) {
-                self.0.lock().unwrap().push(record.clone().into_owned());
+            fn send(&self, record: &DownloadRecord<'_>, json: Option<&str>) {
+                let record = record.clone().into_owned();
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((record, json.map(str::to_owned)));
             }
         }
         let sink = Arc::new(Collect::default());
-        let log = AuditLog::open(None, IntCounter::new("x", "x").expect("counter"))
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = shared::DataDir::new(dir.path()).audit_file("test");
+        let log = AuditLog::open(Some(&path), IntCounter::new("x", "x").expect("counter"))
             .expect("opens")
             .with_outcomes(Some(SinkHandle(sink.clone())));
         let grant = Grant {
@@ -225,9 +236,13 @@ mod tests {
         };
         log.record(Outcome::Invalid, None, 401, 0, &client);
         log.record(Outcome::Partial, Some(&grant), 200, 1234, &client);
+        log.close();
         let events = sink.0.lock().unwrap();
         assert_eq!(events.len(), 1);
-        let e = &events[0];
+        let (e, json) = &events[0];
+        // The sink was handed the audit file's own line (serialized once), without its newline.
+        let lines = std::fs::read_to_string(&path).expect("audit file");
+        assert_eq!(json.as_deref(), lines.lines().nth(1));
         assert_eq!(
             (e.outcome, e.status, e.bytes),
             (Outcome::Partial, 200, 1234)

@@ -113,7 +113,9 @@ pub type OutcomeEvent = DownloadRecord<'static>;
 /// ([`OUTCOME_STREAM`]). The record is borrowed from the download: a sink takes what it
 /// queues (the stream's JSON, one allocation, made on the download's own thread).
 pub trait OutcomeSink: Send + Sync + 'static {
-    fn send(&self, record: &DownloadRecord<'_>);
+    /// `json` is the same record as JSON when the caller has made it already (the audit
+    /// file's line): a sink that queues JSON copies it rather than serializing again.
+    fn send(&self, record: &DownloadRecord<'_>, json: Option<&str>);
 }
 
 /// One download attempt. Never the token. Written borrowed (no copy on the download path), read

@@ -14,15 +14,17 @@ use tokio::sync::mpsc;
 
 pub use shared::record::{OutcomeEvent, OutcomeSink};
 
-/// What both Redis sinks do with a record: queue it as the stream's JSON, made here on the
-/// download's own thread (one allocation); a record that cannot be written or queued is
-/// counted in `dropped`.
+/// What both Redis sinks do with a record: queue it as the stream's JSON, on the download's
+/// own thread (one allocation): `json` copied when the audit line made it, else serialized
+/// here. A record that cannot be written or queued is counted in `dropped`.
 pub(crate) fn queue_json(
     tx: &mpsc::Sender<String>,
     record: &DownloadRecord<'_>,
+    json: Option<&str>,
     dropped: &IntCounter,
 ) {
-    let queued = serde_json::to_string(record).map(|json| tx.try_send(json));
+    let json = json.map_or_else(|| serde_json::to_string(record), |j| Ok(j.to_owned()));
+    let queued = json.map(|json| tx.try_send(json));
     if !matches!(queued, Ok(Ok(()))) {
         dropped.inc();
     }

@@ -75,7 +75,7 @@ impl RedisStreamSink {
 }
 
 impl OutcomeSink for RedisStreamSink {
-    fn send(&self, record: &DownloadRecord<'_>) {
-        super::queue_json(&self.tx, record, &self.dropped);
+    fn send(&self, record: &DownloadRecord<'_>, json: Option<&str>) {
+        super::queue_json(&self.tx, record, json, &self.dropped);
     }
 }

@@ -83,8 +83,8 @@ pub struct BatchedOutcomes {
 }
 
 impl OutcomeSink for BatchedOutcomes {
-    fn send(&self, record: &DownloadRecord<'_>) {
-        crate::outcome::queue_json(&self.records, record, &self.dropped);
+    fn send(&self, record: &DownloadRecord<'_>, json: Option<&str>) {
+        crate::outcome::queue_json(&self.records, record, json, &self.dropped);
     }
 }
 
