@@ -157,14 +157,11 @@ impl AuditLog {
             "download"
         );
         // The file's line, serialized once: a sink that queues JSON copies the same text.
-        let json = match self.file.as_ref().map(|_| serde_json::to_string(&line)) {
-            Some(Ok(json)) => Some(json),
-            Some(Err(_)) => {
-                self.dropped.inc();
-                None
-            }
-            None => None,
-        };
+        let json = self.file.as_ref().and_then(|_| {
+            serde_json::to_string(&line)
+                .inspect_err(|_| self.dropped.inc())
+                .ok()
+        });
         if let (Some(sink), Some(_)) = (&self.outcomes, grant) {
             sink.0.send(&line, json.as_deref());
         }

@@ -203,7 +203,7 @@ if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 ";
 
-/// [`BURN`] for many ids at once: `KEYS` holds each burn's epoch key and id in turn, `ARGV`
+/// [`BURN`] for many ids at once: `KEYS` holds the n burns' epoch keys, then their ids, `ARGV`
 /// each burn's known epoch, life and value; one answer per burn, in order. The batch's epochs
 /// are read by one `MGET`, not one `GET` per burn (the batch path is a single Redis's, which
 /// holds every bucket; a cluster's buckets are in many slots and burn one script each). Then the outcome records, when there are any: the
@@ -214,14 +214,12 @@ const BURN_MANY: &str = r"
 local n = math.floor(#KEYS / 2)
 local out = {}
 if n > 0 then
-  local keys = {}
-  for i = 1, n do keys[i] = KEYS[2 * i - 1] end
-  local epochs = redis.call('MGET', unpack(keys))
+  local epochs = redis.call('MGET', unpack(KEYS, 1, n))
   for i = 1, n do
     local a = 3 * i - 2
     if epochs[i] ~= ARGV[a] then
       out[i] = -1
-    elseif redis.call('SET', KEYS[2 * i], ARGV[a + 2], 'NX', 'PX', ARGV[a + 1]) then
+    elseif redis.call('SET', KEYS[n + i], ARGV[a + 2], 'NX', 'PX', ARGV[a + 1]) then
       out[i] = 1
     else
       out[i] = 0
@@ -634,8 +632,10 @@ impl RedisStore {
     async fn send_batch(&self, batch: &mut Vec<Queued>, records: &[String], maxlen: u64) -> u64 {
         let mut call = self.epochs.burn_many.prepare_invoke();
         for burn in batch.iter() {
-            call.key(epoch_key(burn.bucket))
-                .key(&burn.key)
+            call.key(epoch_key(burn.bucket));
+        }
+        for burn in batch.iter() {
+            call.key(&burn.key)
                 .arg(&*burn.epoch)
                 .arg(burn.life_ms)
                 .arg(&*burn.value);
