@@ -113,6 +113,14 @@ pub struct Config {
     #[arg(long, env = "TOKEN_TTL", default_value_t = 60)]
     pub token_ttl: u64,
 
+    /// All-in-one: the clock skew the embedded download server allows on `exp`, `nbf` and
+    /// `iat`, in seconds (0 to 60), as the download server's `--leeway`. It serves downloads
+    /// `1 + leeway` seconds after it starts (see "The memory store, and restarts" in
+    /// docs/DEPLOY.md); 0 when every token is minted on this machine's clock.
+    #[arg(long, env = "TOKEN_LEEWAY", default_value_t = shared::Policy::DEFAULT_LEEWAY,
+          value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub leeway: u64,
+
     /// The signing key file, for app servers that share one key without sharing a data
     /// directory (Ed25519 as PKCS#8 PEM, e.g. `openssl genpkey -algorithm ed25519`; HS256 as one
     /// line of unpadded base64url of at least 32 random bytes). It must exist: a mistyped path

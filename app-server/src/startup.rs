@@ -119,6 +119,7 @@ impl Application {
                     bind: config.download_bind,
                     service: config.service.clone(),
                     token: config.token.clone(),
+                    leeway: config.leeway,
                     file_store: config.file_store.clone(),
                     keys: published.clone(),
                     app_url: public_url.to_string(),

@@ -56,7 +56,9 @@ pub struct Config {
     #[command(flatten)]
     pub token: TokenArgs,
 
-    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (0 to 60).
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (0 to 60). With the memory
+    /// store, and after a Redis store lost its data, downloads start `1 + leeway` seconds
+    /// later (see "The memory store, and restarts" in docs/DEPLOY.md).
     #[arg(long, env = "TOKEN_LEEWAY", default_value_t = Policy::DEFAULT_LEEWAY,
           value_parser = clap::value_parser!(u64).range(0..=60))]
     pub leeway: u64,
@@ -249,6 +251,8 @@ pub struct Embedded {
     pub bind: SocketAddr,
     pub service: ServiceArgs,
     pub token: TokenArgs,
+    /// `--leeway`.
+    pub leeway: u64,
     pub file_store: FileStoreArgs,
     /// The app's published verification keys.
     pub keys: Vec<VerifyingKey>,
@@ -277,6 +281,7 @@ impl Config {
                 ..app.service
             },
             token: app.token,
+            leeway: app.leeway,
             file_store: app.file_store,
             jwks_file: None,
             jwks_url: None,

@@ -128,6 +128,7 @@ impl Application {
                     info.clone(),
                     config.burn_store_timeout(),
                     config.burn_store_replicas,
+                    config.leeway,
                 )
                 .map_err(|e| StartupError::BurnStore(e.to_string()))?,
             ),
@@ -146,8 +147,9 @@ impl Application {
             }
             (BurnStoreSetting::Redis(_), None) => unreachable!("made above for a Redis"),
             (BurnStoreSetting::RedisCluster(nodes), _) => {
-                let store = RedisStore::cluster(nodes.clone(), config.burn_store_timeout())
-                    .map_err(|e| StartupError::BurnStore(e.to_string()))?;
+                let store =
+                    RedisStore::cluster(nodes.clone(), config.burn_store_timeout(), config.leeway)
+                        .map_err(|e| StartupError::BurnStore(e.to_string()))?;
                 store.start().await;
                 start(&config, &settings, store, listener, recorders).await?
             }
@@ -224,15 +226,16 @@ impl Application {
 }
 
 /// With a store that forgets what it burned when the process stops, a token burned by the
-/// previous process must not work again: every token issued before this process is refused.
-/// `iat` has one-second resolution, so the boundary is the next whole second, and the server
-/// waits for it before it serves (at most a second), so no token minted after it starts
-/// serving is refused.
+/// previous process must not work again: every token issued before this process is refused,
+/// and so is one dated up to `leeway` seconds later, which the previous process accepted
+/// from a minter whose clock runs ahead. `iat` has one-second resolution, so the boundary is
+/// the next whole second plus the leeway, and the server waits for it before it serves (at
+/// most `1 + leeway` seconds), so no token minted after it starts serving is refused.
 async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64> {
     if !store.forgets_on_restart() || config.accept_tokens_issued_before_start {
         return None;
     }
-    let boundary = shared::unix_now() + 1;
+    let boundary = shared::unix_now() + 1 + config.leeway;
     store::wait_for_second(boundary).await;
     Some(boundary)
 }

@@ -56,6 +56,9 @@ pub fn test_config(data_dir: &Path) -> app_server::Config {
     config.alg = Algorithm::EdDSA;
     config.token.issuer = "burnlink-app".into();
     config.token.audience = "burnlink-download".into();
+    // Every token these tests mint is dated by this machine's clock, and the embedded download
+    // server serves `1 + leeway` seconds after it starts: a test of the leeway sets it.
+    config.leeway = 0;
     if s3::s3_under_test() {
         let moto = s3::moto().expect("TEST_FILE_STORE=s3 needs moto (.ci/install-deps)");
         config.file_store = moto.settings(&moto.bucket(), "files");

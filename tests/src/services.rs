@@ -342,6 +342,9 @@ pub fn download_config(app: &TestApp, burn_store: &str) -> download_server::Conf
     config.hs256_secret_file = None;
     config.keys = vec![app.signing_key().verifying_key().clone()];
     config.burn_store = burn_store.into();
+    // As the app's embedded server (`test_config`): tokens here are dated by this machine's
+    // clock, and a server with the memory store serves `1 + leeway` seconds after it starts.
+    config.leeway = app.config.leeway;
     // The app's files, wherever they are.
     config.file_store = app.config.file_store.clone();
     config.service.metrics_bind = None;

@@ -38,7 +38,7 @@ pub fn keep_until_ms(exp: u64, leeway: u64, clock_skew: u64) -> u64 {
 
 /// Waits until the clock reads the whole second `boundary` (Unix seconds): a store that
 /// refuses tokens issued before `boundary` serves only from then on, so no token minted once
-/// it serves is refused. At most a second when `boundary` is the next one.
+/// it serves is refused.
 pub async fn wait_for_second(boundary: u64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

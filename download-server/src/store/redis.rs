@@ -157,10 +157,11 @@ struct Epoch {
 }
 
 impl Epoch {
-    /// A candidate for a bucket that has none: refuses everything issued up to this second,
-    /// since a token issued in it may have been burned just before the loss.
-    fn new() -> Epoch {
-        let boundary = shared::unix_now() + 1;
+    /// A candidate for a bucket that has none: refuses everything issued up to this second
+    /// and `leeway` seconds past it, since such a token may have been burned just before the
+    /// loss (a minter's clock may run that far ahead of the server that burned it).
+    fn new(leeway: u64) -> Epoch {
+        let boundary = shared::unix_now() + 1 + leeway;
         Epoch {
             value: format!("{boundary}-{}", shared::random_token(9)).into(),
             boundary,
@@ -181,6 +182,8 @@ impl Epoch {
 
 struct Epochs {
     known: Vec<RwLock<Option<Epoch>>>,
+    /// The verifier's leeway on `iat`: how far past a new epoch's second it refuses.
+    leeway: u64,
     burn: Script,
     burn_many: Script,
     /// The batching task's end of the burn queue, until [`RedisStore::start`] takes it.
@@ -308,6 +311,7 @@ impl RedisStore {
         info: ConnectionInfo,
         timeout: Duration,
         replicas: u32,
+        leeway: u64,
     ) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(info).map_err(|e| StoreError(e.to_string()))?;
         // Reconnection attempts back off from 50 ms to at most 1 s, so a Redis that comes back
@@ -321,7 +325,7 @@ impl RedisStore {
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StoreError(e.to_string()))?;
         let (burns, queued) = mpsc::channel(BURN_QUEUE);
-        let mut store = RedisStore::with(Conn::Single(conn), timeout, replicas);
+        let mut store = RedisStore::with(Conn::Single(conn), timeout, replicas, leeway);
         store.burns = Some(burns);
         *store
             .epochs
@@ -336,6 +340,7 @@ impl RedisStore {
     pub fn cluster(
         nodes: Vec<ConnectionInfo>,
         timeout: Duration,
+        leeway: u64,
     ) -> Result<RedisStore, StoreError> {
         let client = ClusterClient::builder(nodes)
             .retries(3)
@@ -347,7 +352,7 @@ impl RedisStore {
             .set_connection_timeout(timeout.max(Duration::from_secs(1)))
             .set_response_timeout(timeout);
         let conn = client.get_pending_async_connection_with_config(config);
-        Ok(RedisStore::with(Conn::Cluster(conn), timeout, 0))
+        Ok(RedisStore::with(Conn::Cluster(conn), timeout, 0, leeway))
     }
 
     /// A sink whose records the burn batches append to the outcome stream (see the type's
@@ -373,7 +378,7 @@ impl RedisStore {
         Some(BatchedOutcomes { records, dropped })
     }
 
-    fn with(conn: Conn, timeout: Duration, replicas: u32) -> RedisStore {
+    fn with(conn: Conn, timeout: Duration, replicas: u32, leeway: u64) -> RedisStore {
         RedisStore {
             conn,
             timeout,
@@ -381,6 +386,7 @@ impl RedisStore {
             burns: None,
             epochs: Arc::new(Epochs {
                 known: (0..BUCKETS).map(|_| RwLock::new(None)).collect(),
+                leeway,
                 burn: Script::new(BURN),
                 burn_many: Script::new(BURN_MANY),
                 queued: Mutex::new(None),
@@ -449,7 +455,8 @@ impl RedisStore {
     /// The bucket's epoch as Redis has it now (created if missing), remembered.
     async fn learn_epoch(&self, bucket: usize) -> Result<Epoch, StoreError> {
         let mut call = self.epochs.get_or_create.prepare_invoke();
-        call.key(epoch_key(bucket)).arg(&*Epoch::new().value);
+        call.key(epoch_key(bucket))
+            .arg(&*Epoch::new(self.epochs.leeway).value);
         let mut conn = self.conn.clone();
         let value: String = self
             .within(self.timeout, call.invoke_async(&mut conn))
@@ -826,9 +833,13 @@ mod tests {
 
     #[test]
     fn an_epoch_names_its_boundary() {
-        let epoch = Epoch::new();
+        let before = shared::unix_now();
+        let epoch = Epoch::new(5);
         assert_eq!(Epoch::parse(epoch.value.to_string()).unwrap(), epoch);
-        assert!(epoch.boundary > shared::unix_now());
+        assert!(
+            epoch.boundary >= before + 1 + 5,
+            "the next second, past the leeway"
+        );
         assert!(Epoch::parse("garbage".into()).is_err());
     }
 }

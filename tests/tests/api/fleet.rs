@@ -269,9 +269,9 @@ async fn downloads_fail_closed_while_redis_is_down_and_recover_after() {
     );
 }
 
-/// Polls `/readyz` until it answers 200 (bounded: 10 s).
+/// Polls `/readyz` until it answers 200 (bounded: 15 s).
 pub async fn wait_until_ready(app: &TestApp, server: &str) {
-    for _ in 0..100 {
+    for _ in 0..150 {
         if readyz(app, server).await == StatusCode::OK {
             return;
         }
@@ -288,20 +288,39 @@ async fn a_restarted_memory_server_refuses_tokens_issued_before_it_started() {
     claims.iat -= 2;
     claims.nbf -= 2;
     let token = app.signing_key().mint(&claims).expect("mint");
-    let accepting = |app: &TestApp| {
+    // Minted by a clock 4 s ahead, inside the leeway: the server accepts it as issued now.
+    let mut claims = app.claims(&key, "x.txt");
+    (claims.iat, claims.nbf, claims.exp) = (claims.iat + 4, claims.nbf + 4, claims.exp + 4);
+    let ahead = app.signing_key().mint(&claims).expect("mint");
+    let with_leeway = |app: &TestApp| {
         let mut config = download_config(app, "memory");
+        config.leeway = 5;
+        config
+    };
+    let accepting = |app: &TestApp| {
+        let mut config = with_leeway(app);
         config.accept_tokens_issued_before_start = true;
         config
     };
 
-    // Used on a server that accepted it, which then "restarts": a new process on the same
+    // Used on a server that accepted them, which then "restarts": a new process on the same
     // data dir, with an empty memory store.
     let before = start_download_server(accepting(&app)).await;
     assert_eq!(get(&app, &before, &token).await.status(), StatusCode::OK);
-    let restarted = spawn_download_server(&app, "memory").await;
-    let res = get(&app, &restarted, &token).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "restart safety");
-    assert_eq!(error_code(res).await, "invalid_token");
+    assert_eq!(get(&app, &before, &ahead).await.status(), StatusCode::OK);
+    let restarted = start_download_server(with_leeway(&app)).await;
+    for (token, what) in [(&token, "issued before"), (&ahead, "dated ahead")] {
+        let res = get(&app, &restarted, token).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "restart safety: {what}"
+        );
+        assert_eq!(error_code(res).await, "invalid_token");
+    }
+    // It served only once that leeway was over: a link minted now works.
+    let fresh = mint(&app, &key);
+    assert_eq!(get(&app, &restarted, &fresh).await.status(), StatusCode::OK);
 
     // The opt-out shows what the default protects against: the forgotten burn is replayable.
     let opted_out = start_download_server(accepting(&app)).await;
@@ -413,9 +432,16 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
         return;
     };
     let (app, bytes, key) = app_with_file().await;
-    let server = spawn_download_server(&app, redis.url()).await;
+    let mut config = download_config(&app, redis.url());
+    config.leeway = 5;
+    let server = start_download_server(config).await;
     let used = mint(&app, &key);
     assert_eq!(get(&app, &server, &used).await.status(), StatusCode::OK);
+    // Minted by a clock 3 s ahead, inside the leeway.
+    let mut claims = app.claims(&key, "x.txt");
+    (claims.iat, claims.nbf, claims.exp) = (claims.iat + 3, claims.nbf + 3, claims.exp + 3);
+    let ahead = app.signing_key().mint(&claims).expect("mint");
+    assert_eq!(get(&app, &server, &ahead).await.status(), StatusCode::OK);
 
     // As a failover to a replica that had not caught up, or an operator's mistake: every
     // record gone at once, with no reconnection to notice it by.
@@ -423,13 +449,15 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
         .query_async(&mut redis.connection().await)
         .await
         .expect("FLUSHALL");
-    let replay = get(&app, &server, &used).await;
-    assert_eq!(
-        replay.status(),
-        StatusCode::UNAUTHORIZED,
-        "the replay right after the loss is refused"
-    );
-    assert_eq!(error_code(replay).await, "invalid_token");
+    for (token, what) in [(&used, "used"), (&ahead, "dated ahead")] {
+        let replay = get(&app, &server, token).await;
+        assert_eq!(
+            replay.status(),
+            StatusCode::UNAUTHORIZED,
+            "the replay right after the loss is refused: {what}"
+        );
+        assert_eq!(error_code(replay).await, "invalid_token");
+    }
 
     wait_until_ready(&app, &server).await;
     let fresh = mint(&app, &key);
