@@ -236,6 +236,12 @@ async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64
         return None;
     }
     let boundary = shared::unix_now() + 1 + config.leeway;
+    tracing::info!(
+        refused_before = boundary,
+        leeway = config.leeway,
+        "memory burn store: tokens issued before this second are refused (a restart forgets \
+         what was burned); downloads are served from then on"
+    );
     store::wait_for_second(boundary).await;
     Some(boundary)
 }
