@@ -280,6 +280,22 @@ pub async fn wait_until_ready(app: &TestApp, server: &str) {
     panic!("{server} did not become ready");
 }
 
+/// A token for `key` minted by a clock `secs` seconds ahead of this one.
+fn minted_ahead(app: &TestApp, key: &str, secs: u64) -> String {
+    let mut claims = app.claims(key, "x.txt");
+    claims.iat += secs;
+    claims.nbf += secs;
+    claims.exp += secs;
+    app.signing_key().mint(&claims).expect("mint")
+}
+
+/// `token` gets 401 `invalid_token` from `server`.
+async fn refused(app: &TestApp, server: &str, token: &str, case: &str) {
+    let res = get(app, server, token).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{case}");
+    assert_eq!(error_code(res).await, "invalid_token", "{case}");
+}
+
 #[tokio::test]
 async fn a_restarted_memory_server_refuses_tokens_issued_before_it_started() {
     let (app, bytes, key) = app_with_file().await;
@@ -288,10 +304,8 @@ async fn a_restarted_memory_server_refuses_tokens_issued_before_it_started() {
     claims.iat -= 2;
     claims.nbf -= 2;
     let token = app.signing_key().mint(&claims).expect("mint");
-    // Minted by a clock 4 s ahead, inside the leeway: the server accepts it as issued now.
-    let mut claims = app.claims(&key, "x.txt");
-    (claims.iat, claims.nbf, claims.exp) = (claims.iat + 4, claims.nbf + 4, claims.exp + 4);
-    let ahead = app.signing_key().mint(&claims).expect("mint");
+    // Inside the leeway: the server accepts it as issued now.
+    let ahead = minted_ahead(&app, &key, 4);
     let with_leeway = |app: &TestApp| {
         let mut config = download_config(app, "memory");
         config.leeway = 5;
@@ -310,13 +324,7 @@ async fn a_restarted_memory_server_refuses_tokens_issued_before_it_started() {
     assert_eq!(get(&app, &before, &ahead).await.status(), StatusCode::OK);
     let restarted = start_download_server(with_leeway(&app)).await;
     for (token, what) in [(&token, "issued before"), (&ahead, "dated ahead")] {
-        let res = get(&app, &restarted, token).await;
-        assert_eq!(
-            res.status(),
-            StatusCode::UNAUTHORIZED,
-            "restart safety: {what}"
-        );
-        assert_eq!(error_code(res).await, "invalid_token");
+        refused(&app, &restarted, token, &format!("restart safety: {what}")).await;
     }
     // It served only once that leeway was over: a link minted now works.
     let fresh = mint(&app, &key);
@@ -437,10 +445,7 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
     let server = start_download_server(config).await;
     let used = mint(&app, &key);
     assert_eq!(get(&app, &server, &used).await.status(), StatusCode::OK);
-    // Minted by a clock 3 s ahead, inside the leeway.
-    let mut claims = app.claims(&key, "x.txt");
-    (claims.iat, claims.nbf, claims.exp) = (claims.iat + 3, claims.nbf + 3, claims.exp + 3);
-    let ahead = app.signing_key().mint(&claims).expect("mint");
+    let ahead = minted_ahead(&app, &key, 3);
     assert_eq!(get(&app, &server, &ahead).await.status(), StatusCode::OK);
 
     // As a failover to a replica that had not caught up, or an operator's mistake: every
@@ -450,13 +455,8 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
         .await
         .expect("FLUSHALL");
     for (token, what) in [(&used, "used"), (&ahead, "dated ahead")] {
-        let replay = get(&app, &server, token).await;
-        assert_eq!(
-            replay.status(),
-            StatusCode::UNAUTHORIZED,
-            "the replay right after the loss is refused: {what}"
-        );
-        assert_eq!(error_code(replay).await, "invalid_token");
+        let case = format!("the replay right after the loss is refused: {what}");
+        refused(&app, &server, token, &case).await;
     }
 
     wait_until_ready(&app, &server).await;
