@@ -180,7 +180,11 @@ async fn expired_and_not_yet_valid_tokens_are_refused() {
 
 #[tokio::test]
 async fn short_ttl_link_expires() {
-    let app = burnlink_tests::spawn_with(|c| c.token_ttl = 1).await;
+    let app = burnlink_tests::spawn_with(|c| {
+        c.token_ttl = 1;
+        c.leeway = 5; // the default
+    })
+    .await;
     let alice = app.login(ALICE).await;
     let file = alice.upload_ok("a.txt", b"x".to_vec()).await;
     let url = alice.link_url(&file.id).await;
@@ -189,6 +193,27 @@ async fn short_ttl_link_expires() {
     let res = app.anon.get(&url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(res).await, "token_expired");
+}
+
+#[tokio::test]
+async fn the_apps_leeway_is_its_embedded_download_servers() {
+    let app = burnlink_tests::spawn_with(|c| c.leeway = 2).await;
+    let alice = app.login(ALICE).await;
+    alice.upload_ok("a.txt", b"x".to_vec()).await;
+    let key = app.only_stored_file();
+    // A token from a minter whose clock runs `secs` ahead of the server's.
+    let ahead = |secs| {
+        let mut claims = app.claims(&key, "a.txt");
+        claims.iat += secs;
+        claims.nbf += secs;
+        claims.exp += secs;
+        app.mint(&claims)
+    };
+    // 4 s: past 2 (a second tick between minting and checking still leaves it past), inside
+    // the download server's default 5.
+    assert_invalid(&app, &ahead(4), "iat 4 s ahead, leeway 2").await;
+    let res = app.download(&ahead(2)).await;
+    assert_eq!(res.status(), StatusCode::OK, "iat 2 s ahead, leeway 2");
 }
 
 #[tokio::test]
