@@ -226,16 +226,14 @@ impl Application {
 }
 
 /// With a store that forgets what it burned when the process stops, a token burned by the
-/// previous process must not work again: every token issued before this process is refused,
-/// and so is one dated up to `leeway` seconds later, which the previous process accepted
-/// from a minter whose clock runs ahead. `iat` has one-second resolution, so the boundary is
-/// the next whole second plus the leeway, and the server waits for it before it serves (at
-/// most `1 + leeway` seconds), so no token minted after it starts serving is refused.
+/// previous process must not work again: tokens issued before
+/// [`store::forgotten_burns_boundary`] are refused, and the server waits for it before it
+/// serves (at most `1 + leeway` seconds), so no token minted after it starts serving is refused.
 async fn restart_boundary(store: &impl BurnStore, config: &Config) -> Option<u64> {
     if !store.forgets_on_restart() || config.accept_tokens_issued_before_start {
         return None;
     }
-    let boundary = shared::unix_now() + 1 + config.leeway;
+    let boundary = store::forgotten_burns_boundary(config.leeway);
     tracing::info!(
         refused_before = boundary,
         leeway = config.leeway,

@@ -222,6 +222,15 @@ impl TestApp {
         self.signing_key().mint(claims).expect("mint")
     }
 
+    /// A token for a file, minted by a clock `secs` seconds ahead of this one.
+    pub fn mint_ahead(&self, storage_key: &str, name: &str, secs: u64) -> String {
+        let mut claims = self.claims(storage_key, name);
+        claims.iat += secs;
+        claims.nbf += secs;
+        claims.exp += secs;
+        self.mint(&claims)
+    }
+
     /// `GET <download server>/d/<token>` with no cookies.
     pub async fn download(&self, token: &str) -> Response {
         self.anon

@@ -36,6 +36,14 @@ pub fn keep_until_ms(exp: u64, leeway: u64, clock_skew: u64) -> u64 {
         .saturating_mul(1000)
 }
 
+/// For a store that has just forgotten its burns (a memory store's restart, a Redis's data
+/// loss): the first `iat` it may accept. A token the lost records burned was accepted with `iat`
+/// up to that moment plus `leeway` (a minter's clock may run ahead), and `iat` has one-second
+/// resolution, so: the next second plus the leeway.
+pub fn forgotten_burns_boundary(leeway: u64) -> u64 {
+    shared::unix_now() + 1 + leeway
+}
+
 /// Waits until the clock reads the whole second `boundary` (Unix seconds): a store that
 /// refuses tokens issued before `boundary` serves only from then on, so no token minted once
 /// it serves is refused.

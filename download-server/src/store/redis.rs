@@ -157,11 +157,10 @@ struct Epoch {
 }
 
 impl Epoch {
-    /// A candidate for a bucket that has none: refuses everything issued up to this second
-    /// and `leeway` seconds past it, since such a token may have been burned just before the
-    /// loss (a minter's clock may run that far ahead of the server that burned it).
+    /// A candidate for a bucket that has none: refuses what the lost records may have burned
+    /// ([`super::forgotten_burns_boundary`]).
     fn new(leeway: u64) -> Epoch {
-        let boundary = shared::unix_now() + 1 + leeway;
+        let boundary = super::forgotten_burns_boundary(leeway);
         Epoch {
             value: format!("{boundary}-{}", shared::random_token(9)).into(),
             boundary,

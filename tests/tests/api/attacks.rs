@@ -201,14 +201,7 @@ async fn the_apps_leeway_is_its_embedded_download_servers() {
     let alice = app.login(ALICE).await;
     alice.upload_ok("a.txt", b"x".to_vec()).await;
     let key = app.only_stored_file();
-    // A token from a minter whose clock runs `secs` ahead of the server's.
-    let ahead = |secs| {
-        let mut claims = app.claims(&key, "a.txt");
-        claims.iat += secs;
-        claims.nbf += secs;
-        claims.exp += secs;
-        app.mint(&claims)
-    };
+    let ahead = |secs| app.mint_ahead(&key, "a.txt", secs);
     // 4 s: past 2 (a second tick between minting and checking still leaves it past), inside
     // the download server's default 5.
     assert_invalid(&app, &ahead(4), "iat 4 s ahead, leeway 2").await;

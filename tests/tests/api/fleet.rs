@@ -280,15 +280,6 @@ pub async fn wait_until_ready(app: &TestApp, server: &str) {
     panic!("{server} did not become ready");
 }
 
-/// A token for `key` minted by a clock `secs` seconds ahead of this one.
-fn minted_ahead(app: &TestApp, key: &str, secs: u64) -> String {
-    let mut claims = app.claims(key, "x.txt");
-    claims.iat += secs;
-    claims.nbf += secs;
-    claims.exp += secs;
-    app.signing_key().mint(&claims).expect("mint")
-}
-
 /// `token` gets 401 `invalid_token` from `server`.
 async fn refused(app: &TestApp, server: &str, token: &str, case: &str) {
     let res = get(app, server, token).await;
@@ -305,7 +296,7 @@ async fn a_restarted_memory_server_refuses_tokens_issued_before_it_started() {
     claims.nbf -= 2;
     let token = app.signing_key().mint(&claims).expect("mint");
     // Inside the leeway: the server accepts it as issued now.
-    let ahead = minted_ahead(&app, &key, 4);
+    let ahead = app.mint_ahead(&key, "x.txt", 4);
     let with_leeway = |app: &TestApp| {
         let mut config = download_config(app, "memory");
         config.leeway = 5;
@@ -445,7 +436,7 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
     let server = start_download_server(config).await;
     let used = mint(&app, &key);
     assert_eq!(get(&app, &server, &used).await.status(), StatusCode::OK);
-    let ahead = minted_ahead(&app, &key, 3);
+    let ahead = app.mint_ahead(&key, "x.txt", 3);
     assert_eq!(get(&app, &server, &ahead).await.status(), StatusCode::OK);
 
     // As a failover to a replica that had not caught up, or an operator's mistake: every
