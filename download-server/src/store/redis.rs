@@ -20,11 +20,11 @@ use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 /// **Store loss.** A Redis that restarts empty, or a replica promoted before it had every
 /// write, forgets burns; each still-valid link would work again. So the store keeps *epochs*:
 /// one key per bucket of ids (`burnlink:{eNN}:epoch`, never expiring), whose value names the
-/// second it was created. Every burn is one Lua script that checks, atomically with the
-/// `SET NX`, that the bucket's epoch is still the one this server knows: a bucket whose epoch
-/// is gone or new has lost its records, so the server learns (or creates) the new epoch and
-/// refuses every token issued before it, as the memory store refuses tokens issued before its
-/// start. Buckets share a hash tag with their ids, so on a cluster each node's loss is seen
+/// second it was created. Every burn reads the bucket's epoch atomically with its `SET NX`
+/// (one Lua script, or one transaction for a batch): a bucket whose epoch is gone or not the
+/// one this server knows has lost its records, so the server learns (or creates) the new epoch
+/// and refuses every token issued before it, as the memory store refuses tokens issued before
+/// its start. Buckets share a hash tag with their ids, so on a cluster each node's loss is seen
 /// for the ids it holds. Epochs are also checked every second, and by `/readyz`, which is not
 /// ready until the seconds refused by a new epoch are over.
 ///
@@ -32,19 +32,20 @@ use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 /// many replicas have it (standalone Redis), so a failover cannot forget it.
 ///
 /// **Group commit.** On one Redis, burns go out in batches: one task sends every burn queued
-/// while the previous batch was on its way as one script call ([`BURN_MANY`]) and, with
-/// replicas, one `WAIT` for the whole batch. A lone burn goes at once; under load Redis runs
-/// one script per batch instead of one per download (issue 18). A cluster takes one script per
-/// burn, as a script may only touch the keys of one slot.
+/// while the previous batch was on its way as one transaction ([`RedisStore::send_batch`]:
+/// `MULTI`, one `MGET` of the batch's epochs, a `SET NX PX` per burn, `EXEC`; no Lua, whose
+/// call per `SET` cost Redis a quarter of its time per burn) and, with replicas, one `WAIT` for
+/// the whole batch. A lone burn goes at once; under load Redis runs one transaction per batch
+/// instead of one per download (issue 18). A cluster takes one script per burn ([`BURN`]), as
+/// a transaction may only touch the keys of one slot.
 ///
 /// **Outcomes ride with burns.** When the outcome stream is the burn store's own Redis
 /// (`--outcomes-redis auto`, one Redis), [`RedisStore::outcome_sink`] queues finished
-/// downloads' records for the same task, and the next batch's script appends them to the
-/// stream as one entry (one `XADD` inside [`BURN_MANY`], after the burns, through
-/// `redis.pcall` so a stream that refuses it never changes a burn's answer): one round trip
-/// per download under load instead of a burn and an `XADD`, and one `XADD` per batch
-/// (issue 29). Records wait for a burn at most `--outcomes-linger-ms` (50 ms by default),
-/// then go on their own in the same script with no burns. A cluster, or an outcome stream on
+/// downloads' records for the same task, and the next batch's transaction appends them to the
+/// stream as one entry (one `XADD` after the burns; a stream that refuses it fails alone and
+/// never changes a burn's answer): one round trip per download under load instead of a burn
+/// and an `XADD`, and one `XADD` per batch (issue 29). Records wait for a burn at most
+/// `--outcomes-linger-ms` (50 ms by default), then go on their own with no burns. A cluster, or an outcome stream on
 /// another Redis, keeps the stream's own writer ([`crate::outcome::redis::RedisStreamSink`]).
 ///
 /// The connection is made on first use and remade after any failure, so a server starts while
@@ -63,7 +64,7 @@ pub struct RedisStore {
 
 /// Records waiting for a batch, at most; past it a record is dropped (and counted).
 const OUTCOME_QUEUE: usize = 4096;
-/// Records appended by one script call, at most.
+/// Records appended by one batch, at most.
 const OUTCOME_BATCH: usize = 256;
 
 /// The outcome records' end of the batching task (see [`RedisStore::outcome_sink`]).
@@ -88,7 +89,7 @@ impl OutcomeSink for BatchedOutcomes {
     }
 }
 
-/// Burns queued for one batch, at most: a script this long runs in well under a millisecond.
+/// Burns queued for one batch, at most: a transaction this long runs in well under a millisecond.
 const MAX_BURNS: usize = 128;
 /// Burns waiting for a batch, at most; past it a burn fails closed (503) at once.
 const BURN_QUEUE: usize = 8192;
@@ -101,9 +102,42 @@ struct Queued {
     epoch: Arc<str>,
     life_ms: u64,
     value: Cow<'static, str>,
-    /// The script's answer for this burn (1, 0 or -1), once replicated when replicas are
-    /// asked for.
-    reply: oneshot::Sender<Result<i64, StoreError>>,
+    /// The transaction's answer for this burn, once replicated when replicas are asked for.
+    reply: oneshot::Sender<Result<Batched, StoreError>>,
+}
+
+/// What one burn of a batch met in Redis: whether its `SET NX` wrote the id, and the bucket's
+/// epoch that the same transaction read.
+#[derive(Debug, PartialEq, Eq)]
+struct Batched {
+    set: bool,
+    met: Met,
+}
+
+/// The bucket's epoch as a batched burn's transaction read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Met {
+    /// The one this server knew: the bucket still holds every burn of its epoch.
+    Known,
+    /// Another one, made since by some server (this value): the bucket lost its records.
+    Other(String),
+    /// None: the bucket lost its records and no server has made its new epoch yet.
+    Missing,
+}
+
+impl Batched {
+    /// Whether the token was burned now: the `SET`'s answer, when the records the bucket holds
+    /// are every record it could have held for this token. They are when the epoch was the
+    /// known one; after a loss only for a token issued at or after the new epoch's boundary
+    /// (`epoch`, the one `met`), as no server accepted it before the loss. `None`: issued
+    /// before the loss, refused.
+    fn burned(&self, iat: u64, epoch: Option<&Epoch>) -> Option<bool> {
+        match (&self.met, epoch) {
+            (Met::Known, _) => Some(self.set),
+            (_, Some(epoch)) if iat >= epoch.boundary => Some(self.set),
+            _ => None,
+        }
+    }
 }
 
 /// Buckets of ids, each with its own epoch. A power of two, and enough for a cluster of
@@ -184,7 +218,6 @@ struct Epochs {
     /// The verifier's leeway on `iat`: how far past a new epoch's second it refuses.
     leeway: u64,
     burn: Script,
-    burn_many: Script,
     /// The batching task's end of the burn queue, until [`RedisStore::start`] takes it.
     queued: Mutex<Option<mpsc::Receiver<Queued>>>,
     /// The outcome records' end, when [`RedisStore::outcome_sink`] made one, until
@@ -203,39 +236,6 @@ const BURN: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
-";
-
-/// [`BURN`] for many ids at once: `KEYS` holds the n burns' epoch keys, then their ids, `ARGV`
-/// each burn's known epoch, life and value; one answer per burn, in order. The batch's epochs
-/// are read by one `MGET`, not one `GET` per burn (the batch path is a single Redis's, which
-/// holds every bucket; a cluster's buckets are in many slots and burn one script each). Then the outcome records, when there are any: the
-/// stream is the last key (an odd count of keys), and after the burns' arguments come the
-/// stream's `MAXLEN ~` and one entry holding every record ([`shared::record::stream_entry`]),
-/// appended after every burn is decided. The last answer is 1 when the stream refused it.
-const BURN_MANY: &str = r"
-local n = math.floor(#KEYS / 2)
-local out = {}
-if n > 0 then
-  local epochs = redis.call('MGET', unpack(KEYS, 1, n))
-  for i = 1, n do
-    local a = 3 * i - 2
-    if epochs[i] ~= ARGV[a] then
-      out[i] = -1
-    elseif redis.call('SET', KEYS[n + i], ARGV[a + 2], 'NX', 'PX', ARGV[a + 1]) then
-      out[i] = 1
-    else
-      out[i] = 0
-    end
-  end
-end
-local refused = 0
-if #KEYS > 2 * n then
-  local id = redis.pcall('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[3 * n + 1], '*', 'e',
-    ARGV[3 * n + 2])
-  if type(id) == 'table' and id.err then refused = 1 end
-end
-out[n + 1] = refused
-return out
 ";
 
 /// The record's value (a resume grant, or `1`), 0 when there is none, -1 on an epoch change.
@@ -387,7 +387,6 @@ impl RedisStore {
                 known: (0..BUCKETS).map(|_| RwLock::new(None)).collect(),
                 leeway,
                 burn: Script::new(BURN),
-                burn_many: Script::new(BURN_MANY),
                 queued: Mutex::new(None),
                 outcomes: Mutex::new(None),
                 grant: Script::new(GRANT),
@@ -460,7 +459,11 @@ impl RedisStore {
         let value: String = self
             .within(self.timeout, call.invoke_async(&mut conn))
             .await?;
-        let epoch = Epoch::parse(value)?;
+        Ok(self.remember(bucket, Epoch::parse(value)?))
+    }
+
+    /// Keeps `epoch` as the bucket's, warning when it replaces another.
+    fn remember(&self, bucket: usize, epoch: Epoch) -> Epoch {
         let mut known = self.epochs.known[bucket]
             .write()
             .unwrap_or_else(|e| e.into_inner());
@@ -475,7 +478,7 @@ impl RedisStore {
             );
         }
         *known = Some(epoch.clone());
-        Ok(epoch)
+        epoch
     }
 
     /// The bucket's epoch as this server knows it, learned first if it knows none.
@@ -505,32 +508,30 @@ impl RedisStore {
             if req.iat < epoch.boundary {
                 return Ok(None);
             }
-            let answer = match (op, &self.burns) {
-                (Op::Burn { life_ms, value }, Some(burns)) => {
-                    let (reply, answer) = oneshot::channel();
-                    let burn = Queued {
-                        bucket,
-                        key: burn_key(bucket, req.jti),
-                        epoch: epoch.value.clone(),
-                        life_ms,
-                        value: value.clone(),
-                        reply,
-                    };
-                    Value::Int(self.queue_burn(burns, burn, answer).await?)
-                }
-                _ => {
-                    let mut call = op.script(&self.epochs).prepare_invoke();
-                    call.key(epoch_key(bucket))
-                        .key(burn_key(bucket, req.jti))
-                        .arg(&*epoch.value);
-                    if let Op::Burn { life_ms, value } = op {
-                        call.arg(life_ms).arg(&**value);
-                    }
-                    let mut conn = self.conn.clone();
-                    self.within(self.timeout, call.invoke_async(&mut conn))
-                        .await?
-                }
-            };
+            if let (Op::Burn { life_ms, value }, Some(burns)) = (op, &self.burns) {
+                let (reply, answer) = oneshot::channel();
+                let burn = Queued {
+                    bucket,
+                    key: burn_key(bucket, req.jti),
+                    epoch: epoch.value.clone(),
+                    life_ms,
+                    value: value.clone(),
+                    reply,
+                };
+                let batched = self.queue_burn(burns, burn, answer).await?;
+                return self.settle(bucket, req.iat, batched).await;
+            }
+            let mut call = op.script(&self.epochs).prepare_invoke();
+            call.key(epoch_key(bucket))
+                .key(burn_key(bucket, req.jti))
+                .arg(&*epoch.value);
+            if let Op::Burn { life_ms, value } = op {
+                call.arg(life_ms).arg(&**value);
+            }
+            let mut conn = self.conn.clone();
+            let answer = self
+                .within(self.timeout, call.invoke_async(&mut conn))
+                .await?;
             match answer {
                 Value::Int(1) => return Ok(Some(Answer::Yes(None))),
                 Value::Int(0) => return Ok(Some(Answer::No)),
@@ -546,15 +547,37 @@ impl RedisStore {
         Ok(Some(Answer::EpochChanged))
     }
 
+    /// A batched burn's answer (see [`Batched::burned`]), learning the epoch it met when that
+    /// was not the known one: read by its transaction, or made now when the bucket had none.
+    async fn settle(
+        &self,
+        bucket: usize,
+        iat: u64,
+        batched: Batched,
+    ) -> Result<Option<Answer>, StoreError> {
+        let epoch = match &batched.met {
+            Met::Known => None,
+            Met::Other(value) => Some(self.remember(bucket, Epoch::parse(value.clone())?)),
+            Met::Missing => Some(self.learn_epoch(bucket).await?),
+        };
+        Ok(batched.burned(iat, epoch.as_ref()).map(|burned| {
+            if burned {
+                Answer::Yes(None)
+            } else {
+                Answer::No
+            }
+        }))
+    }
+
     /// Queues `burn` for the batching task and waits for its answer: within the deadline for
-    /// the script, and the `WAIT` one beside it when replicas are asked for. A burn whose
+    /// the transaction, and the `WAIT` one beside it when replicas are asked for. A burn whose
     /// caller stopped waiting before its batch left is not sent.
     async fn queue_burn(
         &self,
         burns: &mpsc::Sender<Queued>,
         burn: Queued,
-        answer: oneshot::Receiver<Result<i64, StoreError>>,
-    ) -> Result<i64, StoreError> {
+        answer: oneshot::Receiver<Result<Batched, StoreError>>,
+    ) -> Result<Batched, StoreError> {
         burns
             .try_send(burn)
             .map_err(|e| StoreError(format!("burn queue: {e}")))?;
@@ -572,7 +595,7 @@ impl RedisStore {
         }
     }
 
-    /// The batching task: sends every burn queued meanwhile as one [`BURN_MANY`] call (and one
+    /// The batching task: sends every burn queued meanwhile as one transaction (and one
     /// `WAIT` when replicas are asked for), with the outcome records queued meanwhile, hands
     /// each burn its answer, and goes again, until every store holding the queue is gone.
     /// Records with no burn to ride on wait the feed's `linger` for one, then go alone.
@@ -633,57 +656,59 @@ impl RedisStore {
         }
     }
 
-    /// One [`BURN_MANY`] call: `batch`'s burns (each handed its answer), then `records`
-    /// appended to the outcome stream. How many records were not written.
+    /// One transaction (`MULTI` ... `EXEC`, one round trip): the batch's epochs by one `MGET`,
+    /// each burn's `SET NX PX` (each handed its answer and the epoch beside it), then `records`
+    /// appended to the outcome stream as one entry. How many records were not written.
     async fn send_batch(&self, batch: &mut Vec<Queued>, records: &[String], maxlen: u64) -> u64 {
-        let mut call = self.epochs.burn_many.prepare_invoke();
-        for burn in batch.iter() {
-            call.key(epoch_key(burn.bucket));
-        }
-        for burn in batch.iter() {
-            call.key(&burn.key)
-                .arg(&*burn.epoch)
-                .arg(burn.life_ms)
-                .arg(&*burn.value);
+        let mut pipe = redis::pipe();
+        // A command that fails (a stream that refuses the entry) fails alone: the others'
+        // answers come back beside its error, as Redis ran them.
+        pipe.ignore_errors();
+        if !batch.is_empty() {
+            pipe.atomic().cmd("MGET");
+            for burn in batch.iter() {
+                pipe.arg(epoch_key(burn.bucket));
+            }
+            for burn in batch.iter() {
+                pipe.cmd("SET")
+                    .arg(&burn.key)
+                    .arg(&*burn.value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(burn.life_ms);
+            }
         }
         if !records.is_empty() {
-            call.key(OUTCOME_STREAM)
+            pipe.cmd("XADD")
+                .arg(OUTCOME_STREAM)
+                .arg("MAXLEN")
+                .arg("~")
                 .arg(stream_maxlen(maxlen, records.len()))
+                .arg("*")
+                .arg("e")
                 .arg(stream_entry(records));
         }
         let mut conn = self.conn.clone();
-        let answers: Result<Vec<i64>, StoreError> = self
-            .within(self.timeout, call.invoke_async(&mut conn))
-            .await;
-        // The last answer says whether the stream refused the records; the rest are the
-        // burns'.
-        let answers = match answers {
-            Ok(mut a) if a.len() == batch.len() + 1 => {
-                let lost = match a.pop() {
-                    Some(0) => 0,
-                    _ => records.len() as u64,
-                };
-                Ok((a, lost))
+        let replies: Result<Vec<Value>, StoreError> =
+            self.within(self.timeout, pipe.query_async(&mut conn)).await;
+        let mut lost = records.len() as u64;
+        let answers = replies.and_then(|mut replies| {
+            if !records.is_empty() && !matches!(replies.pop(), None | Some(Value::ServerError(_))) {
+                lost = 0;
             }
-            Ok(a) => Err(StoreError(format!(
-                "{} answers for {} burns",
-                a.len(),
-                batch.len()
-            ))),
-            Err(e) => Err(e),
-        };
-        // The records the script ran for were written (or counted refused) whatever `WAIT`
-        // says of the burns.
-        let (answers, lost) = match answers {
+            read_burns(batch.iter().map(|b| &*b.epoch), replies)
+        });
+        let answers = match answers {
             // Something was burned: served only once the replicas asked for have it.
-            Ok((a, lost)) if a.contains(&1) => (self.replicated().await.map(|()| a), lost),
-            Ok((a, lost)) => (Ok(a), lost),
-            Err(e) => (Err(e), records.len() as u64),
+            Ok(a) if a.iter().any(|a| matches!(a, Ok(Batched { set: true, .. }))) => {
+                self.replicated().await.map(|()| a)
+            }
+            answers => answers,
         };
         match answers {
             Ok(answers) => {
                 for (burn, answer) in batch.drain(..).zip(answers) {
-                    let _ = burn.reply.send(Ok(answer));
+                    let _ = burn.reply.send(answer);
                 }
             }
             Err(e) => {
@@ -731,6 +756,52 @@ impl RedisStore {
             ))),
         }
     }
+}
+
+/// The burns' answers in a batch's replies (the `MGET`'s epochs, then one reply per `SET`), for
+/// burns that knew the epochs `known`: one per burn, in order, or an error for them all when
+/// the replies are not those of the batch.
+fn read_burns<'a>(
+    known: impl ExactSizeIterator<Item = &'a str>,
+    replies: Vec<Value>,
+) -> Result<Vec<Result<Batched, StoreError>>, StoreError> {
+    let n = known.len();
+    if n == 0 && replies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut replies = replies.into_iter();
+    let epochs = match replies.next() {
+        Some(Value::Array(epochs)) if epochs.len() == n && replies.len() == n => epochs,
+        other => {
+            return Err(StoreError(format!(
+                "unexpected answer to {n} burns: {other:?}"
+            )));
+        }
+    };
+    let read = |known: &str, epoch: Value, set: Value| {
+        let met = match epoch {
+            Value::BulkString(seen) if seen == known.as_bytes() => Met::Known,
+            Value::BulkString(seen) => Met::Other(String::from_utf8_lossy(&seen).into_owned()),
+            Value::Nil => Met::Missing,
+            other => return Err(StoreError(format!("unexpected epoch {other:?}"))),
+        };
+        let set = match set {
+            Value::Okay => true,
+            Value::SimpleString(ok) if ok == "OK" => true,
+            Value::Nil => false,
+            other => {
+                return Err(StoreError(format!(
+                    "unexpected answer to a burn: {other:?}"
+                )));
+            }
+        };
+        Ok(Batched { set, met })
+    };
+    Ok(known
+        .zip(epochs)
+        .zip(replies)
+        .map(|((known, epoch), set)| read(known, epoch, set))
+        .collect())
 }
 
 /// Counts and logs outcome records that were not written.
@@ -840,5 +911,77 @@ mod tests {
             "the next second, past the leeway"
         );
         assert!(Epoch::parse("garbage".into()).is_err());
+    }
+    fn epoch(boundary: u64) -> Epoch {
+        Epoch::parse(format!("{boundary}-x")).unwrap()
+    }
+
+    #[test]
+    fn a_batched_burn_is_decided_by_its_set_unless_issued_before_the_epoch_it_met() {
+        let burn = |set, met| Batched { set, met };
+        // The known epoch: the `SET`'s answer.
+        assert_eq!(burn(true, Met::Known).burned(10, None), Some(true));
+        assert_eq!(burn(false, Met::Known).burned(10, None), Some(false));
+        // Another epoch, or none (then the one made since): the `SET`'s answer for a token
+        // issued at or after its boundary, never a second burn of its own id.
+        for met in [Met::Other("20-y".into()), Met::Missing] {
+            assert_eq!(
+                burn(true, met.clone()).burned(20, Some(&epoch(20))),
+                Some(true)
+            );
+            assert_eq!(
+                burn(false, met.clone()).burned(21, Some(&epoch(20))),
+                Some(false)
+            );
+            // Issued before it: perhaps burned before the loss, refused.
+            assert_eq!(burn(true, met.clone()).burned(19, Some(&epoch(20))), None);
+            assert_eq!(burn(true, met).burned(19, None), None);
+        }
+    }
+
+    #[test]
+    fn a_batchs_replies_are_read_burn_by_burn() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let replies = vec![
+            Value::Array(vec![bulk("1-a"), bulk("2-b"), Value::Nil, bulk("1-a")]),
+            Value::Okay,
+            Value::Nil,
+            Value::SimpleString("OK".into()),
+            Value::Int(3),
+        ];
+        let read = read_burns(["1-a", "1-a", "1-a", "1-a"].into_iter(), replies).unwrap();
+        let read: Vec<_> = read.into_iter().map(|r| r.map_err(|e| e.0)).collect();
+        assert_eq!(
+            read[0],
+            Ok(Batched {
+                set: true,
+                met: Met::Known
+            })
+        );
+        assert_eq!(
+            read[1],
+            Ok(Batched {
+                set: false,
+                met: Met::Other("2-b".into())
+            })
+        );
+        assert_eq!(
+            read[2],
+            Ok(Batched {
+                set: true,
+                met: Met::Missing
+            })
+        );
+        // A reply that is no `SET`'s fails its own burn only.
+        assert!(read[3].is_err(), "{:?}", read[3]);
+        // Replies that are not the batch's fail them all.
+        let short = vec![Value::Array(vec![bulk("1-a")]), Value::Okay];
+        assert!(read_burns(["1-a", "1-a"].into_iter(), short).is_err());
+        assert!(read_burns(["1-a"].into_iter(), Vec::new()).is_err());
+        assert!(
+            read_burns(std::iter::empty(), Vec::new())
+                .unwrap()
+                .is_empty()
+        );
     }
 }

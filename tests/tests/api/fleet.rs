@@ -137,7 +137,7 @@ async fn concurrent_uses_have_one_winner(store: &str) {
     );
 }
 
-/// One Redis takes the burns that arrive together in one script call (`BURN_MANY` in
+/// One Redis takes the burns that arrive together in one transaction (`send_batch` in
 /// download-server/src/store/redis.rs): each answer must reach its own download. Used and fresh
 /// tokens sent at once, interleaved, are told apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,6 +462,50 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
     );
 }
 
+/// A batch's burn reads its bucket's epoch in the transaction that writes its id. When that
+/// epoch is not the one the server knew (another server made it after a loss the server has
+/// not noticed yet), the `SET` has already run under it: a token issued at or after the new
+/// epoch's boundary is decided by that `SET`, once. (Learning the epoch and burning again
+/// would find the id just written, and refuse a link never used: 410.) Each round, every
+/// bucket gets a new epoch whose boundary has passed, and a fresh link is burned at once,
+/// before the server's check of every second can learn it.
+#[tokio::test]
+async fn a_burn_that_meets_an_epoch_another_server_made_is_decided_by_it_once() {
+    let Some(redis) = services::private_redis().await else {
+        return;
+    };
+    let (app, bytes, key) = app_with_file().await;
+    let server = spawn_download_server(&app, redis.url()).await;
+    let used = mint(&app, &key);
+    assert_eq!(get(&app, &server, &used).await.status(), StatusCode::OK);
+    let mut conn = redis.connection().await;
+    for round in 0..3 {
+        let epoch = format!("{}-made-by-another-{round}", shared::unix_now() - 1);
+        let mut mset = redis::cmd("MSET");
+        for bucket in 0..64 {
+            mset.arg(format!("burnlink:{{e{bucket:02}}}:epoch"))
+                .arg(&epoch);
+        }
+        let _: () = mset.query_async(&mut conn).await.expect("MSET");
+        let fresh = mint(&app, &key);
+        let res = get(&app, &server, &fresh).await;
+        assert_eq!(res.status(), StatusCode::OK, "round {round}: a fresh link");
+        assert_eq!(res.bytes().await.expect("body"), bytes);
+        assert_eq!(
+            get(&app, &server, &fresh).await.status(),
+            StatusCode::GONE,
+            "round {round}: and once"
+        );
+    }
+    // The link burned before the first new epoch stays burned: 410 from its record, or 401
+    // when a round began a second after it was issued.
+    let replay = get(&app, &server, &used).await.status();
+    assert!(
+        [StatusCode::GONE, StatusCode::UNAUTHORIZED].contains(&replay),
+        "{replay}"
+    );
+}
+
 #[tokio::test]
 async fn a_burn_is_served_only_once_the_replicas_asked_for_have_it() {
     let Some(redis) = services::private_redis().await else {
@@ -498,12 +542,13 @@ async fn audited(audit: &std::path::Path, n: usize) {
 }
 
 /// One round trip to Redis per burned download (issue 29): the outcome of a download rides to
-/// the stream inside the next download's burn script, never as an `XADD` of its own. MONITOR
-/// on a private Redis sees every command the download server sends, and those a script runs
-/// (`[0 lua]`). The outcome linger is long, so that each outcome (queued before its audit line
-/// is written, which the test waits for) is carried by the next burn whatever the machine's load.
+/// the stream inside the next download's burn transaction, never as an `XADD` of its own.
+/// MONITOR on a private Redis sees every command the download server sends (those a
+/// transaction runs as `EXEC` runs them). The outcome linger is long, so that each outcome
+/// (queued before its audit line is written, which the test waits for) is carried by the next
+/// burn whatever the machine's load.
 #[tokio::test]
-async fn a_download_is_one_script_call_carrying_the_outcome_of_the_one_before() {
+async fn a_download_is_one_transaction_carrying_the_outcome_of_the_one_before() {
     use futures_util::StreamExt;
     let Some(redis) = services::private_redis().await else {
         return;
@@ -559,27 +604,32 @@ async fn a_download_is_one_script_call_carrying_the_outcome_of_the_one_before() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let seen = seen.lock().unwrap().clone();
-    let (scripted, sent): (Vec<&String>, Vec<&String>) =
-        seen.iter().partition(|l| l.contains(" lua]"));
-    // The server's own commands, without the epoch checks of every second.
-    let sent: Vec<String> = sent
+    // The server's own commands (`"CMD" "arg" ...`), without the epoch checks of every second
+    // (a script each, and the commands it runs, `[0 lua]`).
+    let sent: Vec<String> = seen
         .iter()
-        .map(|l| l.to_lowercase())
-        .filter(|l| !l.contains("end-of-test"))
-        .filter(|l| l.contains(":burn:") || !l.contains(":epoch\""))
+        .filter(|l| !l.contains(" lua]") && !l.contains("end-of-test"))
+        .filter_map(|l| {
+            l.split_once("] ")
+                .map(|(_, command)| command.to_lowercase())
+        })
+        .filter(|c| !c.starts_with("\"evalsha\""))
         .collect();
-    assert_eq!(sent.len(), N, "one command per download: {sent:#?}");
-    for line in &sent {
-        assert!(line.contains("\"evalsha\""), "{line}");
-        assert_eq!(line.matches(":burn:").count(), 1, "one burn: {line}");
-        // The download before this one's outcome, appended by the same call.
-        assert_eq!(line.matches("\"burnlink:outcomes\"").count(), 1, "{line}");
+    // Each download: one transaction, sent whole (one round trip), of the epochs' `MGET`, the
+    // burn and the outcome before it.
+    let transactions: Vec<&[String]> = sent.chunks(5).collect();
+    assert_eq!(
+        transactions.len(),
+        N,
+        "one transaction per download: {sent:#?}"
+    );
+    for t in transactions {
+        let names: Vec<&str> = t.iter().filter_map(|c| c.split('"').nth(1)).collect();
+        assert_eq!(names, ["multi", "mget", "set", "xadd", "exec"], "{t:#?}");
+        assert_eq!(t[2].matches(":burn:").count(), 1, "one burn: {t:#?}");
+        // The download before this one's outcome, appended by the same transaction.
+        assert!(t[3].starts_with("\"xadd\" \"burnlink:outcomes\""), "{t:#?}");
     }
-    let appended = scripted
-        .iter()
-        .filter(|l| l.to_lowercase().contains("\"xadd\""))
-        .count();
-    assert_eq!(appended, N, "{scripted:#?}");
     let len: usize = redis::cmd("XLEN")
         .arg("burnlink:outcomes")
         .query_async(&mut conn)
@@ -590,10 +640,11 @@ async fn a_download_is_one_script_call_carrying_the_outcome_of_the_one_before() 
 }
 
 /// What Redis does per download, counted on a private Redis with every command in its slow log
-/// (`slowlog-log-slower-than 0`: each top-level command with its own microseconds), for the
-/// outcome stream written by its own writer (`--outcomes-redis <the same url>`, as before
-/// issue 29) and carried by the burns (`auto`). Prints the figures of docs/BENCHMARKS.md
-/// (`--nocapture`); fails if a burned download costs more than one command with `auto`.
+/// (`slowlog-log-slower-than 0`: each command with its own microseconds), for the outcome
+/// stream written by its own writer (`--outcomes-redis <the same url>`, as before issue 29)
+/// and carried by the burns (`auto`). Prints the figures of docs/BENCHMARKS.md
+/// (`--nocapture`); fails if a burned download costs more than one round trip (one
+/// transaction) with `auto`.
 #[tokio::test]
 async fn redis_commands_per_download_with_and_without_outcomes_in_the_burn() {
     let Some(redis) = services::private_redis().await else {
@@ -698,12 +749,15 @@ async fn redis_commands_per_download_with_and_without_outcomes_in_the_burn() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        // (command, whether it burns, microseconds), the server's own commands only.
-        let mut burns = (0usize, 0i64);
-        let mut xadds = (0usize, 0i64);
+        // The server's own commands, each (count, microseconds), oldest first. Every client
+        // here shares one socket, so an `XADD` is told to be in a burn's transaction by its
+        // place: right after the burn's `SET`, which a transaction's commands are (`EXEC` runs
+        // them one after another, and is not logged itself).
+        let (mut multis, mut mgets, mut burns) = ((0usize, 0i64), (0usize, 0i64), (0usize, 0i64));
+        let (mut inner, mut own) = ((0usize, 0i64), (0usize, 0i64));
+        let mut after_burn = false;
         let mut other = Vec::new();
-        let mut inner_xadds = 0usize;
-        for entry in &log {
+        for entry in log.iter().rev() {
             let redis::Value::Array(fields) = entry else {
                 panic!("{entry:?}")
             };
@@ -712,8 +766,8 @@ async fn redis_commands_per_download_with_and_without_outcomes_in_the_burn() {
             else {
                 panic!("{entry:?}")
             };
-            // Redis 7 logs the commands a script runs too, from client `?:0`, their arguments
-            // quoted; the script's own time includes theirs.
+            // Redis 7 logs the commands a script runs too, from client `?:0` (here only the
+            // epoch checks' scripts).
             let scripted =
                 matches!(fields.get(4), Some(redis::Value::BulkString(c)) if c.starts_with(b"?"));
             let args: Vec<String> = args
@@ -726,60 +780,59 @@ async fn redis_commands_per_download_with_and_without_outcomes_in_the_burn() {
                 })
                 .collect();
             let text = args.join(" ");
-            if scripted {
-                if args[0] == "xadd" {
-                    inner_xadds += 1;
-                }
-                continue;
+            let add = |(n, t): &mut (usize, i64)| (*n, *t) = (*n + 1, *t + us);
+            let burn = args[0] == "set" && text.contains(":burn:");
+            match &*args[0] {
+                _ if scripted => continue,
+                "evalsha" if text.contains(":epoch") && !text.contains(":burn:") => continue,
+                "xlen" | "slowlog" | "info" => continue,
+                "multi" => add(&mut multis),
+                "mget" => add(&mut mgets),
+                _ if burn => add(&mut burns),
+                // The stream's own writer sends its `XADD` once the download is over, which
+                // may also be right after the burn: in its mode every `XADD` is its own.
+                "xadd" if after_burn && !own_writer => add(&mut inner),
+                "xadd" => add(&mut own),
+                _ => other.push(text),
             }
-            if text.contains(":burn:") {
-                burns = (burns.0 + 1, burns.1 + us);
-            } else if args[0] == "xadd" {
-                xadds = (xadds.0 + 1, xadds.1 + us);
-            } else if !(text.contains(":epoch") || ["xlen", "slowlog", "info"].contains(&&*args[0]))
-            {
-                other.push(text);
-            }
+            after_burn = burn;
         }
-        assert_eq!(burns.0, N, "one burn script per download");
+        assert_eq!(multis.0, N, "one transaction per download");
+        assert_eq!(burns.0, N, "one burn per download");
         assert!(other.is_empty(), "{other:#?}");
         let per = |n: usize| n as f64 / N as f64;
-        let us = |(n, t): (usize, i64)| if n == 0 { 0.0 } else { t as f64 / n as f64 };
+        let all = [multis, mgets, burns, inner, own];
         rows.push(format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} µs | {:.1} µs | {:.1} µs |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} µs | {:.1} µs |",
             if own_writer {
                 "own writer (before)"
             } else {
                 "auto: in the burn"
             },
-            per(burns.0 + xadds.0),
-            per(burns.0),
-            per(xadds.0),
-            per(inner_xadds),
-            us(burns),
-            us(xadds),
-            (burns.1 + xadds.1) as f64 / N as f64,
+            per(multis.0 + own.0),
+            per(all.iter().map(|(n, _)| n).sum()),
+            per(inner.0),
+            per(own.0),
+            (multis.1 + mgets.1 + burns.1 + inner.1) as f64 / N as f64,
+            all.iter().map(|(_, t)| t).sum::<i64>() as f64 / N as f64,
         ));
         if !own_writer {
-            assert_eq!(xadds.0, 0, "no XADD of its own");
-            assert_eq!(
-                inner_xadds, N,
-                "each burn script appends the outcome before it"
-            );
+            assert_eq!(own.0, 0, "no XADD of its own");
+            assert_eq!(inner.0, N, "each transaction appends the outcome before it");
         }
     }
     println!(
-        "{N} downloads, one after another\n\
-         | outcomes | commands per download | burn scripts | XADDs | XADDs in a script | µs per burn script | µs per XADD | Redis µs per download |\n\
-         |---|---|---|---|---|---|---|---|\n{}",
+        "{N} downloads, one after another (`EXEC` is not in the slow log)\n\
+         | outcomes | round trips per download | commands per download | XADDs in a transaction | XADDs of their own | µs per transaction | Redis µs per download |\n\
+         |---|---|---|---|---|---|---|\n{}",
         rows.join("\n")
     );
 }
 
 /// An outcome the stream refuses (here the key holds a string, not a stream) never changes the
-/// answer of the burns in the same script: the downloads it rides with are served, and a burned
-/// token stays burned. (With `redis.call` instead of `redis.pcall` the script would fail, and
-/// every burn of its batch with it: 503.)
+/// answer of the burns in the same transaction: the downloads it rides with are served, and a
+/// burned token stays burned. (Without `ignore_errors` on the transaction, its error would be
+/// the whole batch's, and every burn of it would fail: 503.)
 #[tokio::test]
 async fn an_outcome_the_stream_refuses_leaves_the_burns_beside_it_alone() {
     let Some(redis) = services::private_redis().await else {
