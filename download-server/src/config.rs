@@ -216,7 +216,7 @@ pub struct Config {
     pub outcomes_stream_maxlen: u64,
 
     /// With `--outcomes-redis auto`, how long a download's outcome waits, at most, for a later
-    /// burn to carry it to Redis in the same script call (one round trip per download); then it
+    /// burn to carry it to Redis in the same transaction (one round trip per download); then it
     /// goes on its own (milliseconds, 1 to 60000).
     #[arg(long, env = "OUTCOMES_LINGER_MS", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
