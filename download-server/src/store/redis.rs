@@ -34,8 +34,8 @@ use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 /// **Group commit.** On one Redis, burns go out in batches: one task sends every burn queued
 /// while the previous batch was on its way as one transaction ([`RedisStore::send_batch`]:
 /// `MULTI`, one `MGET` of the batch's epochs, a `SET NX PX` per burn, `EXEC`; no Lua, whose
-/// call per `SET` cost Redis a quarter of its time per burn) and, with replicas, one `WAIT` for
-/// the whole batch. A lone burn goes at once; under load Redis runs one transaction per batch
+/// call around each `SET` was half of Redis's time per burn) and, with replicas, one `WAIT`
+/// for the whole batch. A lone burn goes at once; under load Redis runs one transaction per batch
 /// instead of one per download (issue 18). A cluster takes one script per burn ([`BURN`]), as
 /// a transaction may only touch the keys of one slot.
 ///
@@ -45,8 +45,9 @@ use super::{Burn, BurnRequest, BurnStore, ResumeGrant, StoreError};
 /// stream as one entry (one `XADD` after the burns; a stream that refuses it fails alone and
 /// never changes a burn's answer): one round trip per download under load instead of a burn
 /// and an `XADD`, and one `XADD` per batch (issue 29). Records wait for a burn at most
-/// `--outcomes-linger-ms` (50 ms by default), then go on their own with no burns. A cluster, or an outcome stream on
-/// another Redis, keeps the stream's own writer ([`crate::outcome::redis::RedisStreamSink`]).
+/// `--outcomes-linger-ms` (50 ms by default), then go on their own with no burns. A cluster,
+/// or an outcome stream on another Redis, keeps the stream's own writer
+/// ([`crate::outcome::redis::RedisStreamSink`]).
 ///
 /// The connection is made on first use and remade after any failure, so a server starts while
 /// Redis is down (unready, refusing downloads with 503) and recovers on its own when Redis is
@@ -89,7 +90,8 @@ impl OutcomeSink for BatchedOutcomes {
     }
 }
 
-/// Burns queued for one batch, at most: a transaction this long runs in well under a millisecond.
+/// Burns queued for one batch, at most: a transaction this long runs in well under a
+/// millisecond.
 const MAX_BURNS: usize = 128;
 /// Burns waiting for a batch, at most; past it a burn fails closed (503) at once.
 const BURN_QUEUE: usize = 8192;

@@ -259,14 +259,14 @@ async fn downloads_fail_closed_while_redis_is_down_and_recover_after() {
         "nor one minted before it: it may have been used"
     );
     let fresh = mint(&app, &key);
-    let res = get(&app, &server, &fresh).await;
-    assert_eq!(res.status(), StatusCode::OK, "a fresh link works");
-    assert_eq!(res.bytes().await.expect("body"), bytes);
-    assert_eq!(
-        get(&app, &server, &fresh).await.status(),
-        StatusCode::GONE,
-        "and is burned in the new Redis"
-    );
+    served_once(
+        &app,
+        &server,
+        &fresh,
+        &bytes,
+        "a fresh link, burned in the new Redis",
+    )
+    .await;
 }
 
 /// Polls `/readyz` until it answers 200 (bounded: 15 s).
@@ -278,6 +278,15 @@ pub async fn wait_until_ready(app: &TestApp, server: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{server} did not become ready");
+}
+
+/// `token` gets the file (`bytes`) from `server` once, and 410 after.
+async fn served_once(app: &TestApp, server: &str, token: &str, bytes: &[u8], case: &str) {
+    let res = get(app, server, token).await;
+    assert_eq!(res.status(), StatusCode::OK, "{case}");
+    assert_eq!(res.bytes().await.expect("body"), bytes, "{case}");
+    let replay = get(app, server, token).await.status();
+    assert_eq!(replay, StatusCode::GONE, "{case}: and only once");
 }
 
 /// `token` gets 401 `invalid_token` from `server`.
@@ -323,13 +332,7 @@ async fn a_restarted_memory_server_refuses_tokens_issued_before_it_started() {
 
     // The opt-out shows what the default protects against: the forgotten burn is replayable.
     let opted_out = start_download_server(accepting(&app)).await;
-    let res = get(&app, &opted_out, &token).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.bytes().await.expect("body"), bytes);
-    assert_eq!(
-        get(&app, &opted_out, &token).await.status(),
-        StatusCode::GONE
-    );
+    served_once(&app, &opted_out, &token, &bytes, "the opt-out replays").await;
 }
 
 /// A used token sent again and again across the instant its record expired in the old scheme
@@ -452,10 +455,7 @@ async fn a_redis_that_lost_its_data_is_noticed_at_the_next_burn() {
 
     wait_until_ready(&app, &server).await;
     let fresh = mint(&app, &key);
-    let res = get(&app, &server, &fresh).await;
-    assert_eq!(res.status(), StatusCode::OK, "fresh links work");
-    assert_eq!(res.bytes().await.expect("body"), bytes);
-    assert_eq!(get(&app, &server, &fresh).await.status(), StatusCode::GONE);
+    served_once(&app, &server, &fresh, &bytes, "fresh links work").await;
     assert_eq!(
         get(&app, &server, &used).await.status(),
         StatusCode::UNAUTHORIZED
@@ -488,14 +488,7 @@ async fn a_burn_that_meets_an_epoch_another_server_made_is_decided_by_it_once() 
         }
         let _: () = mset.query_async(&mut conn).await.expect("MSET");
         let fresh = mint(&app, &key);
-        let res = get(&app, &server, &fresh).await;
-        assert_eq!(res.status(), StatusCode::OK, "round {round}: a fresh link");
-        assert_eq!(res.bytes().await.expect("body"), bytes);
-        assert_eq!(
-            get(&app, &server, &fresh).await.status(),
-            StatusCode::GONE,
-            "round {round}: and once"
-        );
+        served_once(&app, &server, &fresh, &bytes, &format!("round {round}")).await;
     }
     // The link burned before the first new epoch stays burned: 410 from its record, or 401
     // when a round began a second after it was issued.
