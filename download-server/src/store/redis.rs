@@ -693,13 +693,16 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let replies: Result<Vec<Value>, StoreError> =
             self.within(self.timeout, pipe.query_async(&mut conn)).await;
-        let mut lost = records.len() as u64;
-        let answers = replies.and_then(|mut replies| {
-            if !records.is_empty() && !matches!(replies.pop(), None | Some(Value::ServerError(_))) {
-                lost = 0;
+        // The records' `XADD` is the last reply when there are any; the rest are the burns'.
+        let (answers, lost) = match replies {
+            Ok(mut replies) => {
+                let appended = records.is_empty()
+                    || !matches!(replies.pop(), None | Some(Value::ServerError(_)));
+                let answers = read_burns(batch.iter().map(|b| &*b.epoch), replies);
+                (answers, if appended { 0 } else { records.len() as u64 })
             }
-            read_burns(batch.iter().map(|b| &*b.epoch), replies)
-        });
+            Err(e) => (Err(e), records.len() as u64),
+        };
         let answers = match answers {
             // Something was burned: served only once the replicas asked for have it.
             Ok(a) if a.iter().any(|a| matches!(a, Ok(Batched { set: true, .. }))) => {
